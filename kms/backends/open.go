@@ -1,0 +1,58 @@
+// Package backends opens a kms.KEK from its URI, dispatching on the scheme to the
+// backend packages. It is the only package that imports all of them.
+package backends
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/authpipe/authpipe-proxy/kms"
+	"github.com/authpipe/authpipe-proxy/kms/local"
+)
+
+// Options apply to every backend; each takes what it needs.
+type Options struct {
+	// CreateLocal lets the local backend create a missing key file (dev profile).
+	CreateLocal bool
+	Logger      *slog.Logger
+}
+
+// Open returns the KEK that uri names.
+func Open(ctx context.Context, uri string, opts Options) (kms.KEK, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	scheme, _, ok := strings.Cut(uri, ":")
+	if !ok {
+		return nil, fmt.Errorf("%w: %q has no scheme", kms.ErrConfig, uri)
+	}
+	switch scheme {
+	case local.Scheme:
+		return local.Open(uri, local.Options{Create: opts.CreateLocal})
+	default:
+		return nil, fmt.Errorf("%w: unknown KEK scheme %q (want local, awskms, vault-transit or pkcs11)", kms.ErrConfig, scheme)
+	}
+}
+
+// OpenRing opens the current KEK and any previous ones.
+func OpenRing(ctx context.Context, current string, previous []string, opts Options) (*kms.Ring, error) {
+	cur, err := Open(ctx, current, opts)
+	if err != nil {
+		return nil, err
+	}
+	var prev []kms.KEK
+	for _, uri := range previous {
+		k, err := Open(ctx, uri, Options{Logger: opts.Logger})
+		if err != nil {
+			_ = cur.Close()
+			for _, p := range prev {
+				_ = p.Close()
+			}
+			return nil, fmt.Errorf("previous KEK: %w", err)
+		}
+		prev = append(prev, k)
+	}
+	return kms.NewRing(cur, prev...)
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: make sure every real dependency the tests use is installed and
+# running (idempotently), then vet, then `go test -race ./...`, then the chart checks.
+# On CI (CI=true) a dependency that cannot be provided is a failure; locally the tests
+# that need it skip with a loud message.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CI="${CI:-false}"
+
+for dep in scripts/deps/*.sh; do
+	# shellcheck source=/dev/null
+	source "$dep"
+done
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 15m ./... 2>&1 | tee /tmp/authpipe-go-test.log
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "go test failed (status $status)"; exit "$status"; }
+
+if [ -x scripts/chart-check.sh ]; then
+	echo "== chart checks"
+	scripts/chart-check.sh
+fi
+echo "== all tests passed"
