@@ -1,0 +1,42 @@
+// Package ids makes the opaque, prefixed identifiers of the API (ws_, conn_, cs_, apk_,
+// evt_, ...): 128 bits from crypto/rand in lower-case base32, so they are unguessable and
+// safe in URLs.
+package ids
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+)
+
+var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Prefixes of the API's identifiers.
+const (
+	Workspace      = "ws"
+	Connection     = "conn"
+	ConnectSession = "cs"
+	APIKey         = "apk"
+	Event          = "evt"
+	Provider       = "prv"
+	DEK            = "dek"
+	ProxyKey       = "pk"
+)
+
+// New returns prefix + "_" + 26 random base32 characters.
+func New(prefix string) string {
+	return prefix + "_" + Random(16)
+}
+
+// Random returns n random bytes from crypto/rand in lower-case base32.
+func Random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms (Go ≥ 1.24)
+	return enc.EncodeToString(b)
+}
+
+// HasPrefix reports whether id looks like an identifier with this prefix.
+func HasPrefix(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix+"_")
+	return ok && rest != "" && len(rest) <= 64
+}

@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+)
+
+// appendEvents links and inserts events in tx, one chain per workspace. Heads are locked
+// in workspace order so that concurrent multi-workspace appends cannot deadlock, and the
+// head row lock (PostgreSQL) or the immediate transaction (SQLite) serialises appends, so
+// the chain never forks.
+func (s *Store) appendEvents(tx *gorm.DB, evs []audit.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	byWS := map[string][]int{}
+	var order []string
+	for i := range evs {
+		ws := evs[i].WorkspaceID
+		if ws == "" {
+			return errors.New("store: audit event without workspace")
+		}
+		if _, ok := byWS[ws]; !ok {
+			order = append(order, ws)
+		}
+		byWS[ws] = append(byWS[ws], i)
+	}
+	sort.Strings(order)
+	for _, ws := range order {
+		if err := tx.Clauses(clause.OnConflict{DoNothing: true}).
+			Create(&auditHead{WorkspaceID: ws, Seq: 0, Hash: audit.GenesisHash}).Error; err != nil {
+			return err
+		}
+		var head auditHead
+		if err := s.forUpdate(tx.Where("workspace_id = ?", ws)).Take(&head).Error; err != nil {
+			return err
+		}
+		rows := make([]auditRow, 0, len(byWS[ws]))
+		for _, i := range byWS[ws] {
+			e := &evs[i]
+			if e.ID == "" {
+				e.ID = ids.New(ids.Event)
+			}
+			if e.At.IsZero() {
+				e.At = s.now()
+			}
+			audit.Link(e, head.Seq, head.Hash)
+			head.Seq, head.Hash, head.EventID = e.Seq, e.Hash, e.ID
+			rows = append(rows, auditRow(*e))
+		}
+		if err := tx.CreateInBatches(rows, 200).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&auditHead{}).Where("workspace_id = ?", ws).
+			Updates(map[string]any{"seq": head.Seq, "hash": head.Hash, "event_id": head.EventID}).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AppendEvents appends events in a transaction of their own (the batched token.read
+// writer, and events that record no other change).
+func (s *Store) AppendEvents(ctx context.Context, evs ...audit.Event) error {
+	return s.tx(ctx, func(tx *gorm.DB) error { return s.appendEvents(tx, evs) })
+}
+
+// ListAudit returns a workspace's events after the event afterID (oldest first).
+func (s *Store) ListAudit(ctx context.Context, workspaceID, afterID string, limit int) ([]audit.Event, error) {
+	q := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID)
+	if afterID != "" {
+		var after auditRow
+		err := s.db.WithContext(ctx).Select("seq").Where("workspace_id = ? AND id = ?", workspaceID, afterID).Take(&after).Error
+		if err != nil {
+			return nil, s.classify(err)
+		}
+		q = q.Where("seq > ?", after.Seq)
+	}
+	var rows []auditRow
+	if err := q.Order("seq").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, s.classify(err)
+	}
+	out := make([]audit.Event, len(rows))
+	for i, r := range rows {
+		out[i] = audit.Event(r)
+	}
+	return out, nil
+}
+
+// VerifyResult is the outcome of verifying one workspace's chain.
+type VerifyResult struct {
+	OK            bool
+	Events        int
+	Head          string
+	FirstBadEvent string
+}
+
+// VerifyAudit recomputes a workspace's chain from genesis and compares its end with the
+// recorded head, so an edited, reordered or deleted event, or a deleted tail, shows.
+func (s *Store) VerifyAudit(ctx context.Context, workspaceID string) (VerifyResult, error) {
+	v := audit.NewVerifier()
+	var batch []auditRow
+	lastSeq := int64(0)
+	for {
+		batch = batch[:0]
+		err := s.db.WithContext(ctx).Where("workspace_id = ? AND seq > ?", workspaceID, lastSeq).
+			Order("seq").Limit(1000).Find(&batch).Error
+		if err != nil {
+			return VerifyResult{}, s.classify(err)
+		}
+		for _, r := range batch {
+			if !v.Add(audit.Event(r)) {
+				break
+			}
+		}
+		if len(batch) < 1000 || !okSoFar(v) {
+			break
+		}
+		lastSeq = batch[len(batch)-1].Seq
+	}
+	var head auditHead
+	err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&head).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		head = auditHead{Hash: audit.GenesisHash}
+	case err != nil:
+		return VerifyResult{}, s.classify(err)
+	}
+	v.CheckHead(head.Seq, head.Hash, head.EventID)
+	ok, n, h, bad := v.Result()
+	return VerifyResult{OK: ok, Events: n, Head: h, FirstBadEvent: bad}, nil
+}
+
+func okSoFar(v *audit.Verifier) bool { ok, _, _, _ := v.Result(); return ok }
+
+// AuditWorkspaces lists the workspaces that have a chain.
+func (s *Store) AuditWorkspaces(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.WithContext(ctx).Model(&auditHead{}).Order("workspace_id").Pluck("workspace_id", &out).Error
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", s.classify(err))
+	}
+	return out, nil
+}

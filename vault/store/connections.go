@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+)
+
+// CreateConnection stores a connection, its sealed credential and its audit event.
+func (s *Store) CreateConnection(ctx context.Context, c Connection, cred Credential, evs ...audit.Event) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&c).Error; err != nil {
+			return err
+		}
+		if err := tx.Create(&cred).Error; err != nil {
+			return err
+		}
+		return s.appendEvents(tx, evs)
+	})
+}
+
+// Connection returns a workspace's connection (metadata only).
+func (s *Store) Connection(ctx context.Context, workspaceID, id string) (Connection, error) {
+	var c Connection
+	err := s.db.WithContext(ctx).Where("workspace_id = ? AND id = ?", workspaceID, id).Take(&c).Error
+	return c, s.classify(err)
+}
+
+// ConnectionCredential is a connection joined with its sealed credential (nil when the
+// ciphertext has been deleted).
+type ConnectionCredential struct {
+	Connection
+	Credential *Credential
+}
+
+type connCredRow struct {
+	Connection
+	CredConnectionID *string `gorm:"column:cred_connection_id"`
+	CredAccessToken  []byte  `gorm:"column:cred_access_token"`
+	CredRefreshToken []byte  `gorm:"column:cred_refresh_token"`
+	CredAPIKey       []byte  `gorm:"column:cred_api_key"`
+	CredTokenType    string  `gorm:"column:cred_token_type"`
+	CredUpdatedAt    *time.Time
+}
+
+// ConnectionWithCredential is the hot path's one indexed read: the connection and its
+// sealed credential by primary key.
+func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id string) (ConnectionCredential, error) {
+	var row connCredRow
+	err := s.db.WithContext(ctx).Table("connections AS c").
+		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
+			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
+			cr.token_type AS cred_token_type, cr.updated_at AS cred_updated_at`).
+		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
+		Where("c.id = ? AND c.workspace_id = ?", id, workspaceID).Take(&row).Error
+	if err != nil {
+		return ConnectionCredential{}, s.classify(err)
+	}
+	out := ConnectionCredential{Connection: row.Connection}
+	if row.CredConnectionID != nil {
+		out.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
+			AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
+			TokenType: row.CredTokenType}
+		if row.CredUpdatedAt != nil {
+			out.Credential.UpdatedAt = *row.CredUpdatedAt
+		}
+	}
+	return out, nil
+}
+
+// ConnectionFilter narrows ListConnections.
+type ConnectionFilter struct {
+	EndUserID string
+	Provider  string
+	Status    string
+	After     string // cursor: list ids greater than this
+	Limit     int
+}
+
+// ListConnections pages through a workspace's connections in id order.
+func (s *Store) ListConnections(ctx context.Context, workspaceID string, f ConnectionFilter) ([]Connection, error) {
+	q := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID)
+	if f.EndUserID != "" {
+		q = q.Where("end_user_id = ?", f.EndUserID)
+	}
+	if f.Provider != "" {
+		q = q.Where("provider = ?", f.Provider)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", f.Status)
+	}
+	if f.After != "" {
+		q = q.Where("id > ?", f.After)
+	}
+	var out []Connection
+	err := q.Order("id").Limit(f.Limit).Find(&out).Error
+	return out, s.classify(err)
+}
+
+// Disconnect marks a connection disconnected. With deleteCredential the ciphertext is
+// deleted in the same transaction; otherwise it is kept sealed (and unusable) until the
+// retention window ends. An already disconnected connection is returned unchanged.
+func (s *Store) Disconnect(ctx context.Context, workspaceID, id string, deleteCredential bool, evs ...audit.Event) (Connection, error) {
+	var c Connection
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		if err := s.forUpdate(tx.Where("workspace_id = ? AND id = ?", workspaceID, id)).Take(&c).Error; err != nil {
+			return err
+		}
+		if c.Status == StatusDisconnected {
+			return nil
+		}
+		now := s.now().UTC()
+		if deleteCredential {
+			if err := tx.Where("connection_id = ?", id).Delete(&Credential{}).Error; err != nil {
+				return err
+			}
+		}
+		res := tx.Model(&Connection{}).Where("id = ? AND version = ?", id, c.Version).Updates(map[string]any{
+			"status": StatusDisconnected, "disconnected_at": now, "next_refresh_at": nil,
+			"updated_at": now, "version": c.Version + 1,
+		})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrConflict
+		}
+		c.Status, c.DisconnectedAt, c.NextRefreshAt, c.UpdatedAt, c.Version = StatusDisconnected, &now, nil, now, c.Version+1
+		return s.appendEvents(tx, evs)
+	})
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Connection{}, ErrNotFound
+	}
+	return c, err
+}

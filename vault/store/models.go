@@ -1,0 +1,189 @@
+package store
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Strings is a list of strings kept as a JSON array in one column.
+type Strings []string
+
+// Value implements driver.Valuer.
+func (s Strings) Value() (driver.Value, error) {
+	if s == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal([]string(s))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (s *Strings) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	case nil:
+		*s = nil
+		return nil
+	default:
+		return fmt.Errorf("store: cannot scan %T into Strings", v)
+	}
+	return json.Unmarshal(b, (*[]string)(s))
+}
+
+// Workspace is a tenant: every other row belongs to one.
+type Workspace struct {
+	ID        string `gorm:"primaryKey"`
+	Name      string
+	CreatedAt time.Time
+}
+
+// TableName implements gorm's tabler.
+func (Workspace) TableName() string { return "workspaces" }
+
+// APIKey is an application's key. Only a keyed hash of the key is stored.
+type APIKey struct {
+	ID          string `gorm:"primaryKey"`
+	WorkspaceID string
+	Name        string
+	Prefix      string
+	Hash        []byte
+	HashKeyID   string
+	Scopes      Strings
+	CreatedAt   time.Time
+	RevokedAt   *time.Time
+}
+
+// TableName implements gorm's tabler.
+func (APIKey) TableName() string { return "api_keys" }
+
+// Provider is an integration configured in a workspace. Config is the JSON document of
+// its non-secret settings; the client secret lives in ProviderSecret.
+type Provider struct {
+	ID          string `gorm:"primaryKey"`
+	WorkspaceID string
+	Key         string
+	AuthMode    string
+	Config      string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// TableName implements gorm's tabler.
+func (Provider) TableName() string { return "providers" }
+
+// ProviderSecret is a provider's sealed OAuth client secret.
+type ProviderSecret struct {
+	ProviderID  string `gorm:"primaryKey"`
+	WorkspaceID string
+	Sealed      []byte
+	Prefix      string
+	UpdatedAt   time.Time
+}
+
+// TableName implements gorm's tabler.
+func (ProviderSecret) TableName() string { return "provider_secrets" }
+
+// Connection statuses (API.md).
+const (
+	StatusActive        = "active"
+	StatusNeedsReauth   = "needs_reauth"
+	StatusDisconnected  = "disconnected"
+	StatusError         = "error"
+	StatusRevokePending = "revoke_pending"
+)
+
+// Connection is one end user's link to one provider: metadata only.
+type Connection struct {
+	ID               string `gorm:"primaryKey"`
+	WorkspaceID      string
+	Provider         string
+	EndUserID        string
+	AuthMode         string
+	Status           string
+	Scopes           Strings
+	CredentialPrefix string
+	ExpiresAt        *time.Time
+	LastRefreshedAt  *time.Time
+	NextRefreshAt    *time.Time
+	DisconnectedAt   *time.Time
+	Version          int64
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+}
+
+// TableName implements gorm's tabler.
+func (Connection) TableName() string { return "connections" }
+
+// Credential holds a connection's sealed secrets, each sealed on its own and bound to the
+// connection, the field and the workspace.
+type Credential struct {
+	ConnectionID string `gorm:"primaryKey"`
+	WorkspaceID  string
+	AccessToken  []byte
+	RefreshToken []byte
+	APIKey       []byte `gorm:"column:api_key"`
+	TokenType    string
+	UpdatedAt    time.Time
+}
+
+// TableName implements gorm's tabler.
+func (Credential) TableName() string { return "credentials" }
+
+// ProxyKey is one of the proxy's own keys (e.g. the API-key hashing key), sealed under
+// the client-secret keyring.
+type ProxyKey struct {
+	ID        string `gorm:"primaryKey"`
+	Purpose   string
+	State     string
+	Sealed    []byte
+	CreatedAt time.Time
+}
+
+// TableName implements gorm's tabler.
+func (ProxyKey) TableName() string { return "proxy_keys" }
+
+type dekRow struct {
+	ID          string `gorm:"primaryKey"`
+	WorkspaceID string
+	Purpose     string
+	Generation  int
+	KEKID       string `gorm:"column:kek_id"`
+	KEKVersion  string `gorm:"column:kek_version"`
+	Wrapped     []byte
+	CreatedAt   time.Time
+	RewrappedAt *time.Time
+}
+
+func (dekRow) TableName() string { return "deks" }
+
+type auditHead struct {
+	WorkspaceID string `gorm:"primaryKey"`
+	Seq         int64
+	Hash        string
+	EventID     string
+}
+
+func (auditHead) TableName() string { return "audit_heads" }
+
+type auditRow struct {
+	ID           string `gorm:"primaryKey"`
+	WorkspaceID  string
+	Seq          int64
+	At           time.Time
+	Type         string
+	Actor        string
+	ConnectionID string
+	Outcome      string
+	ErrorCode    string
+	Data         string
+	PrevHash     string
+	Hash         string
+}
+
+func (auditRow) TableName() string { return "audit_events" }

@@ -1,0 +1,252 @@
+// Package store persists authpipe-proxy's state with gorm on PostgreSQL (production) or
+// SQLite (the pure-Go dev default): workspaces, wrapped DEKs, API keys, providers,
+// connections, sealed credentials and the audit chain.
+//
+// It stores ciphertext only; sealing and opening is the vault's job. Every change that the
+// audit log records is written in the same transaction as its audit event, so a change
+// without its event (or an event without its change) cannot be committed. Schema changes
+// are versioned SQL migrations per dialect (goose), embedded in the binary: never AutoMigrate.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"github.com/pressly/goose/v3"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Dialect names.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+// ErrUnavailable wraps any failure to reach the database: callers answer 503
+// database_unavailable and retry later.
+var ErrUnavailable = errors.New("store: database unavailable")
+
+// ErrConflict: a unique constraint or a compare-and-swap failed.
+var ErrConflict = errors.New("store: conflict")
+
+// ErrNotFound is vault.ErrNotFound, so that the vault's DEK lookups and the store agree.
+var ErrNotFound = vault.ErrNotFound
+
+// Store is the persistence layer. It is safe for concurrent use.
+type Store struct {
+	db      *gorm.DB
+	dialect string
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithClock injects the clock.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// Open connects to the database that url names (sqlite://path or postgres://...). It does
+// not migrate; call Migrate. Open does not fail when a PostgreSQL server is down: the pool
+// connects lazily and Ping reports it.
+func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
+	s := &Store{now: time.Now, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	cfg := &gorm.Config{
+		Logger:                 logger.Discard, // gorm's logger prints SQL parameters: ciphertext, hashes
+		NowFunc:                func() time.Time { return s.now().UTC() },
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+		DisableAutomaticPing:   true, // a database that is down at start-up must not stop the server
+	}
+	switch {
+	case strings.HasPrefix(databaseURL, "sqlite://"):
+		path := strings.TrimPrefix(databaseURL, "sqlite://")
+		if path == "" {
+			return nil, fmt.Errorf("store: sqlite URL has no path")
+		}
+		if path != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+		}
+		// WAL for concurrent readers; immediate transactions so writers queue on the
+		// busy timeout instead of failing to upgrade a read lock; foreign keys on.
+		dsn := path + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		db, err := gorm.Open(sqlite.Open(dsn), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		s.db, s.dialect = db, SQLite
+		sqlDB, _ := db.DB()
+		// One writer at a time is what SQLite does anyway; a single connection also keeps
+		// ":memory:" databases whole.
+		sqlDB.SetMaxOpenConns(1)
+		if path != ":memory:" {
+			_ = os.Chmod(path, 0o600)
+		}
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		dsn, err := withConnectTimeout(databaseURL)
+		if err != nil {
+			return nil, err
+		}
+		db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		s.db, s.dialect = db, Postgres
+		sqlDB, _ := db.DB()
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(16)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	default:
+		return nil, fmt.Errorf("store: unsupported database URL scheme (want sqlite:// or postgres://)")
+	}
+	return s, nil
+}
+
+// withConnectTimeout makes sure a dead server fails a connection attempt within seconds.
+func withConnectTimeout(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("store: malformed postgres URL")
+	}
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", "3")
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Dialect returns Postgres or SQLite.
+func (s *Store) Dialect() string { return s.dialect }
+
+// DB exposes the gorm handle for the store's own tests and tools.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Migrate applies every pending migration. It is idempotent.
+func (s *Store) Migrate(ctx context.Context) ([]string, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, err
+	}
+	dialect := goose.DialectSQLite3
+	if s.dialect == Postgres {
+		dialect = goose.DialectPostgres
+	}
+	sub, err := fs.Sub(migrations, "migrations/"+s.dialect)
+	if err != nil {
+		return nil, err
+	}
+	p, err := goose.NewProvider(dialect, sqlDB, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: %w", s.classify(err))
+	}
+	var applied []string
+	for _, r := range res {
+		applied = append(applied, r.Source.Path)
+	}
+	return applied, nil
+}
+
+// tx runs fn in a transaction on ctx.
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	err := s.db.WithContext(ctx).Transaction(fn)
+	return s.classify(err)
+}
+
+// forUpdate adds FOR UPDATE on PostgreSQL; SQLite's immediate transactions already hold
+// the write lock.
+func (s *Store) forUpdate(q *gorm.DB) *gorm.DB {
+	if s.dialect == Postgres {
+		return q.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return q
+}
+
+// classify maps driver errors onto the store's sentinels, keeping the chain.
+func (s *Store) classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable),
+		errors.Is(err, vault.ErrDEKExists):
+		return err
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, gorm.ErrDuplicatedKey):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, context.Canceled):
+		return err
+	case isConnError(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func isConnError(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "failed to connect", "connection reset", "broken pipe",
+		"no such host", "i/o timeout", "server closed", "EOF", "database is locked", "conn closed",
+		"the database system is shutting down", "the database system is starting up"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
