@@ -1,0 +1,148 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// Profile selects how strict validation is and which defaults apply.
+type Profile string
+
+// The two profiles.
+const (
+	ProfileDev        Profile = "dev"
+	ProfileProduction Profile = "production"
+)
+
+// LogFormat is the slog handler to use.
+type LogFormat string
+
+// The log formats.
+const (
+	LogFormatJSON LogFormat = "json"
+	LogFormatText LogFormat = "text"
+)
+
+// The environment variables (and YAML keys) that make up the configuration contract.
+const (
+	EnvProfile                     = "AUTHPIPE_PROFILE"
+	EnvListenAddr                  = "AUTHPIPE_LISTEN_ADDR"
+	EnvPublicURL                   = "AUTHPIPE_PUBLIC_URL"
+	EnvDatabaseURL                 = "AUTHPIPE_DATABASE_URL"
+	EnvDatabaseAllowPlaintext      = "AUTHPIPE_DATABASE_ALLOW_PLAINTEXT"
+	EnvKEKURI                      = "AUTHPIPE_KEK_URI"
+	EnvKEKPreviousURIs             = "AUTHPIPE_KEK_PREVIOUS_URIS"
+	EnvClientSecretKEKURI          = "AUTHPIPE_CLIENT_SECRET_KEK_URI"
+	EnvClientSecretKEKPreviousURIs = "AUTHPIPE_CLIENT_SECRET_KEK_PREVIOUS_URIS"
+	EnvDEKCacheTTL                 = "AUTHPIPE_DEK_CACHE_TTL"
+	EnvBootstrapAPIKey             = "AUTHPIPE_BOOTSTRAP_API_KEY"
+	EnvOutboundAllowCIDRs          = "AUTHPIPE_OUTBOUND_ALLOW_CIDRS"
+	EnvTrustedProxies              = "AUTHPIPE_TRUSTED_PROXIES"
+	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
+	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
+	EnvRetention                   = "AUTHPIPE_RETENTION"
+	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
+	EnvControlPlaneURL             = "AUTHPIPE_CONTROL_PLANE_URL"
+	EnvControlPlaneToken           = "AUTHPIPE_CONTROL_PLANE_TOKEN"
+	EnvTLSCertFile                 = "AUTHPIPE_TLS_CERT_FILE"
+	EnvTLSKeyFile                  = "AUTHPIPE_TLS_KEY_FILE"
+	EnvTLSClientCAFile             = "AUTHPIPE_TLS_CLIENT_CA_FILE"
+	EnvShutdownTimeout             = "AUTHPIPE_SHUTDOWN_TIMEOUT"
+	EnvLogLevel                    = "AUTHPIPE_LOG_LEVEL"
+	EnvLogFormat                   = "AUTHPIPE_LOG_FORMAT"
+)
+
+// MaxRetention is the longest a disconnected credential may be kept for reconnection.
+const MaxRetention = 720 * time.Hour
+
+// Config is the validated configuration of `authpipe-proxy serve`. Build it with Load;
+// a Config built by hand should be checked with Validate. It formats, logs and
+// marshals with every secret redacted.
+type Config struct {
+	Profile    Profile
+	ListenAddr string
+	// PublicURL is an absolute http(s) URL without path, query or fragment; Load trims
+	// a trailing slash.
+	PublicURL string
+	// DatabaseURL is sqlite://PATH or postgres://… / postgresql://…. It may carry a
+	// password: log RedactedDatabaseURL, never this field.
+	DatabaseURL            string
+	DatabaseAllowPlaintext bool
+
+	KEKURI                      string
+	KEKPreviousURIs             []string
+	ClientSecretKEKURI          string
+	ClientSecretKEKPreviousURIs []string
+	DEKCacheTTL                 time.Duration
+
+	BootstrapAPIKey vault.Secret
+
+	// OutboundAllowCIDRs are the private/loopback ranges outbound calls may reach.
+	// OutboundAllowCIDRsSet tells an explicit setting (possibly empty: none) from the
+	// profile default.
+	OutboundAllowCIDRs    []netip.Prefix
+	OutboundAllowCIDRsSet bool
+	TrustedProxies        []netip.Prefix
+
+	// RefreshSchedule is a cron spec (5 fields or a descriptor such as "@every 30s").
+	RefreshSchedule string
+	RefreshLead     time.Duration
+	Retention       time.Duration
+	AuditRetention  time.Duration
+
+	ControlPlaneURL   string
+	ControlPlaneToken vault.Secret
+
+	TLSCertFile     string
+	TLSKeyFile      string
+	TLSClientCAFile string
+
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+	LogFormat       LogFormat
+}
+
+// Production reports whether the production profile is selected.
+func (c Config) Production() bool { return c.Profile == ProfileProduction }
+
+// CallbackURL is the default OAuth redirect URI: <public url>/v1/oauth/callback.
+func (c Config) CallbackURL() string {
+	return strings.TrimSuffix(c.PublicURL, "/") + "/v1/oauth/callback"
+}
+
+// TLSEnabled reports whether the server should serve HTTPS.
+func (c Config) TLSEnabled() bool { return c.TLSCertFile != "" && c.TLSKeyFile != "" }
+
+// ControlPlaneEnabled reports whether a control plane is configured (else standalone).
+func (c Config) ControlPlaneEnabled() bool { return c.ControlPlaneURL != "" }
+
+// DatabaseDialect is "sqlite" or "postgres" (or "" for an unrecognised URL).
+func (c Config) DatabaseDialect() string {
+	scheme, _, _ := strings.Cut(c.DatabaseURL, "://")
+	switch strings.ToLower(scheme) {
+	case "sqlite":
+		return "sqlite"
+	case "postgres", "postgresql":
+		return "postgres"
+	default:
+		return ""
+	}
+}
+
+// SQLitePath returns the file path of a sqlite:// DatabaseURL (query stripped):
+// sqlite:///var/lib/a.db → /var/lib/a.db, sqlite://./data/a.db → ./data/a.db.
+func (c Config) SQLitePath() (string, bool) {
+	if c.DatabaseDialect() != "sqlite" {
+		return "", false
+	}
+	_, rest, _ := strings.Cut(c.DatabaseURL, "://")
+	path, _, _ := strings.Cut(rest, "?")
+	return path, path != ""
+}
+
+// RedactedDatabaseURL is DatabaseURL with any password replaced by "xxxxx".
+func (c Config) RedactedDatabaseURL() string { return redactURI(c.DatabaseURL) }

@@ -1,0 +1,288 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// Setting describes one configuration variable. Settings returns the table that drives
+// parsing, defaults, flags, the start-up log line and docs/configuration.md.
+type Setting struct {
+	// Name is the environment variable and the long YAML key: AUTHPIPE_LISTEN_ADDR.
+	Name string
+	// Flag is the command-line flag without dashes: listen-addr.
+	Flag string
+	// Key is the short YAML key: listen_addr.
+	Key string
+	// Default is the value applied when the setting is not given; "" means none.
+	Default string
+	// DevOnlyDefault means Default applies in the dev profile only (none in production).
+	DevOnlyDefault bool
+	// Description says what the setting does, for humans.
+	Description string
+	// Secret marks a value that is never shown, logged or echoed.
+	Secret bool
+	// List marks a comma-separated list (a YAML sequence in the file).
+	List bool
+	// Bool marks a true/false setting (a flag that may be given without a value).
+	Bool bool
+	// EmptyIsValue means an explicitly empty value is a value ("set but empty = none"),
+	// where for every other setting an empty value counts as not set.
+	EmptyIsValue bool
+
+	// parse stores raw into c and returns a problem ("" when fine). It must not
+	// echo raw for a secret.
+	parse func(c *Config, raw string) string
+	// show renders the current value for logs, secrets redacted.
+	show func(c *Config) string
+}
+
+// Settings returns the configuration table, in documentation order. The profile comes
+// first: defaults of later settings depend on it.
+func Settings() []Setting {
+	return []Setting{
+		setting(EnvProfile, "dev", "`dev` or `production`. Production refuses SQLite, a local KEK in a plain file, plain-HTTP public and control-plane URLs, loopback outbound ranges, PostgreSQL without TLS and Vault Transit over plain HTTP.",
+			field{
+				parse: func(c *Config, raw string) string { c.Profile = Profile(strings.ToLower(raw)); return "" },
+				show:  func(c *Config) string { return string(c.Profile) },
+			}),
+		setting(EnvListenAddr, "127.0.0.1:8080", "Address (host:port) the HTTP server listens on.", stringField(func(c *Config) *string { return &c.ListenAddr })),
+		setting(EnvPublicURL, "http://127.0.0.1:8080", "The URL end users' browsers reach: absolute `http(s)`, no path, query or fragment (a trailing slash is dropped). The default OAuth callback is `<public url>/v1/oauth/callback`.",
+			field{
+				parse: func(c *Config, raw string) string { c.PublicURL = strings.TrimSuffix(raw, "/"); return "" },
+				show:  func(c *Config) string { return redactURI(c.PublicURL) },
+			}),
+		setting(EnvDatabaseURL, "sqlite://./data/authpipe.db", "`sqlite:///abs/path.db`, `sqlite://./relative.db` or `postgres://user@host/db?sslmode=verify-full` (`postgresql://` too). A password in it is redacted everywhere it is shown.",
+			field{
+				parse: func(c *Config, raw string) string { c.DatabaseURL = raw; return "" },
+				show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
+			}),
+		boolSetting(EnvDatabaseAllowPlaintext, "Allow a PostgreSQL connection without TLS (`sslmode` missing, `disable`, `allow` or `prefer`) in the production profile.", func(c *Config) *bool { return &c.DatabaseAllowPlaintext }),
+		setting(EnvKEKURI, "local://./data/kek.key", "The KEK that wraps the credential DEKs: `local:///path/key` (dev: created 0600 when missing), `awskms://<key id or arn>?region=..&endpoint=..`, `vault-transit://<host:port>/<mount>/<key>[?tls=false]` or `pkcs11:token=..;object=..?module-path=..&pin-source=..`.", uriField(func(c *Config) *string { return &c.KEKURI })),
+		listSetting(EnvKEKPreviousURIs, "Comma-separated earlier credential KEKs, used only to unwrap until rotation has re-wrapped everything (a `local://` one is allowed here in production, to migrate away from it).", uriListField(func(c *Config) *[]string { return &c.KEKPreviousURIs })),
+		setting(EnvClientSecretKEKURI, "local://./data/client-secret-kek.key", "The KEK for OAuth client secrets, same forms as `AUTHPIPE_KEK_URI`; must differ from it.", uriField(func(c *Config) *string { return &c.ClientSecretKEKURI })),
+		listSetting(EnvClientSecretKEKPreviousURIs, "Comma-separated earlier client-secret KEKs, used only to unwrap until rotation has re-wrapped everything.", uriListField(func(c *Config) *[]string { return &c.ClientSecretKEKPreviousURIs })),
+		setting(EnvDEKCacheTTL, "15m", "How long an unwrapped DEK stays in the in-memory cache.", durationField(func(c *Config) *time.Duration { return &c.DEKCacheTTL })),
+		secretSetting(EnvBootstrapAPIKey, "An admin key (`ap_` and at least 32 URL-safe characters) with the scopes `admin` and `workspaces:write` in workspace `default`, ensured at start-up. Prefer the environment to a flag.", func(c *Config) *vault.Secret { return &c.BootstrapAPIKey }),
+		func() Setting {
+			s := listSetting(EnvOutboundAllowCIDRs, "Private/loopback ranges that outbound calls (token, revoke, forwarding) may reach. Set but empty = none. Production refuses any range that contains a loopback address.", prefixField(func(c *Config) *[]netip.Prefix { return &c.OutboundAllowCIDRs }))
+			s.Default = "127.0.0.0/8,::1/128"
+			s.DevOnlyDefault = true
+			s.EmptyIsValue = true
+			return s
+		}(),
+		listSetting(EnvTrustedProxies, "Comma-separated ranges of reverse proxies whose `X-Forwarded-For` is believed.", prefixField(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })),
+		setting(EnvRefreshSchedule, "@every 30s", "Cron spec of the refresh sweep: five fields or a descriptor such as `@every 30s` or `@hourly`.", stringField(func(c *Config) *string { return &c.RefreshSchedule })),
+		setting(EnvRefreshLead, "10m", "Refresh a token this long before it expires.", durationField(func(c *Config) *time.Duration { return &c.RefreshLead })),
+		setting(EnvRetention, "720h", "How long a disconnected credential that could not be revoked is kept for reconnection (at most `720h`).", durationField(func(c *Config) *time.Duration { return &c.Retention })),
+		setting(EnvAuditRetention, "2160h", "How long audit events are kept.", durationField(func(c *Config) *time.Duration { return &c.AuditRetention })),
+		setting(EnvControlPlaneURL, "", "Base URL of the cloud control plane (`https` in production); unset = standalone. Needs `AUTHPIPE_CONTROL_PLANE_TOKEN`.",
+			field{
+				parse: func(c *Config, raw string) string { c.ControlPlaneURL = raw; return "" },
+				show:  func(c *Config) string { return redactURI(c.ControlPlaneURL) },
+			}),
+		secretSetting(EnvControlPlaneToken, "Bearer token for the control plane; set together with `AUTHPIPE_CONTROL_PLANE_URL`.", func(c *Config) *vault.Secret { return &c.ControlPlaneToken }),
+		setting(EnvTLSCertFile, "", "PEM certificate chain: serve HTTPS (TLS 1.3 only). Set together with `AUTHPIPE_TLS_KEY_FILE`; unset = plain HTTP.", stringField(func(c *Config) *string { return &c.TLSCertFile })),
+		setting(EnvTLSKeyFile, "", "PEM private key for `AUTHPIPE_TLS_CERT_FILE`.", stringField(func(c *Config) *string { return &c.TLSKeyFile })),
+		setting(EnvTLSClientCAFile, "", "PEM CA bundle: require client certificates signed by it (needs the TLS certificate and key).", stringField(func(c *Config) *string { return &c.TLSClientCAFile })),
+		setting(EnvShutdownTimeout, "15s", "How long a graceful shutdown waits for requests in flight.", durationField(func(c *Config) *time.Duration { return &c.ShutdownTimeout })),
+		setting(EnvLogLevel, "info", "`debug`, `info`, `warn` or `error`.",
+			field{
+				parse: func(c *Config, raw string) string {
+					switch strings.ToLower(raw) {
+					case "debug":
+						c.LogLevel = slog.LevelDebug
+					case "info":
+						c.LogLevel = slog.LevelInfo
+					case "warn":
+						c.LogLevel = slog.LevelWarn
+					case "error":
+						c.LogLevel = slog.LevelError
+					default:
+						return fmt.Sprintf("%q is not debug, info, warn or error", raw)
+					}
+					return ""
+				},
+				show: func(c *Config) string { return strings.ToLower(c.LogLevel.String()) },
+			}),
+		setting(EnvLogFormat, "json", "`json` or `text`.",
+			field{
+				parse: func(c *Config, raw string) string { c.LogFormat = LogFormat(strings.ToLower(raw)); return "" },
+				show:  func(c *Config) string { return string(c.LogFormat) },
+			}),
+	}
+}
+
+// field binds a setting to its Config field.
+type field struct {
+	parse func(c *Config, raw string) string
+	show  func(c *Config) string
+}
+
+func setting(name, def, desc string, f field) Setting {
+	short := strings.ToLower(strings.TrimPrefix(name, "AUTHPIPE_"))
+	return Setting{
+		Name:        name,
+		Flag:        strings.ReplaceAll(short, "_", "-"),
+		Key:         short,
+		Default:     def,
+		Description: desc,
+		parse:       f.parse,
+		show:        f.show,
+	}
+}
+
+func listSetting(name, desc string, f field) Setting {
+	s := setting(name, "", desc, f)
+	s.List = true
+	return s
+}
+
+func boolSetting(name, desc string, p func(*Config) *bool) Setting {
+	s := setting(name, "false", desc, field{
+		parse: func(c *Config, raw string) string {
+			b, err := strconv.ParseBool(raw)
+			if err != nil {
+				return fmt.Sprintf("%q is not true or false", raw)
+			}
+			*p(c) = b
+			return ""
+		},
+		show: func(c *Config) string { return strconv.FormatBool(*p(c)) },
+	})
+	s.Bool = true
+	return s
+}
+
+func secretSetting(name, desc string, p func(*Config) *vault.Secret) Setting {
+	s := setting(name, "", desc, field{
+		parse: func(c *Config, raw string) string { *p(c) = vault.NewSecret(raw); return "" },
+		show: func(c *Config) string {
+			if p(c).IsZero() {
+				return ""
+			}
+			return vault.Redacted
+		},
+	})
+	s.Secret = true
+	return s
+}
+
+func stringField(p func(*Config) *string) field {
+	return field{
+		parse: func(c *Config, raw string) string { *p(c) = raw; return "" },
+		show:  func(c *Config) string { return *p(c) },
+	}
+}
+
+func uriField(p func(*Config) *string) field {
+	return field{
+		parse: func(c *Config, raw string) string { *p(c) = raw; return "" },
+		show:  func(c *Config) string { return redactURI(*p(c)) },
+	}
+}
+
+func uriListField(p func(*Config) *[]string) field {
+	return field{
+		parse: func(c *Config, raw string) string { *p(c) = splitList(raw); return "" },
+		show: func(c *Config) string {
+			out := make([]string, 0, len(*p(c)))
+			for _, u := range *p(c) {
+				out = append(out, redactURI(u))
+			}
+			return strings.Join(out, ",")
+		},
+	}
+}
+
+func durationField(p func(*Config) *time.Duration) field {
+	return field{
+		parse: func(c *Config, raw string) string {
+			d, err := time.ParseDuration(raw)
+			if err != nil {
+				return fmt.Sprintf("%q is not a duration (use units h, m, s: e.g. 720h, 10m, 30s)", raw)
+			}
+			*p(c) = d
+			return ""
+		},
+		show: func(c *Config) string { return formatDuration(*p(c)) },
+	}
+}
+
+func prefixField(p func(*Config) *[]netip.Prefix) field {
+	return field{
+		parse: func(c *Config, raw string) string {
+			var out []netip.Prefix
+			var bad []string
+			for _, s := range splitList(raw) {
+				pfx, msg := parsePrefix(s)
+				if msg != "" {
+					bad = append(bad, msg)
+					continue
+				}
+				out = append(out, pfx)
+			}
+			if len(bad) > 0 {
+				return strings.Join(bad, ", ")
+			}
+			*p(c) = out
+			return ""
+		},
+		show: func(c *Config) string {
+			out := make([]string, 0, len(*p(c)))
+			for _, pfx := range *p(c) {
+				out = append(out, pfx.String())
+			}
+			return strings.Join(out, ",")
+		},
+	}
+}
+
+// parsePrefix accepts a CIDR prefix or a bare address (a single-host prefix). A prefix
+// with host bits set is refused rather than silently masked.
+func parsePrefix(s string) (netip.Prefix, string) {
+	if !strings.Contains(s, "/") {
+		addr, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Sprintf("%q is not a CIDR prefix (e.g. 10.0.0.0/8, fd00::/8)", s)
+		}
+		return netip.PrefixFrom(addr, addr.BitLen()), ""
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Sprintf("%q is not a CIDR prefix (e.g. 10.0.0.0/8, fd00::/8)", s)
+	}
+	if pfx != pfx.Masked() {
+		return netip.Prefix{}, fmt.Sprintf("%q has host bits set (did you mean %s?)", s, pfx.Masked())
+	}
+	return pfx, ""
+}
+
+// splitList splits a comma-separated list, trimming blanks and dropping empty entries.
+func splitList(raw string) []string {
+	var out []string
+	for _, s := range strings.Split(raw, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// formatDuration prints 720h rather than 720h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
