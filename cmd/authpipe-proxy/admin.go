@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+func apikey(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{msg: "apikey: want create, list or revoke"}
+	}
+	var name, scopes, ws string
+	rest, cfgArgs, err := sub("apikey "+args[0], args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "cli", "a name for the key")
+		fs.StringVar(&scopes, "scopes", "admin", "comma-separated scopes")
+		fs.StringVar(&ws, "workspace", store.DefaultWorkspaceID, "workspace id")
+	})
+	if err != nil {
+		return err
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "create":
+		k, err := a.Server.CreateAPIKey(ctx, ws, name, strings.Split(scopes, ","), "cli")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "id:     %s\nkey:    %s\nscopes: %s\n\nThe key is shown only now: store it in your secret manager.\n",
+			k.ID, k.Key.Reveal(), strings.Join(k.Scopes, ","))
+	case "list":
+		keys, err := a.Store.ListAPIKeys(ctx, ws)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			fmt.Fprintf(stdout, "%s\t%s\tap_%s…\t%s\t%s\n", k.ID, k.Name, k.Prefix, strings.Join(k.Scopes, ","), k.CreatedAt.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+	case "revoke":
+		if len(rest) != 1 {
+			return usageError{msg: "apikey revoke: want one key id"}
+		}
+		if err := a.Server.RevokeAPIKey(ctx, ws, rest[0], "cli"); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "revoked", rest[0])
+	default:
+		return usageError{msg: "apikey: want create, list or revoke"}
+	}
+	return nil
+}
+
+func workspace(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return usageError{msg: "workspace: want create NAME"}
+	}
+	rest, cfgArgs, err := sub("workspace create", args[1:], func(*flag.FlagSet) {})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError{msg: "workspace create: want one NAME"}
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	w, err := a.Server.CreateWorkspace(ctx, rest[0], "cli")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "workspace: %s (%s)\nadmin key id: %s\nadmin key:    %s\n\nThe key is shown only now.\n",
+		w.ID, w.Name, w.APIKey.ID, w.APIKey.Key.Reveal())
+	return nil
+}
+
+func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return usageError{msg: "audit: want verify"}
+	}
+	var ws string
+	var asJSON bool
+	_, cfgArgs, err := sub("audit verify", args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&ws, "workspace", "", "verify one workspace (default: all)")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if err != nil {
+		return err
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	list := []string{ws}
+	if ws == "" {
+		if list, err = a.Store.AuditWorkspaces(ctx); err != nil {
+			return err
+		}
+	}
+	broken := 0
+	for _, w := range list {
+		res, err := a.Store.VerifyAudit(ctx, w)
+		if err != nil {
+			return err
+		}
+		if !res.OK {
+			broken++
+		}
+		if asJSON {
+			b, _ := json.Marshal(map[string]any{"workspace": w, "ok": res.OK, "events": res.Events, "head": res.Head, "first_bad_event": res.FirstBadEvent})
+			fmt.Fprintln(stdout, string(b))
+		} else if res.OK {
+			fmt.Fprintf(stdout, "%s\tok\t%d events\thead %s\n", w, res.Events, res.Head)
+		} else {
+			fmt.Fprintf(stdout, "%s\tBROKEN\tfirst bad event %s\n", w, res.FirstBadEvent)
+		}
+	}
+	if broken > 0 {
+		return fmt.Errorf("%d audit chain(s) broken", broken)
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+// Package app builds authpipe-proxy's object graph from a config.Config and runs it: the
+// KEK rings, the store, the two keyrings, the audit writer and the HTTP server. The CLI
+// (cmd/authpipe-proxy) only parses arguments and calls in here.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/kms"
+	"github.com/authpipe/authpipe-proxy/kms/backends"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// ConfigError is a problem with a setting found while opening (a KEK file that is
+// world-readable, say): the CLI prints it on one line and exits 2.
+type ConfigError struct {
+	Var string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return e.Var + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// App is the running proxy.
+type App struct {
+	Config  config.Config
+	Log     *slog.Logger
+	Store   *store.Store
+	Creds   *vault.Keyring
+	Secrets *vault.Keyring
+	Audit   *audit.Batcher
+	Server  *proxy.Server
+
+	rings []*kms.Ring
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	logOut io.Writer
+	now    func() time.Time
+}
+
+// WithLogOutput sends logs to w (default os.Stderr).
+func WithLogOutput(w io.Writer) Option { return func(o *options) { o.logOut = w } }
+
+// WithClock injects the clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// NewLogger returns the slog logger the configuration asks for.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == config.LogFormatText {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// New opens everything the configuration names. It needs no network: a database or KMS
+// that is down is found later, by readiness and by the requests that need it.
+func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
+	o := options{logOut: os.Stderr, now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	a := &App{Config: cfg, Log: NewLogger(cfg, o.logOut)}
+	kopts := backends.Options{CreateLocal: !cfg.Production(), Logger: a.Log}
+	credRing, err := backends.OpenRing(ctx, cfg.KEKURI, cfg.KEKPreviousURIs, kopts)
+	if err != nil {
+		return nil, &ConfigError{Var: config.EnvKEKURI, Err: err}
+	}
+	secRing, err := backends.OpenRing(ctx, cfg.ClientSecretKEKURI, cfg.ClientSecretKEKPreviousURIs, kopts)
+	if err != nil {
+		_ = credRing.Close()
+		return nil, &ConfigError{Var: config.EnvClientSecretKEKURI, Err: err}
+	}
+	if credRing.Current().ID() == secRing.Current().ID() {
+		_ = credRing.Close()
+		_ = secRing.Close()
+		return nil, &ConfigError{Var: config.EnvClientSecretKEKURI, Err: errors.New("must be a different key from AUTHPIPE_KEK_URI")}
+	}
+	a.rings = []*kms.Ring{credRing, secRing}
+	a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.WithLogger(a.Log), store.WithClock(o.now))
+	if err != nil {
+		a.Close()
+		return nil, &ConfigError{Var: config.EnvDatabaseURL, Err: err}
+	}
+	kr := []vault.Option{vault.WithCacheTTL(cfg.DEKCacheTTL), vault.WithLogger(a.Log), vault.WithClock(o.now)}
+	if a.Creds, err = vault.NewKeyring(vault.PurposeCredentials, credRing, a.Store, kr...); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.Secrets, err = vault.NewKeyring(vault.PurposeClientSecrets, secRing, a.Store, kr...); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now})
+	catalog, err := oauthflow.LoadCatalog()
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("provider catalog: %w", err)
+	}
+	a.Server, err = proxy.New(proxy.Config{
+		PublicURL:          cfg.PublicURL,
+		Dev:                !cfg.Production(),
+		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
+	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog},
+		proxy.WithLogger(a.Log), proxy.WithClock(o.now))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Bootstrap brings the database to the current schema and makes sure the default
+// workspace and the bootstrap key exist. It is idempotent.
+func (a *App) Bootstrap(ctx context.Context) error {
+	if _, err := a.Store.Migrate(ctx); err != nil {
+		return err
+	}
+	if err := a.Store.EnsureDefaultWorkspace(ctx); err != nil {
+		return err
+	}
+	if !a.Config.BootstrapAPIKey.IsZero() {
+		if err := a.Server.EnsureBootstrapKey(ctx, a.Config.BootstrapAPIKey); err != nil {
+			return fmt.Errorf("bootstrap API key: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close releases what New opened.
+func (a *App) Close() {
+	if a.Store != nil {
+		_ = a.Store.Close()
+	}
+	for _, r := range a.rings {
+		_ = r.Close()
+	}
+}

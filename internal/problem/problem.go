@@ -1,0 +1,128 @@
+// Package problem is the one error type of the HTTP boundary: RFC 9457 problem details
+// (application/problem+json) with a stable machine-readable code, modelled on fosite's
+// RFC6749Error. Sentinels carry the code and status; With… helpers return copies. Unknown
+// errors become a 500 with a generic detail: nothing from an unknown error (which may
+// quote a provider's body or a SQL parameter) reaches a client.
+package problem
+
+import (
+	"errors"
+	"net/http"
+)
+
+// TypeBase prefixes every problem type URI.
+const TypeBase = "https://authpipe.dev/problems/"
+
+// ContentType is the media type of a problem response.
+const ContentType = "application/problem+json"
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail,omitempty"`
+	// Errors lists field-level problems of a validation failure.
+	Errors []FieldError `json:"errors,omitempty"`
+
+	retryAfter int   // seconds; sets Retry-After when > 0
+	cause      error // never rendered
+}
+
+// FieldError names one invalid field.
+type FieldError struct {
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
+}
+
+// New returns a problem with a code, status and title.
+func New(status int, code, title string) *Problem {
+	return &Problem{Type: TypeBase + code, Title: title, Status: status, Code: code}
+}
+
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return p.Code + ": " + p.Detail
+	}
+	return p.Code
+}
+
+// Unwrap returns the cause (kept for logs and errors.Is, never rendered).
+func (p *Problem) Unwrap() error { return p.cause }
+
+// Is matches problems by code, so errors.Is(err, problem.ErrNotFound) works on copies.
+func (p *Problem) Is(target error) bool {
+	t, ok := target.(*Problem)
+	return ok && t.Code == p.Code
+}
+
+// WithDetail returns a copy with a detail. The detail must never contain a secret or a
+// provider's response text.
+func (p *Problem) WithDetail(detail string) *Problem {
+	c := *p
+	c.Detail = detail
+	return &c
+}
+
+// WithCause returns a copy that wraps err for logging and errors.Is.
+func (p *Problem) WithCause(err error) *Problem {
+	c := *p
+	c.cause = err
+	return &c
+}
+
+// WithField returns a copy with one more field error.
+func (p *Problem) WithField(field, detail string) *Problem {
+	c := *p
+	c.Errors = append(append([]FieldError(nil), p.Errors...), FieldError{Field: field, Detail: detail})
+	return &c
+}
+
+// WithRetryAfter returns a copy that tells the client when to retry.
+func (p *Problem) WithRetryAfter(seconds int) *Problem {
+	c := *p
+	c.retryAfter = seconds
+	return &c
+}
+
+// RetryAfter returns the Retry-After seconds, or 0.
+func (p *Problem) RetryAfter() int { return p.retryAfter }
+
+// The stable codes of the API.
+var (
+	ErrBadRequest          = New(http.StatusBadRequest, "bad_request", "Bad request")
+	ErrInvalidRequest      = New(http.StatusBadRequest, "invalid_request", "Invalid request")
+	ErrInvalidCallbackURL  = New(http.StatusBadRequest, "invalid_callback_url", "Invalid callback URL")
+	ErrInvalidReturnURL    = New(http.StatusBadRequest, "invalid_return_url", "Invalid return URL")
+	ErrUnsafeURL           = New(http.StatusBadRequest, "unsafe_url", "URL points at a private address")
+	ErrInvalidState        = New(http.StatusBadRequest, "invalid_state", "Invalid or expired state")
+	ErrIssuerMismatch      = New(http.StatusBadRequest, "issuer_mismatch", "Issuer mismatch")
+	ErrUnauthorized        = New(http.StatusUnauthorized, "unauthorized", "Unauthorized")
+	ErrForbidden           = New(http.StatusForbidden, "forbidden", "Forbidden")
+	ErrNotFound            = New(http.StatusNotFound, "not_found", "Not found")
+	ErrMethodNotAllowed    = New(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
+	ErrConflict            = New(http.StatusConflict, "conflict", "Conflict")
+	ErrNeedsReauth         = New(http.StatusConflict, "needs_reauth", "The connection needs to be re-authorized")
+	ErrDisconnected        = New(http.StatusGone, "disconnected", "The connection is disconnected")
+	ErrPayloadTooLarge     = New(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body too large")
+	ErrUnsupportedMedia    = New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	ErrRateLimited         = New(http.StatusTooManyRequests, "rate_limited", "Too many requests")
+	ErrInternal            = New(http.StatusInternalServerError, "internal", "Internal error")
+	ErrBadGateway          = New(http.StatusBadGateway, "bad_gateway", "Provider error")
+	ErrUnsafeURLUpstream   = New(http.StatusBadGateway, "unsafe_url", "Destination resolves to a private address")
+	ErrDatabaseUnavailable = New(http.StatusServiceUnavailable, "database_unavailable", "Database unavailable")
+	ErrKMSUnavailable      = New(http.StatusServiceUnavailable, "kms_unavailable", "Key management service unavailable")
+	ErrAuditUnavailable    = New(http.StatusServiceUnavailable, "audit_unavailable", "Audit log unavailable")
+	ErrRefreshUnavailable  = New(http.StatusServiceUnavailable, "refresh_unavailable", "Token refresh unavailable")
+)
+
+// From converts any error to a Problem: a *Problem in the chain is returned as is;
+// anything else is a 500 whose cause is kept for the log only.
+func From(err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return ErrInternal.WithCause(err)
+}

@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Credential field names: part of each ciphertext's associated data.
+const (
+	fieldAccessToken  = "access_token"
+	fieldRefreshToken = "refresh_token"
+	fieldAPIKey       = "api_key"
+)
+
+type connectionView struct {
+	ID               string     `json:"id"`
+	Provider         string     `json:"provider"`
+	EndUserID        string     `json:"end_user_id"`
+	AuthMode         string     `json:"auth_mode"`
+	Status           string     `json:"status"`
+	Scopes           []string   `json:"scopes"`
+	CredentialPrefix string     `json:"credential_prefix"`
+	ExpiresAt        *time.Time `json:"expires_at"`
+	LastRefreshedAt  *time.Time `json:"last_refreshed_at"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func viewOf(c store.Connection) connectionView {
+	status := c.Status
+	if status == store.StatusRevokePending {
+		status = store.StatusDisconnected // the API's statuses; revoke_pending is internal
+	}
+	scopes := []string(c.Scopes)
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return connectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
+		Scopes: scopes, CredentialPrefix: c.CredentialPrefix, ExpiresAt: utc(c.ExpiresAt),
+		LastRefreshedAt: utc(c.LastRefreshedAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+}
+
+func validEndUser(id string) bool {
+	if id == "" || len(id) > 256 || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// apiKeyProvider resolves the provider of an API-key connection: one configured in the
+// workspace, else an api_key template of the catalog.
+func (s *Server) apiKeyProvider(c *gin.Context, workspaceID, key string) (bool, error) {
+	_, cfg, err := s.workspaceProvider(c.Request.Context(), workspaceID, key)
+	switch {
+	case err == nil:
+		return cfg.AuthMode == oauthflow.AuthModeAPIKey, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	t, ok := s.catalog.Get(key)
+	return ok && t.AuthMode == oauthflow.AuthModeAPIKey, nil
+}
+
+func (s *Server) handleCreateConnection(c *gin.Context) {
+	var req struct {
+		Provider  string       `json:"provider"`
+		EndUserID string       `json:"end_user_id"`
+		APIKey    vault.Secret `json:"api_key"`
+	}
+	if !bindJSON(c, &req) {
+		return
+	}
+	switch {
+	case !providerKey.MatchString(req.Provider):
+		fail(c, problem.ErrInvalidRequest.WithField("provider", "required"))
+		return
+	case !validEndUser(req.EndUserID):
+		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
+		return
+	case req.APIKey.IsZero() || req.APIKey.Len() > 8192:
+		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB"))
+		return
+	}
+	ctx := c.Request.Context()
+	p := principal(c)
+	ok, err := s.apiKeyProvider(c, p.WorkspaceID, req.Provider)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !ok {
+		fail(c, problem.ErrInvalidRequest.WithField("provider", "not an api_key provider of this workspace or the catalog"))
+		return
+	}
+	now := s.now().UTC()
+	conn := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: p.WorkspaceID, Provider: req.Provider,
+		EndUserID: req.EndUserID, AuthMode: string(oauthflow.AuthModeAPIKey), Status: store.StatusActive,
+		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now}
+	sealed, err := s.creds.Seal(ctx, vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: conn.ID, Field: fieldAPIKey}, req.APIKey)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: p.WorkspaceID, APIKey: sealed, UpdatedAt: now}
+	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionCreated, Actor: p.KeyID,
+		ConnectionID: conn.ID, Outcome: audit.Success, Data: dataJSON("provider", req.Provider)}
+	if err := s.store.CreateConnection(ctx, conn, cred, ev); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, viewOf(conn))
+}
+
+func (s *Server) handleListConnections(c *gin.Context) {
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 200 {
+			fail(c, problem.ErrInvalidRequest.WithField("limit", "a whole number from 1 to 200"))
+			return
+		}
+		limit = n
+	}
+	f := store.ConnectionFilter{EndUserID: c.Query("end_user_id"), Provider: c.Query("provider"),
+		Status: c.Query("status"), After: c.Query("cursor"), Limit: limit + 1}
+	switch f.Status {
+	case "", store.StatusActive, store.StatusNeedsReauth, store.StatusDisconnected, store.StatusError:
+	default:
+		fail(c, problem.ErrInvalidRequest.WithField("status", "active, needs_reauth, disconnected or error"))
+		return
+	}
+	if f.After != "" && !ids.HasPrefix(f.After, ids.Connection) {
+		fail(c, problem.ErrInvalidRequest.WithField("cursor", "not a cursor of this list"))
+		return
+	}
+	list, err := s.store.ListConnections(c.Request.Context(), principal(c).WorkspaceID, f)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	next := ""
+	if len(list) > limit {
+		list = list[:limit]
+		next = list[limit-1].ID
+	}
+	out := make([]connectionView, 0, len(list))
+	for _, conn := range list {
+		out = append(out, viewOf(conn))
+	}
+	c.JSON(http.StatusOK, gin.H{"connections": out, "next_cursor": next})
+}
+
+func (s *Server) handleGetConnection(c *gin.Context) {
+	conn, err := s.store.Connection(c.Request.Context(), principal(c).WorkspaceID, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// tokenResponse is the body of the hot path. Its secret fields are plain strings on
+// purpose: this is where a credential leaves the vault, and only here.
+type tokenResponse struct {
+	ConnectionID   string     `json:"connection_id"`
+	CredentialType string     `json:"credential_type"`
+	AccessToken    string     `json:"access_token,omitempty"`
+	APIKey         string     `json:"api_key,omitempty"`
+	TokenType      string     `json:"token_type,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	Scopes         []string   `json:"scopes"`
+}
+
+// handleToken is the hot path: principal from the auth cache, one indexed read of the
+// connection and its sealed credential, open with a cached DEK, a batched audit event.
+func (s *Server) handleToken(c *gin.Context) {
+	ctx := c.Request.Context()
+	p := principal(c)
+	cc, err := s.store.ConnectionWithCredential(ctx, p.WorkspaceID, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	switch cc.Status {
+	case store.StatusDisconnected, store.StatusRevokePending:
+		fail(c, problem.ErrDisconnected)
+		return
+	case store.StatusNeedsReauth:
+		fail(c, problem.ErrNeedsReauth)
+		return
+	}
+	if cc.Credential == nil {
+		fail(c, problem.ErrDisconnected)
+		return
+	}
+	resp := tokenResponse{ConnectionID: cc.ID, CredentialType: cc.AuthMode, Scopes: cc.Scopes}
+	if resp.Scopes == nil {
+		resp.Scopes = []string{}
+	}
+	bind := vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: cc.ID}
+	switch cc.AuthMode {
+	case string(oauthflow.AuthModeAPIKey):
+		bind.Field = fieldAPIKey
+		sec, err := s.creds.Open(ctx, bind, cc.Credential.APIKey)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		resp.APIKey = sec.Reveal()
+	default:
+		fail(c, problem.ErrRefreshUnavailable.WithDetail("OAuth token serving is not enabled in this build"))
+		return
+	}
+	// The read is audited before the credential leaves: if the log cannot take it, the
+	// request fails closed.
+	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: audit.TokenRead,
+		Actor: p.KeyID, ConnectionID: cc.ID, Outcome: audit.Success}); err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+func (s *Server) handleDeleteConnection(c *gin.Context) {
+	ctx := c.Request.Context()
+	p := principal(c)
+	id := c.Param("id")
+	conn, err := s.store.Connection(ctx, p.WorkspaceID, id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	// An API key cannot be revoked at the provider: it stays sealed and unusable until the
+	// retention window ends (purge deletes it then).
+	deleteCredential := conn.AuthMode != string(oauthflow.AuthModeAPIKey)
+	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionDisconnected, Actor: p.KeyID,
+		ConnectionID: id, Outcome: audit.Success, Data: dataJSON("provider", conn.Provider)}
+	conn, err = s.store.Disconnect(ctx, p.WorkspaceID, id, deleteCredential, ev)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, viewOf(conn))
+}

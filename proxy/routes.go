@@ -1,0 +1,49 @@
+package proxy
+
+import (
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+)
+
+// routes is the whole HTTP surface (API.md). docs/openapi.yaml documents each of these
+// routes; TestOpenAPICoversRoutes keeps the two in step.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RemoveExtraSlash = false
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), bodyLimit)
+	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
+	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
+
+	r.GET("/healthz", s.handleHealthz)
+	r.GET("/readyz", s.handleReadyz)
+
+	api := r.Group("/v1", s.authenticate)
+	api.GET("/catalog", s.handleCatalog)
+
+	api.GET("/providers", s.handleListProviders)
+	api.GET("/providers/:key", s.handleGetProvider)
+	api.PUT("/providers/:key", require(ScopeProvidersWrite), s.handlePutProvider)
+	api.DELETE("/providers/:key", require(ScopeProvidersWrite), s.handleDeleteProvider)
+
+	api.POST("/connections", require(ScopeConnectionsWrite), s.handleCreateConnection)
+	api.GET("/connections", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleListConnections)
+	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
+	api.GET("/connections/:id/token", require(ScopeTokensRead), s.handleToken)
+	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.handleDeleteConnection)
+
+	api.POST("/api-keys", require(ScopeAdmin), s.handleCreateAPIKey)
+	api.GET("/api-keys", require(ScopeAdmin), s.handleListAPIKeys)
+	api.DELETE("/api-keys/:id", require(ScopeAdmin), s.handleRevokeAPIKey)
+
+	api.POST("/workspaces", require(ScopeWorkspacesWrite), s.handleCreateWorkspace)
+	api.GET("/workspaces", require(ScopeWorkspacesWrite), s.handleListWorkspaces)
+
+	api.GET("/audit", require(ScopeAuditRead), s.handleListAudit)
+	api.GET("/audit/verify", require(ScopeAuditRead), s.handleVerifyAudit)
+	return r
+}

@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Config is what the HTTP layer needs to know of the deployment.
+type Config struct {
+	// PublicURL is the URL end users' browsers reach (no trailing slash).
+	PublicURL string
+	// Dev relaxes URL rules for local development (plain http on loopback).
+	Dev bool
+	// OutboundAllowCIDRs are the private ranges provider URLs may point at.
+	OutboundAllowCIDRs []netip.Prefix
+	// AuthCacheTTL bounds how long a revoked key may still be accepted by this replica.
+	AuthCacheTTL time.Duration
+}
+
+// Deps are the lower layers the server drives.
+type Deps struct {
+	Store   *store.Store
+	Creds   *vault.Keyring // purpose credentials
+	Secrets *vault.Keyring // purpose client_secrets
+	Audit   *audit.Batcher // token.read events
+	Catalog *oauthflow.Catalog
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClock injects the clock.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// Server is the HTTP API.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	creds   *vault.Keyring
+	secret  *vault.Keyring
+	audit   *audit.Batcher
+	catalog *oauthflow.Catalog
+	hasher  *KeyHasher
+	auth    *authCache
+	log     *slog.Logger
+	now     func() time.Time
+	ready   atomic.Bool
+	engine  *gin.Engine
+}
+
+// New builds the server and its routes.
+func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
+	if deps.Store == nil || deps.Creds == nil || deps.Secrets == nil || deps.Audit == nil || deps.Catalog == nil {
+		return nil, errors.New("proxy: Store, Creds, Secrets, Audit and Catalog are required")
+	}
+	if cfg.PublicURL == "" {
+		return nil, errors.New("proxy: PublicURL is required")
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if cfg.AuthCacheTTL <= 0 {
+		cfg.AuthCacheTTL = time.Second
+	}
+	s := &Server{cfg: cfg, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, catalog: deps.Catalog,
+		log: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
+	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler returns the http.Handler of the API.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Hasher returns the API-key hasher (the CLI creates keys with it).
+func (s *Server) Hasher() *KeyHasher { return s.hasher }
+
+// SetReady marks start-up work (migrations, bootstrap) done; /readyz reports it.
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// authenticate resolves the bearer key to a principal. Missing, malformed, unknown,
+// revoked and wrong-workspace keys all get the same 401 through the same steps.
+func (s *Server) authenticate(c *gin.Context) {
+	raw, ok := bearer(c.GetHeader("Authorization"))
+	if !ok || !ValidKeyFormat(raw) {
+		fail(c, problem.ErrUnauthorized)
+		return
+	}
+	p, err := s.lookupKey(c.Request.Context(), vault.NewSecret(raw))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if ws := c.GetHeader("X-Authpipe-Workspace"); ws != "" && ws != p.WorkspaceID {
+		fail(c, problem.ErrUnauthorized)
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+func (s *Server) lookupKey(ctx context.Context, key vault.Secret) (Principal, error) {
+	h, _, err := s.hasher.Hash(ctx, key)
+	if err != nil {
+		return Principal{}, err
+	}
+	var hk [32]byte
+	copy(hk[:], h)
+	if e, ok := s.auth.get(hk); ok {
+		if !e.ok {
+			return Principal{}, problem.ErrUnauthorized
+		}
+		return e.principal, nil
+	}
+	k, err := s.store.APIKeyByHash(ctx, h)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.auth.put(hk, authEntry{})
+		return Principal{}, problem.ErrUnauthorized
+	case err != nil:
+		return Principal{}, err
+	case k.RevokedAt != nil:
+		s.auth.put(hk, authEntry{})
+		return Principal{}, problem.ErrUnauthorized
+	}
+	p := Principal{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Scopes: k.Scopes}
+	s.auth.put(hk, authEntry{principal: p, ok: true})
+	return p, nil
+}
+
+func bearer(h string) (string, bool) {
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(prefix):]), true
+}
+
+// require makes a route need a scope.
+func require(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, ok := principalOf(c)
+		if !ok {
+			fail(c, problem.ErrUnauthorized)
+			return
+		}
+		if !p.Has(scope) {
+			fail(c, problem.ErrForbidden.WithDetail("this key lacks the scope "+scope))
+			return
+		}
+		c.Next()
+	}
+}
+
+// requireAny makes a route need one of several scopes.
+func requireAny(scopes ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, ok := principalOf(c)
+		if !ok {
+			fail(c, problem.ErrUnauthorized)
+			return
+		}
+		for _, sc := range scopes {
+			if p.Has(sc) {
+				c.Next()
+				return
+			}
+		}
+		fail(c, problem.ErrForbidden.WithDetail("this key lacks the scopes "+strings.Join(scopes, " or ")))
+	}
+}
+
+func principalOf(c *gin.Context) (Principal, bool) {
+	v, ok := c.Get(ctxPrincipal)
+	if !ok {
+		return Principal{}, false
+	}
+	p, ok := v.(Principal)
+	return p, ok
+}
+
+func principal(c *gin.Context) Principal { p, _ := principalOf(c); return p }
