@@ -20,8 +20,9 @@ const ConfigFlag = "config"
 // environment over the file, the file over the defaults. An empty value counts as not
 // given, except for settings whose Setting.EmptyIsValue is true.
 //
-// Every problem is returned at once as a *ValidationError. With -h or --help the error
-// wraps flag.ErrHelp and the caller should print Usage.
+// Every problem is returned at once as a *ValidationError (the Config returned with it
+// holds what could be parsed; never run with it). With -h or --help the error wraps
+// flag.ErrHelp and the caller should print Usage.
 func Load(args []string, lookupEnv func(string) (string, bool)) (Config, error) {
 	settings := Settings()
 
