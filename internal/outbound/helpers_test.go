@@ -181,7 +181,6 @@ func newTLSServer(t *testing.T, pki *testPKI, maxVersion uint16) *tlsServer {
 			ts.conns.Add(1)
 		}
 	}
-	ts.Config.ErrorLog = nil
 	ts.TLS = &tls.Config{Certificates: []tls.Certificate{pki.leaf}, MaxVersion: maxVersion}
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
