@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/authpipe/authpipe-proxy/kms"
+	"github.com/authpipe/authpipe-proxy/kms/awskms"
 	"github.com/authpipe/authpipe-proxy/kms/local"
+	"github.com/authpipe/authpipe-proxy/kms/vaulttransit"
 )
 
 // Options apply to every backend; each takes what it needs.
@@ -31,6 +33,14 @@ func Open(ctx context.Context, uri string, opts Options) (kms.KEK, error) {
 	switch scheme {
 	case local.Scheme:
 		return local.Open(uri, local.Options{Create: opts.CreateLocal})
+	case awskms.Scheme:
+		k, err := awskms.Open(ctx, uri, awskms.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
+	case vaulttransit.Scheme:
+		return vaulttransit.Open(uri, vaulttransit.WithLogger(opts.Logger))
 	default:
 		return nil, fmt.Errorf("%w: unknown KEK scheme %q (want local, awskms, vault-transit or pkcs11)", kms.ErrConfig, scheme)
 	}
