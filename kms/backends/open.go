@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/authpipe/authpipe-proxy/kms"
+	"github.com/authpipe/authpipe-proxy/kms/awskms"
 	"github.com/authpipe/authpipe-proxy/kms/local"
+	"github.com/authpipe/authpipe-proxy/kms/pkcs11"
 	"github.com/authpipe/authpipe-proxy/kms/vaulttransit"
 )
 
@@ -32,8 +34,20 @@ func Open(ctx context.Context, uri string, opts Options) (kms.KEK, error) {
 	switch scheme {
 	case local.Scheme:
 		return local.Open(uri, local.Options{Create: opts.CreateLocal})
+	case awskms.Scheme:
+		k, err := awskms.Open(ctx, uri, awskms.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
 	case vaulttransit.Scheme:
 		k, err := vaulttransit.Open(uri, vaulttransit.WithLogger(opts.Logger))
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
+	case pkcs11.Scheme:
+		k, err := pkcs11.Open(ctx, uri, pkcs11.Options{Logger: opts.Logger})
 		if err != nil {
 			return nil, err // not a typed nil inside the interface
 		}
