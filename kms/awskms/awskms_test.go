@@ -392,3 +392,21 @@ func TestRealAWSKMS(t *testing.T) {
 		return b
 	})
 }
+
+// TestDefaultCredentialChain opens with no credentials option: the SDK's default chain
+// finds them (here in the environment; IRSA's web identity token works the same way).
+func TestDefaultCredentialChain(t *testing.T) {
+	s := awskmstest.NewServer(t, awskmstest.Config{})
+	key := s.CreateKey(t)
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	t.Setenv("AWS_CONFIG_FILE", empty)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
+	t.Setenv("AWS_ACCESS_KEY_ID", awskmstest.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", awskmstest.SecretAccessKey)
+	b, err := awskms.Open(context.Background(), "awskms://"+key.ARN+"?endpoint="+s.URL, awskms.Options{})
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Ping(context.Background()))
+	require.Zero(t, s.Rejected())
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/authpipe/authpipe-proxy/kms"
+	"github.com/authpipe/authpipe-proxy/kms/awskms"
 	"github.com/authpipe/authpipe-proxy/kms/local"
 	"github.com/authpipe/authpipe-proxy/kms/pkcs11"
 	"github.com/authpipe/authpipe-proxy/kms/vaulttransit"
@@ -33,6 +34,12 @@ func Open(ctx context.Context, uri string, opts Options) (kms.KEK, error) {
 	switch scheme {
 	case local.Scheme:
 		return local.Open(uri, local.Options{Create: opts.CreateLocal})
+	case awskms.Scheme:
+		k, err := awskms.Open(ctx, uri, awskms.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
 	case vaulttransit.Scheme:
 		k, err := vaulttransit.Open(uri, vaulttransit.WithLogger(opts.Logger))
 		if err != nil {
