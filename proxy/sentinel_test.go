@@ -1,0 +1,116 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestSentinelsNeverLeak plants secrets (the bootstrap key, connections' API keys, a
+// client secret, created API keys), drives every endpoint including failing calls, and
+// then requires that no sentinel appears in any log line, any error body, any audit
+// event, or in plaintext anywhere in the database.
+func TestSentinelsNeverLeak(t *testing.T) {
+	h := newHarness(t, "sqlite", map[string]string{"AUTHPIPE_LOG_FORMAT": "text"})
+	const apiKeySentinel = "sk_live_SENTINELapikey0123456789"
+	const clientSecretSentinel = "SENTINELclientsecret0123456789"
+	admin := h.createKey("admin")
+	reader := h.createKey("tokens:read")
+	sentinels := []string{bootstrapKey, apiKeySentinel, clientSecretSentinel, admin, reader}
+
+	// Providers, including invalid ones carrying the secret.
+	prov := map[string]any{
+		"client_id": "cid", "client_secret": clientSecretSentinel,
+		"authorization_url": "https://auth.example.com/authorize", "token_url": "https://auth.example.com/token",
+		"callback_urls": []string{"https://proxy.example.com/v1/oauth/callback"},
+	}
+	h.expect(h.do("PUT", "/v1/providers/acme", admin, prov), 200, "")
+	prov["token_url"] = "https://10.0.0.1/token?secret=" + clientSecretSentinel
+	h.expect(h.do("PUT", "/v1/providers/acme2", admin, prov), 400, "unsafe_url")
+	prov["token_url"], prov["callback_urls"] = "https://auth.example.com/token", []string{"https://" + clientSecretSentinel + "@x.example.com/cb"}
+	h.expect(h.do("PUT", "/v1/providers/acme3", admin, prov), 400, "invalid_callback_url")
+	h.expect(h.do("PUT", "/v1/providers/acme4", admin, `{"client_secret": 12, "x":"`+clientSecretSentinel+`"}`), 400, "invalid_request")
+	h.do("GET", "/v1/providers", admin, nil)
+	h.do("GET", "/v1/providers/acme", admin, nil)
+
+	// Connections: good and bad.
+	c := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{
+		"provider": "stripe", "end_user_id": "u1", "api_key": apiKeySentinel}), 201, "")
+	id := c.Body["id"].(string)
+	h.expect(h.do("POST", "/v1/connections", admin, map[string]any{
+		"provider": "no-such", "end_user_id": "u1", "api_key": apiKeySentinel}), 400, "invalid_request")
+	h.expect(h.do("POST", "/v1/connections", admin, map[string]any{
+		"provider": "stripe", "end_user_id": "", "api_key": apiKeySentinel}), 400, "invalid_request")
+	h.expect(h.do("POST", "/v1/connections", admin, `{"provider":"stripe","api_key":"`+apiKeySentinel+`"`), 400, "invalid_request")
+	h.do("GET", "/v1/connections", reader, nil)
+	h.do("GET", "/v1/connections/"+id, reader, nil)
+	tok := h.expect(h.do("GET", "/v1/connections/"+id+"/token", reader, nil), 200, "")
+	require.Equal(t, apiKeySentinel, tok.Body["api_key"], "the token endpoint is the one place it may appear")
+	h.do("GET", "/v1/connections/"+id+"/token", admin+"x", nil)
+	h.do("GET", "/v1/connections/"+id+"/token?access_token="+apiKeySentinel, reader, nil)
+	h.do("GET", "/v1/connections/"+apiKeySentinel+"/token", reader, nil)
+	h.do("DELETE", "/v1/connections/"+id, admin, nil)
+	h.do("GET", "/v1/connections/"+id+"/token", reader, nil)
+
+	// Keys, workspaces, audit, and unauthenticated noise carrying secrets.
+	ws := h.expect(h.do("POST", "/v1/workspaces", bootstrapKey, map[string]any{"name": "other"}), 201, "")
+	sentinels = append(sentinels, ws.Body["api_key"].(map[string]any)["key"].(string))
+	h.do("POST", "/v1/workspaces", bootstrapKey, map[string]any{"name": apiKeySentinel})
+	h.do("GET", "/v1/workspaces", bootstrapKey, nil)
+	h.do("GET", "/v1/api-keys", admin, nil)
+	h.do("DELETE", "/v1/api-keys/apk_nope", admin, nil)
+	h.do("GET", "/v1/audit?after="+apiKeySentinel, admin, nil)
+	h.do("GET", "/v1/audit/verify", admin, nil)
+	h.do("GET", "/v1/"+bootstrapKey, bootstrapKey, nil)
+	h.do("POST", "/v1/api-keys", bootstrapKey, strings.Repeat("x", 2<<20))
+	h.app.Audit.Stop(t.Context())
+
+	logs := h.logs.String()
+	require.Contains(t, logs, "/v1/connections/:id/token", "the access log ran")
+	var auditDump []string
+	require.NoError(t, h.app.Store.DB().Raw(
+		"SELECT type || actor || connection_id || outcome || error_code || data FROM audit_events").Scan(&auditDump).Error)
+	require.NotEmpty(t, auditDump)
+
+	for _, s := range sentinels {
+		require.NotContains(t, logs, s, "a sentinel reached the logs")
+		for _, a := range auditDump {
+			require.NotContains(t, a, s, "a sentinel reached an audit event")
+		}
+		for _, b := range h.bodies {
+			if strings.Contains(b, `"code":`) {
+				require.NotContains(t, b, s, "a sentinel reached an error body")
+			}
+		}
+		requireNotInDatabase(t, h, s)
+	}
+}
+
+// requireNotInDatabase scans every text and blob column of every table for s.
+func requireNotInDatabase(t *testing.T, h *harness, s string) {
+	t.Helper()
+	var tables []string
+	require.NoError(t, h.app.Store.DB().Raw("SELECT name FROM sqlite_master WHERE type = 'table'").Scan(&tables).Error)
+	for _, table := range tables {
+		rows, err := h.app.Store.DB().Raw(fmt.Sprintf("SELECT * FROM %q", table)).Rows()
+		require.NoError(t, err)
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			require.NoError(t, rows.Scan(ptrs...))
+			for i, v := range vals {
+				require.NotContains(t, fmt.Sprint(v), s, "plaintext sentinel in %s.%s", table, cols[i])
+				if b, ok := v.([]byte); ok {
+					require.NotContains(t, string(b), s, "plaintext sentinel in %s.%s", table, cols[i])
+				}
+			}
+		}
+		require.NoError(t, rows.Close())
+	}
+}
