@@ -75,7 +75,8 @@ func TestRealVault(t *testing.T) {
 		uri += "?" + strings.Join(q, "&")
 	}
 	open := func(t *testing.T) *vaulttransit.Backend {
-		k, err := vaulttransit.Open(uri) // os.LookupEnv: VAULT_TOKEN, VAULT_CACERT, ...
+		// os.LookupEnv (the default): VAULT_TOKEN, VAULT_CACERT, ...
+		k, err := vaulttransit.New(vaulttransit.Config{URI: uri, Timeout: testTimeout})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = k.Close() })
 		return k

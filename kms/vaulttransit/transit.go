@@ -191,7 +191,9 @@ func newHTTPClient(t Target, tc api.TLSConfig) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	tr.TLSHandshakeTimeout = 10 * time.Second
-	tr.MaxIdleConnsPerHost = 16
+	// A cold start with many callers must not open (and handshake) one connection each.
+	tr.MaxConnsPerHost = 32
+	tr.MaxIdleConnsPerHost = 32
 	hc := &http.Client{
 		Transport: tr,
 		// The API client follows Vault's own redirects (at most one, never to http).

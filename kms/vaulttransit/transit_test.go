@@ -27,9 +27,15 @@ func env(kv map[string]string) vaulttransit.Option {
 // fastRetries keeps the two retries but with millisecond waits.
 var fastRetries = vaulttransit.WithRetries(2, 5*time.Millisecond, 20*time.Millisecond)
 
+// testTimeout replaces the 5 s production default: the race detector on a shared 2-core
+// machine can make 64 concurrent TLS handshakes take longer than that. Tests of the
+// timeout itself set their own.
+const testTimeout = 20 * time.Second
+
 func openKEK(t *testing.T, uri string, vars map[string]string, opts ...vaulttransit.Option) *vaulttransit.Backend {
 	t.Helper()
-	k, err := vaulttransit.New(vaulttransit.Config{URI: uri}, append([]vaulttransit.Option{env(vars), fastRetries}, opts...)...)
+	k, err := vaulttransit.New(vaulttransit.Config{URI: uri, Timeout: testTimeout},
+		append([]vaulttransit.Option{env(vars), fastRetries}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = k.Close() })
 	return k

@@ -21,6 +21,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -118,10 +119,13 @@ func start(t testing.TB, useTLS bool, opts []Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	// Handshakes that a test's client refuses on purpose are not news.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	if useTLS {
-		s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serveHTTP))
+		s.srv.StartTLS()
 	} else {
-		s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+		s.srv.Start()
 	}
 	t.Cleanup(s.srv.Close)
 	return s
