@@ -189,6 +189,35 @@ func (r *registry) login(m *module, slot uint, label, pin string) (*tokenLogin, 
 	return l, nil
 }
 
+// relogin replaces a login whose session was lost (HSM restart, token re-inserted):
+// it opens a new session and logs in again with pin, which must be the PIN of the login.
+func (r *registry) relogin(m *module, slot uint, l *tokenLogin, pin string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !m.initialized || m.logins[slot] != l {
+		return fmt.Errorf("%w: pkcs11: token %q is no longer in use", kms.ErrUnavailable, l.label)
+	}
+	sum := pinSum(l.salt, pin)
+	if subtle.ConstantTimeCompare(sum[:], l.pinSum[:]) != 1 {
+		return fmt.Errorf("%w: pkcs11: the PIN of token %q changed; restart with the new PIN", kms.ErrConfig, l.label)
+	}
+	if info, err := m.ctx.GetSessionInfo(l.session); err == nil &&
+		(info.State == p11.CKS_RO_USER_FUNCTIONS || info.State == p11.CKS_RW_USER_FUNCTIONS) {
+		return nil // still logged in: another Backend on this token healed it
+	}
+	_ = m.ctx.CloseSession(l.session)
+	s, err := m.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return opError("C_OpenSession", err)
+	}
+	if err := m.ctx.Login(s, p11.CKU_USER, pin); err != nil && !isCode(err, p11.CKR_USER_ALREADY_LOGGED_IN) {
+		_ = m.ctx.CloseSession(s)
+		return opError(fmt.Sprintf("C_Login to token %q", l.label), err)
+	}
+	l.session = s
+	return nil
+}
+
 // logout drops a reference to a login; the last one logs out and closes its session.
 func (r *registry) logout(m *module, slot uint, l *tokenLogin) {
 	r.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -30,9 +31,10 @@ type Backend struct {
 	mod   *module
 	slot  uint
 	login *tokenLogin
-	key   p11.ObjectHandle
+	key   atomic.Uint64 // the key's p11.ObjectHandle; Ping may find it again after an outage
 	pool  *sessionPool
 	once  sync.Once
+	heal  sync.Mutex // one recovery at a time
 }
 
 var _ kms.KEK = (*Backend)(nil)
@@ -94,10 +96,11 @@ func open(ctx context.Context, u *URI, opts Options) (_ *Backend, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.key, err = findKey(mod.ctx, s, u)
+	key, err := findKey(mod.ctx, s, u)
 	if err == nil {
-		err = checkKey(mod.ctx, s, b.key, u, log)
+		err = checkKey(mod.ctx, s, key, u, log)
 	}
+	b.key.Store(uint64(key))
 	b.pool.put(s, err == nil)
 	if err != nil {
 		b.pool.close()
@@ -134,7 +137,7 @@ func (b *Backend) encrypt(s p11.SessionHandle, iv, dek, aad []byte) ([]byte, err
 	params := p11.NewGCMParams(iv, aad, tagSize*8)
 	defer params.Free()
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}
-	if err := b.mod.ctx.EncryptInit(s, mech, b.key); err != nil {
+	if err := b.mod.ctx.EncryptInit(s, mech, b.keyHandle()); err != nil {
 		return nil, opError("C_EncryptInit", err)
 	}
 	ct, err := b.mod.ctx.Encrypt(s, dek)
@@ -172,7 +175,7 @@ func (b *Backend) decrypt(s p11.SessionHandle, iv, ct, aad []byte) ([]byte, erro
 	params := p11.NewGCMParams(iv, aad, tagSize*8)
 	defer params.Free()
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_GCM, params)}
-	if err := b.mod.ctx.DecryptInit(s, mech, b.key); err != nil {
+	if err := b.mod.ctx.DecryptInit(s, mech, b.keyHandle()); err != nil {
 		return nil, opError("C_DecryptInit", err)
 	}
 	dek, err := b.mod.ctx.Decrypt(s, ct)
@@ -186,9 +189,26 @@ func (b *Backend) decrypt(s p11.SessionHandle, iv, ct, aad []byte) ([]byte, erro
 	return dek, nil
 }
 
+func (b *Backend) keyHandle() p11.ObjectHandle { return p11.ObjectHandle(b.key.Load()) }
+
 // Ping implements kms.KEK: it borrows a session, checks that the token still has the
-// user logged in, and finds the key again.
+// user logged in, and finds the key again. When that fails with kms.ErrUnavailable (the
+// sessions and the login were lost: HSM restart, token re-inserted in the same slot), it
+// logs in again, drops the stale idle sessions and finds the key again; it reports
+// success only if the key is usable afterwards. Readiness probes call Ping, so a
+// backend heals itself without a restart; until then Wrap and Unwrap fail closed.
 func (b *Backend) Ping(ctx context.Context) error {
+	err := b.check(ctx)
+	if err == nil || !errors.Is(err, kms.ErrUnavailable) || ctx.Err() != nil || b.pool.closed() {
+		return err
+	}
+	if rerr := b.recover(); rerr != nil {
+		return fmt.Errorf("%w (recovery failed: %w)", err, rerr)
+	}
+	return b.check(ctx)
+}
+
+func (b *Backend) check(ctx context.Context) error {
 	s, err := b.pool.get(ctx)
 	if err != nil {
 		return err
@@ -196,6 +216,30 @@ func (b *Backend) Ping(ctx context.Context) error {
 	err = b.ping(s)
 	b.pool.put(s, err == nil)
 	return err
+}
+
+func (b *Backend) recover() error {
+	b.heal.Lock()
+	defer b.heal.Unlock()
+	pin, err := b.uri.PIN()
+	if err != nil {
+		return err
+	}
+	if err := libraries.relogin(b.mod, b.slot, b.login, pin); err != nil {
+		return err
+	}
+	b.pool.dropIdle()
+	s, err := b.pool.get(context.Background())
+	if err != nil {
+		return err
+	}
+	key, err := findKey(b.mod.ctx, s, b.uri)
+	b.pool.put(s, err == nil)
+	if err != nil {
+		return err
+	}
+	b.key.Store(uint64(key))
+	return nil
 }
 
 func (b *Backend) ping(s p11.SessionHandle) error {
@@ -210,9 +254,8 @@ func (b *Backend) ping(s p11.SessionHandle) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", kms.ErrUnavailable, err)
 	}
-	if h != b.key {
-		return fmt.Errorf("%w: pkcs11: key %q on token %q changed handle; reopen the backend",
-			kms.ErrUnavailable, b.uri.Object, b.uri.Token)
+	if h != b.keyHandle() {
+		return fmt.Errorf("%w: pkcs11: key %q on token %q changed handle", kms.ErrUnavailable, b.uri.Object, b.uri.Token)
 	}
 	return nil
 }

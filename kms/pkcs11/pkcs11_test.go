@@ -360,8 +360,17 @@ func TestSessionsLostIsUnavailable(t *testing.T) {
 		_, err = b.Unwrap(testCtx(t), w, []byte("aad"))
 		require.ErrorIs(t, err, kms.ErrUnavailable, "attempt %d", i)
 		require.False(t, errors.Is(err, kms.ErrDecrypt), "an outage must not look like a bad ciphertext")
+		_, err = b.Wrap(testCtx(t), make([]byte, 32), nil)
+		require.ErrorIs(t, err, kms.ErrUnavailable, "attempt %d", i)
 	}
-	require.ErrorIs(t, b.Ping(testCtx(t)), kms.ErrUnavailable)
+
+	// Ping (the readiness probe) logs in again and finds the key: the backend heals.
+	require.NoError(t, b.Ping(testCtx(t)))
+	got, err := b.Unwrap(testCtx(t), w, []byte("aad"))
+	require.NoError(t, err)
+	require.Equal(t, make([]byte, 32), got)
+	_, err = b.Unwrap(testCtx(t), w, []byte("other"))
+	require.ErrorIs(t, err, kms.ErrDecrypt)
 }
 
 func TestWrapRejectsBadInput(t *testing.T) {

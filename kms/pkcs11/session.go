@@ -83,6 +83,28 @@ func (p *sessionPool) put(s p11.SessionHandle, reuse bool) {
 	<-p.sem
 }
 
+// closed reports whether close has been called.
+func (p *sessionPool) closed() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropIdle closes the idle sessions (after an outage they are stale).
+func (p *sessionPool) dropIdle() {
+	for {
+		select {
+		case s := <-p.idle:
+			_ = p.ctx.CloseSession(s)
+		default:
+			return
+		}
+	}
+}
+
 // close stops new operations, waits for the running ones and closes every idle session.
 // PKCS#11 calls cannot be cancelled, so it waits as long as the device takes.
 func (p *sessionPool) close() {
@@ -91,13 +113,6 @@ func (p *sessionPool) close() {
 		for range cap(p.sem) {
 			p.sem <- struct{}{}
 		}
-		for {
-			select {
-			case s := <-p.idle:
-				_ = p.ctx.CloseSession(s)
-			default:
-				return
-			}
-		}
+		p.dropIdle()
 	})
 }
