@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "authpipe-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "authpipe-proxy")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// cleanEnv is an environment with no AUTHPIPE_ variables: the embedded default.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AUTHPIPE_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func startServe(t *testing.T, dir, addr string, env ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, "serve", "--listen-addr", addr)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv(env...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	return cmd, &logs
+}
+
+func waitFor(t *testing.T, url string, within time.Duration, wantStatus int) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		res, err := http.Get(url)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == wantStatus {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d within %s (last err %v)", url, wantStatus, within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServeInEmptyDirectoryKeepsStateAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	key := "ap_" + strings.Repeat("k", 43)
+	cmd, _ := startServe(t, dir, addr, "AUTHPIPE_BOOTSTRAP_API_KEY="+key)
+	waitFor(t, "http://"+addr+"/healthz", time.Second, 200)
+	waitFor(t, "http://"+addr+"/readyz", 10*time.Second, 200)
+
+	for _, f := range []string{"data/authpipe.db", "data/kek.key", "data/client-secret-kek.key"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/connections",
+		strings.NewReader(`{"provider":"stripe","end_user_id":"u","api_key":"sk_test_restart_0123456789"}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, 201, res.StatusCode)
+
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	_, _ = cmd.Process.Wait()
+
+	// Second start: same directory, no bootstrap key in the environment this time.
+	startServe(t, dir, addr)
+	waitFor(t, "http://"+addr+"/readyz", 10*time.Second, 200)
+	req, _ = http.NewRequest("GET", "http://"+addr+"/v1/connections", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(res.Body)
+	res.Body.Close()
+	require.Equal(t, 200, res.StatusCode)
+	require.Contains(t, body.String(), `"end_user_id":"u"`, "the key and the connection survived the restart")
+}
+
+func TestBadSettingsExit2WithOneLine(t *testing.T) {
+	cases := map[string][]string{
+		"retention":        {"AUTHPIPE_RETENTION=800h"},
+		"profile":          {"AUTHPIPE_PROFILE=prod"},
+		"prod sqlite":      {"AUTHPIPE_PROFILE=production", "AUTHPIPE_PUBLIC_URL=https://p.example.com"},
+		"bad database url": {"AUTHPIPE_DATABASE_URL=mysql://x"},
+		"same keks":        {"AUTHPIPE_KEK_URI=local://./k", "AUTHPIPE_CLIENT_SECRET_KEK_URI=local://./k"},
+		"password hidden":  {"AUTHPIPE_PROFILE=production", "AUTHPIPE_DATABASE_URL=postgres://u:hunter2SENTINEL@db/x"},
+	}
+	for name, env := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, "serve")
+			cmd.Dir = t.TempDir()
+			cmd.Env = cleanEnv(env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			require.Equal(t, 2, ee.ExitCode(), "stderr: %s", stderr.String())
+			out := strings.TrimRight(stderr.String(), "\n")
+			require.NotContains(t, out, "\n", "one line")
+			require.Contains(t, out, "AUTHPIPE_", "names the variable")
+			require.NotContains(t, out, "hunter2SENTINEL")
+		})
+	}
+}
+
+func TestWorldReadableKeyFileExit2(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kek.key"), []byte("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"), 0o644))
+	cmd := exec.Command(binary, "serve")
+	cmd.Dir = dir
+	cmd.Env = cleanEnv("AUTHPIPE_KEK_URI=local://./kek.key")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 2, ee.ExitCode())
+	require.Contains(t, stderr.String(), "AUTHPIPE_KEK_URI")
+}
+
+func TestCLIKeysWorkspacesAudit(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = dir
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%v: %s", args, out)
+		return string(out)
+	}
+	require.Contains(t, run("migrate"), "migration")
+	out := run("apikey", "create", "--name", "backend", "--scopes", "tokens:read")
+	require.Contains(t, out, "key:    ap_")
+	require.Contains(t, run("apikey", "list"), "backend")
+	id := strings.Fields(strings.SplitN(out, "\n", 2)[0])[1]
+	require.Contains(t, run("apikey", "revoke", id), "revoked")
+	require.NotContains(t, run("apikey", "list"), "backend")
+	require.Contains(t, run("workspace", "create", "acme"), "admin key:    ap_")
+	require.Contains(t, run("audit", "verify"), "ok")
+	require.Contains(t, run("version"), "authpipe-proxy")
+}
