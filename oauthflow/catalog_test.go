@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
+	"gopkg.in/yaml.v3"
 )
 
 func loadCatalog(t *testing.T) *Catalog {
@@ -326,6 +327,17 @@ func TestParseCatalogRejects(t *testing.T) {
 	}
 }
 
+// TestCatalogYAMLRoundTrip: marshalling the parsed catalog and parsing it again gives the
+// same providers, so the yaml tags and the defaults agree.
+func TestCatalogYAMLRoundTrip(t *testing.T) {
+	c := loadCatalog(t)
+	out, err := yaml.Marshal(catalogFile{Providers: c.All()})
+	require.NoError(t, err)
+	again, err := ParseCatalog(out)
+	require.NoError(t, err)
+	require.Equal(t, c.All(), again.All())
+}
+
 func TestExpand(t *testing.T) {
 	c := loadCatalog(t)
 	shop, _ := c.Get("shopify")
@@ -367,7 +379,18 @@ func TestExpand(t *testing.T) {
 // FuzzParseCatalog: ParseCatalog never panics, and whatever it accepts is a set of
 // uniquely named providers that each pass Validate and whose URLs are https.
 func FuzzParseCatalog(f *testing.F) {
-	f.Add(embeddedProviders)
+	// A few real entries of every shape (the whole catalog is too slow a seed to mutate).
+	c, err := LoadCatalog()
+	require.NoError(f, err)
+	var some []Provider
+	for _, name := range []string{"github", "google", "shopify", "figma", "stripe", "twilio", "mailgun"} {
+		p, ok := c.Get(name)
+		require.True(f, ok)
+		some = append(some, p)
+	}
+	seed, err := yaml.Marshal(catalogFile{Providers: some})
+	require.NoError(f, err)
+	f.Add(string(seed))
 	f.Add("providers:" + validEntry)
 	f.Add("providers:\n  - name: s\n    display_name: S\n    auth_mode: oauth2\n    authorization_url: https://{shop}.a.example/x\n    token_url: https://{shop}.a.example/t\n    token_auth_method: client_secret_post\n")
 	f.Add("providers:\n  - name: k\n    display_name: K\n    auth_mode: api_key\n    api_base_url: https://k.example\n    api_key_auth: basic\n")
