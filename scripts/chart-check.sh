@@ -151,6 +151,16 @@ expect all-features-values 'AUTHPIPE_TLS_CERT_FILE: "/var/run/authpipe/tls/tls.c
 expect all-features-values 'scheme: HTTPS'
 expect all-features-values '@sha256:'
 
+# The Service and the PodDisruptionBudget select the server pods only, never the migration
+# Job's (which share the name and instance labels).
+for t in service poddisruptionbudget; do
+	"$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" --show-only "templates/$t.yaml" >"$work/$t.yaml"
+	grep -A4 -E '^  (selector|  matchLabels):$' "$work/$t.yaml" | grep -q 'app.kubernetes.io/component: server' ||
+		die "the $t does not select app.kubernetes.io/component: server"
+	pass "the $t selects the server pods only"
+done
+expect default '^        app.kubernetes.io/component: migration$'
+
 # 3. negative fixtures: each must fail, for the reason its "# expect:" line gives.
 expected_reason() { sed -n 's/^# expect: //p' "$1" | head -n1; }
 n_bad=0

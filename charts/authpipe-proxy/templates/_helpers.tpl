@@ -26,6 +26,12 @@ app.kubernetes.io/name: {{ include "authpipe-proxy.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The server pods only: the migration Job's pods share the name and instance labels. */}}
+{{- define "authpipe-proxy.serverSelectorLabels" -}}
+{{ include "authpipe-proxy.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
 {{- define "authpipe-proxy.labels" -}}
 helm.sh/chart: {{ include "authpipe-proxy.chart" . }}
 {{ include "authpipe-proxy.selectorLabels" . }}
