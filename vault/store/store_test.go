@@ -310,3 +310,26 @@ func TestUnavailableDatabase(t *testing.T) {
 	require.True(t, errors.Is(err, store.ErrUnavailable), "err = %v", err)
 	require.Less(t, time.Since(start), 10*time.Second)
 }
+
+func TestAuditFailureFailsTheChange(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		require.NoError(t, s.EnsureDefaultWorkspace(ctx))
+		ws := store.DefaultWorkspaceID
+		// Break the audit table: every append now fails.
+		require.NoError(t, s.DB().Exec("ALTER TABLE audit_events RENAME TO audit_events_gone").Error)
+		now := time.Now().UTC()
+		c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: ws, Provider: "stripe", EndUserID: "u",
+			AuthMode: "api_key", Status: store.StatusActive, Version: 1, CreatedAt: now, UpdatedAt: now}
+		err := s.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: ws, UpdatedAt: now},
+			ev(ws, audit.ConnectionCreated))
+		require.Error(t, err)
+		_, err = s.Connection(ctx, ws, c.ID)
+		require.ErrorIs(t, err, store.ErrNotFound, "the change was rolled back with its event")
+		k := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: ws, Name: "n", Prefix: "p", Hash: []byte("x"),
+			HashKeyID: "pk", Scopes: store.Strings{"admin"}, CreatedAt: now}
+		require.Error(t, s.InsertAPIKey(ctx, k, ev(ws, audit.APIKeyCreated)))
+		_, err = s.APIKeyByHash(ctx, []byte("x"))
+		require.ErrorIs(t, err, store.ErrNotFound)
+	})
+}
