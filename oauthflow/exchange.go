@@ -1,0 +1,146 @@
+package oauthflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// ClientCredentials are an OAuth client's id and secret at one provider. The secret may
+// be empty for a public client, which then authenticates with client_id alone.
+type ClientCredentials struct {
+	ClientID     string
+	ClientSecret vault.Secret
+}
+
+// Token is a token response (RFC 6749 section 5.1) with its secrets wrapped.
+type Token struct {
+	AccessToken  vault.Secret
+	RefreshToken vault.Secret // zero when the provider sent none
+	TokenType    string
+	// ExpiresAt is now + expires_in, or now + the provider's assumed_expires_in when the
+	// response has no expires_in; nil when the token does not expire.
+	ExpiresAt *time.Time
+	// Scopes are the granted scopes when the response lists them (RFC 6749 section 5.1),
+	// else nil: the caller keeps the requested ones.
+	Scopes []string
+}
+
+// String never shows a token.
+func (t Token) String() string {
+	return fmt.Sprintf("Token{access_token:%t refresh_token:%t type:%q expires_at:%v scopes:%q}",
+		!t.AccessToken.IsZero(), !t.RefreshToken.IsZero(), t.TokenType, t.ExpiresAt, t.Scopes)
+}
+
+// ProviderError is a provider's refusal or failure. It keeps only what is safe to show:
+// an RFC 6749 error code (ErrorCode: never the provider's text) and the HTTP status. The
+// response body, which can quote the request and its secrets, is dropped.
+type ProviderError struct {
+	Op     string // "token" or "revoke"
+	Code   string // an RFC 6749 code, or ProviderErrorCode
+	Status int    // HTTP status of the response
+}
+
+func (e *ProviderError) Error() string {
+	return fmt.Sprintf("oauthflow: %s request refused by the provider: %s (HTTP %d)", e.Op, e.Code, e.Status)
+}
+
+// tokenEndpoint is Provider.Endpoint with client_secret_basic, the method every server
+// must support (RFC 6749 section 2.3.1), for a custom provider that names none. The
+// AuthStyle is always explicit: never x/oauth2's auto-detection, which retries with the
+// secret in a second place.
+func (p Provider) tokenEndpoint() (oauth2.Endpoint, error) {
+	if p.TokenAuthMethod == "" {
+		p.TokenAuthMethod = ClientSecretBasic
+	}
+	return p.Endpoint()
+}
+
+// Exchange trades an authorization code for tokens (RFC 6749 section 4.1.3) with the PKCE
+// verifier (RFC 7636 section 4.5), through x/oauth2 over client. client must be the
+// outbound package's TokenClient (it follows no redirect and refuses private addresses at
+// dial time); it is put into the context under oauth2.HTTPClient, so x/oauth2 never uses
+// http.DefaultClient. now is the clock that expires_in counts from.
+//
+// A refusal is a *ProviderError; a transport failure wraps the outbound error with the
+// request URL's query removed (errors.Is(err, outbound.ErrUnsafeURL) still works). No
+// error carries the code, verifier, secret or any part of the response body.
+func Exchange(ctx context.Context, client *http.Client, p Provider, cc ClientCredentials, code, verifier, redirectURI string, now time.Time) (Token, error) {
+	if client == nil {
+		return Token{}, errors.New("oauthflow: Exchange needs an HTTP client")
+	}
+	ep, err := p.tokenEndpoint()
+	if err != nil {
+		return Token{}, err
+	}
+	if cc.ClientSecret.IsZero() {
+		ep.AuthStyle = oauth2.AuthStyleInParams // a public client: client_id in the body, no Basic header
+	}
+	if code == "" {
+		return Token{}, fmt.Errorf("%w: no code", ErrMalformedCallback)
+	}
+	if err := ValidateVerifier(verifier); err != nil {
+		return Token{}, err
+	}
+	conf := oauth2.Config{ClientID: cc.ClientID, ClientSecret: cc.ClientSecret.Reveal(), Endpoint: ep, RedirectURL: redirectURI}
+	tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, client), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return Token{}, providerFailure("token", err)
+	}
+	return tokenOf(p, tok, now), nil
+}
+
+// providerFailure reduces an x/oauth2 error to what may be kept. RetrieveError.Error()
+// includes the response body: only its ErrorCode (filtered) and status survive.
+func providerFailure(op string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		return &ProviderError{Op: op, Code: ErrorCode(re.ErrorCode), Status: status}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("oauthflow: %s request: %w", op, err)
+	}
+	var ue *outbound.UnsafeAddressError
+	if errors.As(err, &ue) || errors.Is(err, outbound.ErrUnsafeURL) || errors.Is(err, outbound.ErrResponseTooLarge) ||
+		errors.Is(err, outbound.ErrPinMismatch) {
+		return fmt.Errorf("oauthflow: %s request: %w", op, outbound.Redact(err))
+	}
+	// Anything else (malformed JSON, missing access_token, a reset connection): keep the
+	// class, not the text, which x/oauth2 may build from the response.
+	return fmt.Errorf("oauthflow: %s request failed: %w", op, &opaqueError{err: err})
+}
+
+// opaqueError hides its cause's text but keeps it for errors.Is/As.
+type opaqueError struct{ err error }
+
+func (e *opaqueError) Error() string { return "transport or response error" }
+func (e *opaqueError) Unwrap() error { return e.err }
+
+func tokenOf(p Provider, tok *oauth2.Token, now time.Time) Token {
+	out := Token{AccessToken: vault.NewSecret(tok.AccessToken), RefreshToken: vault.NewSecret(tok.RefreshToken),
+		TokenType: tok.Type()}
+	switch {
+	case tok.ExpiresIn > 0:
+		t := now.Add(time.Duration(tok.ExpiresIn) * time.Second).UTC()
+		out.ExpiresAt = &t
+	case p.AssumedExpiresIn > 0:
+		t := now.Add(time.Duration(p.AssumedExpiresIn) * time.Second).UTC()
+		out.ExpiresAt = &t
+	}
+	if s, ok := tok.Extra("scope").(string); ok && s != "" {
+		out.Scopes = strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
+	}
+	return out
+}

@@ -1,0 +1,95 @@
+package oauthflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// Token revocation (RFC 7009), for the connection lifecycle (disconnect, erasure).
+
+// TokenTypeHint is RFC 7009's token_type_hint.
+type TokenTypeHint string
+
+// Token type hints (RFC 7009 section 2.1).
+const (
+	HintAccessToken  TokenTypeHint = "access_token"
+	HintRefreshToken TokenTypeHint = "refresh_token"
+)
+
+// ErrRevocationUnsupported: the provider has no RFC 7009 endpoint (revocation_url).
+var ErrRevocationUnsupported = errors.New("oauthflow: provider has no revocation endpoint")
+
+// maxRevokeBody caps what is read of a revocation response (only its error code is used).
+const maxRevokeBody = 64 << 10
+
+// Revoke asks the provider to revoke token (RFC 7009 section 2.1): a form-encoded POST of
+// token and token_type_hint to revocation_url, with the client authenticated as at the
+// token endpoint (HTTP Basic for client_secret_basic, client_id/client_secret in the body
+// for client_secret_post). A 200 means revoked, or unknown to the provider, which RFC
+// 7009 section 2.2 treats the same. Anything else is a *ProviderError (503 with
+// Status 503, which the caller may retry) or a transport error. client must be the
+// outbound TokenClient: a redirect is an error, never followed.
+func Revoke(ctx context.Context, client *http.Client, p Provider, cc ClientCredentials, token vault.Secret, hint TokenTypeHint) error {
+	if client == nil {
+		return errors.New("oauthflow: Revoke needs an HTTP client")
+	}
+	if p.RevocationURL == "" {
+		return ErrRevocationUnsupported
+	}
+	if _, err := p.tokenEndpoint(); err != nil {
+		return err
+	}
+	if token.IsZero() {
+		return errors.New("oauthflow: nothing to revoke")
+	}
+	form := url.Values{"token": {token.Reveal()}}
+	if hint != "" {
+		form.Set("token_type_hint", string(hint))
+	}
+	basic := p.TokenAuthMethod != ClientSecretPost && !cc.ClientSecret.IsZero()
+	if !basic {
+		form.Set("client_id", cc.ClientID)
+		if !cc.ClientSecret.IsZero() {
+			form.Set("client_secret", cc.ClientSecret.Reveal())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RevocationURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("%w: %q: revocation_url", ErrInvalidProvider, p.Name)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if basic {
+		// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
+		req.SetBasicAuth(url.QueryEscape(cc.ClientID), url.QueryEscape(cc.ClientSecret.Reveal()))
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return providerFailure("revoke", err)
+	}
+	defer res.Body.Close()
+	body, rerr := outbound.ReadLimited(res.Body, maxRevokeBody)
+	if res.StatusCode == http.StatusOK {
+		return nil
+	}
+	pe := &ProviderError{Op: "revoke", Code: ProviderErrorCode, Status: res.StatusCode}
+	if rerr == nil {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			pe.Code = ErrorCode(e.Error)
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxRevokeBody))
+	return pe
+}
