@@ -41,6 +41,7 @@ const (
 	EnvDEKCacheTTL                 = "AUTHPIPE_DEK_CACHE_TTL"
 	EnvBootstrapAPIKey             = "AUTHPIPE_BOOTSTRAP_API_KEY"
 	EnvOutboundAllowCIDRs          = "AUTHPIPE_OUTBOUND_ALLOW_CIDRS"
+	EnvOutboundCAFile              = "AUTHPIPE_OUTBOUND_CA_FILE"
 	EnvTrustedProxies              = "AUTHPIPE_TRUSTED_PROXIES"
 	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
@@ -48,6 +49,7 @@ const (
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
 	EnvControlPlaneURL             = "AUTHPIPE_CONTROL_PLANE_URL"
 	EnvControlPlaneToken           = "AUTHPIPE_CONTROL_PLANE_TOKEN"
+	EnvControlPlanePins            = "AUTHPIPE_CONTROL_PLANE_PINS"
 	EnvTLSCertFile                 = "AUTHPIPE_TLS_CERT_FILE"
 	EnvTLSKeyFile                  = "AUTHPIPE_TLS_KEY_FILE"
 	EnvTLSClientCAFile             = "AUTHPIPE_TLS_CLIENT_CA_FILE"
@@ -87,6 +89,8 @@ type Config struct {
 	OutboundAllowCIDRs    []netip.Prefix
 	OutboundAllowCIDRsSet bool
 	TrustedProxies        []netip.Prefix
+	// OutboundCAFile is a PEM bundle trusted by outbound calls besides the system roots.
+	OutboundCAFile string
 
 	// RefreshSchedule is a cron spec (5 fields or a descriptor such as "@every 30s").
 	RefreshSchedule string
@@ -96,6 +100,9 @@ type Config struct {
 
 	ControlPlaneURL   string
 	ControlPlaneToken vault.Secret
+	// ControlPlanePins are "sha256/<base64>" SPKI pins (RFC 7469 section 2.4) of the
+	// control plane's chain; empty = chain verification only.
+	ControlPlanePins []string
 
 	TLSCertFile     string
 	TLSKeyFile      string

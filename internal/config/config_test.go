@@ -417,6 +417,8 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvBootstrapAPIKey:             bootstrapKey,
 		config.EnvOutboundAllowCIDRs:          "10.0.0.0/8",
 		config.EnvTrustedProxies:              "192.168.0.0/16",
+		config.EnvOutboundCAFile:              "corp-ca.pem",
+		config.EnvControlPlanePins:            "sha256/" + strings.Repeat("A", 43) + "=,sha256/" + strings.Repeat("B", 43) + "=",
 		config.EnvRefreshSchedule:             "@every 1m",
 		config.EnvRefreshLead:                 "2m",
 		config.EnvRetention:                   "24h",
@@ -437,6 +439,8 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 	require.Equal(t, "https://p.example.com", want.PublicURL)
 	require.Equal(t, 3*time.Second, want.ShutdownTimeout)
 	require.Equal(t, "ca.pem", want.TLSClientCAFile)
+	require.Equal(t, "corp-ca.pem", want.OutboundCAFile)
+	require.Len(t, want.ControlPlanePins, 2)
 	def, err := config.Load(nil, env(nil))
 	require.NoError(t, err)
 
@@ -598,5 +602,34 @@ func TestSettingsTable(t *testing.T) {
 		"AUTHPIPE_CONTROL_PLANE_URL", "AUTHPIPE_CONTROL_PLANE_TOKEN", "AUTHPIPE_TLS_CERT_FILE", "AUTHPIPE_TLS_KEY_FILE",
 		"AUTHPIPE_LOG_LEVEL", "AUTHPIPE_LOG_FORMAT"} {
 		require.True(t, seen[name], name)
+	}
+}
+
+func TestControlPlanePins(t *testing.T) {
+	good := "sha256/" + strings.Repeat("A", 43) + "="
+	tests := []struct {
+		name, raw string
+		ok        bool
+	}{
+		{"one", good, true},
+		{"two for rotation", good + "," + good, true},
+		{"no prefix", strings.Repeat("A", 43) + "=", false},
+		{"sha1", "sha1/" + strings.Repeat("A", 27) + "=", false},
+		{"short", "sha256/AAAA", false},
+		{"not base64", "sha256/" + strings.Repeat("!", 44), false},
+		{"second entry bad", good + ",sha256/x", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load(nil, env(map[string]string{config.EnvControlPlanePins: tc.raw}))
+			if tc.ok {
+				require.NoError(t, err)
+				require.NotEmpty(t, cfg.ControlPlanePins)
+				return
+			}
+			var ve *config.ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.Equal(t, []string{config.EnvControlPlanePins}, ve.Vars())
+		})
 	}
 }

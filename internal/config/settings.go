@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -77,6 +79,7 @@ func Settings() []Setting {
 			s.EmptyIsValue = true
 			return s
 		}(),
+		setting(EnvOutboundCAFile, "", "PEM bundle of extra CAs that outbound calls (providers, control plane) trust besides the system roots, e.g. a corporate CA.", stringField(func(c *Config) *string { return &c.OutboundCAFile })),
 		listSetting(EnvTrustedProxies, "Comma-separated ranges of reverse proxies whose `X-Forwarded-For` is believed.", prefixField(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })),
 		setting(EnvRefreshSchedule, "@every 30s", "Cron spec of the refresh sweep: five fields or a descriptor such as `@every 30s` or `@hourly`.", stringField(func(c *Config) *string { return &c.RefreshSchedule })),
 		setting(EnvRefreshLead, "10m", "Refresh a token this long before it expires.", durationField(func(c *Config) *time.Duration { return &c.RefreshLead })),
@@ -88,9 +91,10 @@ func Settings() []Setting {
 				show:  func(c *Config) string { return redactURI(c.ControlPlaneURL) },
 			}),
 		secretSetting(EnvControlPlaneToken, "Bearer token for the control plane; set together with `AUTHPIPE_CONTROL_PLANE_URL`.", func(c *Config) *vault.Secret { return &c.ControlPlaneToken }),
+		listSetting(EnvControlPlanePins, "Comma-separated SPKI pins `sha256/<base64 of SHA-256(SubjectPublicKeyInfo)>` (RFC 7469) of the control plane: some certificate of its verified chain must carry one. List the old and the new key together to rotate. Empty = chain verification only.", pinListField(func(c *Config) *[]string { return &c.ControlPlanePins })),
 		setting(EnvTLSCertFile, "", "PEM certificate chain: serve HTTPS (TLS 1.3 only). Set together with `AUTHPIPE_TLS_KEY_FILE`; unset = plain HTTP.", stringField(func(c *Config) *string { return &c.TLSCertFile })),
 		setting(EnvTLSKeyFile, "", "PEM private key for `AUTHPIPE_TLS_CERT_FILE`.", stringField(func(c *Config) *string { return &c.TLSKeyFile })),
-		setting(EnvTLSClientCAFile, "", "PEM CA bundle: require client certificates signed by it (needs the TLS certificate and key).", stringField(func(c *Config) *string { return &c.TLSClientCAFile })),
+		setting(EnvTLSClientCAFile, "", "PEM CA bundle for client certificates (needs the TLS certificate and key). A certificate, when presented, must chain to it; API-key requests must then present one that names their key (URI SAN `authpipe:apikey:<key id>`). Browser routes (connect, OAuth callback) and health probes need none.", stringField(func(c *Config) *string { return &c.TLSClientCAFile })),
 		setting(EnvShutdownTimeout, "15s", "How long a graceful shutdown waits for requests in flight.", durationField(func(c *Config) *time.Duration { return &c.ShutdownTimeout })),
 		setting(EnvLogLevel, "info", "`debug`, `info`, `warn` or `error`.",
 			field{
@@ -198,6 +202,26 @@ func uriListField(p func(*Config) *[]string) field {
 			}
 			return strings.Join(out, ",")
 		},
+	}
+}
+
+// pinListField parses a comma-separated list of SPKI pins, "sha256/" + the standard
+// base64 of 32 bytes (RFC 7469 section 2.4). Pins are public values: shown as they are.
+func pinListField(p func(*Config) *[]string) field {
+	return field{
+		parse: func(c *Config, raw string) string {
+			pins := splitList(raw)
+			for i, pin := range pins {
+				b64, ok := strings.CutPrefix(pin, "sha256/")
+				sum, err := base64.StdEncoding.DecodeString(b64)
+				if !ok || err != nil || len(sum) != sha256.Size {
+					return fmt.Sprintf("entry %d is not sha256/<base64 of 32 bytes>", i+1)
+				}
+			}
+			*p(c) = pins
+			return ""
+		},
+		show: func(c *Config) string { return strings.Join(*p(c), ",") },
 	}
 }
 
