@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
 // Serve runs the HTTP server until ctx ends, then shuts down gracefully: in-flight
@@ -23,14 +24,14 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		return &ConfigError{Var: "AUTHPIPE_LISTEN_ADDR", Err: err}
 	}
 	if a.Config.TLSEnabled() {
-		certs, err := newCertReloader(a.Config.TLSCertFile, a.Config.TLSKeyFile)
+		files, err := newTLSFiles(a.Config.TLSCertFile, a.Config.TLSKeyFile, a.Config.TLSClientCAFile, a.Log)
 		if err != nil {
 			_ = ln.Close()
-			return &ConfigError{Var: "AUTHPIPE_TLS_CERT_FILE", Err: err}
+			return &ConfigError{Var: config.EnvTLSCertFile, Err: err}
 		}
-		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: certs.get,
-			NextProtos: []string{"h2", "http/1.1"}})
+		ln = tls.NewListener(ln, files.serverConfig())
 	}
+	logTransportSecurity(a.Log, a.Config, a.catalog())
 	srv := &http.Server{
 		Handler:           a.Server.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -93,46 +94,12 @@ func (a *App) bootstrapLoop(ctx context.Context) {
 	}
 }
 
-// certReloader serves the certificate on disk, reloading it when the files change
-// (Kubernetes rotates mounted secrets in place). It checks at most every 5 seconds.
-type certReloader struct {
-	certFile, keyFile string
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	modTime time.Time
-	checked time.Time
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile}
-	if err := r.load(); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (r *certReloader) load() error {
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+// catalog is the built-in provider catalog for the start-up log (nil if it fails to load,
+// which New has already ruled out).
+func (a *App) catalog() *oauthflow.Catalog {
+	c, err := oauthflow.LoadCatalog()
 	if err != nil {
-		return fmt.Errorf("load certificate: %w", err)
+		return nil
 	}
-	st, err := os.Stat(r.certFile)
-	if err != nil {
-		return err
-	}
-	r.cert, r.modTime = &cert, st.ModTime()
-	return nil
-}
-
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.checked) > 5*time.Second {
-		r.checked = time.Now()
-		if st, err := os.Stat(r.certFile); err == nil && !st.ModTime().Equal(r.modTime) {
-			_ = r.load() // on a half-written pair keep serving the old one; retried next check
-		}
-	}
-	return r.cert, nil
+	return c
 }
