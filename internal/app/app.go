@@ -14,6 +14,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -41,6 +42,7 @@ type App struct {
 	Secrets *vault.Keyring
 	Audit   *audit.Batcher
 	Server  *proxy.Server
+	Metrics *metrics.Metrics // one registry for this App, served on /metrics
 
 	rings []*kms.Ring
 }
@@ -91,6 +93,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		_ = secRing.Close()
 		return nil, &ConfigError{Var: config.EnvClientSecretKEKURI, Err: errors.New("must be a different key from AUTHPIPE_KEK_URI")}
 	}
+	a.Metrics = metrics.New(metrics.BuildInfo{})
+	credRing, secRing = a.Metrics.InstrumentRing(credRing), a.Metrics.InstrumentRing(secRing)
 	a.rings = []*kms.Ring{credRing, secRing}
 	a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.WithLogger(a.Log), store.WithClock(o.now))
 	if err != nil {
@@ -106,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now})
+	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now, OnWrite: a.Metrics.AuditWrite})
 	catalog, err := oauthflow.LoadCatalog()
 	if err != nil {
 		a.Close()
@@ -117,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog},
-		proxy.WithLogger(a.Log), proxy.WithClock(o.now))
+		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics))
 	if err != nil {
 		a.Close()
 		return nil, err
