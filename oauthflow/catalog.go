@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 //go:embed providers.yaml
@@ -113,6 +115,10 @@ type Provider struct {
 	// MinTLSVersion lowers the outbound TLS floor from 1.3 to "1.2" for a provider that
 	// does not speak TLS 1.3 yet. Empty means the client's default.
 	MinTLSVersion string `yaml:"min_tls_version,omitempty" json:"min_tls_version,omitempty"`
+	// Pins are optional SPKI pins, "sha256/<base64>" (RFC 7469 section 2.4), checked
+	// after normal chain verification on every call to the provider: some certificate
+	// of the verified chain must carry one. List the old and the new key to rotate.
+	Pins []string `yaml:"pins,omitempty" json:"pins,omitempty"`
 	// StaticHeaders are added to every forwarded API call (Notion-Version,
 	// anthropic-version). They never carry a credential.
 	StaticHeaders map[string]string `yaml:"static_headers,omitempty" json:"static_headers,omitempty"`
@@ -198,6 +204,7 @@ func (c *Catalog) Len() int { return len(c.sorted) }
 // Clone returns a deep copy of p (its slices and maps are not shared).
 func (p Provider) Clone() Provider {
 	p.DefaultScopes = slices.Clone(p.DefaultScopes)
+	p.Pins = slices.Clone(p.Pins)
 	p.AuthorizationParams = maps.Clone(p.AuthorizationParams)
 	p.StaticHeaders = maps.Clone(p.StaticHeaders)
 	return p
@@ -343,6 +350,9 @@ func (p Provider) Validate() error {
 	case "", "1.2", "1.3":
 	default:
 		return bad("min_tls_version must be \"1.2\" or \"1.3\"")
+	}
+	if err := tlsutil.ValidatePins(p.Pins); err != nil {
+		return bad("pins: %s", err)
 	}
 	if err := p.validateStaticHeaders(); err != nil {
 		return bad("%s", err)

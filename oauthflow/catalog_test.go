@@ -292,6 +292,8 @@ func TestParseCatalogRejects(t *testing.T) {
 		{"auth param control char", add("    authorization_params: {prompt: \"a\\nb\"}\n"), "authorization_params"},
 		{"negative expiry", add("    assumed_expires_in: -1\n"), "assumed_expires_in"},
 		{"bad tls", add("    min_tls_version: \"1.0\"\n"), "min_tls_version"},
+		{"pin without sha256/", add("    pins: [\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n"), "pins"},
+		{"pin of 16 bytes", add("    pins: [\"sha256/AAAAAAAAAAAAAAAAAAAAAA==\"]\n"), "pins"},
 		{"static authorization header", add("    static_headers: {Authorization: Bearer x}\n"), "may not be set"},
 		{"static cookie header", add("    static_headers: {cookie: a=b}\n"), "may not be set"},
 		{"static header CRLF", add("    static_headers: {X-A: \"a\\r\\nX-B: c\"}\n"), "static_headers"},
@@ -424,4 +426,20 @@ func FuzzParseCatalog(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseCatalogPins(t *testing.T) {
+	pinA, pinB := "sha256/"+strings.Repeat("A", 43)+"=", "sha256/"+strings.Repeat("B", 43)+"="
+	c, err := ParseCatalog([]byte("providers:" + validEntry + "    min_tls_version: \"1.2\"\n    pins: [\"" + pinA + "\", \"" + pinB + "\"]\n"))
+	require.NoError(t, err)
+	p, ok := c.Get("acme")
+	require.True(t, ok)
+	require.Equal(t, []string{pinA, pinB}, p.Pins, "several pins, for rotation")
+	require.Equal(t, "1.2", p.MinTLSVersion)
+	p.Pins[0] = "changed"
+	again, _ := c.Get("acme")
+	require.Equal(t, pinA, again.Pins[0], "Get returns a deep copy")
+	b, err := json.Marshal(again)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"pins":["`+pinA)
 }
