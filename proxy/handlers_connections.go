@@ -233,8 +233,10 @@ func (s *Server) handleToken(c *gin.Context) {
 		}
 		resp.APIKey = sec.Reveal()
 	default:
-		fail(c, problem.ErrRefreshUnavailable.WithDetail("OAuth token serving is not enabled in this build"))
-		return
+		if err := s.oauthToken(ctx, cc, &resp); err != nil { // handlers_connect.go
+			fail(c, err)
+			return
+		}
 	}
 	// The read is audited before the credential leaves: if the log cannot take it, the
 	// request fails closed.

@@ -15,14 +15,12 @@ func (s *Server) routes() *gin.Engine {
 	r.RemoveExtraSlash = false
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
 	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), bodyLimit)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
 	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
 
 	r.GET("/healthz", s.handleHealthz)
 	r.GET("/readyz", s.handleReadyz)
-	r.GET("/metrics", s.handleMetrics) // no API key: restrict by network policy
 
 	api := r.Group("/v1", s.authenticate)
 	api.GET("/catalog", s.handleCatalog)
@@ -47,5 +45,13 @@ func (s *Server) routes() *gin.Engine {
 
 	api.GET("/audit", require(ScopeAuditRead), s.handleListAudit)
 	api.GET("/audit/verify", require(ScopeAuditRead), s.handleVerifyAudit)
+
+	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
+	// key: the session id and the state (with the flow cookie) are their capabilities.
+	api.POST("/connect/sessions", require(ScopeConnectionsWrite), s.handleCreateConnectSession)
+	api.POST("/connections/:id/reconnect", require(ScopeConnectionsWrite), s.handleReconnect)
+	pub := r.Group("/v1")
+	pub.GET("/connect/:session", s.handleStartConnect)
+	pub.GET("/oauth/callback", s.handleOAuthCallback)
 	return r
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
-	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -64,7 +63,8 @@ type Server struct {
 	now     func() time.Time
 	ready   atomic.Bool
 	engine  *gin.Engine
-	metrics *metrics.Metrics // metrics.go
+
+	oauth oauthDeps // oauth.go: the connect flows' provider client
 }
 
 // New builds the server and its routes.
@@ -86,9 +86,6 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
-	if err := s.initMetrics(); err != nil {
-		return nil, err
-	}
 	s.engine = s.routes()
 	return s, nil
 }
