@@ -15,12 +15,14 @@ func (s *Server) routes() *gin.Engine {
 	r.RemoveExtraSlash = false
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
+	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
 	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), bodyLimit)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
 	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
 
 	r.GET("/healthz", s.handleHealthz)
 	r.GET("/readyz", s.handleReadyz)
+	r.GET("/metrics", s.handleMetrics) // no API key: restrict by network policy
 
 	api := r.Group("/v1", s.authenticate)
 	api.GET("/catalog", s.handleCatalog)

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -63,6 +64,7 @@ type Server struct {
 	now     func() time.Time
 	ready   atomic.Bool
 	engine  *gin.Engine
+	metrics *metrics.Metrics // metrics.go
 
 	oauth oauthDeps // oauth.go: the connect flows' provider client
 }
@@ -86,6 +88,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
+	if err := s.initMetrics(); err != nil {
+		return nil, err
+	}
 	s.engine = s.routes()
 	return s, nil
 }
