@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -206,12 +207,40 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		walk(doc.root)
 	})
 
-	t.Run("problem codes match internal/problem", func(t *testing.T) {
+	t.Run("every problem code the server defines is in ProblemCode", func(t *testing.T) {
 		enum := resolveRef(doc.root, "#/components/schemas/ProblemCode").(map[string]any)["enum"].([]any)
-		require.NotEmpty(t, enum)
-		require.Contains(t, enum, "unauthorized")
-		require.Contains(t, enum, "kms_unavailable")
+		codes := problemCodesInSource(t, "../internal/problem", ".")
+		require.Contains(t, codes, "kms_unavailable", "the scan finds the sentinels")
+		for _, c := range codes {
+			require.Contains(t, enum, c, "problem code %q is not listed in components.schemas.ProblemCode", c)
+		}
 	})
+}
+
+// problemNew matches the definition of a problem code: problem.New(http.StatusX, "code", ...).
+var problemNew = regexp.MustCompile(`New\(\s*http\.Status\w+,\s*"([a-z_]+)"`)
+
+// problemCodesInSource returns the codes defined in the non-test Go files of dirs.
+func problemCodesInSource(t *testing.T, dirs ...string) []string {
+	t.Helper()
+	var codes []string
+	for _, dir := range dirs {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		require.NoError(t, err)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			require.NoError(t, err)
+			for _, m := range problemNew.FindAllSubmatch(src, -1) {
+				if !slices.Contains(codes, string(m[1])) {
+					codes = append(codes, string(m[1]))
+				}
+			}
+		}
+	}
+	return codes
 }
 
 // resolveRef follows a local JSON pointer ("#/a/b"), or returns nil.
