@@ -168,7 +168,7 @@ func (m *Metrics) httpObserver(k httpKey) prometheus.Observer {
 func tokenOutcomes() []string {
 	return []string{"success", "unauthorized", "forbidden", "not_found", "invalid_request", "needs_reauth",
 		"disconnected", "refresh_unavailable", "kms_unavailable", "database_unavailable", "audit_unavailable",
-		"rate_limited", "internal", Other}
+		"rate_limited", "invalid_dpop_proof", "use_dpop_nonce", "token_in_url", "internal", Other}
 }
 
 // TokenRead counts one token read. credentialType is oauth2, api_key or "" (unknown);
