@@ -35,7 +35,8 @@ const (
 
 // Metrics is the registry of one server and its metric families. Safe for concurrent use.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg     *prometheus.Registry
+	handler http.Handler
 
 	httpDuration *prometheus.HistogramVec
 	httpMu       sync.RWMutex
@@ -101,16 +102,15 @@ func New(info BuildInfo) *Metrics {
 	build := f.gaugeVec("build_info", "The running build (always 1).", "version", "revision", "go_version")
 	build.WithLabelValues(buildLabels(info)...).Set(1)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
 	return m
 }
 
 // Registry returns the registry (for tests and for registering more collectors).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Handler serves the registry in the Prometheus text format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
-}
+// Handler serves the registry in the Prometheus text format (at most 4 scrapes at once).
+func (m *Metrics) Handler() http.Handler { return m.handler }
 
 // ---- HTTP ----
 
