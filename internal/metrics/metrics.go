@@ -53,6 +53,7 @@ type Metrics struct {
 	auditBatches   *prometheus.CounterVec
 	auditEvents    prometheus.Counter
 	auditBatchSize prometheus.Observer
+	auditBroken    prometheus.Counter
 }
 
 // BuildInfo names the running binary in authpipe_build_info.
@@ -84,6 +85,7 @@ func New(info BuildInfo) *Metrics {
 		auditBatches: f.counterVec("audit_batch_writes_total",
 			"Group-commit attempts of the audit batch writer by outcome (a failed batch is retried).", "outcome"),
 		auditEvents: f.counter("audit_events_appended_total", "Audit events appended by the batch writer."),
+		auditBroken: f.counter("audit_chain_breaks_total", "Audit chain verifications that found a broken chain."),
 		auditBatchSize: f.histogramVec("audit_batch_size", "Events per audit group commit.",
 			prometheus.ExponentialBuckets(1, 2, 11)).WithLabelValues(),
 	}
@@ -232,6 +234,10 @@ func (m *Metrics) AuditWrite(n int, err error) {
 	m.auditEvents.Add(float64(n))
 	m.auditBatchSize.Observe(float64(n))
 }
+
+// AuditChainBroken counts a verification that found a broken audit chain (API.md: a
+// broken chain does not stop the server; it logs and counts it).
+func (m *Metrics) AuditChainBroken() { m.auditBroken.Inc() }
 
 // ObserveAuditQueue exports the audit writer's queue depth (audit.Batcher.QueueDepth).
 func (m *Metrics) ObserveAuditQueue(depth func() int) error {

@@ -113,6 +113,7 @@ func TestHTTPTokensRefreshesAuditLabelsAreBounded(t *testing.T) {
 	m.Refresh("acme-internal-ws_9", "ap_secret")
 	m.AuditWrite(7, nil)
 	m.AuditWrite(7, errors.New("db down"))
+	m.AuditChainBroken()
 	require.NoError(t, m.ObserveAuditQueue(func() int { return 3 }))
 	require.NoError(t, m.ObserveDEKCache("credentials", func() int { return 2 }))
 	require.Error(t, m.ObserveDEKCache("credentials", func() int { return 2 }), "registering twice is refused")
@@ -129,6 +130,7 @@ func TestHTTPTokensRefreshesAuditLabelsAreBounded(t *testing.T) {
 		{"authpipe_audit_batch_writes_total", `outcome="failure"`, 1},
 		{"authpipe_audit_events_appended_total", ``, 7},
 		{"authpipe_audit_queue_depth", ``, 3},
+		{"authpipe_audit_chain_breaks_total", ``, 1},
 		{"authpipe_dek_cache_entries", `purpose="credentials"`, 2},
 		{"authpipe_provider_catalog_size", ``, 2},
 		{"authpipe_build_info", `go_version=`, 1},
