@@ -110,6 +110,7 @@ func TestMetricsAfterAFlow(t *testing.T) {
 		{"token read unauthorized", "authpipe_token_reads_total", map[string]string{"outcome": "unauthorized"}, 1},
 		{"a DEK was wrapped by the local KEK", "authpipe_kms_request_duration_seconds", map[string]string{"backend": "local", "operation": "wrap"}, -1},
 		{"the catalog size", "authpipe_provider_catalog_size", nil, -1},
+		{"the credentials DEK is cached", "authpipe_dek_cache_entries", map[string]string{"purpose": "credentials"}, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := count(tc.family, tc.labels)
