@@ -67,6 +67,8 @@ type Server struct {
 	metrics *metrics.Metrics // metrics.go
 
 	oauth oauthDeps // oauth.go: the connect flows' provider client
+
+	clientCertBinding bool // clientcert.go: WithClientCertBinding
 }
 
 // New builds the server and its routes.
@@ -119,6 +121,10 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	if ws := c.GetHeader("X-Authpipe-Workspace"); ws != "" && ws != p.WorkspaceID {
 		fail(c, problem.ErrUnauthorized)
+		return
+	}
+	if err := s.checkClientCert(c.Request, p); err != nil { // mTLS binding (clientcert.go)
+		fail(c, err)
 		return
 	}
 	c.Set(ctxPrincipal, p)

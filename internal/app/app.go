@@ -121,7 +121,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog},
-		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics))
+		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics),
+		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""))
 	if err != nil {
 		a.Close()
 		return nil, err
