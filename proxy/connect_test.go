@@ -92,7 +92,7 @@ func newFlow(t *testing.T, dialect string, opts oauthtest.Options) *flow {
 	f.callback = f.h.srv.URL + "/v1/oauth/callback"
 	f.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		f.appHits.Add(1)
-		_, _ = io.WriteString(w, "<html><body>integration page</body></html>")
+		_, _ = io.WriteString(w, `<!doctype html><html><body><p id="done">integration page</p></body></html>`)
 	}))
 	t.Cleanup(f.app.Close)
 	f.ret = f.app.URL + "/integrations/done"
@@ -535,16 +535,6 @@ func TestReconnectKeepsTheConnectionID(t *testing.T) {
 		"api_key": "sk_test_abcdefgh"}), 201, "")
 	f.h.expect(f.h.do("POST", "/v1/connections/"+ak.Body["id"].(string)+"/reconnect", f.key, nil), 400, "invalid_request")
 	f.noLeaks()
-}
-
-func TestExpiredOAuthTokenIsRefreshUnavailable(t *testing.T) {
-	f := newFlow(t, store.SQLite, oauthtest.Options{AutoLogin: true, AccessTokenLifespan: 20 * time.Minute})
-	b := f.browser()
-	_, connectURL := f.session(nil)
-	id := f.connected(b, f.toCallback(b, connectURL))
-	f.token(id)
-	f.clock.advance(21 * time.Minute)
-	f.h.expect(f.h.do("GET", "/v1/connections/"+id+"/token", f.key, nil), 503, "refresh_unavailable")
 }
 
 func TestFlowCookieOnHTTPSPublicURL(t *testing.T) {
