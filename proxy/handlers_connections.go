@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -133,6 +134,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	s.emitConnection(ctx, controlplane.EventConnectionCreated, conn, "")
 	c.JSON(http.StatusCreated, viewOf(conn))
 }
 
@@ -267,5 +269,6 @@ func (s *Server) handleDeleteConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	s.emitConnection(ctx, controlplane.EventConnectionDisconnected, conn, "")
 	c.JSON(http.StatusOK, viewOf(conn))
 }

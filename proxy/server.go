@@ -39,6 +39,7 @@ type Deps struct {
 	Secrets *vault.Keyring // purpose client_secrets
 	Audit   *audit.Batcher // token.read events
 	Catalog *oauthflow.Catalog
+	Events  EventSink // metadata for the control plane (events.go); nil = standalone
 }
 
 // Option configures a Server.
@@ -69,6 +70,8 @@ type Server struct {
 	oauth oauthDeps // oauth.go: the connect flows' provider client
 
 	clientCertBinding bool // clientcert.go: WithClientCertBinding
+
+	events EventSink // events.go: metadata for the control plane
 }
 
 // New builds the server and its routes.
@@ -87,6 +90,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.events = deps.Events; s.events == nil {
+		s.events = noEvents{}
 	}
 	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)

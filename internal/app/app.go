@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
@@ -43,6 +44,8 @@ type App struct {
 	Audit   *audit.Batcher
 	Server  *proxy.Server
 	Metrics *metrics.Metrics // one registry for this App, served on /metrics
+	// ControlPlane is the link to the control plane; nil when standalone.
+	ControlPlane *controlplane.Client
 
 	rings []*kms.Ring
 }
@@ -53,6 +56,7 @@ type Option func(*options)
 type options struct {
 	logOut io.Writer
 	now    func() time.Time
+	cpOpts []controlplane.Option
 }
 
 // WithLogOutput sends logs to w (default os.Stderr).
@@ -116,11 +120,16 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, fmt.Errorf("provider catalog: %w", err)
 	}
+	events, err := a.newControlPlane(cfg, o)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Server, err = proxy.New(proxy.Config{
 		PublicURL:          cfg.PublicURL,
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
-	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog},
+	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog, Events: events},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""))
 	if err != nil {

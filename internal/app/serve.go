@@ -46,7 +46,13 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a.Audit.Run(bg) }()
-	go func() { defer wg.Done(); a.bootstrapLoop(bg) }()
+	go func() {
+		defer wg.Done()
+		a.bootstrapLoop(bg)
+		if a.ControlPlane != nil && bg.Err() == nil { // after migrations: the outbox exists
+			a.ControlPlane.Run(bg, a.Server)
+		}
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

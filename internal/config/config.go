@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -50,6 +51,7 @@ const (
 	EnvControlPlaneURL             = "AUTHPIPE_CONTROL_PLANE_URL"
 	EnvControlPlaneToken           = "AUTHPIPE_CONTROL_PLANE_TOKEN"
 	EnvControlPlanePins            = "AUTHPIPE_CONTROL_PLANE_PINS"
+	EnvControlPlanePublicKey       = "AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY"
 	EnvTLSCertFile                 = "AUTHPIPE_TLS_CERT_FILE"
 	EnvTLSKeyFile                  = "AUTHPIPE_TLS_KEY_FILE"
 	EnvTLSClientCAFile             = "AUTHPIPE_TLS_CLIENT_CA_FILE"
@@ -103,6 +105,8 @@ type Config struct {
 	// ControlPlanePins are "sha256/<base64>" SPKI pins (RFC 7469 section 2.4) of the
 	// control plane's chain; empty = chain verification only.
 	ControlPlanePins []string
+	// ControlPlanePublicKey is the pinned Ed25519 key that signs pulled configuration.
+	ControlPlanePublicKey ed25519.PublicKey
 
 	TLSCertFile     string
 	TLSKeyFile      string

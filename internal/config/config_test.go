@@ -425,6 +425,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvAuditRetention:              "100h",
 		config.EnvControlPlaneURL:             "https://cp.example.com",
 		config.EnvControlPlaneToken:           cpToken,
+		config.EnvControlPlanePublicKey:       "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", // RFC 8032 test 1
 		config.EnvTLSCertFile:                 "c.pem",
 		config.EnvTLSKeyFile:                  "k.pem",
 		config.EnvTLSClientCAFile:             "ca.pem",

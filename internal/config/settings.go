@@ -1,8 +1,11 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -90,6 +93,8 @@ func Settings() []Setting {
 				parse: func(c *Config, raw string) string { c.ControlPlaneURL = raw; return "" },
 				show:  func(c *Config) string { return redactURI(c.ControlPlaneURL) },
 			}),
+		setting(EnvControlPlanePublicKey, "", "The control plane's Ed25519 public key, pinned: base64 of its 32 bytes or a PEM `PUBLIC KEY`. Pulled configuration is applied only with a valid signature by it; unset = configuration is not pulled (metadata is still pushed).",
+			field{parse: parseEd25519Key, show: func(c *Config) string { return base64.StdEncoding.EncodeToString(c.ControlPlanePublicKey) }}),
 		secretSetting(EnvControlPlaneToken, "Bearer token for the control plane; set together with `AUTHPIPE_CONTROL_PLANE_URL`.", func(c *Config) *vault.Secret { return &c.ControlPlaneToken }),
 		listSetting(EnvControlPlanePins, "Comma-separated SPKI pins `sha256/<base64 of SHA-256(SubjectPublicKeyInfo)>` (RFC 7469) of the control plane: some certificate of its verified chain must carry one. List the old and the new key together to rotate. Empty = chain verification only.", pinListField(func(c *Config) *[]string { return &c.ControlPlanePins })),
 		setting(EnvTLSCertFile, "", "PEM certificate chain: serve HTTPS (TLS 1.3 only). Set together with `AUTHPIPE_TLS_KEY_FILE`; unset = plain HTTP.", stringField(func(c *Config) *string { return &c.TLSCertFile })),
@@ -121,6 +126,28 @@ func Settings() []Setting {
 				show:  func(c *Config) string { return string(c.LogFormat) },
 			}),
 	}
+}
+
+// parseEd25519Key accepts base64 (standard or URL-safe, padded or not) of a raw 32-byte
+// Ed25519 public key, or a PEM "PUBLIC KEY" block (PKIX, RFC 8410).
+func parseEd25519Key(c *Config, raw string) string {
+	raw = strings.TrimSpace(raw)
+	if block, _ := pem.Decode([]byte(raw)); block != nil {
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		pub, ok := k.(ed25519.PublicKey)
+		if err != nil || !ok {
+			return "the PEM block is not an Ed25519 PUBLIC KEY"
+		}
+		c.ControlPlanePublicKey = pub
+		return ""
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(raw); err == nil && len(b) == ed25519.PublicKeySize {
+			c.ControlPlanePublicKey = ed25519.PublicKey(b)
+			return ""
+		}
+	}
+	return "is not an Ed25519 public key (base64 of 32 bytes, or a PEM PUBLIC KEY)"
 }
 
 // field binds a setting to its Config field.
