@@ -13,8 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -167,6 +170,41 @@ func OutboundPolicy(cfg config.Config) (outbound.Policy, error) {
 		p.RootCAs = roots
 	}
 	return p, nil
+}
+
+// ProviderClients returns the outbound clients for provider calls (token exchange,
+// refresh, revoke, health checks): OutboundPolicy as the base, then per provider its
+// min_tls_version and pins (tlsutil.Clients.For). Refusals (unsafe address, pin
+// mismatch, oversized answer, refused redirect) are logged and counted in reg, if not
+// nil, as authpipe_outbound_refusals_total{kind}.
+func ProviderClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*tlsutil.Clients, error) {
+	p, err := OutboundPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
+}
+
+// OutboundMetrics is an outbound.WithMetrics hook counting refusals by kind in
+// authpipe_outbound_refusals_total on reg (shared by every client registered on the same
+// registry); with a nil reg it counts nothing.
+func OutboundMetrics(reg prometheus.Registerer) outbound.Option {
+	if reg == nil {
+		return outbound.WithMetrics(func(outbound.Event) {})
+	}
+	cv := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "authpipe", Name: "outbound_refusals_total",
+		Help: "Outbound calls refused by the client's policy, by kind (unsafe_address, pin_mismatch, response_too_large, redirect_refused).",
+	}, []string{"kind"})
+	if err := reg.Register(cv); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				cv = existing
+			}
+		}
+	}
+	return outbound.WithMetrics(func(e outbound.Event) { cv.WithLabelValues(string(e.Kind)).Inc() })
 }
 
 // ControlPlanePolicy is OutboundPolicy with the control plane's pins

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/config"
@@ -337,4 +338,54 @@ func TestLogTransportSecurityNamesTLS12Providers(t *testing.T) {
 	var buf bytes.Buffer
 	logTransportSecurity(slog.New(slog.NewTextHandler(&buf, nil)), config.Config{DatabaseURL: "sqlite://./x.db"}, catalog)
 	require.Contains(t, buf.String(), "providers=lagging")
+}
+
+func TestProviderClientsPinsAndMetric(t *testing.T) {
+	ca := tlstest.NewCA(t, "provider CA")
+	leaf, stranger := ca.Server(t), ca.Server(t)
+	files, dir := newFiles(t, leaf, nil)
+	addr := serveTLS(t, files)
+	url := "https://127.0.0.1:" + port(addr) + "/"
+	cfg := config.Config{OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		OutboundCAFile: ca.WriteFile(t, dir, "ca")}
+	reg := prometheus.NewRegistry()
+	clients, err := ProviderClients(cfg, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	_, err = ProviderClients(cfg, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err, "a second set on the same registry shares the counter")
+
+	provider := oauthflow.Provider{Name: "acme", Pins: []string{stranger.Pin()}}
+	c, err := clients.For(provider.MinTLSVersion, provider.Pins)
+	require.NoError(t, err)
+	_, err = c.TokenClient().Get(url)
+	require.ErrorIs(t, err, outbound.ErrPinMismatch)
+	require.Equal(t, 1.0, refusals(t, reg, "pin_mismatch"))
+
+	provider.Pins = append(provider.Pins, leaf.Pin()) // rotation: the new pin beside the old
+	c, err = clients.For(provider.MinTLSVersion, provider.Pins)
+	require.NoError(t, err)
+	resp, err := c.TokenClient().Get(url)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, 1.0, refusals(t, reg, "pin_mismatch"))
+}
+
+// refusals reads authpipe_outbound_refusals_total{kind} from reg.
+func refusals(t *testing.T, reg *prometheus.Registry, kind string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "authpipe_outbound_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
