@@ -32,7 +32,11 @@ type Callback struct {
 
 // String never shows the code or the state.
 func (c Callback) String() string {
-	return fmt.Sprintf("Callback{state:%t code:%t iss:%t error:%q}", c.State != "", c.Code != "", c.HasIss, ErrorCode(c.Error))
+	errCode := ""
+	if c.Error != "" {
+		errCode = ErrorCode(c.Error)
+	}
+	return fmt.Sprintf("Callback{state:%t code:%t iss:%t error:%q}", c.State != "", c.Code != "", c.HasIss, errCode)
 }
 
 // ParseCallback reads the response parameters from the callback's query. A parameter that

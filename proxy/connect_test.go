@@ -30,7 +30,7 @@ const clientSecret = "SENTINEL-client-secret-0123456789"
 // testClock is the harness's injected clock: real time plus an offset a test can move.
 type testClock struct{ offset atomic.Int64 }
 
-func (c *testClock) now() time.Time         { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // newClockHarness is newHarness with an injected clock.
