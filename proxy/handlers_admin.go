@@ -67,6 +67,11 @@ func validScopes(scopes []string, allowWorkspaces bool) error {
 
 // CreateAPIKey makes a key in a workspace and returns it: the only time it is shown.
 func (s *Server) CreateAPIKey(ctx context.Context, workspaceID, name string, scopes []string, actor string) (createdKey, error) {
+	return s.createAPIKey(ctx, workspaceID, name, scopes, actor, "")
+}
+
+// createAPIKey makes a key, bound to the DPoP key with thumbprint jkt when jkt is set.
+func (s *Server) createAPIKey(ctx context.Context, workspaceID, name string, scopes []string, actor, jkt string) (createdKey, error) {
 	key := NewAPIKey()
 	h, kid, err := s.hasher.Hash(ctx, key)
 	if err != nil {
@@ -76,7 +81,11 @@ func (s *Server) CreateAPIKey(ctx context.Context, workspaceID, name string, sco
 		Hash: h, HashKeyID: kid, Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now().UTC()}
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.APIKeyCreated, Actor: actor, Outcome: audit.Success,
 		Data: dataJSON("api_key_id", row.ID)}
-	if err := s.store.InsertAPIKey(ctx, row, ev); err != nil {
+	insert := func() error { return s.store.InsertAPIKey(ctx, row, ev) }
+	if jkt != "" {
+		insert = func() error { return s.store.InsertDPoPAPIKey(ctx, row, jkt, ev) }
+	}
+	if err := insert(); err != nil {
 		return createdKey{}, err
 	}
 	return createdKey{ID: row.ID, Key: key, Prefix: row.Prefix, Scopes: row.Scopes, Name: name}, nil
@@ -103,8 +112,9 @@ func (s *Server) EnsureBootstrapKey(ctx context.Context, key vault.Secret) error
 
 func (s *Server) handleCreateAPIKey(c *gin.Context) {
 	var req struct {
-		Name   string   `json:"name"`
-		Scopes []string `json:"scopes"`
+		Name    string   `json:"name"`
+		Scopes  []string `json:"scopes"`
+		DPoPJKT string   `json:"dpop_jkt"` // RFC 9449: bind the key to this JWK thumbprint
 	}
 	if !bindJSON(c, &req) {
 		return
@@ -118,7 +128,11 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	k, err := s.CreateAPIKey(c.Request.Context(), p.WorkspaceID, req.Name, req.Scopes, p.KeyID)
+	if req.DPoPJKT != "" && !validJKT(req.DPoPJKT) {
+		fail(c, problem.ErrInvalidRequest.WithField("dpop_jkt", "an RFC 7638 SHA-256 JWK thumbprint, base64url"))
+		return
+	}
+	k, err := s.createAPIKey(c.Request.Context(), p.WorkspaceID, req.Name, req.Scopes, p.KeyID, req.DPoPJKT)
 	if err != nil {
 		fail(c, err)
 		return

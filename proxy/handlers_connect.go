@@ -358,7 +358,7 @@ func (s *Server) completeFlow(ctx context.Context, cs store.ConnectSession, prov
 	case !errors.Is(err, store.ErrNotFound):
 		return store.Connection{}, err
 	}
-	hc, err := s.tokenClient()
+	hc, err := s.tokenClient(cfg.Provider)
 	if err != nil {
 		return store.Connection{}, err
 	}

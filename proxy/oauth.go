@@ -8,35 +8,52 @@ import (
 	"sync"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // oauthDeps is the connect flows' share of the Server (handlers_connect.go): the outbound
-// client for provider calls, built on first use unless an option set one.
+// clients for provider calls, built on first use unless an option set them.
 type oauthDeps struct {
-	once   sync.Once
-	client *outbound.Client
-	err    error
+	once    sync.Once
+	client  *outbound.Client // WithTokenOutbound
+	clients *tlsutil.Clients // WithProviderClients
+	err     error
 }
 
 // WithTokenOutbound sets the SSRF-guarded client used for every provider call of the connect
-// flows (token exchange; later refresh and revoke). Default: outbound.New with
-// Config.OutboundAllowCIDRs.
+// flows (token exchange; later refresh and revoke) whose provider has neither pins nor
+// min_tls_version "1.2". Default: the WithProviderClients client for such a provider.
 func WithTokenOutbound(c *outbound.Client) Option { return func(s *Server) { s.oauth.client = c } }
 
-// tokenClient is the outbound client that never follows a redirect and refuses private
-// addresses at dial time (unless the operator allowed them).
-func (s *Server) tokenClient() (*http.Client, error) {
+// WithProviderClients sets the per-provider clients (tlsutil.Clients: TLS 1.3 unless the
+// provider says min_tls_version "1.2", and its pins). Default: built from
+// Config.OutboundAllowCIDRs with the system roots.
+func WithProviderClients(c *tlsutil.Clients) Option { return func(s *Server) { s.oauth.clients = c } }
+
+// tokenClient is the outbound client for provider p that never follows a redirect and
+// refuses private addresses at dial time (unless the operator allowed them). It honours
+// p's TLS floor and pins; a pin mismatch fails (outbound.ErrPinMismatch) and is never
+// retried with another client.
+func (s *Server) tokenClient(p oauthflow.Provider) (*http.Client, error) {
 	s.oauth.once.Do(func() {
-		if s.oauth.client == nil {
-			s.oauth.client, s.oauth.err = outbound.New(outbound.Policy{AllowCIDRs: s.cfg.OutboundAllowCIDRs},
+		if s.oauth.clients == nil {
+			s.oauth.clients, s.oauth.err = tlsutil.NewClients(outbound.Policy{AllowCIDRs: s.cfg.OutboundAllowCIDRs},
 				outbound.WithLogger(s.log))
 		}
 	})
 	if s.oauth.err != nil {
 		return nil, fmt.Errorf("proxy: outbound client: %w", s.oauth.err)
 	}
-	return s.oauth.client.TokenClient(), nil
+	if s.oauth.client != nil && len(p.Pins) == 0 && p.MinTLSVersion != "1.2" {
+		return s.oauth.client.TokenClient(), nil
+	}
+	c, err := s.oauth.clients.For(p.MinTLSVersion, p.Pins)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: outbound client for provider %s: %w", p.Name, err)
+	}
+	return c.TokenClient(), nil
 }
 
 // flowKeyLabel derives the browser-binding key from the proxy's API-key hashing key

@@ -29,13 +29,6 @@ var pendingRoutes = []string{
 	"DELETE /v1/workspaces/{id}",
 	"GET /v1/keys",
 	"POST /v1/keys/rotate",
-	"GET /v1/proxy/{connection_id}/{path}",
-	"POST /v1/proxy/{connection_id}/{path}",
-	"PUT /v1/proxy/{connection_id}/{path}",
-	"PATCH /v1/proxy/{connection_id}/{path}",
-	"DELETE /v1/proxy/{connection_id}/{path}",
-	"HEAD /v1/proxy/{connection_id}/{path}",
-	"OPTIONS /v1/proxy/{connection_id}/{path}",
 }
 
 // openAPIMethods are the operations a path item of OpenAPI 3.1 can hold. A registered

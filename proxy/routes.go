@@ -15,8 +15,11 @@ func (s *Server) routes() *gin.Engine {
 	r.RemoveExtraSlash = false
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
+	s.configureEngine(r) // trusted proxies (edge.go)
+	// edgeMiddleware: client address via trusted proxies, ?access_token= refused, body
+	// limit (1 MiB; 32 MiB for /v1/proxy).
 	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
-	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), bodyLimit)
+	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
 	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
 
@@ -24,7 +27,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/readyz", s.handleReadyz)
 	r.GET("/metrics", s.handleMetrics) // no API key: restrict by network policy
 
-	api := r.Group("/v1", s.authenticate)
+	api := r.Group("/v1", s.limitAuthFailures, s.authenticate, s.checkDPoP, s.limitByKey)
 	api.GET("/catalog", s.handleCatalog)
 
 	api.GET("/providers", s.handleListProviders)
@@ -37,6 +40,10 @@ func (s *Server) routes() *gin.Engine {
 	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
 	api.GET("/connections/:id/token", require(ScopeTokensRead), s.handleToken)
 	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.handleDeleteConnection)
+
+	for _, m := range forwardMethods { // not CONNECT or TRACE
+		api.Handle(m, "/proxy/:connection_id/*path", require(ScopeTokensRead), s.handleForward)
+	}
 
 	api.POST("/api-keys", require(ScopeAdmin), s.handleCreateAPIKey)
 	api.GET("/api-keys", require(ScopeAdmin), s.handleListAPIKeys)
@@ -52,7 +59,7 @@ func (s *Server) routes() *gin.Engine {
 	// key: the session id and the state (with the flow cookie) are their capabilities.
 	api.POST("/connect/sessions", require(ScopeConnectionsWrite), s.handleCreateConnectSession)
 	api.POST("/connections/:id/reconnect", require(ScopeConnectionsWrite), s.handleReconnect)
-	pub := r.Group("/v1")
+	pub := r.Group("/v1", s.limitByIP) // per client address, before anything else (ratelimit.go)
 	pub.GET("/connect/:session", s.handleStartConnect)
 	pub.GET("/oauth/callback", s.handleOAuthCallback)
 	return r

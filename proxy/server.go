@@ -14,6 +14,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -30,6 +31,8 @@ type Config struct {
 	OutboundAllowCIDRs []netip.Prefix
 	// AuthCacheTTL bounds how long a revoked key may still be accepted by this replica.
 	AuthCacheTTL time.Duration
+	// Edge configures trusted proxies, rate limits and DPoP (edge.go).
+	Edge EdgeConfig
 }
 
 // Deps are the lower layers the server drives.
@@ -69,6 +72,11 @@ type Server struct {
 
 	oauth oauthDeps // oauth.go: the connect flows' provider client
 
+	edge      *edge            // edge.go: client address, rate limits, DPoP
+	fwd       *forwarder       // forward.go
+	outbound  *outbound.Client // WithOutbound
+	refresher tokenRefresher   // WithTokenRefresher
+
 	clientCertBinding bool // clientcert.go: WithClientCertBinding
 
 	events EventSink // events.go: metadata for the control plane
@@ -99,6 +107,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if err := s.initMetrics(); err != nil {
 		return nil, err
 	}
+	if err := s.initEdge(); err != nil {
+		return nil, err
+	}
 	s.engine = s.routes()
 	return s, nil
 }
@@ -115,7 +126,7 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 // authenticate resolves the bearer key to a principal. Missing, malformed, unknown,
 // revoked and wrong-workspace keys all get the same 401 through the same steps.
 func (s *Server) authenticate(c *gin.Context) {
-	raw, ok := bearer(c.GetHeader("Authorization"))
+	raw, ok := presentedKey(c.GetHeader("Authorization")) // Bearer, or DPoP for bound keys
 	if !ok || !ValidKeyFormat(raw) {
 		fail(c, problem.ErrUnauthorized)
 		return

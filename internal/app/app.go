@@ -120,6 +120,13 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, fmt.Errorf("provider catalog: %w", err)
 	}
+	// Provider calls: TLS 1.3 (or a provider's min_tls_version "1.2"), its pins, the system
+	// roots plus AUTHPIPE_OUTBOUND_CA_FILE; refusals counted on /metrics (tls.go).
+	providerClients, err := ProviderClients(cfg, a.Log, a.Metrics.Registry())
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	events, err := a.newControlPlane(cfg, o)
 	if err != nil {
 		a.Close()
@@ -131,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog, Events: events},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics),
-		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""))
+		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients))
 	if err != nil {
 		a.Close()
 		return nil, err

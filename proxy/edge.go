@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+)
+
+// Edge hardening that runs before authentication: the client address as seen through
+// trusted reverse proxies, the refusal of credentials in URLs, the body limit, and the
+// per-IP and per-key rate limits (ratelimit.go).
+
+// EdgeConfig configures the edge middleware. The zero value is usable: no trusted proxies,
+// the default rate limits, DPoP without server nonces.
+type EdgeConfig struct {
+	// TrustedProxies are the reverse proxies (AUTHPIPE_TRUSTED_PROXIES) whose
+	// X-Forwarded-For and X-Forwarded-Proto are believed. From any other peer those
+	// headers are deleted before anything reads them.
+	TrustedProxies []netip.Prefix
+	// PerKey limits each API key (token bucket); zero fields take DefaultPerKeyLimit,
+	// a negative Rate disables the limit.
+	PerKey RateLimit
+	// PerIP limits each client address on unauthenticated routes and on authentication
+	// failures; zero fields take DefaultPerIPLimit, a negative Rate disables it.
+	PerIP RateLimit
+	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 section 8).
+	DPoPNonces bool
+	// DPoPWindow is how far a proof's iat may be from now (default 60 s).
+	DPoPWindow time.Duration
+}
+
+// Context keys set by the edge.
+const (
+	ctxClientIP = "authpipe.client_ip"
+	ctxScheme   = "authpipe.scheme"
+)
+
+var (
+	errTokenInURL = problem.New(http.StatusBadRequest, "token_in_url",
+		"Credentials must not be sent in the URL; use the Authorization header")
+)
+
+// edge is the state of the edge middleware.
+type edge struct {
+	trusted []netip.Prefix
+	keys    *limiterSet
+	ips     *limiterSet
+	dpop    *dpopVerifier
+	jkts    *jktCache
+}
+
+// initEdge builds the edge and the forwarder; New calls it after the options.
+func (s *Server) initEdge() error {
+	ec := s.cfg.Edge
+	e := &edge{trusted: ec.TrustedProxies}
+	e.keys = newLimiterSet(ec.PerKey.orDefault(DefaultPerKeyLimit), 100_000, s.now)
+	e.ips = newLimiterSet(ec.PerIP.orDefault(DefaultPerIPLimit), 100_000, s.now)
+	v, err := newDPoPVerifier(dpopOptions{window: ec.DPoPWindow, nonces: ec.DPoPNonces, now: s.now})
+	if err != nil {
+		return err
+	}
+	e.dpop = v
+	e.jkts = newJKTCache(100_000)
+	s.edge = e
+	s.fwd, err = newForwarder(s.outbound, s.cfg.OutboundAllowCIDRs)
+	return err
+}
+
+// configureEngine makes gin's own idea of the client address match the edge's, so that
+// c.ClientIP() anywhere in the API is the rightmost untrusted hop.
+func (s *Server) configureEngine(r *gin.Engine) {
+	r.ForwardedByClientIP = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	var cidrs []string
+	for _, p := range s.edge.trusted {
+		cidrs = append(cidrs, p.Masked().String())
+	}
+	_ = r.SetTrustedProxies(cidrs) // validated prefixes: cannot fail
+}
+
+// edgeMiddleware resolves the client address and scheme, refuses credentials in the URL
+// and applies the body limit. It runs before routing decisions that depend on the caller.
+func (s *Server) edgeMiddleware(c *gin.Context) {
+	ip, scheme := s.edge.resolveClient(c.Request)
+	c.Set(ctxClientIP, ip)
+	c.Set(ctxScheme, scheme)
+	if tokenInURL(c.Request.URL.RawQuery) {
+		fail(c, errTokenInURL)
+		return
+	}
+	limit := int64(MaxBodyBytes)
+	if strings.HasPrefix(c.Request.URL.Path, "/v1/proxy/") {
+		limit = MaxForwardBodyBytes
+	}
+	if c.Request.ContentLength > limit {
+		fail(c, problem.ErrPayloadTooLarge)
+		return
+	}
+	if c.Request.Body != nil && c.Request.Body != http.NoBody {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	}
+	c.Next()
+}
+
+// tokenInURL reports an access_token query parameter (RFC 6750 section 2.3 allows it; we
+// do not: URLs end up in logs, histories and Referer headers).
+func tokenInURL(rawQuery string) bool {
+	if rawQuery == "" {
+		return false
+	}
+	q := strings.ToLower(rawQuery)
+	if !strings.Contains(q, "access_token") && !strings.Contains(q, "access%5ftoken") {
+		return false
+	}
+	vals, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return true // unparseable and mentions access_token: refuse
+	}
+	for k := range vals {
+		if strings.EqualFold(k, "access_token") {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveClient returns the client address and scheme. Only a peer inside TrustedProxies
+// may speak for the client: X-Forwarded-For (every header line, joined) is walked from the
+// right and the first address that is not a trusted proxy is the client; X-Forwarded-Proto
+// is taken from the nearest proxy. From an untrusted peer both are deleted.
+func (e *edge) resolveClient(r *http.Request) (netip.Addr, string) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	peer := remoteAddr(r)
+	if !e.isTrusted(peer) {
+		r.Header.Del("X-Forwarded-For")
+		r.Header.Del("X-Forwarded-Proto")
+		r.Header.Del("X-Forwarded-Host")
+		r.Header.Del("Forwarded")
+		return peer, scheme
+	}
+	client := peer
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(strings.Join(xff, ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // garbage: stop at the last address we could read
+			}
+			client = a.Unmap()
+			if !e.isTrusted(client) {
+				break
+			}
+		}
+		r.Header.Set("X-Forwarded-For", strings.Join(trimAll(hops), ", "))
+	}
+	if p := r.Header.Values("X-Forwarded-Proto"); len(p) > 0 {
+		all := strings.Split(strings.Join(p, ","), ",")
+		switch v := strings.ToLower(strings.TrimSpace(all[len(all)-1])); v {
+		case "http", "https":
+			scheme = v
+		}
+	}
+	return client, scheme
+}
+
+func (e *edge) isTrusted(a netip.Addr) bool {
+	if !a.IsValid() {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range e.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func trimAll(ss []string) []string {
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// clientIP is the client address the edge resolved (the zero Addr for a unix socket).
+func clientIP(c *gin.Context) netip.Addr {
+	v, _ := c.Get(ctxClientIP)
+	a, _ := v.(netip.Addr)
+	return a
+}
+
+// requestScheme is "https" or "http" as the client used it (through trusted proxies).
+func requestScheme(c *gin.Context) string {
+	if s := c.GetString(ctxScheme); s != "" {
+		return s
+	}
+	return "http"
+}

@@ -1,0 +1,21 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+)
+
+// TokenClientFor returns the connect flows' client for p on a bare server with the given
+// per-provider clients and default client (oauth_tls_test.go).
+func TokenClientFor(clients *tlsutil.Clients, def *outbound.Client, p oauthflow.Provider) (*http.Client, error) {
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	WithProviderClients(clients)(s)
+	if def != nil {
+		WithTokenOutbound(def)(s)
+	}
+	return s.tokenClient(p)
+}
