@@ -16,6 +16,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -132,12 +133,21 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	// The forwarding proxy's client: same address policy as every provider call, no body
+	// cap (forwards stream), a longer overall budget.
+	fwd, err := outbound.New(outbound.Policy{AllowCIDRs: cfg.OutboundAllowCIDRs, MaxResponseBytes: outbound.NoResponseLimit,
+		Timeouts: outbound.Timeouts{Overall: 2 * time.Minute}}, outbound.WithLogger(a.Log))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Server, err = proxy.New(proxy.Config{
 		PublicURL:          cfg.PublicURL,
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
+		Edge:               proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies},
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog, Events: events},
-		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics),
+		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients))
 	if err != nil {
 		a.Close()
