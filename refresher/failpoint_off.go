@@ -1,0 +1,6 @@
+//go:build !failpoints
+
+package refresher
+
+// loadFailpoint: production builds have no failpoints.
+func loadFailpoint() failpoint { return failpoint{} }

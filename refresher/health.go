@@ -1,0 +1,116 @@
+package refresher
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// HealthCheck is the audit event type of a failed (or recovered) API-key health check.
+const HealthCheck = "connection.health_check"
+
+// checkHealth checks one leased API-key connection against its provider's
+// health_check_url: 2xx passes (an errored connection becomes active again), 401/403 marks
+// it error, anything else is retried after a backoff without changing its status. A
+// provider without a health check URL is not scheduled again.
+func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.ConnectionCredential) {
+	now := r.now()
+	// release gives the lease back; after d (due then: next − lead), or never when d is 0.
+	release := func(d time.Duration) {
+		var next *time.Time
+		if d > 0 {
+			t := now.Add(d + r.cfg.Lead).UTC()
+			next = &t
+		}
+		if err := r.store.ReleaseRefresh(context.WithoutCancel(ctx), cc.ID, holder, next, next == nil, now); err != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "health: release", slog.String("connection", cc.ID), slog.Any("err", err))
+		}
+	}
+	prov, _, err := r.providers.Provider(ctx, cc.WorkspaceID, cc.Provider)
+	if err != nil || prov.HealthCheckURL == "" || len(prov.Placeholders()) > 0 || cc.Credential == nil || len(cc.Credential.APIKey) == 0 {
+		release(0)
+		return
+	}
+	key, err := r.creds.Open(ctx, vault.Binding{WorkspaceID: cc.WorkspaceID, OwnerID: cc.ID, Field: fieldAPIKey}, cc.Credential.APIKey)
+	if err != nil {
+		release(r.cfg.BackoffBase)
+		return
+	}
+	defer key.Wipe()
+	status, err := r.probe(ctx, prov, key)
+	next := now.Add(r.cfg.HealthInterval + r.cfg.Lead).UTC()
+	switch {
+	case err == nil && status >= 200 && status < 300:
+		ev := audit.Event{WorkspaceID: cc.WorkspaceID, At: now, Type: HealthCheck, Actor: actor, ConnectionID: cc.ID,
+			Outcome: audit.Success, Data: eventData("provider", cc.Provider, "status", store.StatusActive)}
+		if _, err := r.store.HealthOK(ctx, cc.WorkspaceID, cc.ID, holder, cc.Version, &next, now, ev); err != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
+		}
+	case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
+		ev := audit.Event{WorkspaceID: cc.WorkspaceID, At: now, Type: HealthCheck, Actor: actor, ConnectionID: cc.ID,
+			Outcome: audit.Failure, ErrorCode: "health_check_failed",
+			Data: eventData("provider", cc.Provider, "status", store.StatusError)}
+		if cc.Status == store.StatusError {
+			ev = audit.Event{}
+		}
+		f := store.RefreshFailure{WorkspaceID: cc.WorkspaceID, ConnectionID: cc.ID, Holder: holder, Version: cc.Version,
+			Status: store.StatusError, ErrorCode: "health_check_failed", NextRefreshAt: &next, Now: now}
+		if ev.Type != "" {
+			f.Events = []audit.Event{ev}
+		}
+		if _, _, err := r.store.FailRefresh(ctx, f); err != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
+		}
+	default:
+		release(backoff(1, r.cfg.BackoffBase, r.cfg.BackoffMax))
+	}
+}
+
+// probe GETs the provider's health check URL with the key injected as the forwarding
+// proxy injects it. Only the status is kept; the body is drained (capped) and dropped.
+func (r *Refresher) probe(ctx context.Context, p oauthflow.Provider, key vault.Secret) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.HealthCheckURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	for k, v := range p.StaticHeaders {
+		req.Header.Set(k, v)
+	}
+	switch p.APIKeyAuth {
+	case oauthflow.APIKeyBasic:
+		if p.APIKeyBasicUsername != "" {
+			req.SetBasicAuth(p.APIKeyBasicUsername, key.Reveal())
+		} else if u, pw, ok := strings.Cut(key.Reveal(), ":"); ok {
+			req.SetBasicAuth(u, pw)
+		}
+	default:
+		h, f := p.APIKeyHeader, p.APIKeyFormat
+		if h == "" {
+			h = "Authorization"
+		}
+		if f == "" {
+			f = "Bearer {key}"
+		}
+		req.Header.Set(h, strings.ReplaceAll(f, "{key}", key.Reveal()))
+	}
+	slot, err := r.limits.acquire(ctx, req.URL.Host)
+	if err != nil {
+		return 0, err
+	}
+	defer slot()
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}

@@ -1,0 +1,299 @@
+package refresher
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// actor is the audit actor of the refresher's own changes.
+const actor = "refresher"
+
+// holder returns a lease holder id unique to one claim: the process id and 64 random bits.
+// Two flights of the same process are as distinct as two replicas.
+func (r *Refresher) holder() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return r.process + "/" + hex.EncodeToString(b[:])
+}
+
+// onDemand claims the connection's lease (or finds it fresh, cooling down or busy), and
+// refreshes while it holds it. A busy lease is waited out and the row re-read: the waiter
+// gets the other replica's token instead of refreshing again.
+func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration, force bool) (result, error) {
+	waitUntil := r.now().Add(r.cfg.WaitBusy)
+	claimedOnce := false
+	for {
+		now := r.now()
+		holder := r.holder()
+		needed := func(c store.Connection) bool {
+			if force && !claimedOnce {
+				return true
+			}
+			if !r.NeedsRefresh(c, minValidity) {
+				return false
+			}
+			// Just refreshed (by anyone) and still valid: serve it, even if it cannot meet
+			// minValidity: asking again would only loop.
+			return c.LastRefreshedAt == nil || now.Sub(*c.LastRefreshedAt) >= r.cfg.MinInterval || !r.stillValid(c)
+		}
+		cl, err := r.store.ClaimRefresh(ctx, store.ClaimRequest{WorkspaceID: workspaceID, ConnectionID: connectionID,
+			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force})
+		if err != nil {
+			return result{}, err
+		}
+		switch cl.Outcome {
+		case store.ClaimFresh:
+			return result{row: cl.Row}, nil
+		case store.ClaimInactive:
+			return result{row: cl.Row, err: inactiveErr(cl.Row)}, nil
+		case store.ClaimCooldown:
+			return result{row: cl.Row, err: ErrUnavailable}, nil
+		case store.ClaimBusy:
+			if !r.now().Before(waitUntil) {
+				return result{row: cl.Row, err: ErrUnavailable}, nil
+			}
+			if err := sleep(ctx, 20*time.Millisecond+time.Duration(mrand.Int64N(int64(40*time.Millisecond)))); err != nil {
+				return result{}, err
+			}
+			continue
+		}
+		claimedOnce = true
+		res, retry := r.perform(ctx, cl, holder)
+		if retry {
+			continue // the row changed under us: re-read it
+		}
+		return res, nil
+	}
+}
+
+func inactiveErr(cc store.ConnectionCredential) error {
+	switch {
+	case cc.Status == store.StatusNeedsReauth:
+		return ErrNeedsReauth
+	case cc.Status == store.StatusDisconnected || cc.Status == store.StatusRevokePending || cc.Credential == nil:
+		return ErrDisconnected
+	}
+	return ErrUnavailable
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// perform refreshes one leased connection. retry says the caller should re-read: the
+// lease was lost or invalid_grant met a row that another refresh had changed.
+func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) (res result, retry bool) {
+	c := cl.Row.Connection
+	cred := cl.Row.Credential
+	res.row = cl.Row
+	release := func(next *time.Time, clearNext bool) {
+		if err := r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, next, clearNext, r.now()); err != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "release lease", slog.String("connection", c.ID), slog.Any("err", err))
+		}
+	}
+	if cred == nil || len(cred.RefreshToken) == 0 {
+		// Nothing to refresh with: stop scheduling it, serve what there is.
+		release(nil, true)
+		res.err = ErrUnavailable
+		return res, false
+	}
+	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
+	// A refresh that cannot even start (KMS down, provider configuration gone) backs off
+	// like a transient provider failure, so neither the sweep nor requests spin on it.
+	rt, err := r.creds.Open(ctx, withField(bind, fieldRefreshToken), cred.RefreshToken)
+	if err != nil {
+		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
+		if res.err != nil {
+			res.err = err
+		}
+		return res, retry
+	}
+	defer rt.Wipe()
+	prov, cc, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
+	if err != nil {
+		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
+		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
+	}
+	slot, err := r.limits.acquire(ctx, hostOf(prov.RefreshTokenURL()))
+	if err != nil {
+		release(nil, false)
+		res.err = err
+		return res, false
+	}
+	start := r.now()
+	tok, perr := callRefresh(ctx, r.http, prov, cc, rt, start)
+	slot()
+	if r.latency != nil {
+		r.latency(c.Provider, r.now().Sub(start))
+	}
+	r.fail.hit("after_provider")
+	if perr != nil {
+		return r.failed(ctx, cl, holder, Classify(perr, r.now()))
+	}
+	return r.commit(ctx, cl, holder, tok)
+}
+
+func withField(b vault.Binding, f string) vault.Binding { b.Field = f; return b }
+
+// commit seals the new tokens and stores them in the transaction that releases the lease.
+func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok refreshed) (result, bool) {
+	c := cl.Row.Connection
+	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
+	now := r.now()
+	rc := store.RefreshCommit{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Holder: holder, Version: c.Version,
+		TokenType: tok.TokenType, CredentialPrefix: tok.AccessToken.Prefix(8), ExpiresAt: tok.ExpiresAt,
+		NextRefreshAt: r.deadline(tok.ExpiresAt), Now: now,
+		Events: []audit.Event{{WorkspaceID: c.WorkspaceID, At: now, Type: audit.TokenRefresh, Actor: actor,
+			ConnectionID: c.ID, Outcome: audit.Success,
+			Data: eventData("provider", c.Provider, "rotated", map[bool]string{true: "true"}[!tok.RefreshToken.IsZero()])}}}
+	if tok.Scopes != nil {
+		rc.Scopes = store.Strings(tok.Scopes)
+	}
+	var err error
+	if rc.AccessToken, err = r.creds.Seal(ctx, withField(bind, fieldAccessToken), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
+		rc.RefreshToken, err = r.creds.Seal(ctx, withField(bind, fieldRefreshToken), tok.RefreshToken)
+	}
+	if err != nil {
+		// The provider answered but the vault cannot seal: the new tokens are lost. The
+		// lease runs out; a rotated grant then fails with invalid_grant → needs_reauth.
+		r.log.LogAttrs(ctx, slog.LevelError, "refresh: cannot seal new tokens", slog.String("connection", c.ID), slog.Any("err", err))
+		r.count(c.Provider, "error")
+		return result{row: cl.Row, err: err}, false
+	}
+	var conn store.Connection
+	for attempt := 0; ; attempt++ {
+		conn, err = r.store.CommitRefresh(ctx, rc)
+		if err == nil || errors.Is(err, store.ErrLeaseLost) || !errors.Is(err, store.ErrUnavailable) || attempt == 4 {
+			break
+		}
+		if sleep(ctx, time.Duration(100<<attempt)*time.Millisecond) != nil {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: lease lost; result discarded", slog.String("connection", c.ID))
+		_ = r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, false, r.now())
+		r.count(c.Provider, "error")
+		return result{}, true
+	case err != nil:
+		r.log.LogAttrs(ctx, slog.LevelError, "refresh: commit failed", slog.String("connection", c.ID), slog.Any("err", err))
+		r.count(c.Provider, "error")
+		return result{row: cl.Row, err: err}, false
+	}
+	r.fail.hit("after_commit")
+	r.count(c.Provider, "success")
+	row := store.ConnectionCredential{Connection: conn, Credential: cl.Row.Credential}
+	return result{row: row, fresh: &tok}, false
+}
+
+// failed records a failed refresh by its class.
+func (r *Refresher) failed(ctx context.Context, cl store.Claim, holder string, f *Failure) (result, bool) {
+	c := cl.Row.Connection
+	now := r.now()
+	st, _ := r.store.RefreshStateOf(ctx, c.ID)
+	ev := audit.Event{WorkspaceID: c.WorkspaceID, At: now, Type: audit.TokenRefresh, Actor: actor, ConnectionID: c.ID,
+		Outcome: audit.Failure, ErrorCode: f.Code}
+	rf := store.RefreshFailure{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Holder: holder, Version: c.Version,
+		ErrorCode: f.Code, Now: now}
+	outcome := "unavailable"
+	switch f.Class {
+	case ClassInvalidGrant:
+		// The fence re-reads the row: if another refresh or a reconnect changed it since our
+		// claim, FailRefresh answers ErrLeaseLost and we read the new row instead.
+		rf.Status = store.StatusNeedsReauth
+		ev.Data = eventData("provider", c.Provider, "status", store.StatusNeedsReauth, "webhook", "connection.needs_reauth")
+		outcome = "needs_reauth"
+	default:
+		d := backoff(st.Failures+1, r.cfg.BackoffBase, r.cfg.BackoffMax)
+		if f.Class == ClassRateLimited {
+			d = max(d, f.RetryAfter)
+			rf.RateLimited = true
+		}
+		until := now.Add(d).UTC()
+		next := until.Add(r.cfg.Lead) // due (next − lead) when the cooldown ends
+		rf.BackoffUntil, rf.NextRefreshAt = &until, &next
+		hook := ""
+		if st.Failures == 0 {
+			hook = "connection.refresh_failed" // once per streak, not per attempt
+		}
+		ev.Data = eventData("provider", c.Provider, "webhook", hook)
+	}
+	rf.Events = []audit.Event{ev}
+	conn, _, err := r.store.FailRefresh(ctx, rf)
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		// The row moved since our claim (another refresh, a reconnect): read it again.
+		_ = r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, false, r.now())
+		return result{}, true
+	case err != nil:
+		r.log.LogAttrs(ctx, slog.LevelError, "refresh: recording failure", slog.String("connection", c.ID), slog.Any("err", err))
+		r.count(c.Provider, "error")
+		return result{row: cl.Row, err: err}, false
+	}
+	r.log.LogAttrs(ctx, slog.LevelWarn, "refresh failed", slog.String("connection", c.ID), slog.String("provider", c.Provider),
+		slog.String("error_code", f.Code), slog.Int("status", f.Status))
+	r.count(c.Provider, outcome)
+	row := store.ConnectionCredential{Connection: conn, Credential: cl.Row.Credential}
+	if f.Class == ClassInvalidGrant {
+		return result{row: row, err: ErrNeedsReauth}, false
+	}
+	return result{row: row, err: ErrUnavailable}, false
+}
+
+func (r *Refresher) count(provider, outcome string) {
+	if r.metrics != nil {
+		r.metrics.Refresh(provider, outcome)
+	}
+}
+
+// hostLimits bounds concurrent provider calls per host.
+type hostLimits struct {
+	n  int
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func newHostLimits(n int) *hostLimits { return &hostLimits{n: n, m: map[string]chan struct{}{}} }
+
+func (h *hostLimits) acquire(ctx context.Context, host string) (func(), error) {
+	h.mu.Lock()
+	ch, ok := h.m[host]
+	if !ok {
+		ch = make(chan struct{}, h.n)
+		h.m[host] = ch
+	}
+	h.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Host
+}
