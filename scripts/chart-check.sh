@@ -148,6 +148,8 @@ expect pkcs11-values 'pin-source=file:/var/run/authpipe/pkcs11/pin'
 expect pkcs11-values 'mountPath: "/var/run/authpipe/pkcs11"'
 expect pkcs11-values 'iam.gke.io/gcp-service-account'
 expect all-features-values 'AUTHPIPE_TLS_CERT_FILE: "/var/run/authpipe/tls/tls.crt"'
+expect all-features-values 'AUTHPIPE_TLS_CLIENT_CA_FILE: "/var/run/authpipe/client-ca/ca.crt"'
+expect all-features-values 'AUTHPIPE_OUTBOUND_CA_FILE: "/var/run/authpipe/outbound-ca/ca.crt"'
 expect all-features-values 'scheme: HTTPS'
 expect all-features-values '@sha256:'
 

@@ -105,9 +105,18 @@ AUTHPIPE_OUTBOUND_ALLOW_CIDRS: {{ join "," $c.outboundAllowCIDRs | quote }}
 {{- with $c.controlPlaneURL }}
 AUTHPIPE_CONTROL_PLANE_URL: {{ . | quote }}
 {{- end }}
+{{- with $c.controlPlanePins }}
+AUTHPIPE_CONTROL_PLANE_PINS: {{ join "," . | quote }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 AUTHPIPE_TLS_CERT_FILE: {{ printf "%s/tls.crt" .Values.tls.mountPath | quote }}
 AUTHPIPE_TLS_KEY_FILE: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
+{{- with .Values.tls.clientCASecret }}
+AUTHPIPE_TLS_CLIENT_CA_FILE: {{ printf "%s/ca.crt" $.Values.tls.clientCAMountPath | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.outboundCA.configMapName }}
+AUTHPIPE_OUTBOUND_CA_FILE: {{ printf "%s/ca.crt" .Values.outboundCA.mountPath | quote }}
 {{- end }}
 {{- end }}
 
@@ -163,6 +172,18 @@ AUTHPIPE_TLS_KEY_FILE: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
     secretName: {{ .Values.tls.secretName | quote }}
     defaultMode: 0440
 {{- end }}
+{{- if and .Values.tls.enabled .Values.tls.clientCASecret }}
+- name: tls-client-ca
+  secret:
+    secretName: {{ .Values.tls.clientCASecret | quote }}
+    defaultMode: 0440
+{{- end }}
+{{- if .Values.outboundCA.configMapName }}
+- name: outbound-ca
+  configMap:
+    name: {{ .Values.outboundCA.configMapName | quote }}
+    defaultMode: 0444
+{{- end }}
 {{- if .Values.database.clientCertSecret }}
 - name: postgres-client-certs
   secret:
@@ -187,6 +208,16 @@ AUTHPIPE_TLS_KEY_FILE: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
   mountPath: {{ .Values.tls.mountPath | quote }}
   readOnly: true
 {{- end }}
+{{- if and .Values.tls.enabled .Values.tls.clientCASecret }}
+- name: tls-client-ca
+  mountPath: {{ .Values.tls.clientCAMountPath | quote }}
+  readOnly: true
+{{- end }}
+{{- if .Values.outboundCA.configMapName }}
+- name: outbound-ca
+  mountPath: {{ .Values.outboundCA.mountPath | quote }}
+  readOnly: true
+{{- end }}
 {{- if .Values.database.clientCertSecret }}
 - name: postgres-client-certs
   mountPath: {{ .Values.database.mountPath | quote }}
@@ -204,6 +235,9 @@ AUTHPIPE_TLS_KEY_FILE: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled needs tls.secretName" }}
+{{- end }}
+{{- if and .Values.tls.clientCASecret (not .Values.tls.enabled) }}
+{{- fail "tls.clientCASecret needs tls.enabled: client certificates only exist over TLS" }}
 {{- end }}
 {{- if and .Values.config.kekURI (eq .Values.config.kekURI .Values.config.clientSecretKekURI) }}
 {{- fail "config.clientSecretKekURI must differ from config.kekURI" }}
