@@ -235,7 +235,7 @@ func (s *Server) handleToken(c *gin.Context) {
 		}
 		resp.APIKey = sec.Reveal()
 	default:
-		if err := s.oauthToken(ctx, cc, &resp); err != nil { // handlers_connect.go
+		if err := s.serveOAuthToken(c, cc, &resp); err != nil { // handlers_refresh.go: lead window, min_validity
 			fail(c, err)
 			return
 		}

@@ -40,6 +40,9 @@ func (s *Server) routes() *gin.Engine {
 	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
 	api.GET("/connections/:id/token", require(ScopeTokensRead), s.handleToken)
 	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.handleDeleteConnection)
+	api.POST("/connections/:id/refresh", require(ScopeConnectionsWrite), s.handleRefresh)
+	api.PUT("/webhooks", require(ScopeAdmin), s.handlePutWebhook)
+	api.DELETE("/webhooks", require(ScopeAdmin), s.handleDeleteWebhook)
 
 	for _, m := range forwardMethods { // not CONNECT or TRACE
 		api.Handle(m, "/proxy/:connection_id/*path", require(ScopeTokensRead), s.handleForward)

@@ -42,7 +42,10 @@ type Deps struct {
 	Secrets *vault.Keyring // purpose client_secrets
 	Audit   *audit.Batcher // token.read events
 	Catalog *oauthflow.Catalog
-	Events  EventSink // metadata for the control plane (events.go); nil = standalone
+	// Refresher serves and refreshes OAuth tokens (handlers_refresh.go); nil serves
+	// stored tokens only.
+	Refresher TokenService
+	Events    EventSink // metadata for the control plane (events.go); nil = standalone
 }
 
 // Option configures a Server.
@@ -70,12 +73,12 @@ type Server struct {
 	engine  *gin.Engine
 	metrics *metrics.Metrics // metrics.go
 
-	oauth oauthDeps // oauth.go: the connect flows' provider client
-
 	edge      *edge            // edge.go: client address, rate limits, DPoP
 	fwd       *forwarder       // forward.go
 	outbound  *outbound.Client // WithOutbound
 	refresher tokenRefresher   // WithTokenRefresher
+	tokens    TokenService     // Deps.Refresher
+	oauth     oauthDeps        // oauth.go: the connect flows' provider client
 
 	clientCertBinding bool // clientcert.go: WithClientCertBinding
 
@@ -101,6 +104,12 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	if s.events = deps.Events; s.events == nil {
 		s.events = noEvents{}
+	}
+	if deps.Refresher != nil {
+		s.tokens = deps.Refresher
+		if s.refresher == nil {
+			s.refresher = deps.Refresher
+		}
 	}
 	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)

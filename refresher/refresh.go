@@ -215,6 +215,7 @@ type Refresher struct {
 // New validates cfg and builds a Refresher; Start runs its sweep.
 func New(cfg Config, deps Deps, opts ...Option) (*Refresher, error) {
 	cfg.defaults()
+	testOverrides(&cfg)
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("refresher: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -45,6 +46,8 @@ type App struct {
 	Audit   *audit.Batcher
 	Server  *proxy.Server
 	Metrics *metrics.Metrics // one registry for this App, served on /metrics
+	// Refresher refreshes tokens on demand and on AUTHPIPE_REFRESH_SCHEDULE (refresher.go).
+	Refresher *refresher.Refresher
 	// ControlPlane is the link to the control plane; nil when standalone.
 	ControlPlane *controlplane.Client
 
@@ -128,15 +131,19 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	events, err := a.newControlPlane(cfg, o)
-	if err != nil {
-		a.Close()
-		return nil, err
-	}
 	// The forwarding proxy's client: same address policy as every provider call, no body
 	// cap (forwards stream), a longer overall budget.
 	fwd, err := outbound.New(outbound.Policy{AllowCIDRs: cfg.OutboundAllowCIDRs, MaxResponseBytes: outbound.NoResponseLimit,
 		Timeouts: outbound.Timeouts{Overall: 2 * time.Minute}}, outbound.WithLogger(a.Log))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.newRefresher(catalog, o.now); err != nil {
+		a.Close()
+		return nil, err
+	}
+	events, err := a.newControlPlane(cfg, o)
 	if err != nil {
 		a.Close()
 		return nil, err
@@ -146,7 +153,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 		Edge:               proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies},
-	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog, Events: events},
+	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
+		Refresher: a.Refresher, Events: events},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients))
 	if err != nil {

@@ -56,6 +56,10 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if err := a.Refresher.Start(bg); err != nil {
+		a.Log.Error("refresh schedule", "err", err)
+	}
+	defer a.Refresher.Stop()
 	a.Log.Info("authpipe-proxy listening", "addr", ln.Addr().String(), "tls", a.Config.TLSEnabled(),
 		"profile", string(a.Config.Profile), "database", a.Store.Dialect())
 	if ready != nil {
