@@ -569,6 +569,8 @@ func forwardError(err error) error {
 	switch {
 	case errors.As(err, &p):
 		return p
+	case isTooLarge(err):
+		return problem.ErrPayloadTooLarge
 	case errors.Is(err, outbound.ErrUnsafeURL):
 		return problem.ErrUnsafeURLUpstream.WithCause(outbound.Redact(err))
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
