@@ -61,6 +61,23 @@ type options struct {
 	logOut io.Writer
 	now    func() time.Time
 	cpOpts []controlplane.Option
+	// kekRings, when set, replace the rings AUTHPIPE_KEK_URI and
+	// AUTHPIPE_CLIENT_SECRET_KEK_URI name (credentials, client secrets).
+	kekRings [2]*kms.Ring
+}
+
+// WithKEKs makes New use these KEK rings instead of opening the configured URIs (tests
+// inject KEKs they can switch off). The App closes them.
+func WithKEKs(cred, secret *kms.Ring) Option {
+	return func(o *options) { o.kekRings = [2]*kms.Ring{cred, secret} }
+}
+
+// openRing returns the injected ring, or opens the configured one.
+func openRing(ctx context.Context, injected *kms.Ring, current string, previous []string, opts backends.Options) (*kms.Ring, error) {
+	if injected != nil {
+		return injected, nil
+	}
+	return backends.OpenRing(ctx, current, previous, opts)
 }
 
 // WithLogOutput sends logs to w (default os.Stderr).
@@ -87,11 +104,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	}
 	a := &App{Config: cfg, Log: NewLogger(cfg, o.logOut)}
 	kopts := backends.Options{CreateLocal: !cfg.Production(), Logger: a.Log}
-	credRing, err := backends.OpenRing(ctx, cfg.KEKURI, cfg.KEKPreviousURIs, kopts)
+	credRing, err := openRing(ctx, o.kekRings[0], cfg.KEKURI, cfg.KEKPreviousURIs, kopts)
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvKEKURI, Err: err}
 	}
-	secRing, err := backends.OpenRing(ctx, cfg.ClientSecretKEKURI, cfg.ClientSecretKEKPreviousURIs, kopts)
+	secRing, err := openRing(ctx, o.kekRings[1], cfg.ClientSecretKEKURI, cfg.ClientSecretKEKPreviousURIs, kopts)
 	if err != nil {
 		_ = credRing.Close()
 		return nil, &ConfigError{Var: config.EnvClientSecretKEKURI, Err: err}
