@@ -206,6 +206,8 @@ func TestProvidersAPI(t *testing.T) {
 	bad("token_url", "https://10.0.0.1/token", "unsafe_url")
 	bad("auth_mode", "saml", "invalid_request")
 	bad("template", "no-such-template", "invalid_request")
+	bad("min_tls_version", "1.0", "invalid_request")
+	bad("pins", []string{"sha1/AAAAAAAAAAAAAAAAAAAAAAAAAAA="}, "invalid_request")
 	h.expect(h.do("PUT", "/v1/providers/acme", h.createKey("tokens:read"), custom), 403, "forbidden")
 
 	list := h.expect(h.do("GET", "/v1/providers", pw, nil), 200, "")

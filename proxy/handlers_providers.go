@@ -16,6 +16,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -171,6 +172,12 @@ func (s *Server) validateProvider(cfg *ProviderConfig) error {
 			}
 			return problem.ErrInvalidRequest.WithField(field, err.Error())
 		}
+	}
+	if _, err := outbound.ParseTLSVersion(cfg.MinTLSVersion); err != nil { // transport security (docs/security.md)
+		return problem.ErrInvalidRequest.WithField("min_tls_version", `"1.2" or "1.3"`)
+	}
+	if err := tlsutil.ValidatePins(cfg.Pins); err != nil {
+		return problem.ErrInvalidRequest.WithField("pins", err.Error())
 	}
 	if cfg.Issuer != "" {
 		if u, err := url.Parse(cfg.Issuer); err != nil || u.Scheme != "https" && !s.cfg.Dev || u.Host == "" {
