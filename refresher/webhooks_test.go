@@ -1,0 +1,154 @@
+package refresher_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+func TestSignVerify(t *testing.T) {
+	secret := []byte("whsec_test")
+	body := []byte(`{"id":"evt_1"}`)
+	now := time.Unix(1_800_000_000, 0)
+	h := refresher.Sign(secret, now, body)
+	require.True(t, strings.HasPrefix(h, "t=1800000000,v1="))
+	require.NoError(t, refresher.Verify(secret, h, body, now.Add(time.Minute), 5*time.Minute))
+	for name, tc := range map[string]struct {
+		secret, body []byte
+		header       string
+		at           time.Time
+	}{
+		"other secret":   {[]byte("whsec_other"), body, h, now},
+		"changed body":   {secret, []byte(`{"id":"evt_2"}`), h, now},
+		"stale":          {secret, body, h, now.Add(10 * time.Minute)},
+		"no signature":   {secret, body, "t=1800000000", now},
+		"garbage header": {secret, body, "v1=zz", now},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorIs(t, refresher.Verify(tc.secret, tc.header, tc.body, tc.at, 5*time.Minute), refresher.ErrBadSignature)
+		})
+	}
+}
+
+// A needs_reauth and a created connection reach the workspace's endpoint as signed JSON
+// with no credential in it; a failed delivery is retried.
+func TestWebhooksAreSignedRetriedAndCarryNoCredential(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	ctx := context.Background()
+	fp := newFakeProvider(t)
+	fp.mode.Store("invalid_grant")
+	e.setProvider(oauthflow.Provider{TokenURL: fp.URL + "/token"}, oauthflow.ClientCredentials{ClientID: "c"})
+
+	secret, err := refresher.NewWebhookSecret()
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []refresher.WebhookPayload
+	var hits atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if hits.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError) // the first attempt fails
+			return
+		}
+		if refresher.Verify(secret.Bytes(), r.Header.Get(refresher.SignatureHeader), body, time.Now(), time.Minute) != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		require.NotContains(t, string(body), "SECRET-ACCESS")
+		require.NotContains(t, string(body), "SECRET-REFRESH")
+		var p refresher.WebhookPayload
+		require.NoError(t, json.Unmarshal(body, &p))
+		require.Equal(t, p.Type, r.Header.Get("Authpipe-Event-Type"))
+		mu.Lock()
+		got = append(got, p)
+		mu.Unlock()
+	}))
+	t.Cleanup(recv.Close)
+	sealed, err := e.creds.Seal(ctx, refresher.WebhookSecretBinding(store.DefaultWorkspaceID), secret)
+	require.NoError(t, err)
+	require.NoError(t, e.store.PutWebhookEndpoint(ctx, store.WebhookEndpoint{WorkspaceID: store.DefaultWorkspaceID, URL: recv.URL,
+		Secret: sealed, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
+
+	c := e.addConn("SECRET-ACCESS", "SECRET-REFRESH", time.Now().Add(time.Minute))
+	r := e.refresher(refresher.Config{})
+	_, err = r.Token(ctx, c.WorkspaceID, c.ID, 0)
+	require.ErrorIs(t, err, refresher.ErrNeedsReauth)
+
+	w, err := refresher.NewWebhooks(refresher.WebhookConfig{BackoffBase: time.Millisecond}, e.store, e.creds, e.hc, nil, nil)
+	require.NoError(t, err)
+	n, err := w.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "the first attempt failed")
+	time.Sleep(5 * time.Millisecond)
+	n, err = w.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "retried")
+	n, err = w.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "delivered once")
+
+	require.Len(t, got, 1)
+	require.Equal(t, refresher.EventNeedsReauth, got[0].Type)
+	require.Equal(t, c.ID, got[0].Data.ConnectionID)
+	require.Equal(t, "invalid_grant", got[0].Data.ErrorCode)
+	require.True(t, strings.HasPrefix(got[0].ID, "evt_"))
+	ds, err := e.store.WebhookDeliveries(ctx, store.DefaultWorkspaceID, 10)
+	require.NoError(t, err)
+	require.Len(t, ds, 1)
+	require.Equal(t, 2, ds[0].Attempts)
+	require.NotNil(t, ds[0].DeliveredAt)
+}
+
+// API-key connections whose provider has a health check URL are checked by the sweep: a
+// refused key marks the connection error, an accepted one makes it active again.
+func TestHealthChecksMarkErrorAndRecover(t *testing.T) {
+	e := newEnv(t, store.SQLite)
+	ctx := context.Background()
+	var accept atomic.Bool
+	var calls atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if accept.Load() && r.Header.Get("X-Api-Key") == "key-SECRET" {
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(hs.Close)
+	e.setProvider(oauthflow.Provider{AuthMode: oauthflow.AuthModeAPIKey, HealthCheckURL: hs.URL + "/me",
+		APIKeyAuth: oauthflow.APIKeyHeader, APIKeyHeader: "X-Api-Key", APIKeyFormat: "{key}"}, oauthflow.ClientCredentials{})
+
+	now := time.Now().UTC()
+	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "stripe", EndUserID: "u",
+		AuthMode: "api_key", Status: store.StatusActive, Scopes: store.Strings{}, NextRefreshAt: &now, Version: 1, CreatedAt: now, UpdatedAt: now}
+	sealed, err := e.creds.Seal(ctx, vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "api_key"}, vault.NewSecret("key-SECRET"))
+	require.NoError(t, err)
+	require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, APIKey: sealed, UpdatedAt: now}))
+
+	r := e.refresher(refresher.Config{HealthInterval: time.Millisecond, Lead: time.Minute})
+	st, err := r.Sweep(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.Checked)
+	require.Equal(t, store.StatusError, e.row(c.ID).Status)
+
+	accept.Store(true)
+	time.Sleep(2 * time.Millisecond)
+	_, err = r.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusActive, e.row(c.ID).Status)
+	require.EqualValues(t, 2, calls.Load())
+}
