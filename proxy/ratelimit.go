@@ -18,11 +18,12 @@ type RateLimit struct {
 	Burst int
 }
 
-// Default limits. Per key they leave the hot path room (an application asks for tokens
-// many times a second); per IP they bound unauthenticated traffic and key guessing.
+// Default limits (the defaults of AUTHPIPE_RATE_LIMIT_PER_KEY and _PER_IP). Per key they
+// leave the hot path room (an application asks for tokens many times a second); per IP
+// they bound unauthenticated traffic and key guessing.
 var (
-	DefaultPerKeyLimit = RateLimit{Rate: 500, Burst: 1000}
-	DefaultPerIPLimit  = RateLimit{Rate: 10, Burst: 40}
+	DefaultPerKeyLimit = RateLimit{Rate: 1000, Burst: 2000}
+	DefaultPerIPLimit  = RateLimit{Rate: 20, Burst: 100}
 )
 
 func (l RateLimit) orDefault(def RateLimit) RateLimit {

@@ -169,7 +169,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		PublicURL:          cfg.PublicURL,
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
-		Edge:               proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies},
+		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
+			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
 		Refresher: a.Refresher, Events: events},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
@@ -206,4 +207,12 @@ func (a *App) Close() {
 	for _, r := range a.rings {
 		_ = r.Close()
 	}
+}
+
+// edgeLimit maps a configured rate limit onto the proxy's (off: a negative rate).
+func edgeLimit(l config.RateLimit) proxy.RateLimit {
+	if l.Off {
+		return proxy.RateLimit{Rate: -1}
+	}
+	return proxy.RateLimit{Rate: l.PerSecond, Burst: l.Burst}
 }

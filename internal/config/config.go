@@ -44,6 +44,8 @@ const (
 	EnvOutboundAllowCIDRs          = "AUTHPIPE_OUTBOUND_ALLOW_CIDRS"
 	EnvOutboundCAFile              = "AUTHPIPE_OUTBOUND_CA_FILE"
 	EnvTrustedProxies              = "AUTHPIPE_TRUSTED_PROXIES"
+	EnvRateLimitPerKey             = "AUTHPIPE_RATE_LIMIT_PER_KEY"
+	EnvRateLimitPerIP              = "AUTHPIPE_RATE_LIMIT_PER_IP"
 	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
@@ -91,6 +93,10 @@ type Config struct {
 	OutboundAllowCIDRs    []netip.Prefix
 	OutboundAllowCIDRsSet bool
 	TrustedProxies        []netip.Prefix
+	// RateLimitPerKey meters each API key; RateLimitPerIP each client address on
+	// unauthenticated routes and failed authentications (ratelimit.go).
+	RateLimitPerKey RateLimit
+	RateLimitPerIP  RateLimit
 	// OutboundCAFile is a PEM bundle trusted by outbound calls besides the system roots.
 	OutboundCAFile string
 

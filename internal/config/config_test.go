@@ -417,6 +417,8 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvBootstrapAPIKey:             bootstrapKey,
 		config.EnvOutboundAllowCIDRs:          "10.0.0.0/8",
 		config.EnvTrustedProxies:              "192.168.0.0/16",
+		config.EnvRateLimitPerKey:             "50/s,burst=7",
+		config.EnvRateLimitPerIP:              "600/m",
 		config.EnvOutboundCAFile:              "corp-ca.pem",
 		config.EnvControlPlanePins:            "sha256/" + strings.Repeat("A", 43) + "=,sha256/" + strings.Repeat("B", 43) + "=",
 		config.EnvRefreshSchedule:             "@every 1m",

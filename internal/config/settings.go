@@ -84,6 +84,8 @@ func Settings() []Setting {
 		}(),
 		setting(EnvOutboundCAFile, "", "PEM bundle of extra CAs that outbound calls (providers, control plane) trust besides the system roots, e.g. a corporate CA.", stringField(func(c *Config) *string { return &c.OutboundCAFile })),
 		listSetting(EnvTrustedProxies, "Comma-separated ranges of reverse proxies whose `X-Forwarded-For` is believed.", prefixField(func(c *Config) *[]netip.Prefix { return &c.TrustedProxies })),
+		setting(EnvRateLimitPerKey, "1000/s,burst=2000", "Requests per API key: `<n>/s` or `<n>/m`, optionally `,burst=<n>` (default burst: twice the rate), or `off`. Over it: `429` with `Retry-After`.", rateLimitField(func(c *Config) *RateLimit { return &c.RateLimitPerKey })),
+		setting(EnvRateLimitPerIP, "20/s,burst=100", "Requests per client address (through `AUTHPIPE_TRUSTED_PROXIES`) to the unauthenticated connect and callback routes, and failed authentications; same syntax.", rateLimitField(func(c *Config) *RateLimit { return &c.RateLimitPerIP })),
 		setting(EnvRefreshSchedule, "@every 30s", "Cron spec of the refresh sweep: five fields or a descriptor such as `@every 30s` or `@hourly`.", stringField(func(c *Config) *string { return &c.RefreshSchedule })),
 		setting(EnvRefreshLead, "10m", "Refresh a token this long before it expires.", durationField(func(c *Config) *time.Duration { return &c.RefreshLead })),
 		setting(EnvRetention, "720h", "How long a disconnected credential that could not be revoked is kept for reconnection (at most `720h`).", durationField(func(c *Config) *time.Duration { return &c.Retention })),
