@@ -55,6 +55,10 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/workspaces", require(ScopeWorkspacesWrite), s.handleCreateWorkspace)
 	api.GET("/workspaces", require(ScopeWorkspacesWrite), s.handleListWorkspaces)
 
+	keys := newKeyRotation(s)
+	api.POST("/keys/rotate", require(ScopeWorkspacesWrite), keys.handleRotateKeys)
+	api.GET("/keys", require(ScopeWorkspacesWrite), keys.handleKeys)
+
 	api.GET("/audit", require(ScopeAuditRead), s.handleListAudit)
 	api.GET("/audit/verify", require(ScopeAuditRead), s.handleVerifyAudit)
 

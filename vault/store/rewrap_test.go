@@ -32,7 +32,7 @@ func TestDEKsToRewrapPagesInIDOrder(t *testing.T) {
 		for i := range 7 {
 			old = append(old, insertDEK(t, s, fmt.Sprintf("ws_%d", i), vault.PurposeCredentials, "kek-old", []byte{byte(i)}).ID)
 		}
-		insertDEK(t, s, "ws_new", vault.PurposeCredentials, "kek-new", []byte("n"))       // already current
+		insertDEK(t, s, "ws_new", vault.PurposeCredentials, "kek-new", []byte("n"))        // already current
 		insertDEK(t, s, "ws_0", vault.PurposeClientSecrets, "kek-cs-old", []byte("other")) // other purpose
 		slices.Sort(old)
 
