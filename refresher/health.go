@@ -106,7 +106,11 @@ func (r *Refresher) probe(ctx context.Context, p oauthflow.Provider, key vault.S
 		return 0, err
 	}
 	defer slot()
-	resp, err := r.http.Do(req)
+	hc, err := r.clientFor(p) // the provider's TLS floor and pins (provider_tls.go)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}

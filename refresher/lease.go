@@ -132,6 +132,10 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
 	}
+	hc, err := r.clientFor(prov) // the provider's TLS floor and pins (provider_tls.go)
+	if err != nil {
+		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
+	}
 	slot, err := r.limits.acquire(ctx, hostOf(prov.RefreshTokenURL()))
 	if err != nil {
 		release(nil, false)
@@ -139,7 +143,7 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 		return res, false
 	}
 	start := r.now()
-	tok, perr := callRefresh(ctx, r.http, prov, cc, rt, start)
+	tok, perr := callRefresh(ctx, hc, prov, cc, rt, start)
 	slot()
 	if r.latency != nil {
 		r.latency(c.Provider, r.now().Sub(start))

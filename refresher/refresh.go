@@ -210,6 +210,8 @@ type Refresher struct {
 	limits    *hostLimits
 	fail      failpoint
 	sched     scheduler
+
+	providerClient func(oauthflow.Provider) (*http.Client, error) // provider_tls.go
 }
 
 // New validates cfg and builds a Refresher; Start runs its sweep.

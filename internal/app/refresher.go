@@ -17,10 +17,15 @@ func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) err
 		return err
 	}
 	hc := oc.TokenClient()
+	providers, err := ProviderClients(a.Config, a.Log, a.Metrics.Registry()) // per-provider TLS floor and pins (tls.go)
+	if err != nil {
+		return err
+	}
 	r, err := refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
 			Providers: proxy.ProviderSource{Store: a.Store, Secrets: a.Secrets, Catalog: catalog}},
-		refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics))
+		refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics),
+		refresher.WithProviderClient(providerTokenClient(providers)))
 	if err != nil {
 		return err
 	}

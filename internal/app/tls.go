@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -183,6 +184,18 @@ func ProviderClients(cfg config.Config, log *slog.Logger, reg prometheus.Registe
 		return nil, err
 	}
 	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
+}
+
+// providerTokenClient adapts c to "the token client for this provider" (no redirects),
+// as refresher.WithProviderClient takes it.
+func providerTokenClient(c *tlsutil.Clients) func(oauthflow.Provider) (*http.Client, error) {
+	return func(p oauthflow.Provider) (*http.Client, error) {
+		oc, err := c.For(p.MinTLSVersion, p.Pins)
+		if err != nil {
+			return nil, err
+		}
+		return oc.TokenClient(), nil
+	}
 }
 
 // OutboundMetrics is an outbound.WithMetrics hook counting refusals by kind in
