@@ -32,8 +32,8 @@ import (
 //     headers are dropped; the credential the provider expects is injected.
 //   - Requests go through the one SSRF-safe client (internal/outbound): the destination is
 //     checked at dial time, redirects are followed only within the same origin.
-//   - Bodies stream both ways. Only a small body of an idempotent request is held in memory,
-//     so that it can be replayed on a retry.
+//   - Bodies stream both ways. Only a small body of known length (64 KiB) is held in
+//     memory, so that it can be replayed on a retry.
 //   - Idempotent requests are retried on 429/502/503/504 honouring Retry-After (at most
 //     forwardMaxRetries times, never waiting longer than forwardMaxWait); a 401 from the
 //     provider on an oauth2 connection triggers one refresh and one retry.
@@ -172,9 +172,10 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	hc := s.fwd.client
-	if prov.MinTLSVersion == "1.2" {
-		hc = s.fwd.client12
+	hc, err := s.forwardClient(prov.MinTLSVersion, prov.Pins) // TLS floor and pins (forward_tls.go)
+	if err != nil {
+		fail(c, err)
+		return
 	}
 	resp, err := s.forwardWithRetries(c, hc, target, prov, cred, body, replayable, p.WorkspaceID, cc.ID)
 	if err != nil {
@@ -246,10 +247,19 @@ func forwardTarget(base, rawSuffix, rawQuery string) (*url.URL, error) {
 	return u, nil
 }
 
+// openForwardCredential opens the credential to inject. An OAuth token inside the refresh
+// lead window is refreshed first when a token service is wired (as the token endpoint does).
 func (s *Server) openForwardCredential(ctx context.Context, workspaceID string, cc store.ConnectionCredential) (credential, error) {
 	bind := vault.Binding{WorkspaceID: workspaceID, OwnerID: cc.ID}
 	var sealed []byte
 	oauth := cc.AuthMode != string(oauthflow.AuthModeAPIKey)
+	if oauth && s.tokens != nil && s.tokens.NeedsRefresh(cc.Connection, 0) {
+		tok, err := s.tokens.Token(ctx, workspaceID, cc.ID, 0)
+		if err != nil {
+			return credential{}, err
+		}
+		return credential{secret: tok.AccessToken, oauth: true}, nil
+	}
 	if oauth {
 		bind.Field, sealed = fieldAccessToken, cc.Credential.AccessToken
 	} else {
@@ -265,14 +275,14 @@ func (s *Server) openForwardCredential(ctx context.Context, workspaceID string, 
 	return credential{secret: sec, oauth: oauth}, nil
 }
 
-// forwardBody returns a body factory and whether the request may be sent again. Small
-// bodies of idempotent requests are read into memory (bounded by forwardReplayMax) so a
-// retry can resend them; anything else streams once.
+// forwardBody returns a body factory and whether the body can be sent again. Small bodies
+// of known length are read into memory (bounded by forwardReplayMax) so a retry can resend
+// them; anything else streams once.
 func forwardBody(r *http.Request) (func() io.ReadCloser, bool, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return func() io.ReadCloser { return http.NoBody }, idempotent(r.Method), nil
+		return func() io.ReadCloser { return http.NoBody }, true, nil
 	}
-	if idempotent(r.Method) && r.ContentLength > 0 && r.ContentLength <= forwardReplayMax {
+	if r.ContentLength > 0 && r.ContentLength <= forwardReplayMax {
 		buf, err := io.ReadAll(io.LimitReader(r.Body, forwardReplayMax+1))
 		if err != nil {
 			if isTooLarge(err) {
@@ -317,6 +327,8 @@ func (s *Server) forwardWithRetries(c *gin.Context, hc *http.Client, target *url
 		if !replayable {
 			return resp, nil
 		}
+		// A 401 means the provider did not act: any method may be resent once with a
+		// fresh token.
 		if resp.StatusCode == http.StatusUnauthorized && cred.oauth && s.refresher != nil && !refreshed {
 			refreshed = true
 			tok, rerr := s.refresher.ForceRefresh(ctx, workspaceID, connID)
@@ -328,7 +340,7 @@ func (s *Server) forwardWithRetries(c *gin.Context, hc *http.Client, target *url
 			continue
 		}
 		wait, retry := retryDelay(resp, attempt, s.now())
-		if !retry {
+		if !retry || !idempotent(c.Request.Method) {
 			return resp, nil
 		}
 		discard(resp)

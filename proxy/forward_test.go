@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
@@ -92,6 +94,12 @@ func newUpstream(t *testing.T) *upstream {
 				fmt.Fprintf(w, "data: %d\n\n", i)
 				w.(http.Flusher).Flush()
 			}
+		case "/base/oauth":
+			if r.Header.Get("Authorization") != "Bearer at_NEW_token" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			_, _ = w.Write(body)
 		case "/base/unauthorized":
 			w.WriteHeader(http.StatusUnauthorized)
 		default:
@@ -424,5 +432,70 @@ func TestForwardSSRF(t *testing.T) {
 	for _, p := range []string{"/redirect-metadata", "/redirect-other"} {
 		res, body = send(t, ok.URL, "GET", "/v1/proxy/"+c.Body["id"].(string)+p, bearerHdr(reader), nil)
 		require.Equal(t, http.StatusTemporaryRedirect, res.StatusCode, "body: %s", body)
+	}
+}
+
+// fakeRefresher stands in for the refresher: it hands out a new access token.
+type fakeRefresher struct {
+	calls atomic.Int32
+	fail  bool
+}
+
+func (f *fakeRefresher) ForceRefresh(_ context.Context, _, _ string) (vault.Secret, error) {
+	f.calls.Add(1)
+	if f.fail {
+		return vault.Secret{}, errors.New("provider down")
+	}
+	return vault.NewSecret("at_NEW_token"), nil
+}
+
+func TestForwardOAuthRefreshOn401(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	up := newUpstream(t)
+	cfg, err := json.Marshal(map[string]any{"name": "oprov", "auth_mode": "oauth2", "api_base_url": up.URL + "/base"})
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	_, err = h.app.Store.PutProvider(t.Context(), store.Provider{ID: ids.New(ids.Provider), WorkspaceID: store.DefaultWorkspaceID,
+		Key: "oprov", AuthMode: "oauth2", Config: string(cfg), CreatedAt: now, UpdatedAt: now}, nil, true)
+	require.NoError(t, err)
+	connID := ids.New(ids.Connection)
+	sealed, err := h.app.Creds.Seal(t.Context(), vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: connID, Field: "access_token"},
+		vault.NewSecret("at_OLD_token"))
+	require.NoError(t, err)
+	require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
+		Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
+		Version: 1, CreatedAt: now, UpdatedAt: now},
+		store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
+	reader := h.createKey("tokens:read")
+
+	for _, tc := range []struct {
+		name   string
+		fail   bool
+		status int
+	}{{"refreshed and retried", false, 200}, {"refresh fails: the 401 stands", true, 401}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := &fakeRefresher{fail: tc.fail}
+			cat, err := oauthflow.LoadCatalog()
+			require.NoError(t, err)
+			s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+				proxy.Deps{Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat},
+				proxy.WithTokenRefresher(ref))
+			require.NoError(t, err)
+			srv := httptest.NewServer(s.Handler())
+			defer srv.Close()
+			up.hits.Store(0)
+			// POST too: a 401 means the provider did not act, so the body is resent.
+			res, body := send(t, srv.URL, "POST", "/v1/proxy/"+connID+"/oauth", bearerHdr(reader), strings.NewReader(`{"n":1}`))
+			require.Equal(t, tc.status, res.StatusCode, "body: %s", body)
+			require.EqualValues(t, 1, ref.calls.Load(), "one refresh")
+			if tc.status == 200 {
+				require.Equal(t, `{"n":1}`, string(body))
+				require.EqualValues(t, 2, up.hits.Load())
+			} else {
+				require.EqualValues(t, 1, up.hits.Load())
+			}
+			require.NotContains(t, string(body), "at_OLD_token")
+			require.NotContains(t, string(body), "at_NEW_token")
+		})
 	}
 }
