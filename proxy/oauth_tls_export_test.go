@@ -19,3 +19,11 @@ func TokenClientFor(clients *tlsutil.Clients, def *outbound.Client, p oauthflow.
 	}
 	return s.tokenClient(p)
 }
+
+// ForwardClientFor returns the forwarding proxy's client for a provider's TLS settings on
+// a bare server with the given per-provider clients (forward_tls_test.go).
+func ForwardClientFor(clients *tlsutil.Clients, minTLSVersion string, pins []string) (*http.Client, error) {
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	WithForwardClients(clients)(s)
+	return s.forwardClient(minTLSVersion, pins)
+}

@@ -80,7 +80,8 @@ type Server struct {
 	tokens    TokenService     // Deps.Refresher
 	oauth     oauthDeps        // oauth.go: the connect flows' provider client
 
-	clientCertBinding bool // clientcert.go: WithClientCertBinding
+	clientCertBinding bool       // clientcert.go: WithClientCertBinding
+	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients
 
 	events EventSink // events.go: metadata for the control plane
 }

@@ -148,6 +148,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	forwardClients, err := ForwardClients(cfg, a.Log, a.Metrics.Registry())
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	// The forwarding proxy's client: same address policy as every provider call, no body
 	// cap (forwards stream), a longer overall budget.
 	fwd, err := outbound.New(outbound.Policy{AllowCIDRs: cfg.OutboundAllowCIDRs, MaxResponseBytes: outbound.NoResponseLimit,
@@ -174,7 +179,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
 		Refresher: a.Refresher, Events: events},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
-		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients))
+		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),
+		proxy.WithForwardClients(forwardClients))
 	if err != nil {
 		a.Close()
 		return nil, err

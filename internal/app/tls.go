@@ -186,6 +186,18 @@ func ProviderClients(cfg config.Config, log *slog.Logger, reg prometheus.Registe
 	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
 }
 
+// ForwardClients are ProviderClients for the forwarding proxy: no body cap (forwards
+// stream) and a two-minute budget per request.
+func ForwardClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*tlsutil.Clients, error) {
+	p, err := OutboundPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.MaxResponseBytes = outbound.NoResponseLimit
+	p.Timeouts.Overall = 2 * time.Minute
+	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
+}
+
 // providerTokenClient adapts c to "the token client for this provider" (no redirects),
 // as refresher.WithProviderClient takes it.
 func providerTokenClient(c *tlsutil.Clients) func(oauthflow.Provider) (*http.Client, error) {
