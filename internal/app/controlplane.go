@@ -27,7 +27,7 @@ func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, er
 		return nil, err
 	}
 	pol.MaxResponseBytes = controlplane.MaxConfigBytes + 64<<10
-	hc, err := outbound.New(pol, outbound.WithLogger(a.Log))
+	hc, err := outbound.New(pol, outbound.WithLogger(a.Log), OutboundMetrics(a.Metrics.Registry())) // pin failures counted (tls.go)
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvControlPlanePins, Err: err}
 	}
