@@ -6,6 +6,7 @@
 //	authpipe-proxy apikey create|list|revoke  manage API keys
 //	authpipe-proxy workspace create NAME      create a workspace and its first admin key
 //	authpipe-proxy audit verify               verify every workspace's audit chain
+//	authpipe-proxy kek rotate|status          re-wrap every DEK under the current KEKs
 //	authpipe-proxy version
 //
 // Every command reads the configuration of serve (environment, --config FILE). Settings
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = apikey(ctx, rest, stdout)
 	case "workspace":
 		err = workspace(ctx, rest, stdout)
+	case "kek":
+		err = kekCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, rest, stdout)
 	case "version":
@@ -77,6 +80,8 @@ commands:
   apikey revoke ID                      revoke an API key
   workspace create NAME                 create a workspace and its first admin key
   audit verify                          verify every workspace's audit chain
+  kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
+  kek status                            current KEKs, DEKs by KEK, rotation progress
   version                               print the version
 
 Every command takes --config FILE and the settings of 'authpipe-proxy serve --help'.`
