@@ -161,18 +161,29 @@ func TestTamperedWrappedDEKFailsToUnwrap(t *testing.T) {
 		require.ErrorIs(t, err, kms.ErrDecrypt, "byte %d", i)
 	}
 
-	// The wrapped key is bound to its workspace: a DEK row copied into another workspace
-	// (with a ciphertext sealed for that workspace by the same key) does not unwrap.
-	f.store.put(rec, true)
-	moved := cloneRec(rec)
-	moved.WorkspaceID = "ws_evil"
-	moved.ID = "dek_moved"
-	f.store.put(moved, true)
-	aeadEnv := bytes.Clone(env)
-	aeadEnv[1] = byte(len(moved.ID))
-	forged := append(append([]byte{vault.EnvelopeV1, byte(len(moved.ID))}, moved.ID...), env[2+len(rec.ID):]...)
-	_, err = f.keyring(t, vault.PurposeCredentials).Open(ctx, conn("ws_evil", "conn_a", "access_token"), forged)
-	require.ErrorIs(t, err, kms.ErrDecrypt, "the KEK refuses a wrapped DEK relabelled to another workspace or id")
+	// The wrapped key is bound to its workspace and id: a DEK row relabelled in the
+	// database does not unwrap, even for an envelope that names it.
+	forge := func(id string) []byte {
+		return append(append([]byte{vault.EnvelopeV1, byte(len(id))}, id...), env[2+len(rec.ID):]...)
+	}
+	for name, tc := range map[string]struct {
+		mutate func(r *vault.DEKRecord)
+		b      vault.Binding
+		env    []byte
+	}{
+		"relabelled to another workspace": {func(r *vault.DEKRecord) { r.WorkspaceID = "ws_evil" }, conn("ws_evil", "conn_a", "access_token"), env},
+		"relabelled to another id":        {func(r *vault.DEKRecord) { r.ID = "dek_moved" }, b, forge("dek_moved")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			moved := cloneRec(rec)
+			tc.mutate(&moved)
+			f.store.put(moved, false)
+			t.Cleanup(func() { f.store.put(rec, true) })
+			_, err := f.keyring(t, vault.PurposeCredentials).Open(ctx, tc.b, tc.env)
+			require.ErrorIs(t, err, kms.ErrDecrypt)
+			require.ErrorIs(t, err, vault.ErrDecrypt)
+		})
+	}
 
 	// The untouched record still works.
 	got, err := f.keyring(t, vault.PurposeCredentials).Open(ctx, b, env)
