@@ -103,40 +103,12 @@ type VerifyResult struct {
 	FirstBadEvent string
 }
 
-// VerifyAudit recomputes a workspace's chain from genesis and compares its end with the
-// recorded head, so an edited, reordered or deleted event, or a deleted tail, shows.
+// VerifyAudit recomputes a workspace's chain from genesis, or from the retained anchor of
+// a pruned chain (lifecycle.go), and compares its end with the recorded head, so an
+// edited, reordered or deleted event, or a deleted tail, shows.
 func (s *Store) VerifyAudit(ctx context.Context, workspaceID string) (VerifyResult, error) {
-	v := audit.NewVerifier()
-	var batch []auditRow
-	lastSeq := int64(0)
-	for {
-		batch = batch[:0]
-		err := s.db.WithContext(ctx).Where("workspace_id = ? AND seq > ?", workspaceID, lastSeq).
-			Order("seq").Limit(1000).Find(&batch).Error
-		if err != nil {
-			return VerifyResult{}, s.classify(err)
-		}
-		for _, r := range batch {
-			if !v.Add(audit.Event(r)) {
-				break
-			}
-		}
-		if len(batch) < 1000 || !okSoFar(v) {
-			break
-		}
-		lastSeq = batch[len(batch)-1].Seq
-	}
-	var head auditHead
-	err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&head).Error
-	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		head = auditHead{Hash: audit.GenesisHash}
-	case err != nil:
-		return VerifyResult{}, s.classify(err)
-	}
-	v.CheckHead(head.Seq, head.Hash, head.EventID)
-	ok, n, h, bad := v.Result()
-	return VerifyResult{OK: ok, Events: n, Head: h, FirstBadEvent: bad}, nil
+	r, err := s.VerifyAuditCheckpoints(ctx, workspaceID, nil)
+	return r.VerifyResult, err
 }
 
 func okSoFar(v *audit.Verifier) bool { ok, _, _, _ := v.Result(); return ok }
