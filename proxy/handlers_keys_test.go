@@ -23,7 +23,9 @@ import (
 // reached (or refuses) would be.
 type switchKEK struct {
 	kms.KEK
-	down atomic.Bool
+	down    atomic.Bool
+	unwraps atomic.Int64
+	hold    sync.RWMutex // write-locked by a test: unwraps wait
 }
 
 var _ kms.KEK = (*switchKEK)(nil)
@@ -46,6 +48,9 @@ func (k *switchKEK) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, 
 }
 
 func (k *switchKEK) Unwrap(ctx context.Context, w kms.WrappedKey, aad []byte) ([]byte, error) {
+	k.hold.RLock()
+	defer k.hold.RUnlock()
+	k.unwraps.Add(1)
 	if k.down.Load() {
 		return nil, fmt.Errorf("test KMS switched off: %w", kms.ErrUnavailable)
 	}
@@ -163,10 +168,19 @@ func TestKeysRotateEndToEnd(t *testing.T) {
 			h.expect(h.do("GET", "/v1/keys", reader, nil), 403, "forbidden")
 			h.expect(h.do("POST", "/v1/keys/rotate", "", nil), 401, "unauthorized")
 
+			// While the old KEK is slow to answer, the rotation is running; a second
+			// call starts nothing and reports the running state.
+			credOld.hold.Lock()
+			credOld.unwraps.Store(0)
 			started := h.expect(h.do("POST", "/v1/keys/rotate", bootstrapKey, nil), 202, "")
-			require.Contains(t, []any{"running", "done"}, started.Body["rotation"].(map[string]any)["state"])
+			require.Equal(t, "running", started.Body["rotation"].(map[string]any)["state"], started.Raw)
 			require.Equal(t, credNew.ID(), started.Body["kek_id"])
+			second := h.expect(h.do("POST", "/v1/keys/rotate", bootstrapKey, nil), 202, "")
+			require.Equal(t, "running", second.Body["rotation"].(map[string]any)["state"])
+			require.Equal(t, "running", h.expect(h.do("GET", "/v1/keys", bootstrapKey, nil), 200, "").Body["rotation"].(map[string]any)["state"])
+			credOld.hold.Unlock()
 			after := waitRotation(t, h, bootstrapKey)
+			require.EqualValues(t, oldCred, credOld.unwraps.Load(), "one rotation ran: each old DEK unwrapped once")
 			rot := after.Body["rotation"].(map[string]any)
 			require.Equal(t, "done", rot["state"], after.Raw)
 			require.Equal(t, oldCred+oldSec, rot["done"])
