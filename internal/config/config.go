@@ -50,6 +50,7 @@ const (
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
+	EnvAuditCheckpointFile         = "AUTHPIPE_AUDIT_CHECKPOINT_FILE"
 	EnvControlPlaneURL             = "AUTHPIPE_CONTROL_PLANE_URL"
 	EnvControlPlaneToken           = "AUTHPIPE_CONTROL_PLANE_TOKEN"
 	EnvControlPlanePins            = "AUTHPIPE_CONTROL_PLANE_PINS"
@@ -105,6 +106,9 @@ type Config struct {
 	RefreshLead     time.Duration
 	Retention       time.Duration
 	AuditRetention  time.Duration
+	// AuditCheckpointFile is where signed audit checkpoints are appended (JSON lines);
+	// empty = the log only.
+	AuditCheckpointFile string
 
 	ControlPlaneURL   string
 	ControlPlaneToken vault.Secret

@@ -425,6 +425,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvRefreshLead:                 "2m",
 		config.EnvRetention:                   "24h",
 		config.EnvAuditRetention:              "100h",
+		config.EnvAuditCheckpointFile:         "/var/log/authpipe/checkpoints.jsonl",
 		config.EnvControlPlaneURL:             "https://cp.example.com",
 		config.EnvControlPlaneToken:           cpToken,
 		config.EnvControlPlanePublicKey:       "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", // RFC 8032 test 1

@@ -89,7 +89,8 @@ func Settings() []Setting {
 		setting(EnvRefreshSchedule, "@every 30s", "Cron spec of the refresh sweep: five fields or a descriptor such as `@every 30s` or `@hourly`.", stringField(func(c *Config) *string { return &c.RefreshSchedule })),
 		setting(EnvRefreshLead, "10m", "Refresh a token this long before it expires.", durationField(func(c *Config) *time.Duration { return &c.RefreshLead })),
 		setting(EnvRetention, "720h", "How long a disconnected credential that could not be revoked is kept for reconnection (at most `720h`).", durationField(func(c *Config) *time.Duration { return &c.Retention })),
-		setting(EnvAuditRetention, "2160h", "How long audit events are kept.", durationField(func(c *Config) *time.Duration { return &c.AuditRetention })),
+		setting(EnvAuditRetention, "2160h", "How long audit events are kept; older ones are pruned, and verification starts from a signed checkpoint of the last pruned event.", durationField(func(c *Config) *time.Duration { return &c.AuditRetention })),
+		setting(EnvAuditCheckpointFile, "", "File to which signed checkpoints of every workspace's audit chain head are appended (JSON lines; ship it off the host). Checkpoints are also logged. `authpipe-proxy audit verify --checkpoint FILE` uses them to detect a deleted tail or a rewritten chain.", stringField(func(c *Config) *string { return &c.AuditCheckpointFile })),
 		setting(EnvControlPlaneURL, "", "Base URL of the cloud control plane (`https` in production); unset = standalone. Needs `AUTHPIPE_CONTROL_PLANE_TOKEN`.",
 			field{
 				parse: func(c *Config, raw string) string { c.ControlPlaneURL = raw; return "" },
