@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -39,7 +40,9 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		// TLS handshake failures (a TLS 1.2 client, a client certificate from another CA,
+		// scanners) go to the app's logger at debug level, not to stderr.
+		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug),
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -60,6 +63,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		a.Log.Error("refresh schedule", "err", err)
 	}
 	defer a.Refresher.Stop()
+	defer a.startLifecycle(bg)() // lifecycle.go: revocation retries, checkpoints, purge
 	a.Log.Info("authpipe-proxy listening", "addr", ln.Addr().String(), "tls", a.Config.TLSEnabled(),
 		"profile", string(a.Config.Profile), "database", a.Store.Dialect())
 	if ready != nil {
