@@ -34,6 +34,8 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"rotation": {"KEK rotation throughput (DEKs/s): local and SoftHSM2 backends vs a bare AES-GCM wrap loop", rotationBench},
+		"refresh":  {"refresher sweep of N due connections vs the ideal workers ÷ provider latency (refreshes/s)", refreshBench},
+		"token":    {"token endpoint (cached, valid token) vs a bare net/http handler with the same body: req/s, p99, ratio", tokenBench},
 	}
 }
 

@@ -32,7 +32,7 @@ const testRedirect = "http://127.0.0.1/cb"
 
 // env is one store with a credentials keyring and a provider table.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	store *store.Store
 	creds *vault.Keyring
 	provs *fakeProviders
@@ -51,7 +51,7 @@ func (f *fakeProviders) Provider(context.Context, string, string) (oauthflow.Pro
 	return *f.p.Load(), f.cc, nil
 }
 
-func newEnv(t *testing.T, dialect string) *env {
+func newEnv(t testing.TB, dialect string) *env {
 	t.Helper()
 	ctx := context.Background()
 	s := storetest.Open(t, dialect)

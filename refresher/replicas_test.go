@@ -51,7 +51,7 @@ type replica struct {
 	url  string
 	addr string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer
 	done chan struct{}
 	code int
 }
@@ -77,7 +77,7 @@ func freeAddr(t *testing.T) string {
 
 func (cl *cluster) start(addr string, extra ...string) *replica {
 	cl.t.Helper()
-	r := &replica{addr: addr, url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan struct{})}
+	r := &replica{addr: addr, url: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(binary, "serve")
 	r.cmd.Dir = cl.dir
 	env := []string{}
@@ -122,7 +122,9 @@ func (cl *cluster) start(addr string, extra ...string) *replica {
 			cl.t.Fatalf("replica exited at start-up (%d): %s", r.code, r.logs.String())
 		default:
 		}
-		require.True(cl.t, time.Now().Before(deadline), "replica not ready: %s", r.logs.String())
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("replica not ready: %s", r.logs.String())
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -341,3 +343,16 @@ func connStatus(t *testing.T, cl *cluster, id string) string {
 	require.NoError(t, cl.db.DB().Raw(`SELECT status FROM connections WHERE id = ?`, id).Scan(&s).Error)
 	return s
 }
+
+// syncBuffer is a bytes.Buffer the child's stderr copier and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/app"
+	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// tokenBench measures GET /v1/connections/{id}/token for a cached, valid OAuth token on
+// the real app (auth cache, one indexed read or the sealed-row cache, DEK cache, batched
+// token.read audit) against a bare net/http handler writing a static JSON body of the same
+// size, with the same keep-alive load generator, in interleaved rounds so that load from
+// elsewhere on the machine falls on both alike. It prints throughput, p99 and the ratio.
+func tokenBench(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	conc := fs.Int("c", 16, "concurrent keep-alive clients")
+	dur := fs.Duration("duration", 6*time.Second, "total measuring time per side")
+	rounds := fs.Int("rounds", 6, "interleaved rounds")
+	dbURL := fs.String("database-url", "", "a THROWAWAY database instead of a temporary SQLite file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *conc < 1 || *rounds < 1 || *dur <= 0 {
+		return errors.New("-c, -rounds and -duration must be positive")
+	}
+	dir, err := os.MkdirTemp("", "authpipe-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if *dbURL == "" {
+		*dbURL = "sqlite://" + filepath.Join(dir, "bench.db")
+	}
+	vars := map[string]string{
+		"AUTHPIPE_DATABASE_URL":          *dbURL,
+		"AUTHPIPE_KEK_URI":               "local://" + filepath.Join(dir, "kek.key"),
+		"AUTHPIPE_CLIENT_SECRET_KEK_URI": "local://" + filepath.Join(dir, "cs-kek.key"),
+		"AUTHPIPE_LOG_LEVEL":             "error",
+		"AUTHPIPE_REFRESH_SCHEDULE":      "@every 1h",
+	}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, app.WithLogOutput(io.Discard))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	a.Server.SetReady(true)
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Audit.Run(actx); close(done) }()
+	defer func() { a.Audit.Stop(context.Background()); cancel(); <-done }()
+	srv := httptest.NewServer(a.Server.Handler())
+	defer srv.Close()
+
+	now := time.Now().UTC()
+	exp, next := now.Add(time.Hour), now.Add(59*time.Minute)
+	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "github", EndUserID: "bench",
+		AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{"repo"}, ExpiresAt: &exp, NextRefreshAt: &next,
+		Version: 1, CreatedAt: now, UpdatedAt: now}
+	at, err := a.Creds.Seal(ctx, vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "access_token"}, vault.NewSecret("gho_"+ids.Random(27)))
+	if err != nil {
+		return err
+	}
+	if err := a.Store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, AccessToken: at,
+		TokenType: "Bearer", UpdatedAt: now}); err != nil {
+		return err
+	}
+	defer a.Store.DB().Exec(`DELETE FROM connections WHERE id = ?`, c.ID)
+	var keys []string // several, so that the per-key rate limit (1000/s) does not bind
+	for i := range 16 {
+		k, err := a.Server.CreateAPIKey(ctx, store.DefaultWorkspaceID, fmt.Sprint("bench-", i), []string{"tokens:read"}, "bench")
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k.Key.Reveal())
+	}
+	path := "/v1/connections/" + c.ID + "/token"
+	proxyReq := func(i int) *http.Request {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+keys[i%len(keys)])
+		return req
+	}
+	res, err := http.DefaultClient.Do(proxyReq(0))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("token endpoint: %d", res.StatusCode)
+	}
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write(body)
+	}))
+	defer bare.Close()
+	bareReq := func(int) *http.Request { req, _ := http.NewRequest("GET", bare.URL+path, nil); return req }
+
+	fmt.Fprintf(out, "# %d clients, %d interleaved rounds, %s per side, body %d bytes, store: %s\n\n", *conc, *rounds, *dur, len(body), a.Store.Dialect())
+	var pl, bl []time.Duration
+	var pd, bd time.Duration
+	for range *rounds {
+		l, d, err := hammer(*conc, *dur/time.Duration(*rounds), proxyReq)
+		if err != nil {
+			return err
+		}
+		pl, pd = append(pl, l...), pd+d
+		if l, d, err = hammer(*conc, *dur/time.Duration(*rounds), bareReq); err != nil {
+			return err
+		}
+		bl, bd = append(bl, l...), bd+d
+	}
+	slices.Sort(pl)
+	slices.Sort(bl)
+	table(out, "req/s", []result{
+		{name: "baseline: bare net/http, static body", ops: int64(len(bl)), d: bd, note: "p99 " + bl[len(bl)*99/100].Round(time.Microsecond).String()},
+		{name: "GET /v1/connections/{id}/token", ops: int64(len(pl)), d: pd, note: "p99 " + pl[len(pl)*99/100].Round(time.Microsecond).String()},
+	})
+	return nil
+}
+
+// hammer runs conc keep-alive clients for d and returns every latency and the time taken.
+func hammer(conc int, d time.Duration, req func(int) *http.Request) ([]time.Duration, time.Duration, error) {
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	var mu sync.Mutex
+	var lat []time.Duration
+	var bad atomic.Int64
+	stop := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]time.Duration, 0, 4096)
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				res, err := c.Do(req(i))
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					bad.Add(1)
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		return nil, 0, fmt.Errorf("%d failed requests", bad.Load())
+	}
+	return lat, time.Since(start), nil
+}
