@@ -13,6 +13,7 @@ const (
 	DefaultCacheSize = 10_000
 
 	maxSweepInterval = time.Minute
+	lruGranularity   = int64(10 * time.Millisecond)
 )
 
 // cacheEntry is one unwrapped DEK. key, aead and rec never change after creation; key is
@@ -83,7 +84,11 @@ func (c *dekCache) hit(e *cacheEntry, now int64) *cacheEntry {
 	if e == nil || now >= e.expires {
 		return nil
 	}
-	e.lastUsed.Store(now)
+	// Write the shared last-use time only when it is noticeably stale, so that hits on a
+	// hot DEK from many cores do not all write the same cache line.
+	if now-e.lastUsed.Load() >= lruGranularity {
+		e.lastUsed.Store(now)
+	}
 	return e
 }
 
@@ -135,7 +140,10 @@ func (c *dekCache) put(e *cacheEntry, gen uint64) *cacheEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
-		return e // used once by the callers waiting for it, never cached
+		// Forget ran meanwhile: the callers waiting for this load use it once, through
+		// its AEAD, and it is never cached. Its raw key is not needed for that.
+		e.zero()
+		return e
 	}
 	if old := c.byID[e.rec.ID]; old != nil {
 		if now < old.expires {

@@ -32,7 +32,7 @@
 // # The hot path
 //
 // A warm Seal or Open reads an RWMutex-guarded map, makes no KMS call and no database
-// read, and allocates only its output (Open: the plaintext and the Secret that holds it).
+// read, and allocates once: its output (the envelope, or the plaintext the Secret holds).
 // A cache miss reads the store and unwraps through the KMS once per DEK, however many
 // requests miss at the same moment (golang.org/x/sync/singleflight). When the KMS cannot
 // be reached and the DEK is not cached, Seal and Open fail with ErrKMSUnavailable: there

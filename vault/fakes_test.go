@@ -104,6 +104,7 @@ type countingKEK struct {
 	wraps, unwraps atomic.Int64
 	down           atomic.Bool
 	unwrapDelay    time.Duration
+	onUnwrap       func() // runs inside Unwrap, before it answers
 }
 
 var _ kms.KEK = (*countingKEK)(nil)
@@ -129,6 +130,9 @@ func (k *countingKEK) Unwrap(ctx context.Context, w kms.WrappedKey, aad []byte) 
 	k.unwraps.Add(1)
 	if k.unwrapDelay > 0 {
 		time.Sleep(k.unwrapDelay)
+	}
+	if k.onUnwrap != nil {
+		k.onUnwrap()
 	}
 	if k.down.Load() {
 		return nil, kms.ErrUnavailable

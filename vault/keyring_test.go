@@ -419,6 +419,26 @@ func TestForgetDropsKeys(t *testing.T) {
 	require.Equal(t, "k", got.Reveal())
 }
 
+// A load that was already unwrapping when Forget ran must not put the key back.
+func TestForgetDuringALoadIsNotUndone(t *testing.T) {
+	f := newFixture(t, vault.PurposeCredentials)
+	b := conn("ws_1", "conn", "access_token")
+	env := seal(t, f.kr, b, "tok")
+	kr := f.keyring(t, vault.PurposeCredentials)
+	f.kek.onUnwrap = func() { kr.Forget("ws_1") }
+
+	got, err := kr.Open(t.Context(), b, env)
+	require.NoError(t, err, "the DEK still exists: this one open may use it")
+	require.Equal(t, "tok", got.Reveal())
+	require.Equal(t, 0, vault.CacheLen(kr), "but it is not cached")
+	require.EqualValues(t, 1, f.kek.unwraps.Load())
+
+	f.kek.onUnwrap = nil
+	_, err = kr.Open(t.Context(), b, env)
+	require.NoError(t, err)
+	require.Equal(t, 1, vault.CacheLen(kr), "a later load caches again")
+}
+
 func TestForeignDEKRefused(t *testing.T) {
 	ctx := t.Context()
 	var logs bytes.Buffer
