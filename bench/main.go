@@ -33,6 +33,7 @@ type command struct {
 // commands is the table of benchmarks, by name.
 func commands() map[string]command {
 	return map[string]command{
+		"forward":  {"forwarding proxy (/v1/proxy) vs calling the same local upstream directly: req/s, p99, ratio", forwardBench},
 		"rotation": {"KEK rotation throughput (DEKs/s): local and SoftHSM2 backends vs a bare AES-GCM wrap loop", rotationBench},
 		"refresh":  {"refresher sweep of N due connections vs the ideal workers ÷ provider latency (refreshes/s)", refreshBench},
 		"token":    {"token endpoint (cached, valid token) vs a bare net/http handler with the same body: req/s, p99, ratio", tokenBench},
