@@ -250,25 +250,8 @@ func (s *Server) handleToken(c *gin.Context) {
 	c.JSON(http.StatusOK, resp)
 }
 
+// handleDeleteConnection is DELETE /v1/connections/{id}: disconnect, with revocation at
+// the provider (handlers_lifecycle.go).
 func (s *Server) handleDeleteConnection(c *gin.Context) {
-	ctx := c.Request.Context()
-	p := principal(c)
-	id := c.Param("id")
-	conn, err := s.store.Connection(ctx, p.WorkspaceID, id)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	// An API key cannot be revoked at the provider: it stays sealed and unusable until the
-	// retention window ends (purge deletes it then).
-	deleteCredential := conn.AuthMode != string(oauthflow.AuthModeAPIKey)
-	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionDisconnected, Actor: p.KeyID,
-		ConnectionID: id, Outcome: audit.Success, Data: dataJSON("provider", conn.Provider)}
-	conn, err = s.store.Disconnect(ctx, p.WorkspaceID, id, deleteCredential, ev)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	s.emitConnection(ctx, controlplane.EventConnectionDisconnected, conn, "")
-	c.JSON(http.StatusOK, viewOf(conn))
+	s.disconnect(c)
 }

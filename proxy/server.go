@@ -79,6 +79,7 @@ type Server struct {
 	refresher tokenRefresher   // WithTokenRefresher
 	tokens    TokenService     // Deps.Refresher
 	oauth     oauthDeps        // oauth.go: the connect flows' provider client
+	lifecycle lifecycleDeps    // handlers_lifecycle.go: the audit checkpoint key
 
 	clientCertBinding bool       // clientcert.go: WithClientCertBinding
 	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients

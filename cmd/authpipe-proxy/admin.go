@@ -94,11 +94,13 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "verify" {
 		return usageError{msg: "audit: want verify"}
 	}
-	var ws string
+	var ws, checkpoints, checkpointKey string
 	var asJSON bool
 	_, cfgArgs, err := sub("audit verify", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&ws, "workspace", "", "verify one workspace (default: all)")
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.StringVar(&checkpoints, "checkpoint", "", "file of signed checkpoints (AUTHPIPE_AUDIT_CHECKPOINT_FILE): detects a deleted tail or a rewritten chain")
+		fs.StringVar(&checkpointKey, "checkpoint-key", "", "trust checkpoints signed by this kid (default: the deployment's key)")
 	})
 	if err != nil {
 		return err
@@ -108,6 +110,13 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer a.Close()
+	if checkpoints != "" { // audit_checkpoint.go
+		broken, err := checkpointVerify(ctx, a, checkpoints, checkpointKey, ws, asJSON, stdout)
+		if err == nil && broken > 0 {
+			err = fmt.Errorf("%d audit chain(s) broken", broken)
+		}
+		return err
+	}
 	list := []string{ws}
 	if ws == "" {
 		if list, err = a.Store.AuditWorkspaces(ctx); err != nil {

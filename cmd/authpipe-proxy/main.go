@@ -6,6 +6,7 @@
 //	authpipe-proxy apikey create|list|revoke  manage API keys
 //	authpipe-proxy workspace create NAME      create a workspace and its first admin key
 //	authpipe-proxy audit verify               verify every workspace's audit chain
+//	authpipe-proxy purge [--dry-run]          hard-delete what is past retention
 //	authpipe-proxy kek rotate|status          re-wrap every DEK under the current KEKs
 //	authpipe-proxy version
 //
@@ -57,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = kekCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, rest, stdout)
+	case "purge":
+		err = purge(ctx, rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "authpipe-proxy", version)
 		return 0
@@ -79,7 +82,8 @@ commands:
   apikey list                           list API keys
   apikey revoke ID                      revoke an API key
   workspace create NAME                 create a workspace and its first admin key
-  audit verify                          verify every workspace's audit chain
+  audit verify [--checkpoint FILE]      verify every workspace's audit chain (against signed checkpoints)
+  purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress
   version                               print the version

@@ -52,6 +52,7 @@ type App struct {
 	ControlPlane *controlplane.Client
 
 	rings []*kms.Ring
+	lc    lifecycleState // lifecycle.go: purge, revocation retries, audit checkpoints
 }
 
 // Option configures New.
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	a := &App{Config: cfg, Log: NewLogger(cfg, o.logOut)}
+	a := &App{Config: cfg, Log: NewLogger(cfg, o.logOut), lc: lifecycleState{now: o.now}}
 	kopts := backends.Options{CreateLocal: !cfg.Production(), Logger: a.Log}
 	credRing, err := openRing(ctx, o.kekRings[0], cfg.KEKURI, cfg.KEKPreviousURIs, kopts)
 	if err != nil {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/authpipe/authpipe-proxy/internal/app"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// checkpointVerify is `audit verify --checkpoint FILE`: every workspace's chain against
+// the signed checkpoints in FILE, signed by the deployment's key (or --checkpoint-key).
+// A workspace of the file without a chain must have been deleted on record (a
+// workspace.deleted event in the default chain).
+func checkpointVerify(ctx context.Context, a *app.App, path, kid, only string, asJSON bool, stdout io.Writer) (broken int, err error) {
+	if kid == "" {
+		sg, err := a.Server.CheckpointKeys().Signer(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("the deployment's checkpoint key: %w", err)
+		}
+		kid = sg.KeyID()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cps, err := audit.ReadCheckpoints(f, kid)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	chains, err := a.Store.AuditWorkspaces(ctx)
+	if err != nil {
+		return 0, err
+	}
+	list := chains
+	seen := map[string]bool{}
+	for _, w := range chains {
+		seen[w] = true
+	}
+	for _, c := range cps {
+		if !seen[c.WorkspaceID] {
+			seen[c.WorkspaceID] = true
+			list = append(list, c.WorkspaceID)
+		}
+	}
+	deleted, err := deletedWorkspaces(ctx, a.Store)
+	if err != nil {
+		return 0, err
+	}
+	for _, w := range list {
+		if only != "" && w != only {
+			continue
+		}
+		res, err := a.Store.VerifyAuditCheckpoints(ctx, w, cps, kid)
+		if err != nil {
+			return broken, err
+		}
+		n := len(audit.ForWorkspace(cps, w))
+		if !slices.Contains(chains, w) && deleted[w] {
+			res.OK, res.FirstBadEvent, res.Reason = true, "", "workspace deleted on record"
+		}
+		if !res.OK {
+			broken++
+		}
+		switch {
+		case asJSON:
+			b, _ := json.Marshal(map[string]any{"workspace": w, "ok": res.OK, "events": res.Events, "head": res.Head,
+				"first_bad_event": res.FirstBadEvent, "reason": res.Reason, "checkpoints": n, "start_seq": res.StartSeq})
+			fmt.Fprintln(stdout, string(b))
+		case res.OK:
+			fmt.Fprintf(stdout, "%s\tok\t%d events\thead %s\t%d checkpoint(s)\t%s\n", w, res.Events, res.Head, n, res.Reason)
+		default:
+			fmt.Fprintf(stdout, "%s\tBROKEN\tfirst bad event %s\t%s\n", w, res.FirstBadEvent, res.Reason)
+		}
+	}
+	return broken, nil
+}
+
+// deletedWorkspaces lists the workspaces whose deletion the default chain records.
+func deletedWorkspaces(ctx context.Context, s *store.Store) (map[string]bool, error) {
+	out := map[string]bool{}
+	after := ""
+	for {
+		evs, err := s.ListAudit(ctx, store.DefaultWorkspaceID, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			if e.Type != audit.WorkspaceDeleted {
+				continue
+			}
+			var d struct {
+				WorkspaceID string `json:"workspace_id"`
+			}
+			if json.Unmarshal([]byte(e.Data), &d) == nil && d.WorkspaceID != "" {
+				out[d.WorkspaceID] = true
+			}
+		}
+		if len(evs) < 1000 {
+			return out, nil
+		}
+		after = evs[len(evs)-1].ID
+	}
+}
