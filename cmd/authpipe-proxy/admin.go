@@ -91,8 +91,11 @@ func workspace(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "checkpoint" {
+		return auditCheckpoint(ctx, args[1:], stdout) // audit_checkpoint.go
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		return usageError{msg: "audit: want verify"}
+		return usageError{msg: "audit: want verify or checkpoint"}
 	}
 	var ws, checkpoints, checkpointKey string
 	var asJSON bool

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,37 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
+
+// auditCheckpoint is `authpipe-proxy audit checkpoint`: sign the head of every
+// workspace's chain now, append the checkpoints to AUTHPIPE_AUDIT_CHECKPOINT_FILE (when
+// set) and print them, one JSON line each, for operators to ship.
+func auditCheckpoint(ctx context.Context, args []string, stdout io.Writer) error {
+	rest, cfgArgs, err := sub("audit checkpoint", args, func(*flag.FlagSet) {})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return usageError{msg: "audit checkpoint: takes no arguments"}
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	cps, err := a.Checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cp := range cps {
+		if _, err := stdout.Write(cp.Line()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // checkpointVerify is `audit verify --checkpoint FILE`: every workspace's chain against
 // the signed checkpoints in FILE, signed by the deployment's key (or --checkpoint-key).

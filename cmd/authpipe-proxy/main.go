@@ -83,6 +83,7 @@ commands:
   apikey revoke ID                      revoke an API key
   workspace create NAME                 create a workspace and its first admin key
   audit verify [--checkpoint FILE]      verify every workspace's audit chain (against signed checkpoints)
+  audit checkpoint                      sign every chain head; append to AUTHPIPE_AUDIT_CHECKPOINT_FILE and print
   purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress

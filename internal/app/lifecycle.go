@@ -101,6 +101,28 @@ func (a *App) Purge(ctx context.Context, dryRun bool) (PurgeReport, error) {
 	return r, nil
 }
 
+// Checkpoints signs the head of every workspace's chain now and writes each checkpoint
+// outside the database (AUTHPIPE_AUDIT_CHECKPOINT_FILE, and the log); it returns them.
+func (a *App) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
+	signer, err := a.Server.CheckpointKeys().Signer(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	heads, err := a.Store.AuditHeads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.Checkpoint, 0, len(heads))
+	for _, h := range heads {
+		cp := signer.Sign(h.WorkspaceID, h.Seq, h.Hash, h.EventID, a.clock())
+		if err := a.writeCheckpoint(ctx, cp); err != nil {
+			return out, err
+		}
+		out = append(out, cp)
+	}
+	return out, nil
+}
+
 // WriteCheckpoints signs the head of every workspace's audit chain that moved since the
 // last checkpoint this process wrote, and writes each outside the database
 // (AUTHPIPE_AUDIT_CHECKPOINT_FILE, and the log). It returns how many it wrote.
