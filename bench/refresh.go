@@ -76,10 +76,14 @@ func refreshBench(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "# %d due connections, %d workers, provider latency %s, store: %s\n\n", *n, *workers, *latency, st.Dialect())
-	if err := seedDue(ctx, st, creds, *n); err != nil {
+	ws := store.Workspace{ID: ids.New(ids.Workspace), Name: "bench-" + ids.Random(6), CreatedAt: time.Now().UTC()}
+	if err := st.DB().Create(&ws).Error; err != nil { // its own DEK, under this run's KEK
 		return err
 	}
-	defer st.DB().Exec(`DELETE FROM connections WHERE provider = 'bench-refresh'`)
+	defer st.DB().Exec(`DELETE FROM workspaces WHERE id = ?`, ws.ID)
+	if err := seedDue(ctx, st, creds, ws.ID, *n); err != nil {
+		return err
+	}
 	start := time.Now()
 	stats, err := r.Sweep(ctx)
 	d := time.Since(start)
@@ -130,17 +134,17 @@ func benchStore(ctx context.Context, dir, dbURL string) (*store.Store, *vault.Ke
 }
 
 // seedDue inserts n OAuth connections due now, with sealed tokens, in batches.
-func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, n int) error {
+func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, wsID string, n int) error {
 	now := time.Now().UTC()
 	exp := now.Add(time.Minute)
 	conns := make([]store.Connection, 0, n)
 	cs := make([]store.Credential, 0, n)
 	for range n {
 		id := ids.New(ids.Connection)
-		conns = append(conns, store.Connection{ID: id, WorkspaceID: store.DefaultWorkspaceID, Provider: "bench-refresh", EndUserID: "u",
+		conns = append(conns, store.Connection{ID: id, WorkspaceID: wsID, Provider: "bench-refresh", EndUserID: "u",
 			AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{}, ExpiresAt: &exp, NextRefreshAt: &exp,
 			Version: 1, CreatedAt: now, UpdatedAt: now})
-		b := vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: id, Field: "access_token"}
+		b := vault.Binding{WorkspaceID: wsID, OwnerID: id, Field: "access_token"}
 		at, err := creds.Seal(ctx, b, vault.NewSecret("at"))
 		if err != nil {
 			return err
@@ -150,7 +154,7 @@ func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, n int) 
 		if err != nil {
 			return err
 		}
-		cs = append(cs, store.Credential{ConnectionID: id, WorkspaceID: store.DefaultWorkspaceID, AccessToken: at, RefreshToken: rt, UpdatedAt: now})
+		cs = append(cs, store.Credential{ConnectionID: id, WorkspaceID: wsID, AccessToken: at, RefreshToken: rt, UpdatedAt: now})
 	}
 	if err := st.DB().CreateInBatches(conns, 500).Error; err != nil {
 		return err

@@ -75,8 +75,13 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	defer srv.Close()
 
 	now := time.Now().UTC()
+	ws := store.Workspace{ID: ids.New(ids.Workspace), Name: "bench-" + ids.Random(6), CreatedAt: now}
+	if err := a.Store.DB().Create(&ws).Error; err != nil { // its own DEK, under this run's KEK
+		return err
+	}
+	defer a.Store.DB().Exec(`DELETE FROM workspaces WHERE id = ?`, ws.ID)
 	exp, next := now.Add(time.Hour), now.Add(59*time.Minute)
-	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "github", EndUserID: "bench",
+	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: ws.ID, Provider: "github", EndUserID: "bench",
 		AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{"repo"}, ExpiresAt: &exp, NextRefreshAt: &next,
 		Version: 1, CreatedAt: now, UpdatedAt: now}
 	at, err := a.Creds.Seal(ctx, vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "access_token"}, vault.NewSecret("gho_"+ids.Random(27)))
@@ -87,10 +92,9 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 		TokenType: "Bearer", UpdatedAt: now}); err != nil {
 		return err
 	}
-	defer a.Store.DB().Exec(`DELETE FROM connections WHERE id = ?`, c.ID)
 	var keys []string // several, so that the per-key rate limit (1000/s) does not bind
 	for i := range 16 {
-		k, err := a.Server.CreateAPIKey(ctx, store.DefaultWorkspaceID, fmt.Sprint("bench-", i), []string{"tokens:read"}, "bench")
+		k, err := a.Server.CreateAPIKey(ctx, ws.ID, fmt.Sprint("bench-", i), []string{"tokens:read"}, "bench")
 		if err != nil {
 			return err
 		}
