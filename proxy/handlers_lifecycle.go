@@ -404,6 +404,37 @@ func (s *Server) handleDeleteWorkspace(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
+// refusedRead reports the token-read refusals recorded in the audit chain: reads of a
+// connection that exists but whose credential could not be served. (A successful read is
+// recorded by handleToken before the credential leaves; an unknown id is not recorded.)
+func refusedRead(code string) bool {
+	switch code {
+	case problem.ErrDisconnected.Code, problem.ErrNeedsReauth.Code, problem.ErrRefreshUnavailable.Code,
+		problem.ErrKMSUnavailable.Code:
+		return true
+	}
+	return false
+}
+
+// auditRefusedRead runs after the token handler: a refused read of a connection is
+// appended to the chain as token.read with outcome failure and the problem code, through
+// the batched writer (best effort: the request has already failed closed).
+func (s *Server) auditRefusedRead(c *gin.Context) {
+	c.Next()
+	if len(c.Errors) == 0 {
+		return
+	}
+	code := toProblem(c.Errors.Last().Err).Code
+	if !refusedRead(code) {
+		return
+	}
+	p := principal(c)
+	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: audit.TokenRead, Actor: p.KeyID,
+		ConnectionID: c.Param("id"), Outcome: audit.Failure, ErrorCode: code}); err != nil {
+		s.log.WarnContext(c.Request.Context(), "audit: refused token read not recorded", "connection", c.Param("id"), "err", err)
+	}
+}
+
 // handleCheckpointKeys is GET /v1/audit/checkpoint-keys: the public keys that sign audit
 // checkpoints, so that a checkpoint file can be checked offline against a pinned key id.
 func (s *Server) handleCheckpointKeys(c *gin.Context) {

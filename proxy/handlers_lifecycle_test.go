@@ -125,6 +125,14 @@ func TestDisconnectRevokesAtTheProvider(t *testing.T) {
 			require.Zero(t, f.credentialRows(id), "the ciphertext is deleted at once")
 			require.Equal(t, store.StatusDisconnected, f.status(id))
 			f.h.expect(f.h.do("GET", "/v1/connections/"+id+"/token", f.key, nil), 410, "disconnected")
+			require.Eventually(t, func() bool {
+				for _, e := range f.auditEvents(audit.TokenRead, id) {
+					if e["outcome"] == "failure" && e["error_code"] == "disconnected" {
+						return true
+					}
+				}
+				return false
+			}, 5*time.Second, 50*time.Millisecond, "the refused read is audited with its code")
 
 			// Idempotent: a second disconnect changes nothing and calls no provider.
 			f.h.expect(f.h.do("DELETE", "/v1/connections/"+id, f.key, nil), 200, "")

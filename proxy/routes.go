@@ -38,7 +38,7 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/connections", require(ScopeConnectionsWrite), s.handleCreateConnection)
 	api.GET("/connections", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleListConnections)
 	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
-	api.GET("/connections/:id/token", require(ScopeTokensRead), s.handleToken)
+	api.GET("/connections/:id/token", require(ScopeTokensRead), s.auditRefusedRead, s.handleToken)
 	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.handleDeleteConnection)
 	api.POST("/connections/:id/refresh", require(ScopeConnectionsWrite), s.handleRefresh)
 	api.PUT("/webhooks", require(ScopeAdmin), s.handlePutWebhook)
