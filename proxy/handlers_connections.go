@@ -121,7 +121,8 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	now := s.now().UTC()
 	conn := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: p.WorkspaceID, Provider: req.Provider,
 		EndUserID: req.EndUserID, AuthMode: string(oauthflow.AuthModeAPIKey), Status: store.StatusActive,
-		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now}
+		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now,
+		NextRefreshAt: &now} // the refresher's sweep health-checks it (or unschedules it if the provider has no check)
 	sealed, err := s.creds.Seal(ctx, vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: conn.ID, Field: fieldAPIKey}, req.APIKey)
 	if err != nil {
 		fail(c, err)
