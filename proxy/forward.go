@@ -552,15 +552,16 @@ var ownResponseHeaders = map[string]bool{
 	"X-Frame-Options": true, "Referrer-Policy": true, "Content-Security-Policy": true, "X-Request-Id": true,
 }
 
-// writeForwardResponse streams the upstream response to the caller. Set-Cookie, hop-by-hop
-// headers and any header that carries the injected credential are dropped.
+// writeForwardResponse streams the upstream response to the caller. Headers scoped to an
+// origin (Set-Cookie, CORS, Alt-Svc, ...), hop-by-hop headers and any header that carries
+// the injected credential are dropped.
 func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secret) {
 	key := secret.Reveal()
 	named := connectionTokens(resp.Header)
 	h := c.Writer.Header()
 	for k, vs := range resp.Header {
 		ck := http.CanonicalHeaderKey(k)
-		if ownResponseHeaders[ck] || named[strings.ToLower(k)] || ck == "Set-Cookie" || ck == "Set-Cookie2" ||
+		if ownResponseHeaders[ck] || named[strings.ToLower(k)] || originScoped(ck) ||
 			ck == "Authorization" || ck == "Proxy-Authenticate" || ck == "Proxy-Authorization" || isHopByHop(ck) {
 			continue
 		}
@@ -573,6 +574,17 @@ func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secr
 	c.Writer.WriteHeader(resp.StatusCode)
 	c.Writer.WriteHeaderNow()
 	streamBody(c.Writer, resp.Body, resp.ContentLength < 0)
+}
+
+// originScoped reports response headers that would act on this server's origin rather
+// than the provider's: cookies, CORS grants, alternative services, site-data clearing.
+func originScoped(k string) bool {
+	switch k {
+	case "Set-Cookie", "Set-Cookie2", "Alt-Svc", "Clear-Site-Data", "Content-Security-Policy-Report-Only",
+		"Timing-Allow-Origin", "Origin-Agent-Cluster":
+		return true
+	}
+	return strings.HasPrefix(k, "Access-Control-") || strings.HasPrefix(k, "Cross-Origin-")
 }
 
 func isHopByHop(k string) bool {

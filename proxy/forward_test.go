@@ -65,6 +65,9 @@ func newUpstream(t *testing.T) *upstream {
 		switch r.URL.Path {
 		case "/base/echo":
 			w.Header().Set("Set-Cookie", "provider_session=abc; HttpOnly")
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Alt-Svc", `h3=":443"`)
+			w.Header().Set("Clear-Site-Data", `"*"`)
 			w.Header().Set("X-Echo-Key", r.Header.Get("X-Upstream-Key")) // a careless provider
 			w.Header().Set("X-Provider", "yes")
 			w.Header().Set("Cache-Control", "public, max-age=3600")
@@ -213,7 +216,9 @@ func TestForwardHeadersAndCredentials(t *testing.T) {
 			// What comes back: the provider's answer without its cookie, the header that
 			// echoed the credential, hop-by-hop headers, or its caching.
 			requireNoSentinel(t, res, body)
-			require.Empty(t, res.Header.Get("Set-Cookie"))
+			for _, k := range []string{"Set-Cookie", "Access-Control-Allow-Origin", "Alt-Svc", "Clear-Site-Data"} {
+				require.Empty(t, res.Header.Get(k), k)
+			}
 			require.Empty(t, res.Header.Get("X-Echo-Key"))
 			require.Empty(t, res.Header.Get("X-Hop"))
 			require.Equal(t, "yes", res.Header.Get("X-Provider"))
