@@ -299,6 +299,9 @@ func (s *Server) handleVerifyAudit(c *gin.Context) {
 	}
 	if !res.OK {
 		s.log.Error("audit chain broken", "workspace", principal(c).WorkspaceID, "first_bad_event", res.FirstBadEvent)
+		if s.metrics != nil {
+			s.metrics.AuditChainBroken()
+		}
 		c.JSON(http.StatusOK, gin.H{"ok": false, "first_bad_event": res.FirstBadEvent})
 		return
 	}

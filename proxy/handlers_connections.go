@@ -222,6 +222,7 @@ func (s *Server) handleToken(c *gin.Context) {
 		return
 	}
 	resp := tokenResponse{ConnectionID: cc.ID, CredentialType: cc.AuthMode, Scopes: cc.Scopes}
+	markCredentialType(c, cc.AuthMode)
 	if resp.Scopes == nil {
 		resp.Scopes = []string{}
 	}
