@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
@@ -326,6 +327,11 @@ func (s *Server) handleOAuthCallback(c *gin.Context) {
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	if cs.ReconnectConnectionID != "" {
+		s.emitConnection(ctx, controlplane.EventConnectionStatusChanged, conn, "") // active again
+	} else {
+		s.emitConnection(ctx, controlplane.EventConnectionCreated, conn, "")
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "connect: connection stored", slog.String("session", cs.ID),
 		slog.String("provider", cs.Provider), slog.String("connection", conn.ID), slog.Bool("reconnect", cs.ReconnectConnectionID != ""))

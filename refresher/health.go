@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -51,8 +52,10 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 	case err == nil && status >= 200 && status < 300:
 		ev := audit.Event{WorkspaceID: cc.WorkspaceID, At: now, Type: HealthCheck, Actor: actor, ConnectionID: cc.ID,
 			Outcome: audit.Success, Data: eventData("provider", cc.Provider, "status", store.StatusActive)}
-		if _, err := r.store.HealthOK(ctx, cc.WorkspaceID, cc.ID, holder, cc.Version, &next, now, ev); err != nil {
+		if conn, err := r.store.HealthOK(ctx, cc.WorkspaceID, cc.ID, holder, cc.Version, &next, now, ev); err != nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
+		} else if conn.Status != cc.Status {
+			r.emit(ctx, controlplane.EventConnectionStatusChanged, conn, "")
 		}
 	case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 		ev := audit.Event{WorkspaceID: cc.WorkspaceID, At: now, Type: HealthCheck, Actor: actor, ConnectionID: cc.ID,
@@ -66,8 +69,10 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		if ev.Type != "" {
 			f.Events = []audit.Event{ev}
 		}
-		if _, _, err := r.store.FailRefresh(ctx, f); err != nil {
+		if conn, _, err := r.store.FailRefresh(ctx, f); err != nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
+		} else if conn.Status != cc.Status {
+			r.emit(ctx, controlplane.EventConnectionStatusChanged, conn, "")
 		}
 	default:
 		release(backoff(1, r.cfg.BackoffBase, r.cfg.BackoffMax))

@@ -37,6 +37,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -205,6 +206,7 @@ type Refresher struct {
 	log       *slog.Logger
 	metrics   Metrics
 	latency   func(string, time.Duration)
+	events    controlplane.Emitter
 	process   string // this process's part of every lease holder id
 	flight    singleflight.Group
 	limits    *hostLimits
