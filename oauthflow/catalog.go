@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
