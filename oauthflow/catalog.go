@@ -11,8 +11,8 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/oauth2"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/oauth2"
 
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/oauth2"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/oauth2"
 )
 
 func loadCatalog(t *testing.T) *Catalog {
