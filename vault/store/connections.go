@@ -48,8 +48,13 @@ type connCredRow struct {
 }
 
 // ConnectionWithCredential is the hot path's one indexed read: the connection and its
-// sealed credential by primary key.
+// sealed credential by primary key, served from the sealed-row cache (conncache.go) when
+// it holds the row.
 func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id string) (ConnectionCredential, error) {
+	if cc, ok := s.conns.get(workspaceID, id); ok {
+		return cc, nil
+	}
+	gen, _ := s.conns.generation() // before the read: a write since then keeps the row out
 	var row connCredRow
 	err := s.db.WithContext(ctx).Table("connections AS c").
 		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
@@ -69,6 +74,7 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 			out.Credential.UpdatedAt = *row.CredUpdatedAt
 		}
 	}
+	s.conns.put(gen, out)
 	return out, nil
 }
 

@@ -57,6 +57,11 @@ type Store struct {
 	dialect string
 	now     func() time.Time
 	log     *slog.Logger
+
+	connTTL    time.Duration // the sealed-row cache's TTL (conncache.go); 0 turns it off
+	conns      *connCache
+	stopListen context.CancelFunc
+	listenDone chan struct{}
 }
 
 // Option configures a Store.
@@ -68,14 +73,21 @@ func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = no
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
+// WithConnCacheTTL sets how long the hot path's sealed-row cache (conncache.go) may keep a
+// row: at most a second (longer is cut to a second); 0 turns the cache off.
+func WithConnCacheTTL(d time.Duration) Option {
+	return func(s *Store) { s.connTTL = max(0, min(d, connCacheTTL)) }
+}
+
 // Open connects to the database that url names (sqlite://path or postgres://...). It does
 // not migrate; call Migrate. Open does not fail when a PostgreSQL server is down: the pool
 // connects lazily and Ping reports it.
 func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, error) {
-	s := &Store{now: time.Now, log: slog.New(slog.DiscardHandler)}
+	s := &Store{now: time.Now, log: slog.New(slog.DiscardHandler), connTTL: connCacheTTL}
 	for _, o := range opts {
 		o(s)
 	}
+	var listenDSN string
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard, // gorm's logger prints SQL parameters: ciphertext, hashes
 		NowFunc:                func() time.Time { return s.now().UTC() },
@@ -102,6 +114,7 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 			return nil, fmt.Errorf("store: open sqlite: %w", err)
 		}
 		s.db, s.dialect = db, SQLite
+		s.conns = newConnCache(s.connTTL, time.Now, true) // one process: in-process invalidation
 		sqlDB, _ := db.DB()
 		// One writer at a time is what SQLite does anyway; a single connection also keeps
 		// ":memory:" databases whole.
@@ -119,12 +132,22 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 			return nil, fmt.Errorf("store: open postgres: %w", err)
 		}
 		s.db, s.dialect = db, Postgres
+		s.conns = newConnCache(s.connTTL, time.Now, false) // on once the listener is connected
+		listenDSN = dsn
 		sqlDB, _ := db.DB()
 		sqlDB.SetMaxOpenConns(32)
 		sqlDB.SetMaxIdleConns(16)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	default:
 		return nil, fmt.Errorf("store: unsupported database URL scheme (want sqlite:// or postgres://)")
+	}
+	if err := s.registerConnCacheCallbacks(); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if listenDSN != "" && s.connTTL > 0 {
+		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.stopListen, s.listenDone = cancel, make(chan struct{})
+		go func() { defer close(s.listenDone); s.listenConnections(lctx, listenDSN) }()
 	}
 	return s, nil
 }
@@ -149,8 +172,12 @@ func (s *Store) Dialect() string { return s.dialect }
 // DB exposes the gorm handle for the store's own tests and tools.
 func (s *Store) DB() *gorm.DB { return s.db }
 
-// Close closes the pool.
+// Close stops the cache listener and closes the pool.
 func (s *Store) Close() error {
+	if s.stopListen != nil {
+		s.stopListen()
+		<-s.listenDone
+	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return err
@@ -203,7 +230,11 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 
 // tx runs fn in a transaction on ctx.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	ctx, mark := withTxMark(ctx)
 	err := s.db.WithContext(ctx).Transaction(fn)
+	if mark.touched.Load() { // committed or rolled back: a read since the write may have refilled
+		s.conns.evictAll()
+	}
 	return s.classify(err)
 }
 
