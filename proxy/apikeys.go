@@ -2,11 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -71,60 +68,49 @@ func KeyDisplayPrefix(key vault.Secret) string {
 }
 
 // KeyHasher computes the keyed hash (HMAC-SHA256) under which API keys are stored. Its
-// key is one of the proxy's own keys, generated on first use and stored sealed under the
-// client-secret keyring, so a database dump alone cannot test guesses against the hashes.
+// keys are the apikey-hash key set (keyset.go): generated on first use, stored sealed
+// under the client-secret keyring, so a database dump alone cannot test guesses against
+// the hashes. A hash cannot be recomputed under another key, so after a rotation new API
+// keys are hashed with the new key and old ones keep verifying under theirs (each row
+// names its hash_key_id) until the last of them is revoked.
 type KeyHasher struct {
-	store   *store.Store
-	secrets *vault.Keyring
-
-	mu  sync.Mutex
-	key []byte
+	keys *KeySet
 }
 
-// NewKeyHasher returns a hasher; its key is loaded on first use (and retried on failure,
+// NewKeyHasher returns a hasher; its keys are loaded on first use (and retried on failure,
 // so a KMS that is down at start-up only delays it).
 func NewKeyHasher(s *store.Store, secrets *vault.Keyring) *KeyHasher {
-	return &KeyHasher{store: s, secrets: secrets}
+	return &KeyHasher{keys: newKeySet(PurposeAPIKeyHash, s, secrets, nil)}
 }
 
-// Hash returns HMAC(key, apiKey) and the id of the hashing key.
+// Hash returns HMAC(active key, apiKey) and the id of that hashing key. Once the keys are
+// loaded it takes no lock: keyed HMAC states come from a pool.
 func (h *KeyHasher) Hash(ctx context.Context, apiKey vault.Secret) ([]byte, string, error) {
-	k, err := h.loadKey(ctx)
+	k, err := h.keys.active(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("the API-key hashing key: %w", err)
 	}
-	m := hmac.New(sha256.New, k)
-	m.Write(apiKey.Bytes())
-	return m.Sum(nil), hashKeyID, nil
+	return k.mac(apiKey.Bytes()), k.kid, nil
 }
 
-func (h *KeyHasher) loadKey(ctx context.Context) ([]byte, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.key != nil {
-		return h.key, nil
-	}
-	bind := vault.Binding{WorkspaceID: systemWorkspace, OwnerID: hashKeyID, Field: "key"}
-	pk, err := h.store.ProxyKeyByID(ctx, hashKeyID)
-	if errors.Is(err, store.ErrNotFound) {
-		raw := make([]byte, 32)
-		_, _ = rand.Read(raw)
-		sealed, serr := h.secrets.Seal(ctx, bind, vault.SecretFromBytes(raw))
-		if serr != nil {
-			return nil, serr
-		}
-		pk, err = h.store.InsertProxyKeyIfAbsent(ctx, store.ProxyKey{ID: hashKeyID, Purpose: hashKeyPurpose,
-			State: "active", Sealed: sealed, CreatedAt: time.Now().UTC()})
-	}
+// keyHash is apiKey's hash under one hashing key.
+type keyHash struct {
+	kid  string
+	hash []byte
+}
+
+// hashes returns apiKey's hash under every hashing key that still verifies, the active
+// key's first (usually just that one; two or three during a rotation).
+func (h *KeyHasher) hashes(ctx context.Context, apiKey vault.Secret) ([]keyHash, error) {
+	ks, err := h.keys.verifiers(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the API-key hashing key: %w", err)
 	}
-	sec, err := h.secrets.Open(ctx, bind, pk.Sealed)
-	if err != nil {
-		return nil, fmt.Errorf("open the API-key hashing key: %w", err)
+	out := make([]keyHash, len(ks))
+	for i, k := range ks {
+		out[i] = keyHash{kid: k.kid, hash: k.mac(apiKey.Bytes())}
 	}
-	h.key = sec.Bytes()
-	return h.key, nil
+	return out, nil
 }
 
 // Principal is the authenticated caller of a request.

@@ -26,6 +26,11 @@ type apiKeyView struct {
 	Prefix    string    `json:"prefix"`
 	Scopes    []string  `json:"scopes"`
 	CreatedAt time.Time `json:"created_at"`
+	// HashKeyID is the kid of the key that hashed it; HashKeyStale is true when that is no
+	// longer the active hashing key (the key keeps working; replace it to retire the old
+	// hashing key).
+	HashKeyID    string `json:"hash_key_id"`
+	HashKeyStale bool   `json:"hash_key_stale"`
 }
 
 type createdKey struct {
@@ -146,9 +151,15 @@ func (s *Server) handleListAPIKeys(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	active, err := s.hasher.keys.active(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	out := make([]apiKeyView, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, apiKeyView{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt.UTC()})
+		out = append(out, apiKeyView{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt.UTC(),
+			HashKeyID: k.HashKeyID, HashKeyStale: k.HashKeyID != active.kid})
 	}
 	c.JSON(http.StatusOK, gin.H{"api_keys": out})
 }

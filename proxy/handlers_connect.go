@@ -186,11 +186,6 @@ func (s *Server) handleStartConnect(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	key, err := s.flowKey(ctx)
-	if err != nil {
-		fail(c, err)
-		return
-	}
 	state, stateHash, err := oauthflow.NewState()
 	if err != nil {
 		fail(c, err)
@@ -222,8 +217,13 @@ func (s *Server) handleStartConnect(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	binding, err := s.flowBinding(ctx, cs.ID, nonce) // kid ‖ ":" ‖ MAC (oauth.go)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	err = s.store.StartConnectSession(ctx, cs.ID, store.SessionStart{StateHash: stateHash, PKCEVerifier: sealed,
-		BrowserBinding: oauthflow.BindingMAC(key, cs.ID, nonce)}, now)
+		BrowserBinding: binding}, now)
 	if errors.Is(err, store.ErrConflict) {
 		fail(c, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired"))
 		return
@@ -272,14 +272,14 @@ func (s *Server) handleOAuthCallback(c *gin.Context) {
 		fail(c, invalid)
 		return
 	}
-	key, err := s.flowKey(ctx)
+	cookieName, _ := s.flowCookieName()
+	nonce, _ := c.Cookie(cookieName)
+	bound, err := s.verifyFlowBinding(ctx, cs.ID, nonce, cs.BrowserBinding) // by the stored kid (oauth.go)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	cookieName, _ := s.flowCookieName()
-	nonce, _ := c.Cookie(cookieName)
-	if !oauthflow.VerifyBinding(key, cs.ID, nonce, cs.BrowserBinding) {
+	if !bound {
 		fail(c, invalid)
 		return
 	}

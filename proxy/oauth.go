@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,7 +12,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // oauthDeps is the connect flows' share of the Server (handlers_connect.go): the outbound
@@ -56,18 +57,59 @@ func (s *Server) tokenClient(p oauthflow.Provider) (*http.Client, error) {
 	return c.TokenClient(), nil
 }
 
-// flowKeyLabel derives the browser-binding key from the proxy's API-key hashing key
-// (HMAC as a PRF with a label of its own): every replica derives the same key, it is
-// never stored, and it is sealed at rest as that key is.
-const flowKeyLabel = "authpipe-proxy/v1 derive: connect-flow browser binding key"
+// The connect flows' browser binding (oauthflow.BindingMAC) is made with the active key
+// of the state key set (keyset.go) and stored with that key's id: kid ‖ ":" ‖ MAC. The
+// callback picks the key by that kid only, so a flow started before a state-key rotation
+// completes after it (the old key is verify-only for the flow lifetime), and a binding
+// made with a retired or unknown key is refused.
+const flowBindingSep = ':'
 
-// flowKey returns the HMAC key of the connect flows' browser binding.
-func (s *Server) flowKey(ctx context.Context) ([]byte, error) {
-	k, _, err := s.hasher.Hash(ctx, vault.NewSecret(flowKeyLabel))
+// flowBinding returns the stored binding of session sessionID to the browser nonce.
+func (s *Server) flowBinding(ctx context.Context, sessionID, nonce string) ([]byte, error) {
+	k, err := s.stateKeys.active(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: browser binding key: %w", err)
 	}
-	return k, nil
+	mac := oauthflow.BindingMAC(k.material, sessionID, nonce)
+	out := make([]byte, 0, len(k.kid)+1+len(mac))
+	out = append(append(append(out, k.kid...), flowBindingSep), mac...)
+	return out, nil
+}
+
+// verifyFlowBinding reports whether stored binds sessionID to nonce, under the key its
+// kid names (constant-time comparison in oauthflow.VerifyBinding).
+func (s *Server) verifyFlowBinding(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error) {
+	if len(stored) == sha256.Size { // made before key ids: derived from the first API-key hashing key
+		return s.verifyLegacyFlowBinding(ctx, sessionID, nonce, stored)
+	}
+	i := bytes.IndexByte(stored, flowBindingSep)
+	if i <= 0 {
+		return false, nil
+	}
+	k, err := s.stateKeys.byKid(ctx, string(stored[:i]))
+	if err != nil {
+		return false, fmt.Errorf("proxy: browser binding key: %w", err)
+	}
+	if k == nil { // retired or unknown: no other key is tried
+		return false, nil
+	}
+	return oauthflow.VerifyBinding(k.material, sessionID, nonce, stored[i+1:]), nil
+}
+
+// legacyFlowKeyLabel derived the browser-binding key from the API-key hashing key before
+// the state key set existed; flows started then (at most SessionLifetime before an
+// upgrade) still complete.
+const legacyFlowKeyLabel = "authpipe-proxy/v1 derive: connect-flow browser binding key"
+
+func (s *Server) verifyLegacyFlowBinding(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error) {
+	k, err := s.hasher.keys.byKid(ctx, hashKeyID)
+	if err != nil {
+		return false, fmt.Errorf("proxy: browser binding key: %w", err)
+	}
+	if k == nil {
+		return false, nil
+	}
+	return oauthflow.VerifyBinding(k.mac([]byte(legacyFlowKeyLabel)), sessionID, nonce, stored), nil
 }
 
 // The flow cookie carries the browser nonce of the connect flows. With an https public

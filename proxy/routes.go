@@ -59,6 +59,7 @@ func (s *Server) routes() *gin.Engine {
 	keys := newKeyRotation(s)
 	api.POST("/keys/rotate", require(ScopeWorkspacesWrite), keys.handleRotateKeys)
 	api.GET("/keys", require(ScopeWorkspacesWrite), keys.handleKeys)
+	api.POST("/proxy-keys/rotate", require(ScopeWorkspacesWrite), s.handleRotateProxyKey) // handlers_proxykeys.go
 
 	api.GET("/audit", require(ScopeAuditRead), s.handleListAudit)
 	api.GET("/audit/verify", require(ScopeAuditRead), s.handleVerifyAudit)

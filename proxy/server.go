@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -59,19 +60,20 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // Server is the HTTP API.
 type Server struct {
-	cfg     Config
-	store   *store.Store
-	creds   *vault.Keyring
-	secret  *vault.Keyring
-	audit   *audit.Batcher
-	catalog *oauthflow.Catalog
-	hasher  *KeyHasher
-	auth    *authCache
-	log     *slog.Logger
-	now     func() time.Time
-	ready   atomic.Bool
-	engine  *gin.Engine
-	metrics *metrics.Metrics // metrics.go
+	cfg       Config
+	store     *store.Store
+	creds     *vault.Keyring
+	secret    *vault.Keyring
+	audit     *audit.Batcher
+	catalog   *oauthflow.Catalog
+	hasher    *KeyHasher
+	stateKeys *KeySet // the connect flows' browser-binding keys (oauth.go)
+	auth      *authCache
+	log       *slog.Logger
+	now       func() time.Time
+	ready     atomic.Bool
+	engine    *gin.Engine
+	metrics   *metrics.Metrics // metrics.go
 
 	edge      *edge            // edge.go: client address, rate limits, DPoP
 	fwd       *forwarder       // forward.go
@@ -113,7 +115,8 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 			s.refresher = deps.Refresher
 		}
 	}
-	s.hasher = NewKeyHasher(deps.Store, deps.Secrets)
+	s.hasher = &KeyHasher{keys: newKeySet(PurposeAPIKeyHash, deps.Store, deps.Secrets, s.now)}
+	s.stateKeys = newKeySet(PurposeState, deps.Store, deps.Secrets, s.now)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
 	if err := s.initMetrics(); err != nil {
 		return nil, err
@@ -160,32 +163,47 @@ func (s *Server) authenticate(c *gin.Context) {
 }
 
 func (s *Server) lookupKey(ctx context.Context, key vault.Secret) (Principal, error) {
-	h, _, err := s.hasher.Hash(ctx, key)
+	hs, err := s.hasher.hashes(ctx, key) // one per hashing key that still verifies
 	if err != nil {
 		return Principal{}, err
 	}
 	var hk [32]byte
-	copy(hk[:], h)
+	copy(hk[:], hs[0].hash) // cached under the active key's hash
 	if e, ok := s.auth.get(hk); ok {
 		if !e.ok {
 			return Principal{}, problem.ErrUnauthorized
 		}
 		return e.principal, nil
 	}
-	k, err := s.store.APIKeyByHash(ctx, h)
+	cands := make([][]byte, len(hs))
+	for i := range hs {
+		cands[i] = hs[i].hash
+	}
+	k, err := s.store.APIKeyByHashes(ctx, cands)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.auth.put(hk, authEntry{})
 		return Principal{}, problem.ErrUnauthorized
 	case err != nil:
 		return Principal{}, err
-	case k.RevokedAt != nil:
+	case k.RevokedAt != nil || !hashedWith(hs, k):
 		s.auth.put(hk, authEntry{})
 		return Principal{}, problem.ErrUnauthorized
 	}
 	p := Principal{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Scopes: k.Scopes}
 	s.auth.put(hk, authEntry{principal: p, ok: true})
 	return p, nil
+}
+
+// hashedWith reports whether k's stored hash is the hash under the key its hash_key_id
+// names: the key is picked by id, and no other key's hash is accepted for it.
+func hashedWith(hs []keyHash, k store.APIKey) bool {
+	for _, h := range hs {
+		if h.kid == k.HashKeyID {
+			return hmac.Equal(h.hash, k.Hash)
+		}
+	}
+	return false
 }
 
 func bearer(h string) (string, bool) {

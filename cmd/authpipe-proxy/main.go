@@ -58,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = kekCmd(ctx, rest, stdout, stderr)
 	case "audit":
 		err = auditCmd(ctx, rest, stdout)
+	case "keys":
+		err = keysCmd(ctx, rest, stdout)
 	case "purge":
 		err = purge(ctx, rest, stdout)
 	case "version":
@@ -87,6 +89,7 @@ commands:
   purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress
+  keys rotate --purpose P               rotate a proxy key: apikey-hash|state (old key verify-only)
   version                               print the version
 
 Every command takes --config FILE and the settings of 'authpipe-proxy serve --help'.`

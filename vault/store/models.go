@@ -138,12 +138,24 @@ func (Credential) TableName() string { return "credentials" }
 // ProxyKey is one of the proxy's own keys (e.g. the API-key hashing key), sealed under
 // the client-secret keyring.
 type ProxyKey struct {
-	ID        string `gorm:"primaryKey"`
+	ID        string `gorm:"primaryKey"` // the key id (kid) carried by what the key makes
 	Purpose   string
-	State     string
+	State     string // ProxyKeyActive, ProxyKeyVerifyOnly or ProxyKeyRetired
 	Sealed    []byte
 	CreatedAt time.Time
+	// RotatedAt is when the key stopped signing; RetireAfter, when set, when it retires
+	// by itself (nil: when nothing needs it any more, or never).
+	RotatedAt   *time.Time
+	RetireAfter *time.Time
 }
+
+// States of a proxy key: active signs and verifies, verify-only only verifies, retired
+// does neither (and is never loaded).
+const (
+	ProxyKeyActive     = "active"
+	ProxyKeyVerifyOnly = "verify-only"
+	ProxyKeyRetired    = "retired"
+)
 
 // TableName implements gorm's tabler.
 func (ProxyKey) TableName() string { return "proxy_keys" }

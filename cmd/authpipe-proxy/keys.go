@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/authpipe/authpipe-proxy/proxy"
+)
+
+// keysCmd is `authpipe-proxy keys rotate --purpose P`: rotate one of the proxy's own keys
+// (docs/proxy-keys.md). The new key is active at once on this process; running replicas
+// pick it up within their key-set refresh interval (30 s) or on the first kid they do not
+// know, and the old key keeps verifying until nothing can still need it.
+func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return usageError{msg: "keys: want rotate --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
+	}
+	var purpose string
+	rest, cfgArgs, err := sub("keys rotate", args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&purpose, "purpose", "", strings.Join(proxy.RotatablePurposes, "|"))
+	})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 || !slices.Contains(proxy.RotatablePurposes, purpose) {
+		return usageError{msg: "keys rotate: want --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	r, err := a.Server.RotateProxyKey(ctx, purpose, "cli")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: new active key %s; verify-only: %s\n", r.Purpose, r.KID, strings.Join(r.Rotated, ", "))
+	return nil
+}

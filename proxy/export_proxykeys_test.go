@@ -1,0 +1,23 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// ForgeFlowBindingForTest returns kid ‖ ":" ‖ BindingMAC(key kid, sessionID, nonce) made with
+// the stored key kid in whatever state it is (retired included): what an attacker holding
+// an old key could write.
+func ForgeFlowBindingForTest(ctx context.Context, s *Server, kid, sessionID, nonce string) ([]byte, error) {
+	pk, err := s.store.ProxyKeyByID(ctx, kid)
+	if err != nil {
+		return nil, err
+	}
+	sec, err := s.secret.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, pk.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(kid+":"), oauthflow.BindingMAC(sec.Bytes(), sessionID, nonce)...), nil
+}

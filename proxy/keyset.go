@@ -1,0 +1,304 @@
+package proxy
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Purposes of the proxy's own keys (issue 11), as the CLI and the admin endpoint name them.
+const (
+	PurposeAPIKeyHash = "apikey-hash"
+	PurposeState      = "state"
+	PurposeWebhook    = "webhook"
+	PurposeCheckpoint = "checkpoint"
+)
+
+// keySetSpec says how a purpose's keys are stored and when a rotated key retires.
+type keySetSpec struct {
+	purpose   string        // the API name (PurposeState, …)
+	dbPurpose string        // proxy_keys.purpose (the first two predate rotation)
+	firstID   string        // the id of the purpose's first key: replicas starting together agree on it
+	retireIn  time.Duration // > 0: a rotated key retires this long after the rotation
+	retire    retirePolicy
+}
+
+type retirePolicy int
+
+const (
+	retireAfterWindow retirePolicy = iota // retire_after = rotation + retireIn
+	retireWhenUnused                      // when no unrevoked API key names it (apikey-hash)
+	retireNever                           // checkpoint keys stay published forever
+)
+
+var keySetSpecs = map[string]keySetSpec{
+	PurposeAPIKeyHash: {purpose: PurposeAPIKeyHash, dbPurpose: hashKeyPurpose, firstID: hashKeyID, retire: retireWhenUnused},
+	PurposeState: {purpose: PurposeState, dbPurpose: "connect_state", firstID: "pk_connect_state_1",
+		retireIn: stateKeyRetireIn, retire: retireAfterWindow},
+	PurposeCheckpoint: {purpose: PurposeCheckpoint, dbPurpose: checkpointKeyPurpose, firstID: checkpointKeyID, retire: retireNever},
+}
+
+// stateKeyRetireIn is how long a rotated state key keeps verifying: the connect flow's
+// lifetime (oauthflow.SessionLifetime, 10 minutes) and a margin for clock skew.
+const stateKeyRetireIn = 15 * time.Minute
+
+// keySetRefresh is how often a replica re-reads a key set, so a rotation made by another
+// replica (or the CLI) reaches it; an unknown kid also triggers a re-read, at most once
+// per keySetMissInterval.
+const (
+	keySetRefresh      = 30 * time.Second
+	keySetMissInterval = time.Second
+)
+
+// setKey is one loaded key of a set.
+type setKey struct {
+	kid      string
+	state    string
+	material []byte
+	macs     *sync.Pool // of hash.Hash: HMAC-SHA256 keyed with material
+}
+
+// mac returns HMAC-SHA256(material, parts...) from a pooled keyed state.
+func (k *setKey) mac(parts ...[]byte) []byte {
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	for _, p := range parts {
+		m.Write(p)
+	}
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	m.Reset() // what goes back to the pool holds nothing of the input
+	k.macs.Put(m)
+	return sum
+}
+
+type keySnapshot struct {
+	active *setKey
+	all    []*setKey // unretired, active first
+	byKid  map[string]*setKey
+	loaded time.Time
+}
+
+// KeySet is the set of one purpose's keys: one active key (signs and verifies), any
+// number of verify-only keys (verify until nothing they made can still be presented),
+// retired keys (neither; never loaded). Key material is 32 bytes from crypto/rand, sealed
+// under the client-secret keyring bound to (_system, kid, "key"). Verification picks a
+// key by kid only and tries nothing else.
+type KeySet struct {
+	spec    keySetSpec
+	store   *store.Store
+	secrets *vault.Keyring
+	now     func() time.Time
+
+	mu       sync.Mutex // the slow path: (re)loading
+	snap     atomic.Pointer[keySnapshot]
+	lastMiss time.Time // under mu
+}
+
+func newKeySet(purpose string, s *store.Store, secrets *vault.Keyring, now func() time.Time) *KeySet {
+	spec, ok := keySetSpecs[purpose]
+	if !ok {
+		panic("proxy: no key set spec for " + purpose) // programming error: callers pass the constants
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &KeySet{spec: spec, store: s, secrets: secrets, now: now}
+}
+
+// ErrUnknownPurpose is returned for a purpose that has no rotatable key set.
+var ErrUnknownPurpose = errors.New("proxy: unknown key purpose")
+
+func (ks *KeySet) current(ctx context.Context) (*keySnapshot, error) {
+	if sn := ks.snap.Load(); sn != nil && ks.now().Sub(sn.loaded) < keySetRefresh {
+		return sn, nil
+	}
+	return ks.reload(ctx, false)
+}
+
+// reload re-reads the set; force re-reads even if another caller just did (after a
+// rotation on this replica), otherwise a fresh snapshot is reused.
+func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	prev := ks.snap.Load()
+	if !force && prev != nil && ks.now().Sub(prev.loaded) < keySetRefresh {
+		return prev, nil
+	}
+	if err := ks.retireDue(ctx); err != nil && prev != nil {
+		return ks.keep(prev), nil // the database is unreachable: keep verifying with what we have
+	}
+	rows, err := ks.store.ProxyKeys(ctx, ks.spec.dbPurpose)
+	if err == nil && len(rows) == 0 {
+		var first store.ProxyKey
+		if first, err = ks.create(ctx, ks.spec.firstID); err == nil {
+			_, err = ks.store.InsertProxyKeyIfAbsent(ctx, first)
+		}
+		if err == nil {
+			rows, err = ks.store.ProxyKeys(ctx, ks.spec.dbPurpose)
+		}
+	}
+	if err != nil {
+		if prev != nil {
+			return ks.keep(prev), nil
+		}
+		return nil, fmt.Errorf("proxy: load the %s keys: %w", ks.spec.purpose, err)
+	}
+	sn := &keySnapshot{byKid: make(map[string]*setKey, len(rows)), loaded: ks.now()}
+	for _, r := range rows { // newest first: the first active row is the signing key
+		k := (*setKey)(nil)
+		if prev != nil {
+			k = prev.byKid[r.ID]
+		}
+		if k == nil {
+			sec, oerr := ks.secrets.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: r.ID, Field: "key"}, r.Sealed)
+			if oerr != nil {
+				if prev != nil {
+					return ks.keep(prev), nil
+				}
+				return nil, fmt.Errorf("proxy: open the %s key %s: %w", ks.spec.purpose, r.ID, oerr)
+			}
+			material := sec.Bytes()
+			k = &setKey{kid: r.ID, material: material,
+				macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, material) }}}
+		}
+		k = &setKey{kid: k.kid, state: r.State, material: k.material, macs: k.macs}
+		if r.State == store.ProxyKeyActive && sn.active == nil {
+			sn.active = k
+			sn.all = append([]*setKey{k}, sn.all...)
+		} else {
+			sn.all = append(sn.all, k)
+		}
+		sn.byKid[r.ID] = k
+	}
+	if sn.active == nil {
+		if prev != nil {
+			return prev, nil
+		}
+		return nil, fmt.Errorf("proxy: the %s key set has no active key", ks.spec.purpose)
+	}
+	ks.snap.Store(sn)
+	return sn, nil
+}
+
+// keep re-stamps the previous snapshot after a failed re-read, so the next attempt waits
+// a refresh interval instead of every request retrying (and queueing on mu).
+func (ks *KeySet) keep(prev *keySnapshot) *keySnapshot {
+	sn := *prev
+	sn.loaded = ks.now()
+	ks.snap.Store(&sn)
+	return &sn
+}
+
+func (ks *KeySet) retireDue(ctx context.Context) error {
+	var err error
+	switch ks.spec.retire {
+	case retireAfterWindow:
+		_, err = ks.store.RetireExpiredProxyKeys(ctx, ks.spec.dbPurpose, ks.now())
+	case retireWhenUnused:
+		_, err = ks.store.RetireUnusedHashKeys(ctx, ks.spec.dbPurpose)
+	}
+	return err
+}
+
+// create makes a fresh sealed key row (not stored).
+func (ks *KeySet) create(ctx context.Context, kid string) (store.ProxyKey, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return store.ProxyKey{}, err
+	}
+	sealed, err := ks.secrets.Seal(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, vault.SecretFromBytes(raw))
+	clear(raw)
+	if err != nil {
+		return store.ProxyKey{}, fmt.Errorf("proxy: seal a new %s key: %w", ks.spec.purpose, err)
+	}
+	return store.ProxyKey{ID: kid, Purpose: ks.spec.dbPurpose, State: store.ProxyKeyActive, Sealed: sealed,
+		CreatedAt: ks.now().UTC()}, nil
+}
+
+// active returns the signing key.
+func (ks *KeySet) active(ctx context.Context) (*setKey, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sn.active, nil
+}
+
+// byKid returns the unretired key kid, or nil. An unknown kid re-reads the set (rate
+// limited), so a key another replica just made is found.
+func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if k := sn.byKid[kid]; k != nil {
+		return k, nil
+	}
+	ks.mu.Lock()
+	stale := ks.now().Sub(ks.lastMiss) >= keySetMissInterval
+	if stale {
+		ks.lastMiss = ks.now()
+	}
+	ks.mu.Unlock()
+	if !stale {
+		return nil, nil
+	}
+	if sn, err = ks.reload(ctx, true); err != nil {
+		return nil, err
+	}
+	return sn.byKid[kid], nil
+}
+
+// verifiers returns every unretired key, the active one first.
+func (ks *KeySet) verifiers(ctx context.Context) ([]*setKey, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sn.all, nil
+}
+
+// ProxyKeyRotation is the outcome of a rotation.
+type ProxyKeyRotation struct {
+	Purpose string   `json:"purpose"`
+	KID     string   `json:"kid"`
+	Rotated []string `json:"verify_only"` // the kids moved to verify-only
+}
+
+// rotate makes a new active key and moves the active one to verify-only, in one
+// transaction with the key.rotated audit event (purpose and kids; never the key).
+func (ks *KeySet) rotate(ctx context.Context, actor string) (ProxyKeyRotation, error) {
+	if _, err := ks.current(ctx); err != nil { // the first key exists before it is rotated away
+		return ProxyKeyRotation{}, err
+	}
+	kid := ids.New(ids.ProxyKey)
+	row, err := ks.create(ctx, kid)
+	if err != nil {
+		return ProxyKeyRotation{}, err
+	}
+	var retireAfter *time.Time
+	if ks.spec.retire == retireAfterWindow {
+		t := ks.now().UTC().Add(ks.spec.retireIn)
+		retireAfter = &t
+	}
+	ev := keyRotatedEvent(ks.spec.purpose, kid, actor)
+	moved, err := ks.store.RotateProxyKey(ctx, row, retireAfter, ev)
+	if err != nil {
+		return ProxyKeyRotation{}, fmt.Errorf("proxy: rotate the %s key: %w", ks.spec.purpose, err)
+	}
+	if _, err := ks.reload(ctx, true); err != nil {
+		return ProxyKeyRotation{}, err
+	}
+	return ProxyKeyRotation{Purpose: ks.spec.purpose, KID: kid, Rotated: moved}, nil
+}

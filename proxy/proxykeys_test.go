@@ -1,0 +1,164 @@
+package proxy_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
+	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
+)
+
+// rotateProxyKey rotates a purpose through the admin endpoint and returns the new kid.
+func rotateProxyKey(h *harness, purpose string) string {
+	h.t.Helper()
+	r := h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": purpose}), 200, "")
+	require.Equal(h.t, purpose, r.Body["purpose"])
+	kid := r.Body["kid"].(string)
+	require.True(h.t, strings.HasPrefix(kid, "pk_"), kid)
+	return kid
+}
+
+func proxyKeyState(t *testing.T, h *harness, kid string) string {
+	t.Helper()
+	var pk store.ProxyKey
+	require.NoError(t, h.app.Store.DB().Where("id = ?", kid).Take(&pk).Error)
+	return pk.State
+}
+
+// sessionBindingKid returns the kid stored with a connect session's browser binding.
+func sessionBindingKid(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	var cs store.ConnectSession
+	require.NoError(t, h.app.Store.DB().Where("id = ?", id).Take(&cs).Error)
+	kid, _, ok := strings.Cut(string(cs.BrowserBinding), ":")
+	require.True(t, ok)
+	return kid
+}
+
+func TestStateKeyRotation(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true})
+
+			// A flow started before the rotation completes after it.
+			before, connectURL := f.session(nil)
+			b := f.browser()
+			cb := f.toCallback(b, connectURL)
+			oldKid := sessionBindingKid(t, f.h, before)
+			newKid := rotateProxyKey(f.h, proxy.PurposeState)
+			require.NotEqual(t, oldKid, newKid)
+			require.Equal(t, store.ProxyKeyVerifyOnly, proxyKeyState(t, f.h, oldKid))
+			f.connected(b, cb)
+
+			// A flow started after it is bound with the new key.
+			after, connectURL := f.session(nil)
+			b = f.browser()
+			cb = f.toCallback(b, connectURL)
+			require.Equal(t, newKid, sessionBindingKid(t, f.h, after))
+			f.connected(b, cb)
+
+			// After the flow lifetime the old key retires by itself.
+			f.clock.advance(16 * time.Minute)
+			id, connectURL := f.session(nil)
+			b = f.browser()
+			cb = f.toCallback(b, connectURL)
+			require.Equal(t, store.ProxyKeyRetired, proxyKeyState(t, f.h, oldKid))
+
+			// A binding correctly made with the retired key is refused (the key is picked
+			// by its kid and no other key is tried) ...
+			u, err := url.Parse(f.h.srv.URL)
+			require.NoError(t, err)
+			var nonce string
+			for _, c := range b.c.Jar.Cookies(u) {
+				if c.Name == "authpipe_flow" {
+					nonce = c.Value
+				}
+			}
+			require.NotEmpty(t, nonce)
+			forged, err := proxy.ForgeFlowBindingForTest(ctx, f.h.app.Server, oldKid, id, nonce)
+			require.NoError(t, err)
+			require.NoError(t, f.h.app.Store.DB().Model(&store.ConnectSession{}).Where("id = ?", id).
+				Update("browser_binding", forged).Error)
+			res, body := b.get(cb.String())
+			f.rejected(res, body, "invalid_state")
+
+			// ... and the same binding made with the active key is accepted.
+			good, err := proxy.ForgeFlowBindingForTest(ctx, f.h.app.Server, newKid, id, nonce)
+			require.NoError(t, err)
+			require.NoError(t, f.h.app.Store.DB().Model(&store.ConnectSession{}).Where("id = ?", id).
+				Update("browser_binding", good).Error)
+			f.connected(b, cb)
+
+			// Audited with purpose and kid, never the key.
+			evs, err := f.h.app.Store.ListAudit(ctx, store.DefaultWorkspaceID, "", 1000)
+			require.NoError(t, err)
+			var rotated int
+			for _, ev := range evs {
+				if ev.Type == proxy.KeyRotated {
+					rotated++
+					require.JSONEq(t, `{"purpose":"state","kid":"`+newKid+`"}`, ev.Data)
+				}
+			}
+			require.Equal(t, 1, rotated)
+			f.noLeaks()
+		})
+	}
+}
+
+func TestAPIKeyHashKeyRotation(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			clock := &testClock{}
+			h := newClockHarness(t, dialect, nil, clock)
+			before := h.createKey("admin")
+			list := func(key string) map[string]map[string]any {
+				r := h.expect(h.do("GET", "/v1/api-keys", key, nil), 200, "")
+				out := map[string]map[string]any{}
+				for _, k := range r.Body["api_keys"].([]any) {
+					m := k.(map[string]any)
+					out[m["name"].(string)] = m
+				}
+				return out
+			}
+			keys := list(before)
+			require.Equal(t, "pk_apikey_hash_1", keys["bootstrap"]["hash_key_id"])
+			require.Equal(t, false, keys["bootstrap"]["hash_key_stale"])
+
+			h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "nope"}), 400, "invalid_request")
+			kid := rotateProxyKey(h, proxy.PurposeAPIKeyHash)
+			// Keys issued before keep working; they show they are on an old hashing key.
+			keys = list(before)
+			require.Equal(t, true, keys["k"]["hash_key_stale"])
+			require.Equal(t, "pk_apikey_hash_1", keys["k"]["hash_key_id"])
+			h.expect(h.do("GET", "/v1/api-keys", bootstrapKey, nil), 200, "")
+
+			// A new key is hashed with the new key.
+			r := h.expect(h.do("POST", "/v1/api-keys", bootstrapKey, map[string]any{"name": "after", "scopes": []string{"admin"}}), 201, "")
+			after := r.Body["key"].(string)
+			keys = list(after)
+			require.Equal(t, kid, keys["after"]["hash_key_id"])
+			require.Equal(t, false, keys["after"]["hash_key_stale"])
+			require.Equal(t, store.ProxyKeyVerifyOnly, proxyKeyState(t, h, "pk_apikey_hash_1"))
+
+			// The old hashing key retires once no unrevoked key is hashed with it.
+			for _, name := range []string{"k", "bootstrap"} {
+				h.expect(h.do("DELETE", "/v1/api-keys/"+keys[name]["id"].(string), after, nil), 204, "")
+			}
+			clock.advance(time.Minute) // past the key set's refresh interval
+			h.expect(h.do("GET", "/v1/api-keys", after, nil), 200, "")
+			require.Equal(t, store.ProxyKeyRetired, proxyKeyState(t, h, "pk_apikey_hash_1"))
+			h.expect(h.do("GET", "/v1/api-keys", before, nil), 401, "unauthorized")
+			h.expect(h.do("GET", "/v1/api-keys", after, nil), 200, "")
+
+			h.expect(h.do("POST", "/v1/proxy-keys/rotate", after, map[string]any{"purpose": "state"}), 403, "forbidden")
+		})
+	}
+}
