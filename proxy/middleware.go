@@ -84,6 +84,9 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		if !log.Enabled(c.Request.Context(), slog.LevelInfo) {
+			return // below the configured level: build nothing (the hot path's allocations)
+		}
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
