@@ -2,12 +2,17 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -16,7 +21,7 @@ import (
 const KeyRotated = "key.rotated"
 
 // RotatablePurposes lists the purposes RotateProxyKey accepts.
-var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState}
+var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState, PurposeWebhook}
 
 func keyRotatedEvent(purpose, kid, actor string) audit.Event {
 	return audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: KeyRotated, Actor: actor, Outcome: audit.Success,
@@ -61,8 +66,19 @@ func (s *Server) handleRotateProxyKey(c *gin.Context) {
 	if !bindJSON(c, &req) {
 		return
 	}
+	if req.Purpose == PurposeWebhook {
+		r, err := s.RotateWebhookSecret(c.Request.Context(), principal(c).WorkspaceID, principal(c).KeyID)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusOK, gin.H{"purpose": PurposeWebhook, "kid": r.KID, "verify_only": []string{r.PreviousKID},
+			"secret": r.Secret.Reveal(), "retire_after": r.RetireAfter})
+		return
+	}
 	if s.keySet(req.Purpose) == nil {
-		fail(c, problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state"))
+		fail(c, problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state, webhook"))
 		return
 	}
 	r, err := s.RotateProxyKey(c.Request.Context(), req.Purpose, principal(c).KeyID)
@@ -71,4 +87,50 @@ func (s *Server) handleRotateProxyKey(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, r)
+}
+
+// WebhookRotation is the outcome of a webhook secret rotation. Secret is shown once.
+type WebhookRotation struct {
+	KID         string
+	Secret      vault.Secret
+	PreviousKID string
+	RetireAfter time.Time
+}
+
+// RotateWebhookSecret gives a workspace's webhook endpoint a new signing secret. Until
+// RetireAfter (the retry window, refresher.WebhookRetryWindow) every delivery carries a
+// signature under each secret, each with its kid, so the receiver can roll its secret
+// without missing an event; after it only the new secret signs. Audited key.rotated
+// (purpose, kid, workspace; never the secret) in the default workspace's chain.
+func (s *Server) RotateWebhookSecret(ctx context.Context, workspaceID, actor string) (WebhookRotation, error) {
+	ep, err := s.store.WebhookEndpointOf(ctx, workspaceID)
+	if errors.Is(err, store.ErrNotFound) {
+		return WebhookRotation{}, problem.ErrNotFound.WithDetail("this workspace has no webhook endpoint")
+	}
+	if err != nil {
+		return WebhookRotation{}, err
+	}
+	bind := refresher.WebhookSecretBinding(workspaceID)
+	old, err := s.creds.Open(ctx, bind, ep.Secret)
+	if err != nil {
+		return WebhookRotation{}, fmt.Errorf("proxy: open the webhook secret: %w", err)
+	}
+	prevKID := refresher.WebhookKID(old.Bytes())
+	old.Wipe()
+	secret, err := refresher.NewWebhookSecret()
+	if err != nil {
+		return WebhookRotation{}, err
+	}
+	sealed, err := s.creds.Seal(ctx, bind, secret)
+	if err != nil {
+		return WebhookRotation{}, err
+	}
+	kid := refresher.WebhookKID(secret.Bytes())
+	retire := s.now().UTC().Add(refresher.WebhookRetryWindow)
+	ev := keyRotatedEvent(PurposeWebhook, kid, actor)
+	ev.Data = dataJSON("purpose", PurposeWebhook, "kid", kid, "workspace_id", workspaceID)
+	if err := s.store.RotateWebhookSecret(ctx, workspaceID, sealed, retire, ev); err != nil {
+		return WebhookRotation{}, err
+	}
+	return WebhookRotation{KID: kid, Secret: secret, PreviousKID: prevKID, RetireAfter: retire}, nil
 }

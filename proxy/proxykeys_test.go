@@ -2,15 +2,21 @@ package proxy_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
@@ -159,6 +165,82 @@ func TestAPIKeyHashKeyRotation(t *testing.T) {
 			h.expect(h.do("GET", "/v1/api-keys", after, nil), 200, "")
 
 			h.expect(h.do("POST", "/v1/proxy-keys/rotate", after, map[string]any{"purpose": "state"}), 403, "forbidden")
+		})
+	}
+}
+
+func TestWebhookSecretRotation(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			clock := &testClock{}
+			h := newClockHarness(t, dialect, nil, clock)
+			var mu sync.Mutex
+			var headers []string
+			var bodies [][]byte
+			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				headers = append(headers, r.Header.Get(refresher.SignatureHeader))
+				bodies = append(bodies, b)
+				mu.Unlock()
+			}))
+			t.Cleanup(recv.Close)
+			wh, err := refresher.NewWebhooks(refresher.WebhookConfig{}, h.app.Store, h.app.Creds, recv.Client(), clock.now, nil)
+			require.NoError(t, err)
+			deliver := func() (string, []byte) {
+				t.Helper()
+				require.NoError(t, h.app.Store.AppendEvents(ctx, audit.Event{WorkspaceID: store.DefaultWorkspaceID, At: clock.now(),
+					Type: audit.ConnectionCreated, ConnectionID: "conn_x", Outcome: audit.Success}))
+				n, err := wh.Run(ctx)
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				mu.Lock()
+				defer mu.Unlock()
+				return headers[len(headers)-1], bodies[len(bodies)-1]
+			}
+			h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "webhook"}), 404, "not_found")
+			r := h.expect(h.do("PUT", "/v1/webhooks", bootstrapKey, map[string]any{"url": recv.URL + "/hook"}), 200, "")
+			oldSecret := []byte(r.Body["secret"].(string))
+
+			hdr, body := deliver()
+			require.Equal(t, 2, strings.Count(hdr, ",")+1, "one signature before a rotation: %s", hdr)
+			require.NoError(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
+
+			r = h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "webhook"}), 200, "")
+			require.Equal(t, "no-store", r.Header.Get("Cache-Control"))
+			newSecret := []byte(r.Body["secret"].(string))
+			require.Equal(t, refresher.WebhookKID(newSecret), r.Body["kid"])
+			require.Equal(t, []any{refresher.WebhookKID(oldSecret)}, r.Body["verify_only"])
+
+			// During the rotation window: both signatures, each verifiable by its kid.
+			hdr, body = deliver()
+			require.Contains(t, hdr, "v1="+refresher.WebhookKID(newSecret)+":")
+			require.Contains(t, hdr, "v1="+refresher.WebhookKID(oldSecret)+":")
+			require.NoError(t, refresher.Verify(newSecret, hdr, body, clock.now(), time.Minute))
+			require.NoError(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
+			require.ErrorIs(t, refresher.Verify([]byte("whsec_someone-else"), hdr, body, clock.now(), time.Minute), refresher.ErrBadSignature)
+
+			// After the window the old secret no longer signs.
+			clock.advance(refresher.WebhookRetryWindow + time.Minute)
+			hdr, body = deliver()
+			require.NoError(t, refresher.Verify(newSecret, hdr, body, clock.now(), time.Minute))
+			require.ErrorIs(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute), refresher.ErrBadSignature)
+			require.NotContains(t, hdr, refresher.WebhookKID(oldSecret))
+
+			// Audited without the secret.
+			evs, err := h.app.Store.ListAudit(ctx, store.DefaultWorkspaceID, "", 1000)
+			require.NoError(t, err)
+			var rotated int
+			for _, ev := range evs {
+				require.NotContains(t, ev.Data, string(newSecret))
+				if ev.Type == proxy.KeyRotated {
+					rotated++
+					require.JSONEq(t, `{"purpose":"webhook","kid":"`+refresher.WebhookKID(newSecret)+`","workspace_id":"`+
+						store.DefaultWorkspaceID+`"}`, ev.Data)
+				}
+			}
+			require.Equal(t, 1, rotated)
 		})
 	}
 }

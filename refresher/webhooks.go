@@ -32,8 +32,25 @@ const (
 	EventDisconnected  = "connection.disconnected"
 )
 
-// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + body)>".
+// SignatureHeader carries "t=<unix seconds>,v1=<kid>:<hex HMAC-SHA256(secret, t + "." + body)>",
+// with one v1 per signing secret: two during a rotation window (the new secret's first).
+// The kid is WebhookKID(secret), so a receiver picks the signature of the secret it holds.
+// A bare "v1=<hex>" (before key ids) is still accepted by Verify. docs/webhooks.md.
 const SignatureHeader = "Authpipe-Signature"
+
+// WebhookRetryWindow bounds how long a delivery is retried with the default config (12
+// attempts, backoff from 10 s doubling to a cap of 1 h, with jitter: about 3.5 h): a
+// rotated secret keeps signing this long, so receivers have that window to roll.
+const WebhookRetryWindow = 6 * time.Hour
+
+// WebhookKID is the key id of a webhook secret: "whk_" and 12 hex digits of
+// SHA-256(label ‖ secret). It identifies a secret without revealing anything usable about it.
+func WebhookKID(secret []byte) string {
+	h := sha256.New()
+	h.Write([]byte("authpipe-proxy webhook kid v1\x00"))
+	h.Write(secret)
+	return "whk_" + hex.EncodeToString(h.Sum(nil)[:6])
+}
 
 // webhookSecretField is the associated-data field of a sealed webhook secret; its owner is
 // the workspace.
@@ -53,30 +70,49 @@ func NewWebhookSecret() (vault.Secret, error) {
 	return vault.NewSecret("whsec_" + base64.RawURLEncoding.EncodeToString(b[:])), nil
 }
 
-// Sign returns the signature header value of body sent at ts.
-func Sign(secret []byte, ts time.Time, body []byte) string {
+// Sign returns the signature header value of body sent at ts, signed with every secret
+// given (the active one first; during a rotation window also the previous one).
+func Sign(secret []byte, ts time.Time, body []byte, more ...[]byte) string {
 	t := strconv.FormatInt(ts.Unix(), 10)
+	var b strings.Builder
+	b.WriteString("t=" + t)
+	for _, sec := range append([][]byte{secret}, more...) {
+		b.WriteString(",v1=" + WebhookKID(sec) + ":" + hex.EncodeToString(webhookMAC(sec, t, body)))
+	}
+	return b.String()
+}
+
+func webhookMAC(secret []byte, t string, body []byte) []byte {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte(t))
 	mac.Write([]byte("."))
 	mac.Write(body)
-	return "t=" + t + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+	return mac.Sum(nil)
 }
 
 // ErrBadSignature: a webhook's signature header is missing, malformed, stale or wrong.
 var ErrBadSignature = errors.New("refresher: bad webhook signature")
 
-// Verify checks a signature header as a receiver should: the MAC over the timestamp and
-// the raw body, compared in constant time, and the timestamp within tolerance of now.
+// Verify checks a signature header as a receiver should: the timestamp within tolerance
+// of now, and the signature whose kid is WebhookKID(secret) (signatures of other kids are
+// not tried) equal, in constant time, to the MAC over the timestamp and the raw body. A
+// signature without a kid (the format before key ids) is compared too.
 func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
 	var ts string
 	var sigs [][]byte
+	kid := WebhookKID(secret)
 	for _, part := range strings.Split(header, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 		switch k {
 		case "t":
 			ts = v
 		case "v1":
+			if sk, sv, ok := strings.Cut(v, ":"); ok {
+				if sk != kid {
+					continue
+				}
+				v = sv
+			}
 			if b, err := hex.DecodeString(v); err == nil {
 				sigs = append(sigs, b)
 			}
@@ -89,10 +125,7 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	if d := now.Sub(time.Unix(n, 0)); d > tolerance || d < -tolerance {
 		return ErrBadSignature
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
+	want := webhookMAC(secret, ts, body)
 	for _, s := range sigs {
 		if hmac.Equal(s, want) {
 			return nil
@@ -264,6 +297,15 @@ func (w *Webhooks) send(ctx context.Context, d store.ClaimedDelivery) (int, erro
 		return 0, err
 	}
 	defer secret.Wipe()
+	var more [][]byte
+	if len(d.PrevSecret) > 0 { // a rotation window: both signatures, so the receiver can roll
+		prev, err := w.creds.Open(ctx, WebhookSecretBinding(d.WorkspaceID), d.PrevSecret)
+		if err != nil {
+			return 0, err
+		}
+		defer prev.Wipe()
+		more = append(more, prev.Bytes())
+	}
 	body := []byte(d.Payload)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(body))
 	if err != nil {
@@ -273,7 +315,7 @@ func (w *Webhooks) send(ctx context.Context, d store.ClaimedDelivery) (int, erro
 	req.Header.Set("User-Agent", "authpipe-proxy-webhooks")
 	req.Header.Set("Authpipe-Event-Id", d.EventID)
 	req.Header.Set("Authpipe-Event-Type", d.Type)
-	req.Header.Set(SignatureHeader, Sign(secret.Bytes(), w.now(), body))
+	req.Header.Set(SignatureHeader, Sign(secret.Bytes(), w.now(), body, more...))
 	resp, err := w.http.Do(req)
 	if err != nil {
 		return 0, err

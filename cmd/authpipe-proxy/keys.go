@@ -7,8 +7,10 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 // keysCmd is `authpipe-proxy keys rotate --purpose P`: rotate one of the proxy's own keys
@@ -19,9 +21,10 @@ func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "rotate" {
 		return usageError{msg: "keys: want rotate --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
 	}
-	var purpose string
+	var purpose, ws string
 	rest, cfgArgs, err := sub("keys rotate", args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&purpose, "purpose", "", strings.Join(proxy.RotatablePurposes, "|"))
+		fs.StringVar(&ws, "workspace", store.DefaultWorkspaceID, "the workspace whose webhook secret rotates (--purpose webhook)")
 	})
 	if err != nil {
 		return err
@@ -36,6 +39,15 @@ func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	defer a.Close()
 	if err := a.Bootstrap(ctx); err != nil {
 		return err
+	}
+	if purpose == proxy.PurposeWebhook {
+		r, err := a.Server.RotateWebhookSecret(ctx, ws, "cli")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "webhook (%s): new secret %s (kid %s)\nuntil %s deliveries carry signatures under both %s and %s.\n\nThe secret is shown only now: give it to your receiver.\n",
+			ws, r.Secret.Reveal(), r.KID, r.RetireAfter.Format(time.RFC3339), r.KID, r.PreviousKID)
+		return nil
 	}
 	r, err := a.Server.RotateProxyKey(ctx, purpose, "cli")
 	if err != nil {

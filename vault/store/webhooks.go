@@ -21,6 +21,10 @@ type WebhookEndpoint struct {
 	AuditSeq    int64
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// PrevSecret is the secret a rotation replaced (sealed the same way); deliveries are
+	// signed with both until PrevRetireAfter (RotateWebhookSecret).
+	PrevSecret      []byte
+	PrevRetireAfter *time.Time
 }
 
 // TableName implements gorm's tabler.
@@ -64,7 +68,8 @@ func (s *Store) PutWebhookEndpoint(ctx context.Context, ep WebhookEndpoint, evs 
 			return err
 		default:
 			if err := tx.Model(&WebhookEndpoint{}).Where("workspace_id = ?", ep.WorkspaceID).Updates(map[string]any{
-				"url": ep.URL, "secret": ep.Secret, "updated_at": ep.UpdatedAt}).Error; err != nil {
+				"url": ep.URL, "secret": ep.Secret, "updated_at": ep.UpdatedAt,
+				"prev_secret": nil, "prev_retire_after": nil}).Error; err != nil { // a PUT replaces outright
 				return err
 			}
 		}
@@ -77,6 +82,23 @@ func (s *Store) WebhookEndpointOf(ctx context.Context, workspaceID string) (Webh
 	var ep WebhookEndpoint
 	err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&ep).Error
 	return ep, s.classify(err)
+}
+
+// RotateWebhookSecret makes sealed the workspace's signing secret and keeps the current
+// one as the previous secret until retireAfter, with evs, in one transaction. A workspace
+// without an endpoint is ErrNotFound.
+func (s *Store) RotateWebhookSecret(ctx context.Context, workspaceID string, sealed []byte, retireAfter time.Time, evs ...audit.Event) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var cur WebhookEndpoint
+		if err := s.forUpdate(tx.Where("workspace_id = ?", workspaceID)).Take(&cur).Error; err != nil {
+			return err
+		}
+		if err := tx.Model(&WebhookEndpoint{}).Where("workspace_id = ?", workspaceID).Updates(map[string]any{
+			"secret": sealed, "prev_secret": cur.Secret, "prev_retire_after": retireAfter.UTC(), "updated_at": s.now().UTC()}).Error; err != nil {
+			return err
+		}
+		return s.appendEvents(tx, evs)
+	})
 }
 
 // DeleteWebhookEndpoint removes a workspace's endpoint and its pending deliveries.
@@ -158,6 +180,8 @@ type ClaimedDelivery struct {
 	WebhookDelivery
 	URL    string
 	Secret []byte
+	// PrevSecret is set during a rotation window: the delivery is signed with both.
+	PrevSecret []byte
 }
 
 // ClaimWebhookDeliveries claims up to limit due deliveries until claimUntil (by moving
@@ -185,7 +209,11 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, now, claimUntil time
 			if err := tx.Model(&WebhookDelivery{}).Where("id = ?", d.ID).Update("next_attempt_at", claimUntil.UTC()).Error; err != nil {
 				return err
 			}
-			out = append(out, ClaimedDelivery{WebhookDelivery: d, URL: ep.URL, Secret: ep.Secret})
+			cd := ClaimedDelivery{WebhookDelivery: d, URL: ep.URL, Secret: ep.Secret}
+			if len(ep.PrevSecret) > 0 && ep.PrevRetireAfter != nil && now.Before(*ep.PrevRetireAfter) {
+				cd.PrevSecret = ep.PrevSecret
+			}
+			out = append(out, cd)
 		}
 		return nil
 	})
