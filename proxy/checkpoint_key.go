@@ -2,11 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
-	"fmt"
+	"crypto/ed25519"
 	"sync"
-	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -18,59 +15,83 @@ const (
 	checkpointKeyID      = "pk_audit_checkpoint_1"
 )
 
-// CheckpointKeys holds the deployment's Ed25519 key that signs audit checkpoints
-// (internal/audit/checkpoint.go). Like the API-key hashing key it is one of the proxy's own
-// keys: a 32-byte seed from crypto/rand, generated on first use, stored sealed under the
-// client-secret keyring, so a database dump alone cannot forge a checkpoint. Its public
-// key is published (GET /v1/audit/checkpoint-keys) and carried in every checkpoint.
+// CheckpointKeys holds the deployment's Ed25519 keys that sign audit checkpoints
+// (internal/audit/checkpoint.go): the checkpoint key set (keyset.go), each key a 32-byte
+// seed from crypto/rand stored sealed under the client-secret keyring, so a database dump
+// alone cannot forge a checkpoint. The active key signs; a rotated key never retires, so
+// every checkpoint ever signed still verifies. Their public keys are published (GET
+// /v1/audit/checkpoint-keys) and each checkpoint carries its own and its kid
+// (audit.KeyIDOf of the public key).
 type CheckpointKeys struct {
-	store   *store.Store
-	secrets *vault.Keyring
+	keys *KeySet
 
-	mu     sync.Mutex
-	signer *audit.Signer
+	mu      sync.Mutex
+	signers map[string]*audit.Signer // by proxy key id
 }
 
-// NewCheckpointKeys returns the key holder; the key is loaded (or created) on first use
-// and retried on failure, so a KMS that is down only delays it.
+// NewCheckpointKeys returns the key holder; the keys are loaded (or the first created) on
+// first use and retried on failure, so a KMS that is down only delays it.
 func NewCheckpointKeys(s *store.Store, secrets *vault.Keyring) *CheckpointKeys {
-	return &CheckpointKeys{store: s, secrets: secrets}
+	return &CheckpointKeys{keys: newKeySet(PurposeCheckpoint, s, secrets, nil), signers: map[string]*audit.Signer{}}
 }
 
-// Signer returns the checkpoint signer.
+// Signer returns the signer of the active checkpoint key.
 func (k *CheckpointKeys) Signer(ctx context.Context) (*audit.Signer, error) {
+	sk, err := k.keys.active(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k.signer(sk)
+}
+
+func (k *CheckpointKeys) signer(sk *setKey) (*audit.Signer, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.signer != nil {
-		return k.signer, nil
+	if s := k.signers[sk.kid]; s != nil {
+		return s, nil
 	}
-	bind := vault.Binding{WorkspaceID: systemWorkspace, OwnerID: checkpointKeyID, Field: "key"}
-	pk, err := k.store.ProxyKeyByID(ctx, checkpointKeyID)
-	if errors.Is(err, store.ErrNotFound) {
-		seed := make([]byte, 32)
-		if _, rerr := rand.Read(seed); rerr != nil {
-			return nil, rerr
-		}
-		sealed, serr := k.secrets.Seal(ctx, bind, vault.SecretFromBytes(seed))
-		clear(seed)
-		if serr != nil {
-			return nil, serr
-		}
-		pk, err = k.store.InsertProxyKeyIfAbsent(ctx, store.ProxyKey{ID: checkpointKeyID, Purpose: checkpointKeyPurpose,
-			State: "active", Sealed: sealed, CreatedAt: time.Now().UTC()})
-	}
+	s, err := audit.NewSigner(sk.material)
 	if err != nil {
 		return nil, err
 	}
-	sec, err := k.secrets.Open(ctx, bind, pk.Sealed)
-	if err != nil {
-		return nil, fmt.Errorf("open the audit checkpoint key: %w", err)
-	}
-	s, err := audit.NewSigner(sec.Bytes())
-	sec.Wipe()
-	if err != nil {
-		return nil, err
-	}
-	k.signer = s
+	k.signers[sk.kid] = s
 	return s, nil
+}
+
+// PublishedKey is one checkpoint public key and its state.
+type PublishedKey struct {
+	KeyID     string
+	State     string // active or verify-only
+	PublicKey ed25519.PublicKey
+}
+
+// Published returns every checkpoint key that verifies (they never retire), the active
+// one first.
+func (k *CheckpointKeys) Published(ctx context.Context) ([]PublishedKey, error) {
+	ks, err := k.keys.verifiers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PublishedKey, 0, len(ks))
+	for _, sk := range ks {
+		s, err := k.signer(sk)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PublishedKey{KeyID: s.KeyID(), State: sk.state, PublicKey: s.PublicKey()})
+	}
+	return out, nil
+}
+
+// TrustedKeyIDs returns the kids of every checkpoint key of the deployment (audit.KeyIDOf).
+func (k *CheckpointKeys) TrustedKeyIDs(ctx context.Context) ([]string, error) {
+	pub, err := k.Published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(pub))
+	for i, p := range pub {
+		out[i] = p.KeyID
+	}
+	return out, nil
 }

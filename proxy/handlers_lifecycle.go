@@ -438,11 +438,15 @@ func (s *Server) auditRefusedRead(c *gin.Context) {
 // handleCheckpointKeys is GET /v1/audit/checkpoint-keys: the public keys that sign audit
 // checkpoints, so that a checkpoint file can be checked offline against a pinned key id.
 func (s *Server) handleCheckpointKeys(c *gin.Context) {
-	sg, err := s.CheckpointKeys().Signer(c.Request.Context())
+	pub, err := s.CheckpointKeys().Published(c.Request.Context())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"keys": []gin.H{{"kid": sg.KeyID(), "alg": "Ed25519",
-		"public_key": base64.RawURLEncoding.EncodeToString(sg.PublicKey())}}})
+	keys := make([]gin.H, 0, len(pub)) // the active key first; rotated keys stay published
+	for _, p := range pub {
+		keys = append(keys, gin.H{"kid": p.KeyID, "alg": "Ed25519", "state": p.State,
+			"public_key": base64.RawURLEncoding.EncodeToString(p.PublicKey)})
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": keys})
 }

@@ -21,7 +21,7 @@ import (
 const KeyRotated = "key.rotated"
 
 // RotatablePurposes lists the purposes RotateProxyKey accepts.
-var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState, PurposeWebhook}
+var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState, PurposeWebhook, PurposeCheckpoint}
 
 func keyRotatedEvent(purpose, kid, actor string) audit.Event {
 	return audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: KeyRotated, Actor: actor, Outcome: audit.Success,
@@ -35,6 +35,8 @@ func (s *Server) keySet(purpose string) *KeySet {
 		return s.hasher.keys
 	case PurposeState:
 		return s.stateKeys
+	case PurposeCheckpoint:
+		return s.CheckpointKeys().keys
 	}
 	return nil
 }
@@ -52,8 +54,15 @@ func (s *Server) RotateProxyKey(ctx context.Context, purpose, actor string) (Pro
 	if err != nil {
 		return ProxyKeyRotation{}, err
 	}
-	if purpose == PurposeAPIKeyHash {
+	switch purpose {
+	case PurposeAPIKeyHash:
 		s.auth.forget() // the cache is keyed by the active key's hash
+	case PurposeCheckpoint:
+		sg, err := s.CheckpointKeys().Signer(ctx)
+		if err != nil {
+			return ProxyKeyRotation{}, err
+		}
+		r.CheckpointKID = sg.KeyID()
 	}
 	return r, nil
 }
@@ -78,7 +87,7 @@ func (s *Server) handleRotateProxyKey(c *gin.Context) {
 		return
 	}
 	if s.keySet(req.Purpose) == nil {
-		fail(c, problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state, webhook"))
+		fail(c, problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state, webhook, checkpoint"))
 		return
 	}
 	r, err := s.RotateProxyKey(c.Request.Context(), req.Purpose, principal(c).KeyID)

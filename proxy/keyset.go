@@ -274,6 +274,9 @@ type ProxyKeyRotation struct {
 	Purpose string   `json:"purpose"`
 	KID     string   `json:"kid"`
 	Rotated []string `json:"verify_only"` // the kids moved to verify-only
+	// CheckpointKID is, for the checkpoint purpose, the new key's audit.KeyIDOf (ckp_…),
+	// the kid checkpoints carry.
+	CheckpointKID string `json:"checkpoint_kid,omitempty"`
 }
 
 // rotate makes a new active key and moves the active one to verify-only, in one

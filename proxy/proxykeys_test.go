@@ -244,3 +244,32 @@ func TestWebhookSecretRotation(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckpointKeyRotationKeepsOldKeysPublished(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	r := h.expect(h.do("GET", "/v1/audit/checkpoint-keys", bootstrapKey, nil), 200, "")
+	first := r.Body["keys"].([]any)
+	require.Len(t, first, 1)
+	oldKid := first[0].(map[string]any)["kid"].(string)
+
+	r = h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "checkpoint"}), 200, "")
+	newKid := r.Body["checkpoint_kid"].(string)
+	require.True(t, strings.HasPrefix(newKid, "ckp_"))
+	require.NotEqual(t, oldKid, newKid)
+	require.Equal(t, []any{"pk_audit_checkpoint_1"}, r.Body["verify_only"])
+
+	r = h.expect(h.do("GET", "/v1/audit/checkpoint-keys", bootstrapKey, nil), 200, "")
+	keys := r.Body["keys"].([]any)
+	require.Len(t, keys, 2)
+	require.Equal(t, newKid, keys[0].(map[string]any)["kid"])
+	require.Equal(t, "active", keys[0].(map[string]any)["state"])
+	require.Equal(t, oldKid, keys[1].(map[string]any)["kid"])
+	require.Equal(t, "verify-only", keys[1].(map[string]any)["state"])
+
+	sg, err := h.app.Server.CheckpointKeys().Signer(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, newKid, sg.KeyID(), "the new key signs")
+	trusted, err := h.app.Server.CheckpointKeys().TrustedKeyIDs(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, []string{newKid, oldKid}, trusted)
+}

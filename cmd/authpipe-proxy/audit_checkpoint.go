@@ -46,23 +46,23 @@ func auditCheckpoint(ctx context.Context, args []string, stdout io.Writer) error
 }
 
 // checkpointVerify is `audit verify --checkpoint FILE`: every workspace's chain against
-// the signed checkpoints in FILE, signed by the deployment's key (or --checkpoint-key).
+// the signed checkpoints in FILE, signed by one of the deployment's checkpoint keys (the
+// active one or any rotated one), or by the key --checkpoint-key names.
 // A workspace of the file without a chain must have been deleted on record (a
 // workspace.deleted event in the default chain).
 func checkpointVerify(ctx context.Context, a *app.App, path, kid, only string, asJSON bool, stdout io.Writer) (broken int, err error) {
-	if kid == "" {
-		sg, err := a.Server.CheckpointKeys().Signer(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("the deployment's checkpoint key: %w", err)
+	trusted := []string{kid}
+	if kid == "" { // every checkpoint key of the deployment: rotated ones never retire
+		if trusted, err = a.Server.CheckpointKeys().TrustedKeyIDs(ctx); err != nil {
+			return 0, fmt.Errorf("the deployment's checkpoint keys: %w", err)
 		}
-		kid = sg.KeyID()
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	cps, err := audit.ReadCheckpoints(f, kid)
+	cps, err := audit.ReadCheckpoints(f, trusted...)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
@@ -89,7 +89,7 @@ func checkpointVerify(ctx context.Context, a *app.App, path, kid, only string, a
 		if only != "" && w != only {
 			continue
 		}
-		res, err := a.Store.VerifyAuditCheckpoints(ctx, w, cps, kid)
+		res, err := a.Store.VerifyAuditCheckpoints(ctx, w, cps, trusted...)
 		if err != nil {
 			return broken, err
 		}

@@ -89,7 +89,7 @@ commands:
   purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress
-  keys rotate --purpose P               rotate a proxy key: apikey-hash|state|webhook [--workspace W]
+  keys rotate --purpose P               rotate a proxy key: apikey-hash|state|webhook|checkpoint
   version                               print the version
 
 Every command takes --config FILE and the settings of 'authpipe-proxy serve --help'.`
