@@ -21,3 +21,13 @@ func ForgeFlowBindingForTest(ctx context.Context, s *Server, kid, sessionID, non
 	}
 	return append([]byte(kid+":"), oauthflow.BindingMAC(sec.Bytes(), sessionID, nonce)...), nil
 }
+
+// LegacyFlowBindingForTest returns the binding a flow started before key ids stored: a
+// bare MAC under the key derived from the first API-key hashing key.
+func LegacyFlowBindingForTest(ctx context.Context, s *Server, sessionID, nonce string) ([]byte, error) {
+	k, err := s.hasher.keys.byKid(ctx, hashKeyID)
+	if err != nil || k == nil {
+		return nil, err
+	}
+	return oauthflow.BindingMAC(k.mac([]byte(legacyFlowKeyLabel)), sessionID, nonce), nil
+}

@@ -154,6 +154,16 @@ func TestAPIKeyHashKeyRotation(t *testing.T) {
 			require.Equal(t, false, keys["after"]["hash_key_stale"])
 			require.Equal(t, store.ProxyKeyVerifyOnly, proxyKeyState(t, h, "pk_apikey_hash_1"))
 
+			// The hash is checked under the key its row names, and no other.
+			setHashKey := func(id, kid string) {
+				require.NoError(t, h.app.Store.DB().Model(&store.APIKey{}).Where("id = ?", id).Update("hash_key_id", kid).Error)
+				clock.advance(time.Minute) // past the auth cache's TTL
+			}
+			setHashKey(keys["k"]["id"].(string), kid)
+			h.expect(h.do("GET", "/v1/api-keys", before, nil), 401, "unauthorized")
+			setHashKey(keys["k"]["id"].(string), "pk_apikey_hash_1")
+			h.expect(h.do("GET", "/v1/api-keys", before, nil), 200, "")
+
 			// The old hashing key retires once no unrevoked key is hashed with it.
 			for _, name := range []string{"k", "bootstrap"} {
 				h.expect(h.do("DELETE", "/v1/api-keys/"+keys[name]["id"].(string), after, nil), 204, "")
@@ -272,4 +282,41 @@ func TestCheckpointKeyRotationKeepsOldKeysPublished(t *testing.T) {
 	trusted, err := h.app.Server.CheckpointKeys().TrustedKeyIDs(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, []string{newKid, oldKid}, trusted)
+}
+
+// flowNonce returns the browser's flow cookie.
+func flowNonce(t *testing.T, f *flow, b *browser) string {
+	t.Helper()
+	u, err := url.Parse(f.h.srv.URL)
+	require.NoError(t, err)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == "authpipe_flow" {
+			return c.Value
+		}
+	}
+	t.Fatal("no flow cookie")
+	return ""
+}
+
+func TestLegacyFlowBindingStillCompletes(t *testing.T) {
+	ctx := context.Background()
+	f := newFlow(t, store.SQLite, oauthtest.Options{AutoLogin: true})
+	id, connectURL := f.session(nil)
+	b := f.browser()
+	cb := f.toCallback(b, connectURL)
+	nonce := flowNonce(t, f, b)
+
+	// A legacy binding for another nonce is refused ...
+	wrong, err := proxy.LegacyFlowBindingForTest(ctx, f.h.app.Server, id, nonce+"x")
+	require.NoError(t, err)
+	require.Len(t, wrong, 32)
+	require.NoError(t, f.h.app.Store.DB().Model(&store.ConnectSession{}).Where("id = ?", id).Update("browser_binding", wrong).Error)
+	res, body := b.get(cb.String())
+	f.rejected(res, body, "invalid_state")
+
+	// ... the one a flow started before the upgrade stored completes.
+	legacy, err := proxy.LegacyFlowBindingForTest(ctx, f.h.app.Server, id, nonce)
+	require.NoError(t, err)
+	require.NoError(t, f.h.app.Store.DB().Model(&store.ConnectSession{}).Where("id = ?", id).Update("browser_binding", legacy).Error)
+	f.connected(b, cb)
 }
