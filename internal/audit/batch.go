@@ -38,7 +38,8 @@ type Batcher struct {
 	app          Appender
 	opts         BatchOptions
 	queue        chan Event
-	failingSince atomic.Int64 // unix nanos of the first failure of the current streak; 0 = healthy
+	failingSince atomic.Int64  // unix nanos of the first failure of the current streak; 0 = healthy
+	full         chan struct{} // Enqueue's signal that a whole batch is queued
 	done         chan struct{}
 	stopOnce     sync.Once
 	stop         chan struct{}
@@ -65,7 +66,7 @@ func NewBatcher(app Appender, opts BatchOptions) *Batcher {
 		opts.Now = time.Now
 	}
 	return &Batcher{app: app, opts: opts, queue: make(chan Event, opts.QueueSize),
-		done: make(chan struct{}), stop: make(chan struct{})}
+		full: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
 }
 
 // Enqueue hands an event to the writer without blocking. It fails with ErrUnavailable
@@ -76,10 +77,16 @@ func (b *Batcher) Enqueue(e Event) error {
 	}
 	select {
 	case b.queue <- e:
-		return nil
 	default:
 		return ErrUnavailable
 	}
+	if len(b.queue) >= b.opts.MaxBatch {
+		select { // wake the writer early: a whole batch is waiting
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
+	return nil
 }
 
 // Healthy reports whether the writer is keeping up.
@@ -92,6 +99,11 @@ func (b *Batcher) Healthy() bool {
 func (b *Batcher) QueueDepth() int { return len(b.queue) }
 
 // Run writes batches until Stop; then it flushes what is queued (bounded by ctx).
+//
+// After the first event of a batch it sleeps for MaxDelay (or until Enqueue reports a
+// full batch queued) and then takes what is queued, instead of receiving event by event:
+// a send to the buffered queue with no receiver waiting wakes nobody, so the hot path
+// does not pay a goroutine wake-up per token read.
 func (b *Batcher) Run(ctx context.Context) {
 	defer close(b.done)
 	batch := make([]Event, 0, b.opts.MaxBatch)
@@ -109,17 +121,31 @@ func (b *Batcher) Run(ctx context.Context) {
 			return
 		}
 		timer.Reset(b.opts.MaxDelay)
-	fill:
-		for len(batch) < b.opts.MaxBatch {
-			select {
-			case e := <-b.queue:
-				batch = append(batch, e)
-			case <-timer.C:
-				break fill
-			}
+		select {
+		case <-timer.C:
+		case <-b.full:
+		case <-b.stop:
+		case <-ctx.Done():
+			timer.Stop()
+			return
 		}
 		timer.Stop()
-		b.write(ctx, batch)
+		for {
+		fill:
+			for len(batch) < b.opts.MaxBatch {
+				select {
+				case e := <-b.queue:
+					batch = append(batch, e)
+				default:
+					break fill
+				}
+			}
+			b.write(ctx, batch)
+			if len(batch) < b.opts.MaxBatch || ctx.Err() != nil {
+				break
+			}
+			batch = batch[:0]
+		}
 	}
 }
 
