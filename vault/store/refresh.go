@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -165,6 +166,18 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, dueBefore, now, lea
 		}
 		if err := tx.Raw(q, dueBefore, now, limit).Scan(&idList).Error; err != nil {
 			return err
+		}
+		// The statement above judged the leases by its snapshot: a replica that claimed a
+		// row and committed between that snapshot and our lock on the row is invisible to
+		// it. Now that the rows are locked, a new statement sees every committed lease.
+		if len(idList) > 0 && s.dialect == Postgres {
+			var leased []string
+			if err := tx.Raw(`SELECT connection_id FROM refresh_state WHERE connection_id IN ?
+				AND lease_holder <> '' AND lease_holder <> ? AND lease_expires_at > ?`,
+				idList, holder, now).Scan(&leased).Error; err != nil {
+				return err
+			}
+			idList = slices.DeleteFunc(idList, func(id string) bool { return slices.Contains(leased, id) })
 		}
 		for _, id := range idList {
 			if err := upsertLease(tx, id, holder, leaseUntil, now); err != nil {
