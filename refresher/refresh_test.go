@@ -73,8 +73,10 @@ func TestConcurrentRefreshesAcrossReplicasRotateExactlyOnce(t *testing.T) {
 					if srv.Active(context.Background(), tok.AccessToken.Reveal()) {
 						continue
 					}
-					// Only a token a later refresh has since replaced may be inactive.
-					if cur := e.row(c.ID); cur.Version > tok.Conn.Version {
+					// Only a token a later refresh has replaced may be inactive. That refresh
+					// may be in flight (the provider already rotated, the commit not yet
+					// made): give it a moment to commit before calling the token invalid.
+					if supersededWithin(e, c.ID, tok.Conn.Version, 2*time.Second) {
 						superseded.Add(1)
 					} else {
 						invalid.Add(1)
@@ -291,4 +293,18 @@ func TestProviderFailureClasses(t *testing.T) {
 		require.True(t, r.NeedsRefresh(row.Connection, 2*time.Hour), "min_validity beyond the expiry")
 		require.Equal(t, before, fp.calls.Load())
 	})
+}
+
+// supersededWithin reports whether the connection's version passes version within d.
+func supersededWithin(e *env, id string, version int64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if e.row(id).Version > version {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

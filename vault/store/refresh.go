@@ -105,11 +105,14 @@ func (s *Store) ClaimRefresh(ctx context.Context, req ClaimRequest) (Claim, erro
 		case out.Row.Credential == nil:
 			out.Outcome = ClaimInactive
 			return nil
+		case st.leaseLive(req.Holder, now):
+			// Checked before freshness: a refresh in flight elsewhere may rotate (and the
+			// provider revoke) the token this row holds, so the caller waits for it and
+			// re-reads rather than hand out a token that is about to die.
+			out.Outcome = ClaimBusy
+			return nil
 		case req.Needed != nil && !req.Needed(c):
 			out.Outcome = ClaimFresh
-			return nil
-		case st.leaseLive(req.Holder, now):
-			out.Outcome = ClaimBusy
 			return nil
 		case st.BackoffUntil != nil && st.BackoffUntil.After(now) && (!req.Force || st.RateLimited):
 			out.Outcome = ClaimCooldown
