@@ -133,21 +133,9 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, errInvalidPath)
 		return
 	}
-	cc, err := s.store.ConnectionWithCredential(ctx, p.WorkspaceID, id)
+	cc, err := s.usableConnection(ctx, p.WorkspaceID, id)
 	if err != nil {
 		fail(c, err)
-		return
-	}
-	switch cc.Status {
-	case store.StatusDisconnected, store.StatusRevokePending:
-		fail(c, problem.ErrDisconnected)
-		return
-	case store.StatusNeedsReauth:
-		fail(c, problem.ErrNeedsReauth)
-		return
-	}
-	if cc.Credential == nil {
-		fail(c, problem.ErrDisconnected)
 		return
 	}
 	prov, err := s.forwardProvider(ctx, p.WorkspaceID, cc.Provider)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -199,26 +200,31 @@ type tokenResponse struct {
 	Scopes         []string   `json:"scopes"`
 }
 
+// usableConnection reads a connection with its sealed credential (one indexed read, or the
+// store's sealed-row cache) and refuses one whose credential may not be used: 410 once
+// disconnected (or while its revocation is pending), 409 when it needs re-authorization.
+func (s *Server) usableConnection(ctx context.Context, workspaceID, id string) (store.ConnectionCredential, error) {
+	cc, err := s.store.ConnectionWithCredential(ctx, workspaceID, id)
+	if err != nil {
+		return cc, err
+	}
+	switch {
+	case cc.Status == store.StatusNeedsReauth:
+		return cc, problem.ErrNeedsReauth
+	case cc.Status == store.StatusDisconnected, cc.Status == store.StatusRevokePending, cc.Credential == nil:
+		return cc, problem.ErrDisconnected
+	}
+	return cc, nil
+}
+
 // handleToken is the hot path: principal from the auth cache, one indexed read of the
 // connection and its sealed credential, open with a cached DEK, a batched audit event.
 func (s *Server) handleToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principal(c)
-	cc, err := s.store.ConnectionWithCredential(ctx, p.WorkspaceID, c.Param("id"))
+	cc, err := s.usableConnection(ctx, p.WorkspaceID, c.Param("id"))
 	if err != nil {
 		fail(c, err)
-		return
-	}
-	switch cc.Status {
-	case store.StatusDisconnected, store.StatusRevokePending:
-		fail(c, problem.ErrDisconnected)
-		return
-	case store.StatusNeedsReauth:
-		fail(c, problem.ErrNeedsReauth)
-		return
-	}
-	if cc.Credential == nil {
-		fail(c, problem.ErrDisconnected)
 		return
 	}
 	resp := tokenResponse{ConnectionID: cc.ID, CredentialType: cc.AuthMode, Scopes: cc.Scopes}
