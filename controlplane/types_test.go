@@ -18,7 +18,7 @@ import (
 // plane. TestBoundaryTypesAreListed keeps this list complete.
 var boundaryTypes = []any{
 	controlplane.Event{}, controlplane.Count{}, controlplane.ConfigDocument{}, controlplane.WorkspaceConfig{},
-	controlplane.ProviderConfigDoc{}, controlplane.SignedConfig{},
+	controlplane.ProviderConfigDoc{}, controlplane.SignedConfig{}, controlplane.AuditCheckpoint{},
 }
 
 // enumTypes are named string types whose values come from a fixed set of constants.
@@ -55,6 +55,11 @@ var boundedStrings = map[string]string{
 	"ProviderConfigDoc.APIBaseURL":       "URL without query, checkQuerylessURL",
 	"ProviderConfigDoc.HealthCheckURL":   "URL without query, checkQuerylessURL",
 	"SignedConfig.KeyID":                 "16 hex digits, keyIDRE",
+	"AuditCheckpoint.Hash":               "hex SHA-256 of the chain head, chainHashRE",
+	"AuditCheckpoint.EventID":            "opaque id, idRE",
+	"AuditCheckpoint.KeyID":              "checkpoint key id, ckptKIDRE",
+	"AuditCheckpoint.PublicKey":          "base64url Ed25519 public key, b64KeyRE",
+	"AuditCheckpoint.Signature":          "base64url Ed25519 signature, b64SigRE",
 }
 
 // reviewedNames are fields whose names look like a secret's but are not one: each is in
@@ -67,6 +72,8 @@ var reviewedNames = map[string]string{
 	"SignedConfig.Payload":               "the signed ConfigDocument, itself walked here",
 	"SignedConfig.Signature":             "an Ed25519 signature, public by design",
 	"ProviderConfigDoc.AuthorizationURL": "an endpoint URL without query",
+	"AuditCheckpoint.KeyID":              "the id of the checkpoint signing key, not key material",
+	"AuditCheckpoint.PublicKey":          "an Ed25519 public key, published for verification",
 }
 
 var suspicious = regexp.MustCompile(`(?i)token|secret|key|passw|code|state|verifier|body|cookie|credential|auth(?:orization)?header|query`)
@@ -235,6 +242,35 @@ func TestEventValidate(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := good
 			mut(&e)
+			require.Error(t, e.Validate())
+		})
+	}
+}
+
+func TestAuditCheckpointEventValidate(t *testing.T) {
+	cp := &controlplane.AuditCheckpoint{Seq: 7, Hash: strings.Repeat("ab", 32), EventID: "evt_abc234",
+		At: time.Now(), KeyID: "ck_abc", PublicKey: strings.Repeat("A", 43), Signature: strings.Repeat("B", 86)}
+	good := controlplane.Event{ID: "cpe_a", Type: controlplane.EventAuditCheckpoint, At: time.Now(),
+		WorkspaceID: "ws_default", Checkpoint: cp}
+	require.NoError(t, good.Validate())
+	for name, mut := range map[string]func(e *controlplane.Event, c *controlplane.AuditCheckpoint){
+		"no checkpoint":         func(e *controlplane.Event, _ *controlplane.AuditCheckpoint) { e.Checkpoint = nil },
+		"checkpoint on another": func(e *controlplane.Event, _ *controlplane.AuditCheckpoint) { e.Type = controlplane.EventCounts },
+		"hash text": func(_ *controlplane.Event, c *controlplane.AuditCheckpoint) {
+			c.Hash = "sk_live_" + strings.Repeat("a", 56)
+		},
+		"signature text": func(_ *controlplane.Event, c *controlplane.AuditCheckpoint) {
+			c.Signature = "ya29." + strings.Repeat("x", 81)
+		},
+		"key text": func(_ *controlplane.Event, c *controlplane.AuditCheckpoint) {
+			c.PublicKey = "ap_" + strings.Repeat("x", 40) + "="
+		},
+		"connection id": func(e *controlplane.Event, _ *controlplane.AuditCheckpoint) { e.ConnectionID = "conn_abc" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, c := good, *cp
+			e.Checkpoint = &c
+			mut(&e, &c)
 			require.Error(t, e.Validate())
 		})
 	}

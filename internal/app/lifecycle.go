@@ -15,6 +15,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -166,6 +167,13 @@ func (a *App) writeCheckpoint(ctx context.Context, cp audit.Checkpoint) error {
 		if werr != nil {
 			return fmt.Errorf("audit checkpoint file: %w", werr)
 		}
+	}
+	if a.ControlPlane != nil {
+		// Outside the database, where someone with database access cannot reach: the
+		// control plane keeps the signed heads too (metadata only: hashes, ids, signature).
+		a.ControlPlane.Emit(ctx, controlplane.Event{Type: controlplane.EventAuditCheckpoint, WorkspaceID: cp.WorkspaceID,
+			Checkpoint: &controlplane.AuditCheckpoint{Seq: cp.Seq, Hash: cp.Hash, EventID: cp.EventID, At: cp.At.UTC(),
+				KeyID: cp.KeyID, PublicKey: cp.PublicKey, Signature: cp.Signature}})
 	}
 	a.Log.InfoContext(ctx, "audit checkpoint", "workspace", cp.WorkspaceID, "seq", cp.Seq, "hash", cp.Hash,
 		"kid", cp.KeyID, "checkpoint", string(cp.Line()[:len(cp.Line())-1]))
