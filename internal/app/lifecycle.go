@@ -78,8 +78,16 @@ func (a *App) Purge(ctx context.Context, dryRun bool) (PurgeReport, error) {
 	if err != nil {
 		return r, err
 	}
+	overrides, err := a.Store.AuditRetentionOverrides(ctx)
+	if err != nil {
+		return r, err
+	}
 	for _, ws := range wss {
-		n, anchor, err := a.Store.PruneAudit(ctx, ws, now.Add(-a.Config.AuditRetention), signer, 1000, dryRun)
+		retention := a.Config.AuditRetention
+		if d, ok := overrides[ws]; ok {
+			retention = d
+		}
+		n, anchor, err := a.Store.PruneAudit(ctx, ws, now.Add(-retention), signer, 1000, dryRun)
 		switch {
 		case errors.Is(err, store.ErrChainBroken):
 			a.Log.ErrorContext(ctx, "audit chain does not verify; not pruned", "workspace", ws)

@@ -41,6 +41,9 @@ type Workspace struct {
 	ID        string `gorm:"primaryKey"`
 	Name      string
 	CreatedAt time.Time
+	// AuditRetentionSeconds overrides AUTHPIPE_AUDIT_RETENTION for this workspace (nil: the
+	// deployment's setting).
+	AuditRetentionSeconds *int64
 }
 
 // TableName implements gorm's tabler.

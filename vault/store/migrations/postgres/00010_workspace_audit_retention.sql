@@ -1,0 +1,6 @@
+-- +goose Up
+-- Per-workspace audit retention; NULL = the deployment's AUTHPIPE_AUDIT_RETENTION.
+ALTER TABLE workspaces ADD COLUMN audit_retention_seconds BIGINT;
+
+-- +goose Down
+ALTER TABLE workspaces DROP COLUMN audit_retention_seconds;
