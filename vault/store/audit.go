@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -43,7 +45,7 @@ func (s *Store) appendEvents(tx *gorm.DB, evs []audit.Event) error {
 		if err := s.forUpdate(tx.Where("workspace_id = ?", ws)).Take(&head).Error; err != nil {
 			return err
 		}
-		rows := make([]auditRow, 0, len(byWS[ws]))
+		rows := make([]*audit.Event, 0, len(byWS[ws]))
 		for _, i := range byWS[ws] {
 			e := &evs[i]
 			if e.ID == "" {
@@ -54,15 +56,64 @@ func (s *Store) appendEvents(tx *gorm.DB, evs []audit.Event) error {
 			}
 			audit.Link(e, head.Seq, head.Hash)
 			head.Seq, head.Hash, head.EventID = e.Seq, e.Hash, e.ID
-			rows = append(rows, auditRow(*e))
+			rows = append(rows, e)
 		}
-		if err := tx.CreateInBatches(rows, 200).Error; err != nil {
+		if err := s.insertAuditRows(tx, rows); err != nil {
 			return err
 		}
 		if err := tx.Model(&auditHead{}).Where("workspace_id = ?", ws).
 			Updates(map[string]any{"seq": head.Seq, "hash": head.Hash, "event_id": head.EventID}).Error; err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// auditInsertBatch is the number of rows per INSERT statement (12 parameters a row, well
+// under PostgreSQL's 65535 and SQLite's 32766 bound parameters).
+const auditInsertBatch = 200
+
+// insertAuditRows inserts linked events into audit_events with hand-built multi-row
+// INSERTs on tx's own connection (the same transaction): the batched token.read writer's
+// hot path, without gorm's per-row reflection. Values are always bound parameters.
+func (s *Store) insertAuditRows(tx *gorm.DB, evs []*audit.Event) error {
+	const cols = `INSERT INTO audit_events (id, workspace_id, seq, "at", "type", actor, connection_id, outcome, error_code, data, prev_hash, hash) VALUES `
+	const perRow = 12
+	ctx := tx.Statement.Context
+	pg := s.dialect == Postgres
+	for len(evs) > 0 {
+		n := min(len(evs), auditInsertBatch)
+		var q strings.Builder
+		q.Grow(len(cols) + n*perRow*6)
+		q.WriteString(cols)
+		args := make([]any, 0, n*perRow)
+		for i, e := range evs[:n] {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteByte('(')
+			for j := range perRow {
+				if j > 0 {
+					q.WriteByte(',')
+				}
+				if pg {
+					q.WriteByte('$')
+					q.WriteString(strconv.Itoa(i*perRow + j + 1))
+				} else {
+					q.WriteByte('?')
+				}
+			}
+			q.WriteByte(')')
+			args = append(args, e.ID, e.WorkspaceID, e.Seq, e.At, e.Type, e.Actor, e.ConnectionID,
+				e.Outcome, e.ErrorCode, e.Data, e.PrevHash, e.Hash)
+		}
+		if _, err := tx.Statement.ConnPool.ExecContext(ctx, q.String(), args...); err != nil {
+			if t, ok := tx.Dialector.(gorm.ErrorTranslator); ok {
+				err = t.Translate(err) // as gorm's Create does (TranslateError): duplicate key → ErrConflict
+			}
+			return fmt.Errorf("store: insert audit events: %w", err)
+		}
+		evs = evs[n:]
 	}
 	return nil
 }
