@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -63,8 +67,11 @@ func apikey(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func workspace(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "set-audit-retention" {
+		return workspaceRetention(ctx, args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "create" {
-		return usageError{msg: "workspace: want create NAME"}
+		return usageError{msg: "workspace: want create NAME or set-audit-retention WORKSPACE_ID DURATION|default"}
 	}
 	rest, cfgArgs, err := sub("workspace create", args[1:], func(*flag.FlagSet) {})
 	if err != nil {
@@ -146,6 +153,48 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if broken > 0 {
 		return fmt.Errorf("%d audit chain(s) broken", broken)
+	}
+	return nil
+}
+
+// workspaceRetention sets one workspace's audit retention, overriding
+// AUTHPIPE_AUDIT_RETENTION ("default" removes the override).
+func workspaceRetention(ctx context.Context, args []string, stdout io.Writer) error {
+	rest, cfgArgs, err := sub("workspace set-audit-retention", args, func(*flag.FlagSet) {})
+	if err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		return usageError{msg: "workspace set-audit-retention: want WORKSPACE_ID DURATION|default"}
+	}
+	var d *time.Duration
+	if rest[1] != "default" {
+		v, err := time.ParseDuration(rest[1])
+		if err != nil {
+			return usageError{msg: "workspace set-audit-retention: " + strconv.Quote(rest[1]) + " is not a duration (e.g. 720h) or default"}
+		}
+		d = &v
+	}
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Bootstrap(ctx); err != nil {
+		return err
+	}
+	ev := audit.Event{WorkspaceID: rest[0], Type: "workspace.updated", Actor: "cli", Outcome: audit.Success,
+		Data: `{"setting":"audit_retention"}`}
+	if _, err := a.Store.SetAuditRetention(ctx, rest[0], d, ev); err != nil {
+		if errors.Is(err, store.ErrInvalidRetention) {
+			return usageError{msg: err.Error()}
+		}
+		return err
+	}
+	if d == nil {
+		fmt.Fprintf(stdout, "%s: audit retention is the deployment's (%s)\n", rest[0], a.Config.AuditRetention)
+	} else {
+		fmt.Fprintf(stdout, "%s: audit retention %s\n", rest[0], *d)
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ commands:
   apikey list                           list API keys
   apikey revoke ID                      revoke an API key
   workspace create NAME                 create a workspace and its first admin key
+  workspace set-audit-retention WS D    a workspace's own audit retention (e.g. 720h, or default)
   audit verify [--checkpoint FILE]      verify every workspace's audit chain (against signed checkpoints)
   audit checkpoint                      sign every chain head; append to AUTHPIPE_AUDIT_CHECKPOINT_FILE and print
   purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION

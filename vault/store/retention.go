@@ -2,12 +2,22 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
+
+// Bounds of a workspace's audit retention.
+const (
+	MinAuditRetention = 24 * time.Hour
+	MaxAuditRetention = 10 * 365 * 24 * time.Hour
+)
+
+// ErrInvalidRetention: a retention outside [MinAuditRetention, MaxAuditRetention].
+var ErrInvalidRetention = errors.New("store: audit retention must be between 24h and 87600h")
 
 // AuditRetentionOverrides returns the workspaces whose audit retention differs from the
 // deployment's, with their retention.
@@ -27,6 +37,9 @@ func (s *Store) AuditRetentionOverrides(ctx context.Context) (map[string]time.Du
 // SetAuditRetention sets (or, with nil, clears) a workspace's audit retention, with its
 // audit event, in one transaction. An unknown workspace is ErrNotFound.
 func (s *Store) SetAuditRetention(ctx context.Context, workspaceID string, retention *time.Duration, evs ...audit.Event) (Workspace, error) {
+	if retention != nil && (*retention < MinAuditRetention || *retention > MaxAuditRetention) {
+		return Workspace{}, ErrInvalidRetention
+	}
 	var ws Workspace
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var secs *int64

@@ -40,5 +40,9 @@ func TestAuditRetentionOverrides(t *testing.T) {
 
 		_, err = s.SetAuditRetention(ctx, "ws_nope", &week)
 		require.ErrorIs(t, err, store.ErrNotFound)
+		for _, d := range []time.Duration{time.Hour, 20 * 365 * 24 * time.Hour} {
+			_, err = s.SetAuditRetention(ctx, store.DefaultWorkspaceID, &d)
+			require.ErrorIs(t, err, store.ErrInvalidRetention)
+		}
 	})
 }
