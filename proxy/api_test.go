@@ -244,3 +244,18 @@ func TestWorkspacesHaveTheirOwnDEKs(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkspaceAuditRetentionSetting(t *testing.T) {
+	h := newHarness(t, "sqlite", nil)
+	r := h.expect(h.do("PATCH", "/v1/workspaces/ws_default", bootstrapKey, map[string]any{"audit_retention": "720h"}), 200, "")
+	require.Equal(t, "720h0m0s", r.Body["audit_retention"])
+	list := h.expect(h.do("GET", "/v1/workspaces", bootstrapKey, nil), 200, "")
+	require.Equal(t, "720h0m0s", list.Body["workspaces"].([]any)[0].(map[string]any)["audit_retention"])
+	for _, bad := range []any{"1h", "100000h", "soon", 12} {
+		h.expect(h.do("PATCH", "/v1/workspaces/ws_default", bootstrapKey, map[string]any{"audit_retention": bad}), 400, "invalid_request")
+	}
+	h.expect(h.do("PATCH", "/v1/workspaces/ws_nope", bootstrapKey, map[string]any{"audit_retention": "720h"}), 404, "not_found")
+	h.expect(h.do("PATCH", "/v1/workspaces/ws_default", h.createKey("admin"), map[string]any{"audit_retention": "720h"}), 403, "forbidden")
+	r = h.expect(h.do("PATCH", "/v1/workspaces/ws_default", bootstrapKey, `{"audit_retention": null}`), 200, "")
+	require.NotContains(t, r.Body, "audit_retention", "back to the deployment's")
+}

@@ -189,10 +189,49 @@ func (s *Server) handleRevokeAPIKey(c *gin.Context) {
 var workspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 type workspaceView struct {
-	ID        string      `json:"id"`
-	Name      string      `json:"name"`
-	CreatedAt time.Time   `json:"created_at"`
-	APIKey    *createdKey `json:"api_key,omitempty"`
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// AuditRetention is the workspace's own audit retention ("" = AUTHPIPE_AUDIT_RETENTION).
+	AuditRetention string      `json:"audit_retention,omitempty"`
+	APIKey         *createdKey `json:"api_key,omitempty"`
+}
+
+func workspaceViewOf(w store.Workspace) workspaceView {
+	v := workspaceView{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt.UTC()}
+	if w.AuditRetentionSeconds != nil {
+		v.AuditRetention = (time.Duration(*w.AuditRetentionSeconds) * time.Second).String()
+	}
+	return v
+}
+
+// handlePatchWorkspace is PATCH /v1/workspaces/{id}: today one setting, the workspace's
+// own audit retention ({"audit_retention":"720h"}, or null for the deployment's).
+func (s *Server) handlePatchWorkspace(c *gin.Context) {
+	var req struct {
+		AuditRetention *string `json:"audit_retention"`
+	}
+	if !bindJSON(c, &req) {
+		return
+	}
+	var d *time.Duration
+	if req.AuditRetention != nil {
+		v, err := time.ParseDuration(*req.AuditRetention)
+		if err != nil || v < store.MinAuditRetention || v > store.MaxAuditRetention {
+			fail(c, problem.ErrInvalidRequest.WithField("audit_retention", "a duration from 24h to 87600h, or null"))
+			return
+		}
+		d = &v
+	}
+	id := c.Param("id")
+	ev := audit.Event{WorkspaceID: id, Type: audit.WorkspaceUpdated, Actor: principal(c).KeyID, Outcome: audit.Success,
+		Data: dataJSON("setting", "audit_retention")}
+	ws, err := s.store.SetAuditRetention(c.Request.Context(), id, d, ev)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, workspaceViewOf(ws))
 }
 
 // CreateWorkspace makes a workspace with its own DEKs (both purposes, wrapped now, so a
@@ -257,7 +296,7 @@ func (s *Server) handleListWorkspaces(c *gin.Context) {
 	}
 	out := make([]workspaceView, 0, len(list))
 	for _, w := range list {
-		out = append(out, workspaceView{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt.UTC()})
+		out = append(out, workspaceViewOf(w))
 	}
 	c.JSON(http.StatusOK, gin.H{"workspaces": out})
 }

@@ -54,6 +54,7 @@ func (s *Server) routes() *gin.Engine {
 
 	api.POST("/workspaces", require(ScopeWorkspacesWrite), s.handleCreateWorkspace)
 	api.GET("/workspaces", require(ScopeWorkspacesWrite), s.handleListWorkspaces)
+	api.PATCH("/workspaces/:id", require(ScopeWorkspacesWrite), s.handlePatchWorkspace)
 	s.lifecycleRoutes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
 
 	keys := newKeyRotation(s)

@@ -25,6 +25,7 @@ const (
 	APIKeyCreated          = "api_key.created"
 	APIKeyRevoked          = "api_key.revoked"
 	WorkspaceCreated       = "workspace.created"
+	WorkspaceUpdated       = "workspace.updated"
 	KEKRotated             = "kek.rotated"
 )
 
