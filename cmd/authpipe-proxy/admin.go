@@ -28,14 +28,11 @@ func apikey(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	switch args[0] {
 	case "create":
 		k, err := a.Server.CreateAPIKey(ctx, ws, name, strings.Split(scopes, ","), "cli")
@@ -80,14 +77,11 @@ func workspace(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest) != 1 {
 		return usageError{msg: "workspace create: want one NAME"}
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	w, err := a.Server.CreateWorkspace(ctx, rest[0], "cli")
 	if err != nil {
 		return err
@@ -175,14 +169,11 @@ func workspaceRetention(ctx context.Context, args []string, stdout io.Writer) er
 		}
 		d = &v
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	ev := audit.Event{WorkspaceID: rest[0], Type: "workspace.updated", Actor: "cli", Outcome: audit.Success,
 		Data: `{"setting":"audit_retention"}`}
 	if _, err := a.Store.SetAuditRetention(ctx, rest[0], d, ev); err != nil {

@@ -25,14 +25,11 @@ func auditCheckpoint(ctx context.Context, args []string, stdout io.Writer) error
 	if len(rest) != 0 {
 		return usageError{msg: "audit checkpoint: takes no arguments"}
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	cps, err := a.Checkpoints(ctx)
 	if err != nil {
 		return err

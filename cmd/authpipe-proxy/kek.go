@@ -39,14 +39,11 @@ func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(rest) != 0 {
 		return usageError{msg: "kek " + args[0] + ": unexpected argument " + rest[0]}
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	var keyrings []*vault.Keyring
 	for _, kr := range []*vault.Keyring{a.Creds, a.Secrets} {
 		if purpose == "all" || purpose == string(kr.Purpose()) {

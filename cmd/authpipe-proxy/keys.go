@@ -32,14 +32,11 @@ func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest) != 0 || !slices.Contains(proxy.RotatablePurposes, purpose) {
 		return usageError{msg: "keys rotate: want --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	if purpose == proxy.PurposeWebhook {
 		r, err := a.Server.RotateWebhookSecret(ctx, ws, "cli")
 		if err != nil {

@@ -130,6 +130,20 @@ func open(ctx context.Context, args []string, logOut io.Writer) (*app.App, error
 	return app.New(ctx, cfg, app.WithLogOutput(logOut))
 }
 
+// openReady opens the app and brings its database up to date: the current schema, the
+// default workspace and the bootstrap key. The caller closes it.
+func openReady(ctx context.Context, cfgArgs []string) (*app.App, error) {
+	a, err := open(ctx, cfgArgs, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Bootstrap(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	a, err := open(ctx, args, stderr)
 	if err != nil {

@@ -20,14 +20,11 @@ func purge(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest) != 0 {
 		return usageError{msg: "purge: takes no arguments"}
 	}
-	a, err := open(ctx, cfgArgs, io.Discard)
+	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := a.Bootstrap(ctx); err != nil {
-		return err
-	}
 	r, err := a.Purge(ctx, dryRun)
 	if err != nil {
 		return err
