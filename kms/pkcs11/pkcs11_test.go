@@ -25,7 +25,6 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	t.Parallel()
 	uri := newKey(t, testToken)
 	kmstest.Run(t, func(t *testing.T) kms.KEK {
 		b, err := Open(testCtx(t), uri, Options{})
@@ -35,7 +34,6 @@ func TestConformance(t *testing.T) {
 }
 
 func TestConformanceOneSession(t *testing.T) {
-	t.Parallel()
 	// x-max-sessions=1: the 64 concurrent workers queue for the one session.
 	uri := newKey(t, testToken, "x-max-sessions=1")
 	kmstest.Run(t, func(t *testing.T) kms.KEK {
@@ -46,7 +44,6 @@ func TestConformanceOneSession(t *testing.T) {
 }
 
 func TestWrapFormatIsIVCiphertextTag(t *testing.T) {
-	t.Parallel()
 	needHSM(t)
 	// An imported key with a known value (still sensitive and non-extractable) lets Go's
 	// own AES-GCM check the wire format both ways: IV(12) ‖ ciphertext ‖ tag(16), AAD bound.
@@ -119,7 +116,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestKeyNeverLeavesTheToken(t *testing.T) {
-	t.Parallel()
 	uri := newKey(t, testToken)
 	u, err := ParseURI(uri)
 	require.NoError(t, err)
@@ -163,7 +159,6 @@ func TestKeyNeverLeavesTheToken(t *testing.T) {
 }
 
 func TestOpenErrorsAreClearAndHideThePIN(t *testing.T) {
-	t.Parallel()
 	uri := newKey(t, testToken)
 	u, err := ParseURI(uri)
 	require.NoError(t, err)
@@ -243,7 +238,6 @@ func swapPIN(uri, attr string) string {
 }
 
 func TestOpenRefusesAnExtractableKey(t *testing.T) {
-	t.Parallel()
 	needHSM(t)
 	label := randomLabel(t)
 	withSession(t, testToken, func(ctx *p11.Ctx, s p11.SessionHandle) {
@@ -269,7 +263,6 @@ func TestOpenRefusesAnExtractableKey(t *testing.T) {
 }
 
 func TestGenerateKey(t *testing.T) {
-	t.Parallel()
 	needHSM(t)
 	label := randomLabel(t)
 	one := keyURI(testToken, label)
@@ -308,7 +301,6 @@ func TestGenerateKey(t *testing.T) {
 }
 
 func TestTwoBackendsShareTheLogin(t *testing.T) {
-	t.Parallel()
 	uriA, uriB := newKey(t, testToken), newKey(t, testToken)
 	a, b := openKEK(t, uriA), openKEK(t, uriB)
 	dek := make([]byte, 32)
@@ -324,7 +316,6 @@ func TestTwoBackendsShareTheLogin(t *testing.T) {
 }
 
 func TestSessionPoolWaitHonoursContext(t *testing.T) {
-	t.Parallel()
 	b := openKEK(t, newKey(t, testToken, "x-max-sessions=1"))
 	s, err := b.pool.get(testCtx(t))
 	require.NoError(t, err)
@@ -345,7 +336,6 @@ func TestSessionPoolWaitHonoursContext(t *testing.T) {
 }
 
 func TestSessionsLostIsUnavailable(t *testing.T) {
-	t.Parallel()
 	needHSM(t)
 	uri := newKey(t, outageToken)
 	b := openKEK(t, uri)
@@ -374,7 +364,6 @@ func TestSessionsLostIsUnavailable(t *testing.T) {
 }
 
 func TestWrapRejectsBadInput(t *testing.T) {
-	t.Parallel()
 	b := openKEK(t, newKey(t, testToken))
 	_, err := b.Wrap(testCtx(t), nil, nil)
 	require.Error(t, err)

@@ -115,6 +115,11 @@ func keyURI(token, object string, extra ...string) string {
 	return s
 }
 
+// The tests of this package do not run in parallel: SoftHSM2's file object store answers
+// CKR_GENERAL_ERROR now and then when one session creates a token object while others
+// work on the same token (seen under load). Concurrency is still tested where it matters,
+// by the conformance suite's 64 goroutines wrapping and unwrapping under one key.
+
 // newKey generates a fresh key with a random label on token and returns its URI.
 func newKey(t testing.TB, token string, extra ...string) string {
 	t.Helper()
