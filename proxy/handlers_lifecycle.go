@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -164,7 +164,7 @@ func (s *Server) revocationProvider(ctx context.Context, workspaceID, key string
 func revokeBackoff(attempts int) time.Duration {
 	d := 30 * time.Second << min(attempts, 7)
 	d = min(d, time.Hour)
-	return d + time.Duration(rand.Int64N(int64(d/5)+1))
+	return d + jitter.Duration(d/5+1)
 }
 
 // revokePending makes one revocation attempt for a revoke_pending connection and records

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -114,8 +114,8 @@ func backoff(n int, base, maxDelay time.Duration) time.Duration {
 		d *= 2
 	}
 	d = min(d, maxDelay)
-	j := time.Duration(rand.Int64N(int64(d)/5 + 1)) // math/rand: jitter, not a secret
-	if rand.IntN(2) == 0 {
+	j := jitter.Duration(d/5 + 1)
+	if jitter.Bool() {
 		return d - j
 	}
 	return d + j

@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -64,7 +64,7 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 			if !r.now().Before(waitUntil) {
 				return result{row: cl.Row, err: ErrUnavailable}, nil
 			}
-			if err := sleep(ctx, 20*time.Millisecond+time.Duration(mrand.Int64N(int64(40*time.Millisecond)))); err != nil {
+			if err := sleep(ctx, 20*time.Millisecond+jitter.Duration(40*time.Millisecond)); err != nil {
 				return result{}, err
 			}
 			continue

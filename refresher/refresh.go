@@ -30,7 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"time"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -266,7 +266,7 @@ func (r *Refresher) deadline(exp *time.Time) *time.Time {
 	if exp == nil {
 		return nil
 	}
-	t := exp.Add(-time.Duration(mrand.Int64N(int64(r.cfg.Jitter) + 1))).UTC() // jitter, not a secret
+	t := exp.Add(-jitter.Duration(r.cfg.Jitter + 1)).UTC() // jitter, not a secret
 	return &t
 }
 

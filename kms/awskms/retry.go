@@ -1,10 +1,9 @@
 package awskms
 
 import (
-	"crypto/rand"
-	"fmt"
-	"math/big"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 )
 
 // fullJitter is "full jitter" exponential backoff: a delay drawn uniformly from
@@ -23,9 +22,5 @@ func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
 	if ceiling <= 0 {
 		return 0, nil
 	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(ceiling)))
-	if err != nil {
-		return 0, fmt.Errorf("awskms: backoff: %w", err)
-	}
-	return time.Duration(n.Int64()), nil
+	return jitter.Duration(ceiling), nil
 }
