@@ -195,7 +195,6 @@ var (
 	idRE          = regexp.MustCompile(`^[a-z]{2,8}_[a-z0-9]{1,64}$`)
 	versionRE     = regexp.MustCompile(`^[0-9A-Za-z.+_-]{1,64}$`)
 	scopeRE       = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`) // RFC 6749 §3.3 scope-token
-	keyIDRE       = regexp.MustCompile(`^[0-9a-f]{16}$`)
 	chainHashRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	ckptKIDRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	b64KeyRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)

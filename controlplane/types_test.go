@@ -54,7 +54,7 @@ var boundedStrings = map[string]string{
 	"ProviderConfigDoc.Issuer":           "URL without query, checkQuerylessURL",
 	"ProviderConfigDoc.APIBaseURL":       "URL without query, checkQuerylessURL",
 	"ProviderConfigDoc.HealthCheckURL":   "URL without query, checkQuerylessURL",
-	"SignedConfig.KeyID":                 "16 hex digits, keyIDRE",
+	"SignedConfig.KeyID":                 "must equal KeyIDOf(the pinned key), checked in pull.go",
 	"AuditCheckpoint.Hash":               "hex SHA-256 of the chain head, chainHashRE",
 	"AuditCheckpoint.EventID":            "opaque id, idRE",
 	"AuditCheckpoint.KeyID":              "checkpoint key id, ckptKIDRE",

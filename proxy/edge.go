@@ -39,7 +39,6 @@ type EdgeConfig struct {
 // Context keys set by the edge.
 const (
 	ctxClientIP = "authpipe.client_ip"
-	ctxScheme   = "authpipe.scheme"
 )
 
 var (
@@ -85,12 +84,11 @@ func (s *Server) configureEngine(r *gin.Engine) {
 	_ = r.SetTrustedProxies(cidrs) // validated prefixes: cannot fail
 }
 
-// edgeMiddleware resolves the client address and scheme, refuses credentials in the URL
+// edgeMiddleware resolves the client address, refuses credentials in the URL
 // and applies the body limit. It runs before routing decisions that depend on the caller.
 func (s *Server) edgeMiddleware(c *gin.Context) {
-	ip, scheme := s.edge.resolveClient(c.Request)
+	ip, _ := s.edge.resolveClient(c.Request) // the scheme matters only to DPoP, which checks htu against PublicURL
 	c.Set(ctxClientIP, ip)
-	c.Set(ctxScheme, scheme)
 	if tokenInURL(c.Request.URL.RawQuery) {
 		fail(c, errTokenInURL)
 		return
@@ -213,12 +211,4 @@ func clientIP(c *gin.Context) netip.Addr {
 	v, _ := c.Get(ctxClientIP)
 	a, _ := v.(netip.Addr)
 	return a
-}
-
-// requestScheme is "https" or "http" as the client used it (through trusted proxies).
-func requestScheme(c *gin.Context) string {
-	if s := c.GetString(ctxScheme); s != "" {
-		return s
-	}
-	return "http"
 }

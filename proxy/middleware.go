@@ -65,19 +65,6 @@ func safeToken(s string, max int) bool {
 	return true
 }
 
-// bodyLimit refuses bodies over MaxBodyBytes with 413: by Content-Length up front, and by
-// a MaxBytesReader for bodies of unknown length.
-func bodyLimit(c *gin.Context) {
-	if c.Request.ContentLength > MaxBodyBytes {
-		fail(c, problem.ErrPayloadTooLarge)
-		return
-	}
-	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
-	}
-	c.Next()
-}
-
 // isTooLarge reports whether a body read failed on the size limit.
 func isTooLarge(err error) bool {
 	var mbe *http.MaxBytesError

@@ -171,16 +171,6 @@ func (c *dekCache) setActive(e *cacheEntry, gen uint64) {
 	c.active[activeKey{e.rec.WorkspaceID, e.rec.Purpose}] = e
 }
 
-// remove drops the entry with this id, if e is still the cached one.
-func (c *dekCache) remove(e *cacheEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.byID[e.rec.ID] == e {
-		c.removeLocked(e)
-	}
-	e.zero()
-}
-
 // forget drops and zeroes every DEK of the workspace.
 func (c *dekCache) forget(workspaceID string) {
 	c.mu.Lock()
