@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	dur := fs.Duration("duration", 6*time.Second, "total measuring time per side")
 	rounds := fs.Int("rounds", 6, "interleaved rounds")
 	dbURL := fs.String("database-url", "", "a THROWAWAY database instead of a temporary SQLite file")
+	cpuProfile := fs.String("cpuprofile", "", "write CPU profiles (client and server, last round) of the token endpoint to this file and of the baseline to this file.bare")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,8 +94,8 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 		TokenType: "Bearer", UpdatedAt: now}); err != nil {
 		return err
 	}
-	var keys []string // several, so that the per-key rate limit (1000/s) does not bind
-	for i := range 16 {
+	var keys []string // many, so that the per-key rate limit (1000/s, burst 2000) never binds; it still runs
+	for i := range 64 {
 		k, err := a.Server.CreateAPIKey(ctx, ws.ID, fmt.Sprint("bench-", i), []string{"tokens:read"}, "bench")
 		if err != nil {
 			return err
@@ -125,13 +127,27 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "# %d clients, %d interleaved rounds, %s per side, body %d bytes, store: %s\n\n", *conc, *rounds, *dur, len(body), a.Store.Dialect())
 	var pl, bl []time.Duration
 	var pd, bd time.Duration
+	bareProfile := "" // the baseline's rounds, next to the token endpoint's
+	if *cpuProfile != "" {
+		bareProfile = *cpuProfile + ".bare"
+	}
 	for range *rounds {
+		stopProfile, err := startProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
 		l, d, err := hammer(*conc, *dur/time.Duration(*rounds), proxyReq)
+		stopProfile()
 		if err != nil {
 			return err
 		}
 		pl, pd = append(pl, l...), pd+d
-		if l, d, err = hammer(*conc, *dur/time.Duration(*rounds), bareReq); err != nil {
+		if stopProfile, err = startProfile(bareProfile); err != nil {
+			return err
+		}
+		l, d, err = hammer(*conc, *dur/time.Duration(*rounds), bareReq)
+		stopProfile()
+		if err != nil {
 			return err
 		}
 		bl, bd = append(bl, l...), bd+d
@@ -145,14 +161,32 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// hammer runs conc keep-alive clients for d and returns every latency and the time taken.
+// startProfile starts a CPU profile into path (appending rounds is not possible with
+// pprof, so the last round's profile is the one kept); an empty path profiles nothing.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// hammer runs conc keep-alive clients for d (req gets a request number, distinct across
+// clients) and returns every latency and the time taken.
 func hammer(conc int, d time.Duration, req func(int) *http.Request) ([]time.Duration, time.Duration, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
 	var mu sync.Mutex
 	var lat []time.Duration
-	var bad atomic.Int64
+	var bad, lastStatus atomic.Int64
 	stop := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -161,9 +195,11 @@ func hammer(conc int, d time.Duration, req func(int) *http.Request) ([]time.Dura
 		go func() {
 			defer wg.Done()
 			mine := make([]time.Duration, 0, 4096)
+			n := i // this client's request counter, spread over the keys
 			for time.Now().Before(stop) {
 				t0 := time.Now()
-				res, err := c.Do(req(i))
+				res, err := c.Do(req(n))
+				n += conc
 				if err != nil {
 					bad.Add(1)
 					continue
@@ -172,6 +208,7 @@ func hammer(conc int, d time.Duration, req func(int) *http.Request) ([]time.Dura
 				res.Body.Close()
 				if res.StatusCode != 200 {
 					bad.Add(1)
+					lastStatus.Store(int64(res.StatusCode))
 				}
 				mine = append(mine, time.Since(t0))
 			}
@@ -182,7 +219,7 @@ func hammer(conc int, d time.Duration, req func(int) *http.Request) ([]time.Dura
 	}
 	wg.Wait()
 	if bad.Load() > 0 {
-		return nil, 0, fmt.Errorf("%d failed requests", bad.Load())
+		return nil, 0, fmt.Errorf("%d failed requests (last status %d)", bad.Load(), lastStatus.Load())
 	}
 	return lat, time.Since(start), nil
 }

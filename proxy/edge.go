@@ -36,11 +36,6 @@ type EdgeConfig struct {
 	DPoPWindow time.Duration
 }
 
-// Context keys set by the edge.
-const (
-	ctxClientIP = "authpipe.client_ip"
-)
-
 var (
 	errTokenInURL = problem.New(http.StatusBadRequest, "token_in_url",
 		"Credentials must not be sent in the URL; use the Authorization header")
@@ -49,8 +44,8 @@ var (
 // edge is the state of the edge middleware.
 type edge struct {
 	trusted []netip.Prefix
-	keys    *limiterSet
-	ips     *limiterSet
+	keys    *limiterSet[string]     // by API key id
+	ips     *limiterSet[netip.Addr] // by client address
 	dpop    *dpopVerifier
 	jkts    *jktCache
 }
@@ -59,8 +54,8 @@ type edge struct {
 func (s *Server) initEdge() error {
 	ec := s.cfg.Edge
 	e := &edge{trusted: ec.TrustedProxies}
-	e.keys = newLimiterSet(ec.PerKey.orDefault(DefaultPerKeyLimit), 100_000, s.now)
-	e.ips = newLimiterSet(ec.PerIP.orDefault(DefaultPerIPLimit), 100_000, s.now)
+	e.keys = newLimiterSet[string](ec.PerKey.orDefault(DefaultPerKeyLimit), 100_000, s.now)
+	e.ips = newLimiterSet[netip.Addr](ec.PerIP.orDefault(DefaultPerIPLimit), 100_000, s.now)
 	v, err := newDPoPVerifier(dpopOptions{window: ec.DPoPWindow, nonces: ec.DPoPNonces, now: s.now})
 	if err != nil {
 		return err
@@ -88,7 +83,7 @@ func (s *Server) configureEngine(r *gin.Engine) {
 // and applies the body limit. It runs before routing decisions that depend on the caller.
 func (s *Server) edgeMiddleware(c *gin.Context) {
 	ip, _ := s.edge.resolveClient(c.Request) // the scheme matters only to DPoP, which checks htu against PublicURL
-	c.Set(ctxClientIP, ip)
+	requestOf(c).clientIP = ip
 	if tokenInURL(c.Request.URL.RawQuery) {
 		fail(c, errTokenInURL)
 		return
@@ -208,7 +203,5 @@ func trimAll(ss []string) []string {
 
 // clientIP is the client address the edge resolved (the zero Addr for a unix socket).
 func clientIP(c *gin.Context) netip.Addr {
-	v, _ := c.Get(ctxClientIP)
-	a, _ := v.(netip.Addr)
-	return a
+	return requestOf(c).clientIP
 }

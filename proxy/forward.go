@@ -177,7 +177,7 @@ func (s *Server) handleForward(c *gin.Context) {
 		Actor: p.KeyID, ConnectionID: cc.ID, Outcome: audit.Success,
 		Data: dataJSON("method", c.Request.Method, "status", fmt.Sprint(resp.StatusCode))}); err != nil {
 		// The provider has already acted: answer, but make the gap visible.
-		s.log.Error("proxy.request not audited", "request_id", c.GetString(ctxRequestID), "connection_id", cc.ID)
+		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", cc.ID)
 	}
 	writeForwardResponse(c, resp, cred.secret)
 }

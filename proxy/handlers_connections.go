@@ -255,8 +255,11 @@ func (s *Server) handleToken(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	// Hand-rolled encoding (json.go): same bytes as encoding/json, no reflection.
-	c.Data(http.StatusOK, "application/json; charset=utf-8", resp.appendJSON(make([]byte, 0, 320)))
+	// Hand-rolled encoding (json.go): same bytes as encoding/json, no reflection; written
+	// directly (net/http adds Content-Length), without gin's render boxing and header copies.
+	c.Writer.Header()["Content-Type"] = jsonContentType
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(resp.appendJSON(make([]byte, 0, 320)))
 }
 
 // handleDeleteConnection is DELETE /v1/connections/{id}: disconnect, with revocation at

@@ -6,6 +6,11 @@ import (
 	"unicode/utf8"
 )
 
+// jsonContentType is the token response's Content-Type header value. It is shared by every
+// response (as gin shares its own): a header value slice is replaced or appended to, never
+// written in place, and its capacity of 1 makes an append copy it.
+var jsonContentType = []string{"application/json; charset=utf-8"}[:1:1]
+
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // dataJSON renders the small metadata object of an audit event from key/value pairs of

@@ -12,10 +12,6 @@ import (
 // tokenRoute is the hot path's route template; its requests also count as token reads.
 const tokenRoute = "/v1/connections/:id/token"
 
-// ctxCredentialType carries the credential type a token read served (oauth2 or
-// api_key) to the metrics middleware; the token handler sets it with markCredentialType.
-const ctxCredentialType = "authpipe.credential_type"
-
 // WithMetrics sets the metrics the server records into and serves on /metrics (default:
 // a registry of its own). Pass the app's Metrics so that KMS and audit metrics share it.
 func WithMetrics(m *metrics.Metrics) Option { return func(s *Server) { s.metrics = m } }
@@ -44,7 +40,7 @@ func (s *Server) initMetrics() error {
 
 // markCredentialType tells the metrics middleware what a token read served.
 func markCredentialType(c *gin.Context, credentialType string) {
-	c.Set(ctxCredentialType, credentialType)
+	requestOf(c).credType = credentialType
 }
 
 // observeRequest records every request's latency by route template (never the raw
@@ -70,9 +66,7 @@ func (s *Server) observeRequest(c *gin.Context) {
 			outcome = toProblem(c.Errors[0].Err).Code
 		}
 	}
-	ct, _ := c.Get(ctxCredentialType)
-	credType, _ := ct.(string)
-	s.metrics.TokenRead(credType, outcome)
+	s.metrics.TokenRead(requestOf(c).credType, outcome)
 }
 
 // handleMetrics serves the Prometheus text format. It needs no API key, like /healthz:

@@ -19,6 +19,7 @@ func benchEngine(withMetrics bool) *gin.Engine {
 	if withMetrics {
 		r.Use(s.observeRequest)
 	}
+	r.Use(stampRequest) // as routes() does: the request state the token handler marks
 	r.GET(tokenRoute, func(c *gin.Context) {
 		markCredentialType(c, "api_key")
 		c.Status(http.StatusOK)

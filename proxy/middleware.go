@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -16,40 +18,82 @@ import (
 const MaxBodyBytes = 1 << 20
 
 const (
-	ctxRequestID = "authpipe.request_id"
-	ctxPrincipal = "authpipe.principal"
-	ctxBody      = "authpipe.body"
+	ctxRequest = "authpipe.request"
+	ctxBody    = "authpipe.body"
 )
 
-// securityHeaders sets the headers every response carries. Cache-Control: no-store is
-// on everything: almost every response can carry a credential or a one-time URL.
-// The keys are already canonical and the values share one backing array (one allocation
-// per request instead of six, no canonicalisation); each value slice has capacity 1, so a
-// later Add or Set never writes into another header's value.
-func securityHeaders(c *gin.Context) {
+// securityHeaderKeys and securityHeaderValues are the headers every response carries
+// (API.md). Cache-Control: no-store is on everything: almost every response can carry a
+// credential or a one-time URL. The keys are canonical, so they go into the header map
+// without canonicalisation.
+var (
+	securityHeaderKeys = [...]string{"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+		"Referrer-Policy", "Cache-Control", "Content-Security-Policy"}
+	securityHeaderValues = [len(securityHeaderKeys)]string{"max-age=63072000; includeSubDomains", "nosniff", "DENY",
+		"no-referrer", "no-store", "default-src 'none'; frame-ancestors 'none'"}
+)
+
+// request is what the middleware chain learns about one request, in one allocation under
+// one context key instead of a boxed value per fact: its id, the client address, the
+// authenticated principal and what a token read served. headers backs the values of the
+// response headers every request carries (the security headers and X-Request-Id); each is
+// sliced with capacity 1, so a later Add or Set never writes into another header's value.
+type request struct {
+	id        string
+	clientIP  netip.Addr
+	principal Principal
+	authed    bool
+	credType  string
+	headers   [len(securityHeaderKeys) + 1]string
+}
+
+// requestOf returns the request's state; stampRequest, the first middleware after
+// recovery, sets it. Before that (or in a handler test without it) it is a blank one.
+func requestOf(c *gin.Context) *request {
+	if v, ok := c.Get(ctxRequest); ok {
+		if r, ok := v.(*request); ok {
+			return r
+		}
+	}
+	return &request{}
+}
+
+// requestIDOf returns the request's id ("" before stampRequest ran).
+func requestIDOf(c *gin.Context) string {
+	v, _ := c.Get(ctxRequest)
+	if r, ok := v.(*request); ok {
+		return r.id
+	}
+	return ""
+}
+
+// stampRequest assigns every request its state and an id (a caller-supplied one is kept
+// only if it is a short token of safe characters, so it cannot inject into logs), and sets
+// the headers every response carries.
+func stampRequest(c *gin.Context) {
+	r := &request{id: c.GetHeader("X-Request-Id")}
+	if !safeToken(r.id, 64) {
+		r.id = newRequestID()
+	}
+	c.Set(ctxRequest, r)
 	h := c.Writer.Header()
-	v := make([]string, 6)
-	v[0], v[1], v[2] = "max-age=63072000; includeSubDomains", "nosniff", "DENY"
-	v[3], v[4], v[5] = "no-referrer", "no-store", "default-src 'none'; frame-ancestors 'none'"
-	h["Strict-Transport-Security"] = v[0:1:1]
-	h["X-Content-Type-Options"] = v[1:2:2]
-	h["X-Frame-Options"] = v[2:3:3]
-	h["Referrer-Policy"] = v[3:4:4]
-	h["Cache-Control"] = v[4:5:5]
-	h["Content-Security-Policy"] = v[5:6:6]
+	n := copy(r.headers[:], securityHeaderValues[:])
+	for i, k := range securityHeaderKeys {
+		h[k] = r.headers[i : i+1 : i+1]
+	}
+	r.headers[n] = r.id
+	h["X-Request-Id"] = r.headers[n : n+1 : n+1]
 	c.Next()
 }
 
-// requestID assigns every request an id (a caller-supplied one is kept only if it is a
-// short token of safe characters, so it cannot inject into logs).
-func requestID(c *gin.Context) {
-	id := c.GetHeader("X-Request-Id")
-	if !safeToken(id, 64) {
-		id = ids.Random(12)
-	}
-	c.Set(ctxRequestID, id)
-	c.Writer.Header()["X-Request-Id"] = []string{id} // canonical key: no CanonicalMIMEHeaderKey
-	c.Next()
+// newRequestID returns 12 bytes from crypto/rand in lower-case base32 (ids.Random(12)),
+// built on the stack: one allocation, the string.
+func newRequestID() string {
+	var b [12]byte
+	var out [20]byte // base32 of 12 bytes, unpadded
+	_, _ = rand.Read(b[:])
+	ids.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 func safeToken(s string, max int) bool {
@@ -89,9 +133,10 @@ func accessLog(log *slog.Logger) gin.HandlerFunc {
 			slog.String("route", route),
 			slog.Int("status", c.Writer.Status()),
 			slog.Duration("latency", time.Since(start)),
-			slog.String("request_id", c.GetString(ctxRequestID)),
+			slog.String("request_id", requestIDOf(c)),
 		}
-		if p, ok := principalOf(c); ok {
+		if r := requestOf(c); r.authed {
+			p := r.principal
 			attrs = append(attrs, slog.String("workspace", p.WorkspaceID), slog.String("key_id", p.KeyID))
 		}
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
@@ -107,7 +152,7 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 				if err, ok := r.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					panic(r)
 				}
-				log.Error("handler panicked", "request_id", c.GetString(ctxRequestID), "route", c.FullPath())
+				log.Error("handler panicked", "request_id", requestIDOf(c), "route", c.FullPath())
 				if !c.Writer.Written() {
 					writeProblem(c, problem.ErrInternal)
 				}

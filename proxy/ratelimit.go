@@ -39,13 +39,13 @@ func (l RateLimit) orDefault(def RateLimit) RateLimit {
 // limiterSet is one token bucket per key (an API key id or a client address), in a
 // bounded map: idle buckets (refilled to full, so forgetting them changes nothing) are
 // evicted first, and if every bucket is busy an arbitrary half goes.
-type limiterSet struct {
+type limiterSet[K comparable] struct {
 	limit RateLimit
 	max   int
 	now   func() time.Time
 
 	mu sync.Mutex
-	m  map[string]*bucket
+	m  map[K]*bucket
 }
 
 type bucket struct {
@@ -53,14 +53,14 @@ type bucket struct {
 	last time.Time
 }
 
-func newLimiterSet(l RateLimit, max int, now func() time.Time) *limiterSet {
-	return &limiterSet{limit: l, max: max, now: now, m: make(map[string]*bucket)}
+func newLimiterSet[K comparable](l RateLimit, max int, now func() time.Time) *limiterSet[K] {
+	return &limiterSet[K]{limit: l, max: max, now: now, m: make(map[K]*bucket)}
 }
 
-func (s *limiterSet) disabled() bool { return s.limit.Rate < 0 }
+func (s *limiterSet[K]) disabled() bool { return s.limit.Rate < 0 }
 
 // get returns the bucket of key, creating it. Callers hold s.mu.
-func (s *limiterSet) get(key string, now time.Time) *bucket {
+func (s *limiterSet[K]) get(key K, now time.Time) *bucket {
 	b, ok := s.m[key]
 	if !ok {
 		if len(s.m) >= s.max {
@@ -73,7 +73,7 @@ func (s *limiterSet) get(key string, now time.Time) *bucket {
 	return b
 }
 
-func (s *limiterSet) evict(now time.Time) {
+func (s *limiterSet[K]) evict(now time.Time) {
 	idle := time.Duration(float64(s.limit.Burst)/s.limit.Rate*float64(time.Second)) + time.Second
 	for k, b := range s.m {
 		if now.Sub(b.last) > idle {
@@ -93,7 +93,7 @@ func (s *limiterSet) evict(now time.Time) {
 }
 
 // allow takes one token; when there is none it returns how long until there will be.
-func (s *limiterSet) allow(key string) (time.Duration, bool) {
+func (s *limiterSet[K]) allow(key K) (time.Duration, bool) {
 	if s.disabled() {
 		return 0, true
 	}
@@ -108,7 +108,7 @@ func (s *limiterSet) allow(key string) (time.Duration, bool) {
 }
 
 // check reports whether key has a token left, without taking it.
-func (s *limiterSet) check(key string) (time.Duration, bool) {
+func (s *limiterSet[K]) check(key K) (time.Duration, bool) {
 	if s.disabled() {
 		return 0, true
 	}
@@ -123,7 +123,7 @@ func (s *limiterSet) check(key string) (time.Duration, bool) {
 }
 
 // charge takes a token if there is one (a failed authentication).
-func (s *limiterSet) charge(key string) {
+func (s *limiterSet[K]) charge(key K) {
 	if s.disabled() {
 		return
 	}
@@ -133,7 +133,7 @@ func (s *limiterSet) charge(key string) {
 	s.mu.Unlock()
 }
 
-func (s *limiterSet) wait(b *bucket, now time.Time) time.Duration {
+func (s *limiterSet[K]) wait(b *bucket, now time.Time) time.Duration {
 	r := b.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return time.Second
@@ -154,7 +154,7 @@ func rateLimited(c *gin.Context, wait time.Duration) {
 // limitByIP limits unauthenticated routes (connect, callback) per client address. Put it
 // first in such a route's chain, before anything touches the database.
 func (s *Server) limitByIP(c *gin.Context) {
-	if wait, ok := s.edge.ips.allow(clientIP(c).String()); !ok {
+	if wait, ok := s.edge.ips.allow(clientIP(c)); !ok {
 		rateLimited(c, wait)
 		return
 	}
@@ -165,7 +165,7 @@ func (s *Server) limitByIP(c *gin.Context) {
 // authentications have used up its bucket is refused before its key is hashed, and each
 // 401 costs a token. Successful requests cost nothing here (the per-key limit meters them).
 func (s *Server) limitAuthFailures(c *gin.Context) {
-	ip := clientIP(c).String()
+	ip := clientIP(c)
 	if wait, ok := s.edge.ips.check(ip); !ok {
 		rateLimited(c, wait)
 		return

@@ -51,7 +51,7 @@ func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 		if p.Status >= 500 {
 			// The cause goes to the log only; lower layers keep secrets out of errors.
 			log.LogAttrs(c.Request.Context(), slog.LevelError, "request failed",
-				slog.String("code", p.Code), slog.String("request_id", c.GetString(ctxRequestID)),
+				slog.String("code", p.Code), slog.String("request_id", requestIDOf(c)),
 				slog.Any("err", p.Unwrap()))
 		}
 		if c.Writer.Written() {

@@ -19,7 +19,7 @@ func (s *Server) routes() *gin.Engine {
 	// edgeMiddleware: client address via trusted proxies, ?access_token= refused, body
 	// limit (1 MiB; 32 MiB for /v1/proxy).
 	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
-	r.Use(recovery(s.log), requestID, securityHeaders, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
+	r.Use(recovery(s.log), stampRequest, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
 	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
 

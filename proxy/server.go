@@ -158,7 +158,8 @@ func (s *Server) authenticate(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	c.Set(ctxPrincipal, p)
+	r := requestOf(c)
+	r.principal, r.authed = p, true
 	c.Next()
 }
 
@@ -249,12 +250,8 @@ func requireAny(scopes ...string) gin.HandlerFunc {
 }
 
 func principalOf(c *gin.Context) (Principal, bool) {
-	v, ok := c.Get(ctxPrincipal)
-	if !ok {
-		return Principal{}, false
-	}
-	p, ok := v.(Principal)
-	return p, ok
+	r := requestOf(c)
+	return r.principal, r.authed
 }
 
 func principal(c *gin.Context) Principal { p, _ := principalOf(c); return p }

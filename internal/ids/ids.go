@@ -28,6 +28,13 @@ func New(prefix string) string {
 	return prefix + "_" + Random(16)
 }
 
+// Encode writes src in the identifiers' lower-case base32 to dst, which must hold
+// EncodedLen(len(src)) bytes (for callers that build an id without allocating twice).
+func Encode(dst, src []byte) { enc.Encode(dst, src) }
+
+// EncodedLen is the length of n bytes in the identifiers' base32.
+func EncodedLen(n int) int { return enc.EncodedLen(n) }
+
 // Random returns n random bytes from crypto/rand in lower-case base32.
 func Random(n int) string {
 	b := make([]byte, n)
