@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,6 +37,12 @@ func TestAPIKeyConnectionsEndToEnd(t *testing.T) {
 			require.Equal(t, "sk_live_abcdefghijklmnopqrstuvwxyz", tok.Body["api_key"])
 			require.Equal(t, id, tok.Body["connection_id"])
 			require.Equal(t, "no-store", tok.Header.Get("Cache-Control"))
+			require.Equal(t, "application/json; charset=utf-8", tok.Header.Get("Content-Type"))
+			require.Equal(t, strconv.Itoa(len(tok.Raw)), tok.Header.Get("Content-Length"), "a sized body, not chunked")
+			for _, k := range []string{"Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
+				"Referrer-Policy", "Content-Security-Policy", "X-Request-Id"} {
+				require.Len(t, tok.Header.Values(k), 1, k)
+			}
 
 			h.expect(h.do("GET", "/v1/connections/"+id+"/token", writer, nil), 403, "forbidden")
 
