@@ -41,7 +41,7 @@ func fositeProvider(as *oauthtest.Server, method TokenAuthMethod) Provider {
 // code from the redirect.
 func authorize(t *testing.T, p Provider, as *oauthtest.Server, scopes ...string) (code, verifier string) {
 	t.Helper()
-	state, _, err := NewState()
+	state, _, err := NewState(testStateKID, testStateKey)
 	require.NoError(t, err)
 	verifier, err = NewVerifier()
 	require.NoError(t, err)

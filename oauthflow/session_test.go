@@ -17,7 +17,7 @@ func testProvider() Provider {
 
 func testRequest(t *testing.T) AuthRequest {
 	t.Helper()
-	state, _, err := NewState()
+	state, _, err := NewState(testStateKID, testStateKey)
 	require.NoError(t, err)
 	v, err := NewVerifier()
 	require.NoError(t, err)

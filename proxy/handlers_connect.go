@@ -31,7 +31,8 @@ import (
 //
 // The session id in the connect URL is the browser's capability to start the flow, once.
 // The state, PKCE verifier and browser nonce are made when the browser starts it: the
-// store keeps the state's SHA-256, the verifier sealed, and an HMAC of the nonce.
+// store keeps the state's SHA-256, the verifier sealed, and an HMAC of the nonce. The
+// state carries its own MAC, checked before the store is asked (connect_state.go).
 
 // fieldPKCEVerifier is the field name in the verifier's ciphertext binding.
 const fieldPKCEVerifier = "pkce_verifier"
@@ -186,7 +187,7 @@ func (s *Server) handleStartConnect(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	state, stateHash, err := oauthflow.NewState()
+	state, stateHash, err := s.newState(ctx) // MAC'd under a state key (connect_state.go)
 	if err != nil {
 		fail(c, err)
 		return
@@ -199,7 +200,7 @@ func (s *Server) handleStartConnect(c *gin.Context) {
 	cookieName, secure := s.flowCookieName()
 	// A browser already in a flow keeps its nonce, so two tabs' flows both stay bound.
 	nonce, cerr := c.Cookie(cookieName)
-	if cerr != nil || oauthflow.CheckStateFormat(nonce) != nil {
+	if cerr != nil || oauthflow.CheckNonceFormat(nonce) != nil {
 		if nonce, err = oauthflow.NewBrowserNonce(); err != nil {
 			fail(c, err)
 			return
@@ -253,7 +254,17 @@ func (s *Server) handleOAuthCallback(c *gin.Context) {
 	q := c.Request.URL.Query()
 	invalid := problem.ErrInvalidState.WithDetail("unknown, used, expired or foreign state")
 	state := q.Get("state")
-	if len(q["state"]) != 1 || oauthflow.CheckStateFormat(state) != nil {
+	if len(q["state"]) != 1 {
+		fail(c, invalid)
+		return
+	}
+	// The state's MAC before anything else: a state this deployment did not make never
+	// reaches the store (connect_state.go).
+	switch ok, err := s.checkState(ctx, state); {
+	case err != nil:
+		fail(c, err)
+		return
+	case !ok:
 		fail(c, invalid)
 		return
 	}

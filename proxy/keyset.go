@@ -65,6 +65,7 @@ const (
 type setKey struct {
 	kid      string
 	state    string
+	created  time.Time
 	material []byte
 	macs     *sync.Pool // of hash.Hash: HMAC-SHA256 keyed with material
 }
@@ -99,6 +100,7 @@ type KeySet struct {
 	store   *store.Store
 	secrets *vault.Keyring
 	now     func() time.Time
+	born    time.Time // when this replica built the set (the legacy-state window: connect_state.go)
 
 	mu       sync.Mutex // the slow path: (re)loading
 	snap     atomic.Pointer[keySnapshot]
@@ -113,7 +115,7 @@ func newKeySet(purpose string, s *store.Store, secrets *vault.Keyring, now func(
 	if now == nil {
 		now = time.Now
 	}
-	return &KeySet{spec: spec, store: s, secrets: secrets, now: now}
+	return &KeySet{spec: spec, store: s, secrets: secrets, now: now, born: now()}
 }
 
 // ErrUnknownPurpose is returned for a purpose that has no rotatable key set.
@@ -172,7 +174,7 @@ func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) 
 			k = &setKey{kid: r.ID, material: material,
 				macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, material) }}}
 		}
-		k = &setKey{kid: k.kid, state: r.State, material: k.material, macs: k.macs}
+		k = &setKey{kid: k.kid, state: r.State, created: r.CreatedAt, material: k.material, macs: k.macs}
 		if r.State == store.ProxyKeyActive && sn.active == nil {
 			sn.active = k
 			sn.all = append([]*setKey{k}, sn.all...)
@@ -255,6 +257,40 @@ func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
 		return nil, nil
 	}
 	if sn, err = ks.reload(ctx, true); err != nil {
+		return nil, err
+	}
+	return sn.byKid[kid], nil
+}
+
+// published returns the newest key that has been in the set for at least delay: with
+// delay ≥ the time a replica may go without re-reading the set, every replica knows the
+// key before anything made with it can be presented, so verifiers may look kids up in
+// what they have loaded (loaded) and need never read the database for an unknown one.
+// When no key is that old (the first minute of a deployment, or of a second rotation
+// within delay), the oldest unretired key: the one the most replicas can have loaded.
+// The key returned keeps verifying for the flow lifetime: a key is moved to verify-only
+// when a newer one is made, and retires retireIn after that.
+func (ks *KeySet) published(ctx context.Context, delay time.Duration) (*setKey, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cutoff := ks.now().Add(-delay)
+	for _, k := range sn.all { // the active key, then the verify-only ones newest first
+		if !k.created.After(cutoff) {
+			return k, nil
+		}
+	}
+	return sn.all[len(sn.all)-1], nil
+}
+
+// loaded returns the unretired key kid from the set as loaded, or nil. Unlike byKid it
+// never re-reads the set because of the kid, so a caller cannot make it touch the
+// database by naming a key that does not exist; the set is still re-read when it is
+// older than keySetRefresh, whoever asks (at most once per interval per replica).
+func (ks *KeySet) loaded(ctx context.Context, kid string) (*setKey, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
 		return nil, err
 	}
 	return sn.byKid[kid], nil

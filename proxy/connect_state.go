@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+)
+
+// The OAuth state of a connect flow authenticates itself (oauthflow/state.go): 256 random
+// bits and the kid of the state key that MAC'd them. The callback checks the MAC before
+// anything else, so a forged, truncated or tampered state, or one naming a key this
+// replica does not hold, is refused with 400 invalid_state without a database query; only
+// a state this deployment made is looked up, by its SHA-256, and the store's single-use
+// consume stays the authority on whether it is still good.
+//
+// The state key set is the browser binding's (PurposeState, keyset.go): a flow started
+// before a rotation completes after it, for as long as the old key is verify-only (the
+// flow lifetime and a margin). Verification looks the kid up only in the loaded set
+// (KeySet.loaded), never in the database, so a new key must be known to every replica
+// before it signs a state: states are MAC'd with the newest key older than
+// stateKeyPublishDelay (KeySet.published), twice the interval at which each replica
+// re-reads its key sets. The browser binding, checked after the lookup, is still made with
+// the active key at once.
+
+// stateKeyPublishDelay is how long a new state key waits before it MACs states: every
+// replica re-reads the set within keySetRefresh, and the rest is a margin for clock skew.
+const stateKeyPublishDelay = 2 * keySetRefresh
+
+// legacyStateWindow is how long after start this replica still accepts the states of
+// flows started before states carried a MAC (43 base64url characters, looked up as
+// before): a flow that was under way during the upgrade completes. After it, such a state
+// is refused like any other malformed one.
+const legacyStateWindow = stateKeyRetireIn
+
+// newState makes a flow's state and its SHA-256 (what the store keeps).
+func (s *Server) newState(ctx context.Context) (string, []byte, error) {
+	k, err := s.stateKeys.published(ctx, stateKeyPublishDelay)
+	if err != nil {
+		return "", nil, fmt.Errorf("proxy: state key: %w", err)
+	}
+	return oauthflow.NewState(k.kid, k.material)
+}
+
+// checkState reports whether a callback's state may be looked up: its MAC holds under the
+// loaded state key its kid names (that key and no other; hmac.Equal in
+// oauthflow.VerifyState). It never reads the database because of the state; an error
+// means the state key set could not be loaded at all.
+func (s *Server) checkState(ctx context.Context, state string) (bool, error) {
+	if oauthflow.IsLegacyState(state) {
+		return s.now().Sub(s.stateKeys.born) < legacyStateWindow, nil
+	}
+	kid, err := oauthflow.StateKeyID(state)
+	if err != nil {
+		return false, nil
+	}
+	k, err := s.stateKeys.loaded(ctx, kid)
+	if err != nil {
+		return false, fmt.Errorf("proxy: state key: %w", err)
+	}
+	if k == nil { // retired, unknown or never made: no other key is tried
+		return false, nil
+	}
+	return oauthflow.VerifyState(k.material, state), nil
+}

@@ -1,0 +1,26 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// StateKeyPublishDelay is how long a new state key waits before it MACs states.
+const StateKeyPublishDelay = stateKeyPublishDelay
+
+// StateForTest returns a fresh state MAC'd with the stored state key kid in whatever
+// state it is (retired included): what a holder of that key could make. No session has it.
+func StateForTest(ctx context.Context, s *Server, kid string) (string, error) {
+	pk, err := s.store.ProxyKeyByID(ctx, kid)
+	if err != nil {
+		return "", err
+	}
+	sec, err := s.secret.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, pk.Sealed)
+	if err != nil {
+		return "", err
+	}
+	state, _, err := oauthflow.NewState(kid, sec.Bytes())
+	return state, err
+}
