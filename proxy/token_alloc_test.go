@@ -41,5 +41,8 @@ const maxTokenReadAllocs = 13
 func TestTokenRouteAllocations(t *testing.T) {
 	n := tokenRouteAllocs(t)
 	t.Logf("allocs per token read: %.1f", n)
+	if raceEnabled {
+		t.Skip("allocation counts are pinned without -race (make test runs it so in its no-race pass)")
+	}
 	require.LessOrEqual(t, n, float64(maxTokenReadAllocs), "the token endpoint allocates more than it did")
 }

@@ -291,6 +291,7 @@ func (s *Store) listenOnce(ctx context.Context, dsn string) bool {
 		return false
 	}
 	s.conns.setOn(true) // empty: anything may have been missed while off
+	s.listens.Add(1)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {

@@ -186,10 +186,13 @@ func TestConnCacheIsOffWhileTheListenerIsDown(t *testing.T) {
 	c := cacheConn(t, a, 1)
 	read(t, a, c.ID)
 
-	// Killed by the server: off, then back on after the reconnect, and empty.
+	// Killed by the server: off, then back on after the reconnect, and empty. (Waiting for
+	// ConnCacheOn alone could pass before the listener has noticed it was killed.)
+	listens := a.ConnListens()
 	require.NoError(t, b.DB().Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND query = 'LISTEN authpipe_connections' AND pid <> pg_backend_pid()`).Error)
-	require.Eventually(t, a.ConnCacheOn, 5*time.Second, 10*time.Millisecond, "the listener reconnects")
+	require.Eventually(t, func() bool { return a.ConnListens() > listens && a.ConnCacheOn() }, 5*time.Second,
+		10*time.Millisecond, "the listener reconnects")
 	withoutNotify(t, b, func(tx *gorm.DB) error {
 		return tx.Exec(`UPDATE credentials SET api_key = ? WHERE connection_id = ?`, []byte{2}, c.ID).Error
 	})

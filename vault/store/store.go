@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -62,6 +63,7 @@ type Store struct {
 	conns      *connCache
 	stopListen context.CancelFunc
 	listenDone chan struct{}
+	listens    atomic.Uint64 // times the listener got as far as LISTEN (each turns the cache on, empty)
 }
 
 // Option configures a Store.
