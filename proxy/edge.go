@@ -1,10 +1,11 @@
 package proxy
 
 import (
+	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 )
 
 // Edge hardening that runs before authentication: the client address as seen through
-// trusted reverse proxies, the refusal of credentials in URLs, the body limit, and the
-// per-IP and per-key rate limits (ratelimit.go).
+// trusted reverse proxies, the refusal of credentials in URLs and in form bodies, the body
+// limit, and the per-IP and per-key rate limits (ratelimit.go).
 
 // EdgeConfig configures the edge middleware. The zero value is usable: no trusted proxies,
 // the default rate limits, DPoP without server nonces.
@@ -79,8 +80,9 @@ func (s *Server) configureEngine(r *gin.Engine) {
 	_ = r.SetTrustedProxies(cidrs) // validated prefixes: cannot fail
 }
 
-// edgeMiddleware resolves the client address, refuses credentials in the URL
-// and applies the body limit. It runs before routing decisions that depend on the caller.
+// edgeMiddleware resolves the client address, refuses credentials in the URL (and in a
+// form body on the API's own routes) and applies the body limit. It runs before routing
+// decisions that depend on the caller.
 func (s *Server) edgeMiddleware(c *gin.Context) {
 	ip, _ := s.edge.resolveClient(c.Request) // the scheme matters only to DPoP, which checks htu against PublicURL
 	requestOf(c).clientIP = ip
@@ -88,8 +90,8 @@ func (s *Server) edgeMiddleware(c *gin.Context) {
 		fail(c, errTokenInURL)
 		return
 	}
-	limit := int64(MaxBodyBytes)
-	if strings.HasPrefix(c.Request.URL.Path, "/v1/proxy/") {
+	limit, forward := int64(MaxBodyBytes), strings.HasPrefix(c.Request.URL.Path, "/v1/proxy/")
+	if forward {
 		limit = MaxForwardBodyBytes
 	}
 	if c.Request.ContentLength > limit {
@@ -98,30 +100,153 @@ func (s *Server) edgeMiddleware(c *gin.Context) {
 	}
 	if c.Request.Body != nil && c.Request.Body != http.NoBody {
 		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+		if !forward && isFormBody(c.Request.Header) && !formBodyAllowed(c) {
+			return
+		}
 	}
 	c.Next()
 }
 
 // tokenInURL reports an access_token query parameter (RFC 6750 section 2.3 allows it; we
 // do not: URLs end up in logs, histories and Referer headers).
-func tokenInURL(rawQuery string) bool {
-	if rawQuery == "" {
+func tokenInURL(rawQuery string) bool { return formHasAccessToken(rawQuery) }
+
+// formBodyAllowed refuses a form-encoded body with an access_token parameter (RFC 6750
+// section 2.2 allows it; we do not: the API key goes in the Authorization header only,
+// and a client that sends it in a body should hear so rather than get a 401). It reads
+// the body, which the 1 MiB limit bounds, and puts it back for the handler.
+//
+// Only the API's own routes are inspected, never the forwarding route: its body (up to
+// 32 MiB) is streamed to the provider unbuffered and belongs to the provider's API, for
+// which form bodies are ordinary (and some define an access_token parameter of their
+// own). The forwarder drops the caller's credentials from the headers and does not
+// interpret bodies. The API's own routes read whole JSON bodies of at most 1 MiB, so
+// buffering a form here costs no more than their own read (docs/security.md).
+func formBodyAllowed(c *gin.Context) bool {
+	body, err := io.ReadAll(c.Request.Body)
+	switch {
+	case isTooLarge(err):
+		fail(c, problem.ErrPayloadTooLarge)
+		return false
+	case err != nil:
+		fail(c, problem.ErrInvalidRequest.WithDetail("could not read the request body"))
+		return false
+	case formHasAccessToken(body):
+		fail(c, errTokenInURL)
 		return false
 	}
-	q := strings.ToLower(rawQuery)
-	if !strings.Contains(q, "access_token") && !strings.Contains(q, "access%5ftoken") {
-		return false
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	c.Request.ContentLength = int64(len(body))
+	return true
+}
+
+// isFormBody reports a Content-Type of application/x-www-form-urlencoded (any case, any
+// parameters), without allocating.
+func isFormBody(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
 	}
-	vals, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return true // unparseable and mentions access_token: refuse
-	}
-	for k := range vals {
-		if strings.EqualFold(k, "access_token") {
+	return strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded")
+}
+
+// formHasAccessToken reports whether form-encoded data (a URL query or a form body) has a
+// parameter named access_token, the way any server might read it: pairs are split on '&'
+// and on ';' (which older parsers still take), and a name counts when, percent-decoded,
+// it equals access_token ignoring case (access%5Ftoken, %61ccess_token, ACCESS_TOKEN; and
+// Unicode case folding, so the Kelvin sign counts as k). A name with a malformed escape,
+// which parsers reject or decode each their own way, counts when it merely contains
+// access_token. It does not allocate unless a name has a malformed escape.
+func formHasAccessToken[T string | []byte](form T) bool {
+	for len(form) > 0 {
+		end := len(form)
+		for i := 0; i < len(form); i++ {
+			if form[i] == '&' || form[i] == ';' {
+				end = i
+				break
+			}
+		}
+		name := form[:end]
+		for i := 0; i < len(name); i++ {
+			if name[i] == '=' {
+				name = name[:i]
+				break
+			}
+		}
+		if isAccessTokenName(name) {
 			return true
 		}
+		if end == len(form) {
+			break
+		}
+		form = form[end+1:]
 	}
 	return false
+}
+
+var accessTokenName = []byte("access_token")
+
+// maxAccessTokenName is the longest encoding of a name that can decode to access_token
+// under case folding: 16 bytes of UTF-8 (ſ for each s, the Kelvin sign for k), each
+// percent-encoded.
+const maxAccessTokenName = 3 * 16
+
+func isAccessTokenName[T string | []byte](name T) bool {
+	if len(name) < len(accessTokenName) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '%' && (i+2 >= len(name) || !ishex(name[i+1]) || !ishex(name[i+2])) {
+			return malformedNameMentions(name)
+		}
+	}
+	var buf [maxAccessTokenName]byte
+	dec := buf[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch c {
+		case '%':
+			c = unhex(name[i+1])<<4 | unhex(name[i+2])
+			i += 2
+		case '+':
+			c = ' '
+		}
+		if len(dec) == cap(dec) {
+			return false // too long to be access_token
+		}
+		dec = append(dec, c)
+	}
+	return bytes.EqualFold(dec, accessTokenName)
+}
+
+// malformedNameMentions decodes a name with a malformed escape leniently (a bad escape
+// stays as it is) and reports whether it contains access_token, ignoring ASCII case.
+func malformedNameMentions[T string | []byte](name T) bool {
+	lenient := make([]byte, 0, len(name))
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '%' && i+2 < len(name) && ishex(name[i+1]) && ishex(name[i+2]) {
+			c = unhex(name[i+1])<<4 | unhex(name[i+2])
+			i += 2
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lenient = append(lenient, c)
+	}
+	return bytes.Contains(lenient, accessTokenName)
+}
+
+func ishex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // resolveClient returns the client address and scheme. Only a peer inside TrustedProxies

@@ -16,8 +16,9 @@ func (s *Server) routes() *gin.Engine {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	s.configureEngine(r) // trusted proxies (edge.go)
-	// edgeMiddleware: client address via trusted proxies, ?access_token= refused, body
-	// limit (1 MiB; 32 MiB for /v1/proxy).
+	// edgeMiddleware: client address via trusted proxies, ?access_token= refused (and an
+	// access_token form parameter in the body, except on /v1/proxy), body limit (1 MiB;
+	// 32 MiB for /v1/proxy).
 	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
 	r.Use(recovery(s.log), stampRequest, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
