@@ -158,7 +158,8 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 
 func withField(b vault.Binding, f string) vault.Binding { b.Field = f; return b }
 
-// commit seals the new tokens and stores them in the transaction that releases the lease.
+// commit seals the new tokens and stores them in the transaction that releases the lease
+// (a transaction it may share with other refreshes' commits, each fenced on its own).
 func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok refreshed) (result, bool) {
 	c := cl.Row.Connection
 	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
@@ -185,7 +186,7 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 	}
 	var conn store.Connection
 	for attempt := 0; ; attempt++ {
-		conn, err = r.store.CommitRefresh(ctx, rc)
+		conn, err = r.commits.commit(ctx, rc) // grouped with other ready results (commit.go)
 		if err == nil || errors.Is(err, store.ErrLeaseLost) || !errors.Is(err, store.ErrUnavailable) || attempt == 4 {
 			break
 		}

@@ -10,7 +10,8 @@
 // refresh token (RFC 9700 section 4.14.2) — is committed in the transaction that releases
 // the lease, fenced by the lease holder and the connection's version, so a replica that
 // lost its lease throws its result away and nothing else ever sees a token before it is
-// committed. A request that finds another replica refreshing waits and re-reads instead
+// committed. Results ready at the same moment share that transaction, each fenced on its
+// own, with one audit chain append (commit.go). A request that finds another replica refreshing waits and re-reads instead
 // of refreshing again.
 //
 // Failures (classify.go): invalid_grant is re-checked against the row and then makes the
@@ -66,7 +67,8 @@ const (
 type Store interface {
 	ClaimRefresh(ctx context.Context, req store.ClaimRequest) (store.Claim, error)
 	ClaimDue(ctx context.Context, holder string, dueBefore, now, leaseUntil time.Time, limit int) ([]store.ConnectionCredential, error)
-	CommitRefresh(ctx context.Context, rc store.RefreshCommit) (store.Connection, error)
+	// CommitRefreshes commits a group of refreshes in one transaction (commit.go).
+	CommitRefreshes(ctx context.Context, rcs []store.RefreshCommit) ([]store.CommitOutcome, error)
 	FailRefresh(ctx context.Context, f store.RefreshFailure) (store.Connection, int, error)
 	HealthOK(ctx context.Context, workspaceID, id, holder string, version int64, next *time.Time, now time.Time, evs ...audit.Event) (store.Connection, error)
 	ReleaseRefresh(ctx context.Context, id, holder string, next *time.Time, clearNext bool, now time.Time) error
@@ -212,6 +214,7 @@ type Refresher struct {
 	limits    *hostLimits
 	fail      failpoint
 	sched     scheduler
+	commits   committer
 
 	providerClient func(oauthflow.Provider) (*http.Client, error) // provider_tls.go
 }
@@ -233,7 +236,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Refresher, error) {
 	}
 	r := &Refresher{cfg: cfg, store: deps.Store, creds: deps.Creds, providers: deps.Providers, http: deps.HTTPClient,
 		now: time.Now, log: slog.New(slog.DiscardHandler), process: host + "/" + hex.EncodeToString(b[:]),
-		limits: newHostLimits(cfg.PerProvider), fail: loadFailpoint()}
+		limits: newHostLimits(cfg.PerProvider), fail: loadFailpoint(), commits: committer{store: deps.Store, max: maxCommitters}}
 	for _, o := range opts {
 		o(r)
 	}
