@@ -33,7 +33,7 @@ type BatchOptions struct {
 // Batcher is the single writer that appends high-volume events (token.read) to the chain
 // in group commits, so that reading a token does not wait for a commit of its own.
 // Changes (create, refresh, disconnect, ...) do not use it: they append their event in
-// their own transaction.
+// the transaction that makes the change.
 type Batcher struct {
 	app          Appender
 	opts         BatchOptions
