@@ -126,8 +126,13 @@ func (s *Server) createConnectSession(c *gin.Context, req connectRequest, reconn
 		fail(c, err)
 		return
 	}
+	id, err := s.newSessionID(ctx) // MAC'd: the connect route checks it before any lookup (connect_session.go)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	now := s.now().UTC()
-	cs := store.ConnectSession{ID: ids.New(ids.ConnectSession), WorkspaceID: p.WorkspaceID, Provider: req.Provider,
+	cs := store.ConnectSession{ID: id, WorkspaceID: p.WorkspaceID, Provider: req.Provider,
 		EndUserID: req.EndUserID, CallbackURL: callback, ReturnURL: ret, Scopes: store.Strings(scopes),
 		ReconnectConnectionID: reconnectID, ExpiresAt: now.Add(oauthflow.SessionLifetime), CreatedAt: now}
 	if err := s.store.CreateConnectSession(ctx, cs); err != nil {
@@ -168,7 +173,13 @@ func checkScopes(scopes []string) error {
 func (s *Server) handleStartConnect(c *gin.Context) {
 	ctx := c.Request.Context()
 	id := c.Param("session")
-	if !ids.HasPrefix(id, ids.ConnectSession) {
+	// The id's MAC before anything else: an id this deployment did not make never reaches
+	// the store (connect_session.go).
+	switch ok, err := s.checkSessionID(ctx, id); {
+	case err != nil:
+		fail(c, err)
+		return
+	case !ok:
 		fail(c, problem.ErrNotFound)
 		return
 	}

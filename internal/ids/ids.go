@@ -32,6 +32,17 @@ func New(prefix string) string {
 // EncodedLen(len(src)) bytes (for callers that build an id without allocating twice).
 func Encode(dst, src []byte) { enc.Encode(dst, src) }
 
+// DecodeCanonical decodes s from the identifiers' base32, refusing any string that is not
+// exactly how Encode writes its bytes (base32's spare trailing bits must be zero), so that
+// one byte string has one identifier.
+func DecodeCanonical(s string) ([]byte, bool) {
+	b, err := enc.DecodeString(s)
+	if err != nil || enc.EncodeToString(b) != s {
+		return nil, false
+	}
+	return b, true
+}
+
 // EncodedLen is the length of n bytes in the identifiers' base32.
 func EncodedLen(n int) int { return enc.EncodedLen(n) }
 
