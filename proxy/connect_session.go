@@ -70,26 +70,36 @@ func makeSessionID(k *setKey) (string, error) {
 	return ids.ConnectSession + "_" + string(out), nil
 }
 
+// parseSessionID takes a session id apart: the sessionIDBytes of a MAC'd id, or legacy
+// for the canonical 16-byte id of an earlier version; ok is false for anything else.
+func parseSessionID(id string) (raw []byte, legacy, ok bool) {
+	rest, ok := strings.CutPrefix(id, ids.ConnectSession+"_")
+	if !ok {
+		return nil, false, false
+	}
+	switch len(rest) {
+	case legacySessionIDLen:
+		_, ok = ids.DecodeCanonical(rest)
+		return nil, ok, ok
+	case ids.EncodedLen(sessionIDBytes):
+		raw, ok = ids.DecodeCanonical(rest)
+		return raw, false, ok && len(raw) == sessionIDBytes
+	}
+	return nil, false, false
+}
+
 // checkSessionID reports whether a connect session id may be looked up: its MAC holds
 // under the loaded state key its fingerprint names. A session id made before ids carried
 // a MAC passes for legacyStateWindow after this replica started (a link handed out during
 // an upgrade still works). It never reads the database because of the id; an error means
 // the state key set could not be loaded at all.
 func (s *Server) checkSessionID(ctx context.Context, id string) (bool, error) {
-	rest, ok := strings.CutPrefix(id, ids.ConnectSession+"_")
-	if !ok {
+	raw, legacy, ok := parseSessionID(id)
+	switch {
+	case !ok:
 		return false, nil
-	}
-	if len(rest) == legacySessionIDLen {
-		_, canonical := ids.DecodeCanonical(rest)
-		return canonical && s.now().Sub(s.stateKeys.born) < legacyStateWindow, nil
-	}
-	if len(rest) != ids.EncodedLen(sessionIDBytes) {
-		return false, nil
-	}
-	raw, ok := ids.DecodeCanonical(rest)
-	if !ok || len(raw) != sessionIDBytes {
-		return false, nil
+	case legacy:
+		return s.now().Sub(s.stateKeys.born) < legacyStateWindow, nil
 	}
 	keys, err := s.stateKeys.verifiers(ctx)
 	if err != nil {
