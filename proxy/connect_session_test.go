@@ -36,8 +36,6 @@ func connectURLFor(connectURL, id string) string {
 	return connectURL[:strings.LastIndex(connectURL, "/")+1] + id
 }
 
-func sessionIDOf(connectURL string) string { return connectURL[strings.LastIndex(connectURL, "/")+1:] }
-
 // encodeID writes raw as a session id (cs_ + the identifiers' base32).
 func encodeID(raw []byte) string {
 	out := make([]byte, ids.EncodedLen(len(raw)))
