@@ -10,6 +10,9 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
+// RaceEnabled reports a -race build (allocation counts are pinned only without it).
+const RaceEnabled = raceEnabled
+
 // StateKeyPublishDelay is how long a new state key waits before it MACs states.
 const StateKeyPublishDelay = stateKeyPublishDelay
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -41,7 +42,7 @@ const maxTokenReadAllocs = 13
 func TestTokenRouteAllocations(t *testing.T) {
 	n := tokenRouteAllocs(t)
 	t.Logf("allocs per token read: %.1f", n)
-	if raceEnabled {
+	if proxy.RaceEnabled {
 		t.Skip("allocation counts are pinned without -race (make test runs it so in its no-race pass)")
 	}
 	require.LessOrEqual(t, n, float64(maxTokenReadAllocs), "the token endpoint allocates more than it did")
