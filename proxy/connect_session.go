@@ -99,7 +99,7 @@ func (s *Server) checkSessionID(ctx context.Context, id string) (bool, error) {
 	case !ok:
 		return false, nil
 	case legacy:
-		return s.now().Sub(s.stateKeys.born) < legacyStateWindow, nil
+		return s.inLegacyWindow(), nil
 	}
 	keys, err := s.stateKeys.verifiers(ctx)
 	if err != nil {

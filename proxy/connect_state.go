@@ -33,6 +33,10 @@ const stateKeyPublishDelay = 2 * keySetRefresh
 // is refused like any other malformed one.
 const legacyStateWindow = stateKeyRetireIn
 
+// inLegacyWindow reports whether this replica still accepts the unMAC'd states and
+// session ids of the version before (legacyStateWindow after it started).
+func (s *Server) inLegacyWindow() bool { return s.now().Sub(s.stateKeys.born) < legacyStateWindow }
+
 // newState makes a flow's state and its SHA-256 (what the store keeps).
 func (s *Server) newState(ctx context.Context) (string, []byte, error) {
 	k, err := s.stateKeys.published(ctx, stateKeyPublishDelay)
@@ -48,7 +52,7 @@ func (s *Server) newState(ctx context.Context) (string, []byte, error) {
 // means the state key set could not be loaded at all.
 func (s *Server) checkState(ctx context.Context, state string) (bool, error) {
 	if oauthflow.IsLegacyState(state) {
-		return s.now().Sub(s.stateKeys.born) < legacyStateWindow, nil
+		return s.inLegacyWindow(), nil
 	}
 	kid, err := oauthflow.StateKeyID(state)
 	if err != nil {

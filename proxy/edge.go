@@ -132,7 +132,7 @@ func formBodyAllowed(c *gin.Context) bool {
 		fail(c, problem.ErrInvalidRequest.WithDetail("could not read the request body"))
 		return false
 	case formHasAccessToken(body):
-		fail(c, errTokenInURL)
+		fail(c, errTokenInURL.WithDetail("Credentials must not be sent in a form body; use the Authorization header"))
 		return false
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))

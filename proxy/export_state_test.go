@@ -2,12 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"sync"
 
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // RaceEnabled reports a -race build (allocation counts are pinned only without it).
@@ -16,33 +12,33 @@ const RaceEnabled = raceEnabled
 // StateKeyPublishDelay is how long a new state key waits before it MACs states.
 const StateKeyPublishDelay = stateKeyPublishDelay
 
-// StateForTest returns a fresh state MAC'd with the stored state key kid in whatever
-// state it is (retired included): what a holder of that key could make. No session has it.
-func StateForTest(ctx context.Context, s *Server, kid string) (string, error) {
+// storedStateKey opens the stored state key kid in whatever state it is (retired
+// included), as a holder of that key could.
+func storedStateKey(ctx context.Context, s *Server, kid string) (*setKey, error) {
 	pk, err := s.store.ProxyKeyByID(ctx, kid)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	sec, err := s.secret.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, pk.Sealed)
+	return s.stateKeys.open(ctx, pk)
+}
+
+// StateForTest returns a fresh state MAC'd with the stored state key kid (retired
+// included): what a holder of that key could make. No session has it.
+func StateForTest(ctx context.Context, s *Server, kid string) (string, error) {
+	k, err := storedStateKey(ctx, s, kid)
 	if err != nil {
 		return "", err
 	}
-	state, _, err := oauthflow.NewState(kid, sec.Bytes())
+	state, _, err := oauthflow.NewState(kid, k.material)
 	return state, err
 }
 
-// SessionIDForTest returns a connect session id MAC'd with the stored state key kid in
-// whatever state it is (retired included): what a holder of that key could make. No
-// session has it.
+// SessionIDForTest returns a connect session id MAC'd with the stored state key kid
+// (retired included): what a holder of that key could make. No session has it.
 func SessionIDForTest(ctx context.Context, s *Server, kid string) (string, error) {
-	pk, err := s.store.ProxyKeyByID(ctx, kid)
+	k, err := storedStateKey(ctx, s, kid)
 	if err != nil {
 		return "", err
 	}
-	sec, err := s.secret.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, pk.Sealed)
-	if err != nil {
-		return "", err
-	}
-	k := &setKey{kid: kid, material: sec.Bytes(), macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, sec.Bytes()) }}}
 	return makeSessionID(k)
 }

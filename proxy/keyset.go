@@ -163,16 +163,13 @@ func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) 
 			k = prev.byKid[r.ID]
 		}
 		if k == nil {
-			sec, oerr := ks.secrets.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: r.ID, Field: "key"}, r.Sealed)
-			if oerr != nil {
+			var oerr error
+			if k, oerr = ks.open(ctx, r); oerr != nil {
 				if prev != nil {
 					return ks.keep(prev), nil
 				}
 				return nil, fmt.Errorf("proxy: open the %s key %s: %w", ks.spec.purpose, r.ID, oerr)
 			}
-			material := sec.Bytes()
-			k = &setKey{kid: r.ID, material: material,
-				macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, material) }}}
 		}
 		k = &setKey{kid: k.kid, state: r.State, created: r.CreatedAt, material: k.material, macs: k.macs}
 		if r.State == store.ProxyKeyActive && sn.active == nil {
@@ -260,6 +257,17 @@ func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
 		return nil, err
 	}
 	return sn.byKid[kid], nil
+}
+
+// open unseals a stored key of the set.
+func (ks *KeySet) open(ctx context.Context, r store.ProxyKey) (*setKey, error) {
+	sec, err := ks.secrets.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: r.ID, Field: "key"}, r.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	material := sec.Bytes()
+	return &setKey{kid: r.ID, material: material,
+		macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, material) }}}, nil
 }
 
 // published returns the newest key that has been in the set for at least delay: with

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -59,13 +58,7 @@ func requestOf(c *gin.Context) *request {
 }
 
 // requestIDOf returns the request's id ("" before stampRequest ran).
-func requestIDOf(c *gin.Context) string {
-	v, _ := c.Get(ctxRequest)
-	if r, ok := v.(*request); ok {
-		return r.id
-	}
-	return ""
-}
+func requestIDOf(c *gin.Context) string { return requestOf(c).id }
 
 // stampRequest assigns every request its state and an id (a caller-supplied one is kept
 // only if it is a short token of safe characters, so it cannot inject into logs), and sets
@@ -73,7 +66,7 @@ func requestIDOf(c *gin.Context) string {
 func stampRequest(c *gin.Context) {
 	r := &request{id: c.GetHeader("X-Request-Id")}
 	if !safeToken(r.id, 64) {
-		r.id = newRequestID()
+		r.id = ids.Random(12)
 	}
 	c.Set(ctxRequest, r)
 	h := c.Writer.Header()
@@ -84,16 +77,6 @@ func stampRequest(c *gin.Context) {
 	r.headers[n] = r.id
 	h["X-Request-Id"] = r.headers[n : n+1 : n+1]
 	c.Next()
-}
-
-// newRequestID returns 12 bytes from crypto/rand in lower-case base32 (ids.Random(12)),
-// built on the stack: one allocation, the string.
-func newRequestID() string {
-	var b [12]byte
-	var out [20]byte // base32 of 12 bytes, unpadded
-	_, _ = rand.Read(b[:])
-	ids.Encode(out[:], b[:])
-	return string(out[:])
 }
 
 func safeToken(s string, max int) bool {
