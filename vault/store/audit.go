@@ -67,11 +67,13 @@ func (s *Store) appendEventsOn(tx *gorm.DB, evs []audit.Event, conn *sql.Conn) e
 			head.Seq, head.Hash, head.EventID = e.Seq, e.Hash, e.ID
 			rows = append(rows, e)
 		}
-		insert := s.insertAuditRows
+		var err error
 		if conn != nil {
-			insert = func(tx *gorm.DB, rows []*audit.Event) error { return copyAuditRows(tx, conn, rows) }
+			err = copyAuditRows(tx, conn, rows)
+		} else {
+			err = s.insertAuditRows(tx, rows)
 		}
-		if err := insert(tx, rows); err != nil {
+		if err != nil {
 			return err
 		}
 		if err := tx.Model(&auditHead{}).Where("workspace_id = ?", ws).
