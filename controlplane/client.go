@@ -20,7 +20,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/vault"
-	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 // Paths of the protocol (docs/control-plane.md), relative to the control plane's URL.
@@ -43,19 +42,39 @@ type Config struct {
 }
 
 // Store is what the link keeps in the database: the outbox, its own state, connection
-// counts, and the audit chain for refused configurations. *store.Store satisfies it.
+// counts, and the audit chain for refused configurations. The package cannot name the
+// credential store: internal/app adapts it (app.ControlPlaneStore), and the types below
+// are all the link ever reads from it.
 type Store interface {
 	EnqueueOutbox(ctx context.Context, payloads []string, limit int64) (int64, error)
-	OutboxBatch(ctx context.Context, limit int) ([]store.OutboxEntry, error)
+	OutboxBatch(ctx context.Context, limit int) ([]OutboxEntry, error)
 	DeleteOutbox(ctx context.Context, ids []int64) error
 	MarkOutboxAttempt(ctx context.Context, ids []int64) error
+	// ControlPlaneState returns ErrNoState for a name never set.
 	ControlPlaneState(ctx context.Context, name string) (string, error)
 	SetControlPlaneState(ctx context.Context, name, value string) error
-	ConnectionCounts(ctx context.Context) ([]store.ConnectionCount, error)
+	// ConnectionCounts reports statuses as the API shows them.
+	ConnectionCounts(ctx context.Context) ([]ConnectionCount, error)
 	AppendEvents(ctx context.Context, evs ...audit.Event) error
 }
 
-var _ Store = (*store.Store)(nil)
+// OutboxEntry is one queued event payload.
+type OutboxEntry struct {
+	ID       int64
+	Payload  string
+	Attempts int
+}
+
+// ConnectionCount is how many connections of a workspace and provider have a status.
+type ConnectionCount struct {
+	WorkspaceID string
+	Provider    string
+	Status      Status
+	N           int
+}
+
+// ErrNoState is what Store.ControlPlaneState returns for a name never set.
+var ErrNoState = errors.New("controlplane: no such state")
 
 // ConfigApplier validates a verified ConfigDocument exactly as the providers API
 // validates its input and writes it atomically: every provider or none. It returns an
@@ -222,7 +241,7 @@ func (c *Client) sendAll(ctx context.Context) bool {
 	return false
 }
 
-func (c *Client) sendBatch(ctx context.Context, batch []store.OutboxEntry) bool {
+func (c *Client) sendBatch(ctx context.Context, batch []OutboxEntry) bool {
 	idList := make([]int64, len(batch))
 	body := eventBatch{Events: make([]Event, 0, len(batch))}
 	var bad int
@@ -320,17 +339,13 @@ func (c *Client) countsLoop(ctx context.Context) {
 	})
 }
 
-// countEvents turns store counts into counts events, one or more per workspace. The
-// store's internal revoke_pending is reported as disconnected, as the API does.
-func countEvents(rows []store.ConnectionCount) []Event {
+// countEvents turns store counts into counts events, one or more per workspace.
+func countEvents(rows []ConnectionCount) []Event {
 	type k struct{ ws, provider string }
 	merged := map[k]map[Status]int{}
 	var order []k
 	for _, r := range rows {
-		st := Status(r.Status)
-		if r.Status == store.StatusRevokePending {
-			st = StatusDisconnected
-		}
+		st := r.Status
 		key := k{r.WorkspaceID, r.Provider}
 		if merged[key] == nil {
 			merged[key] = map[Status]int{}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/controlplane/cptest"
+	"github.com/authpipe/authpipe-proxy/internal/app"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -49,10 +50,10 @@ func fast() []controlplane.Option {
 	}
 }
 
-func newLink(t *testing.T, cp *cptest.Server, st controlplane.Store, opts ...controlplane.Option) *controlplane.Client {
+func newLink(t *testing.T, cp *cptest.Server, st *store.Store, opts ...controlplane.Option) *controlplane.Client {
 	t.Helper()
 	c, err := controlplane.New(controlplane.Config{URL: cp.URL, Token: vault.NewSecret(cpToken), PublicKey: cp.PublicKey()},
-		st, cp.Client(), append(fast(), opts...)...)
+		app.ControlPlaneStore(st), cp.Client(), append(fast(), opts...)...)
 	require.NoError(t, err)
 	return c
 }
@@ -109,7 +110,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		"short key": {URL: "https://cp.example.com", Token: tok, PublicKey: make([]byte, 31)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := controlplane.New(cfg, st, http.DefaultClient)
+			_, err := controlplane.New(cfg, app.ControlPlaneStore(st), http.DefaultClient)
 			require.Error(t, err)
 			require.NotContains(t, err.Error(), cpToken)
 		})
@@ -336,7 +337,7 @@ func TestPullRefusesAnotherKey(t *testing.T) {
 	cp, other := newCP(t), newCP(t)
 	require.NoError(t, cp.SetConfig(doc(1)))
 	c, err := controlplane.New(controlplane.Config{URL: cp.URL, Token: vault.NewSecret(cpToken), PublicKey: other.PublicKey()},
-		st, cp.Client(), fast()...)
+		app.ControlPlaneStore(st), cp.Client(), fast()...)
 	require.NoError(t, err)
 	ap := &fakeApplier{}
 	res, err := c.Pull(context.Background(), ap)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 // KeyIDOf is the key id of an Ed25519 public key in SignedConfig.KeyID: the first 16
@@ -130,7 +130,7 @@ func (c *Client) apply(ctx context.Context, body []byte, etag string, applier Co
 func (c *Client) appliedVersion(ctx context.Context) (int64, error) {
 	v, err := c.store.ControlPlaneState(ctx, stateConfigVersion)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, ErrNoState):
 		return 0, nil
 	case err != nil:
 		return 0, err
@@ -167,7 +167,7 @@ func (c *Client) reject(ctx context.Context, body []byte, code ErrorCode, versio
 		return PullRejected, nil
 	}
 	data, _ := json.Marshal(map[string]string{"body_sha256": hex.EncodeToString(sum[:]), "version": strconv.FormatInt(version, 10)})
-	ev := audit.Event{WorkspaceID: store.DefaultWorkspaceID, At: c.o.now(), Type: AuditConfigRejected, Actor: AuditActor,
+	ev := audit.Event{WorkspaceID: ids.DefaultWorkspace, At: c.o.now(), Type: AuditConfigRejected, Actor: AuditActor,
 		Outcome: audit.Failure, ErrorCode: string(code), Data: string(data)}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

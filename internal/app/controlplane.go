@@ -40,7 +40,7 @@ func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, er
 			return controlplane.HealthOK
 		})}, o.cpOpts...)
 	a.ControlPlane, err = controlplane.New(controlplane.Config{URL: cfg.ControlPlaneURL, Token: cfg.ControlPlaneToken,
-		PublicKey: cfg.ControlPlanePublicKey}, a.Store, hc.ControlPlaneClient(), opts...)
+		PublicKey: cfg.ControlPlanePublicKey}, ControlPlaneStore(a.Store), hc.ControlPlaneClient(), opts...)
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvControlPlaneURL, Err: err}
 	}

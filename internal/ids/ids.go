@@ -23,6 +23,9 @@ const (
 	ProxyKey       = "pk"
 )
 
+// DefaultWorkspace is the id of the workspace named "default" that always exists.
+const DefaultWorkspace = Workspace + "_default"
+
 // New returns prefix + "_" + 26 random base32 characters.
 func New(prefix string) string {
 	return prefix + "_" + Random(16)

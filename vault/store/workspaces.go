@@ -9,11 +9,12 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // DefaultWorkspaceID is the id of the workspace named "default" that always exists.
-const DefaultWorkspaceID = "ws_default"
+const DefaultWorkspaceID = ids.DefaultWorkspace
 
 // EnsureDefaultWorkspace creates the workspace "default" if it is missing.
 func (s *Store) EnsureDefaultWorkspace(ctx context.Context) error {

@@ -1,0 +1,54 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/authpipe/authpipe-proxy/controlplane"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// ControlPlaneStore adapts the store to what the control-plane link keeps in the database
+// (controlplane.Store). The link cannot import the credential store: this adapter hands it
+// outbox rows, its own state and connection counts, and nothing else.
+func ControlPlaneStore(s *store.Store) controlplane.Store { return controlPlaneStore{s} }
+
+type controlPlaneStore struct{ *store.Store }
+
+func (s controlPlaneStore) OutboxBatch(ctx context.Context, limit int) ([]controlplane.OutboxEntry, error) {
+	rows, err := s.Store.OutboxBatch(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]controlplane.OutboxEntry, len(rows))
+	for i, r := range rows {
+		out[i] = controlplane.OutboxEntry{ID: r.ID, Payload: r.Payload, Attempts: r.Attempts}
+	}
+	return out, nil
+}
+
+func (s controlPlaneStore) ControlPlaneState(ctx context.Context, name string) (string, error) {
+	v, err := s.Store.ControlPlaneState(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", controlplane.ErrNoState
+	}
+	return v, err
+}
+
+// ConnectionCounts reports the store's internal revoke_pending as disconnected, as the
+// API does.
+func (s controlPlaneStore) ConnectionCounts(ctx context.Context) ([]controlplane.ConnectionCount, error) {
+	rows, err := s.Store.ConnectionCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]controlplane.ConnectionCount, len(rows))
+	for i, r := range rows {
+		st := controlplane.Status(r.Status)
+		if r.Status == store.StatusRevokePending {
+			st = controlplane.StatusDisconnected
+		}
+		out[i] = controlplane.ConnectionCount{WorkspaceID: r.WorkspaceID, Provider: r.Provider, Status: st, N: r.N}
+	}
+	return out, nil
+}
