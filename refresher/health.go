@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -55,7 +54,7 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		if conn, err := r.store.HealthOK(ctx, cc.WorkspaceID, cc.ID, holder, cc.Version, &next, now, ev); err != nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
 		} else if conn.Status != cc.Status {
-			r.emit(ctx, controlplane.EventConnectionStatusChanged, conn, "")
+			r.emit(ctx, EventStatusChanged, conn, "")
 		}
 	case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 		ev := audit.Event{WorkspaceID: cc.WorkspaceID, At: now, Type: HealthCheck, Actor: actor, ConnectionID: cc.ID,
@@ -72,7 +71,7 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		if conn, _, err := r.store.FailRefresh(ctx, f); err != nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "health: record", slog.String("connection", cc.ID), slog.Any("err", err))
 		} else if conn.Status != cc.Status {
-			r.emit(ctx, controlplane.EventConnectionStatusChanged, conn, "")
+			r.emit(ctx, EventStatusChanged, conn, "")
 		}
 	default:
 		release(backoff(1, r.cfg.BackoffBase, r.cfg.BackoffMax))

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -207,7 +206,7 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 	}
 	r.fail.hit("after_commit")
 	r.count(c.Provider, "success")
-	r.emit(ctx, controlplane.EventConnectionRefreshed, conn, "")
+	r.emit(ctx, EventRefreshed, conn, "")
 	row := store.ConnectionCredential{Connection: conn, Credential: cl.Row.Credential}
 	return result{row: row, fresh: &tok}, false
 }
@@ -259,9 +258,9 @@ func (r *Refresher) failed(ctx context.Context, cl store.Claim, holder string, f
 	r.log.LogAttrs(ctx, slog.LevelWarn, "refresh failed", slog.String("connection", c.ID), slog.String("provider", c.Provider),
 		slog.String("error_code", f.Code), slog.Int("status", f.Status))
 	r.count(c.Provider, outcome)
-	r.emit(ctx, controlplane.EventConnectionRefreshFailed, conn, f.Code)
+	r.emit(ctx, EventFailed, conn, f.Code)
 	if conn.Status != c.Status {
-		r.emit(ctx, controlplane.EventConnectionStatusChanged, conn, f.Code)
+		r.emit(ctx, EventStatusChanged, conn, f.Code)
 	}
 	row := store.ConnectionCredential{Connection: conn, Credential: cl.Row.Credential}
 	if f.Class == ClassInvalidGrant {

@@ -37,7 +37,6 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -208,7 +207,7 @@ type Refresher struct {
 	log       *slog.Logger
 	metrics   Metrics
 	latency   func(string, time.Duration)
-	events    controlplane.Emitter
+	events    EventSink
 	process   string // this process's part of every lease holder id
 	flight    singleflight.Group
 	limits    *hostLimits

@@ -23,8 +23,8 @@ type scheduler struct {
 	webhooks *Webhooks
 }
 
-// SetWebhooks makes Start run the webhook dispatcher on Config.WebhookSchedule.
-func (r *Refresher) SetWebhooks(w *Webhooks) { r.sched.webhooks = w }
+// WithWebhooks makes Start run the webhook dispatcher w on Config.WebhookSchedule.
+func WithWebhooks(w *Webhooks) Option { return func(r *Refresher) { r.sched.webhooks = w } }
 
 // Start runs the sweep on Config.Schedule (and the webhook dispatcher) until Stop or ctx
 // ends. A sweep still running when the next is due is skipped, not stacked.

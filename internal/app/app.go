@@ -162,12 +162,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	if err := a.newRefresher(catalog, o.now); err != nil {
+	events, err := a.newControlPlane(cfg, o)
+	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	events, err := a.newControlPlane(cfg, o)
-	if err != nil {
+	if err := a.newRefresher(catalog, o.now); err != nil {
 		a.Close()
 		return nil, err
 	}

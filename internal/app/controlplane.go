@@ -18,7 +18,7 @@ func WithControlPlaneOptions(opts ...controlplane.Option) Option {
 // newControlPlane builds the control-plane link when one is configured, on its own
 // outbound client (the control plane's pins and CA bundle, no redirects, TLS 1.3). It
 // returns the proxy's event sink: the link, or nil when standalone. The refresher (built
-// before) reports to the same link.
+// after it) reports to the same link.
 func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, error) {
 	if !cfg.ControlPlaneEnabled() {
 		return nil, nil
@@ -43,9 +43,6 @@ func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, er
 		PublicKey: cfg.ControlPlanePublicKey}, ControlPlaneStore(a.Store), hc.ControlPlaneClient(), opts...)
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvControlPlaneURL, Err: err}
-	}
-	if a.Refresher != nil {
-		a.Refresher.SetEvents(a.ControlPlane) // refreshed, refresh_failed, status_changed
 	}
 	return a.ControlPlane, nil
 }

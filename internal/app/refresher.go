@@ -1,16 +1,19 @@
 package app
 
 import (
+	"context"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/refresher"
 )
 
-// newRefresher builds the token refresher and the webhook dispatcher: provider calls and
-// webhook deliveries go through their own SSRF-guarded client that follows no redirect.
+// newRefresher builds the webhook dispatcher and the token refresher that runs it: provider
+// calls and webhook deliveries go through their own SSRF-guarded client that follows no
+// redirect. The refresher reports to the control-plane link when one is built (before it).
 func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) error {
 	oc, err := outbound.New(outbound.Policy{AllowCIDRs: a.Config.OutboundAllowCIDRs}, outbound.WithLogger(a.Log))
 	if err != nil {
@@ -21,19 +24,55 @@ func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) err
 	if err != nil {
 		return err
 	}
-	r, err := refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
-		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
-			Providers: proxy.ProviderSource{Store: a.Store, Secrets: a.Secrets, Catalog: catalog}},
-		refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics),
-		refresher.WithProviderClient(providerTokenClient(providers)))
-	if err != nil {
-		return err
-	}
 	w, err := refresher.NewWebhooks(refresher.WebhookConfig{}, a.Store, a.Creds, hc, now, a.Log)
 	if err != nil {
 		return err
 	}
-	r.SetWebhooks(w)
-	a.Refresher = r
-	return nil
+	opts := []refresher.Option{refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics),
+		refresher.WithProviderClient(providerTokenClient(providers)), refresher.WithWebhooks(w)}
+	if a.ControlPlane != nil {
+		opts = append(opts, refresher.WithEvents(refresherEvents{a.ControlPlane})) // refreshed, refresh_failed, status_changed
+	}
+	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
+		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
+			Providers: proxy.ProviderSource{Store: a.Store, Secrets: a.Secrets, Catalog: catalog}}, opts...)
+	return err
+}
+
+// refresherEvents sends the refresher's events to the control plane, its failure codes
+// mapped onto the control plane's fixed set.
+type refresherEvents struct{ cp controlplane.Emitter }
+
+var _ refresher.EventSink = refresherEvents{}
+
+func (e refresherEvents) Emit(ctx context.Context, ev refresher.Event) {
+	out := controlplane.Event{Type: controlplane.EventType(ev.Type), WorkspaceID: ev.WorkspaceID, ConnectionID: ev.ConnectionID,
+		Provider: ev.Provider, Status: controlplane.Status(ev.Status)}
+	if ev.Code != "" {
+		out.ErrorCode = refreshErrorCode(ev.Code)
+	}
+	e.cp.Emit(ctx, out)
+}
+
+// refreshErrorCode maps a refresh failure's code (refresher.Failure.Code: an RFC 6749
+// code, or one of the refresher's own) onto the control plane's fixed set. Unknown codes
+// become "unknown", so nothing but the set ever crosses.
+func refreshErrorCode(code string) controlplane.ErrorCode {
+	switch code {
+	case "invalid_grant":
+		return controlplane.ErrorInvalidGrant
+	case "invalid_client", "unauthorized_client":
+		return controlplane.ErrorInvalidClient
+	case "rate_limited":
+		return controlplane.ErrorRateLimited
+	case "provider_unavailable", "provider_error", "invalid_token_response", "invalid_request", "invalid_scope",
+		"unsupported_grant_type", "unsupported_response_type", "server_error", "temporarily_unavailable", "access_denied",
+		"invalid_token", "unsupported_token_type":
+		return controlplane.ErrorProviderError
+	case "network_error", "timeout", "unsafe_url":
+		return controlplane.ErrorNetwork
+	case "kms_unavailable":
+		return controlplane.ErrorKMSUnavailable
+	}
+	return controlplane.ErrorUnknown
 }

@@ -1,4 +1,4 @@
-package refresher
+package app
 
 import (
 	"testing"
@@ -34,7 +34,7 @@ func TestErrorCodeMapsOntoTheFixedSet(t *testing.T) {
 		{"the provider said: token=abc", controlplane.ErrorUnknown},
 	} {
 		t.Run(tc.code, func(t *testing.T) {
-			got := errorCode(tc.code)
+			got := refreshErrorCode(tc.code)
 			require.Equal(t, tc.want, got)
 			e := controlplane.Event{ID: "cpe_abcdefghijklmnopqrstuvwxyz", Type: controlplane.EventConnectionRefreshFailed,
 				At: time.Now(), WorkspaceID: "ws_default", ConnectionID: "conn_abc", Provider: "fosite",
