@@ -47,6 +47,11 @@ type ProviderError struct {
 	Op     string // "token" or "revoke"
 	Code   string // an RFC 6749 code, or ProviderErrorCode
 	Status int    // HTTP status of the response
+	// NoCode: the response named no error code at all (a bare 5xx, a redirect).
+	NoCode bool
+	// RetryAfter is the response's Retry-After header as sent ("" when absent), for the
+	// caller's backoff; Error() never shows it.
+	RetryAfter string
 }
 
 func (e *ProviderError) Error() string {
@@ -64,25 +69,36 @@ func (p Provider) tokenEndpoint() (oauth2.Endpoint, error) {
 	return p.Endpoint()
 }
 
+// tokenConfig is the x/oauth2 configuration of a call to p's token endpoint (tokenURL)
+// as client. A public client (no secret) sends client_id in the body, no Basic header.
+func (p Provider) tokenConfig(client ClientCredentials, tokenURL string) (oauth2.Config, error) {
+	ep, err := p.tokenEndpoint()
+	if err != nil {
+		return oauth2.Config{}, err
+	}
+	ep.TokenURL = tokenURL
+	if client.ClientSecret.IsZero() {
+		ep.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return oauth2.Config{ClientID: client.ClientID, ClientSecret: client.ClientSecret.Reveal(), Endpoint: ep}, nil
+}
+
 // Exchange trades an authorization code for tokens (RFC 6749 section 4.1.3) with the PKCE
-// verifier (RFC 7636 section 4.5), through x/oauth2 over client. client must be the
-// outbound package's TokenClient (it follows no redirect and refuses private addresses at
-// dial time); it is put into the context under oauth2.HTTPClient, so x/oauth2 never uses
+// verifier (RFC 7636 section 4.5), through x/oauth2 over hc. hc must be the outbound
+// package's TokenClient (it follows no redirect and refuses private addresses at dial
+// time); it is put into the context under oauth2.HTTPClient, so x/oauth2 never uses
 // http.DefaultClient. now is the clock that expires_in counts from.
 //
 // A refusal is a *ProviderError; a transport failure wraps the outbound error with the
 // request URL's query removed (errors.Is(err, outbound.ErrUnsafeURL) still works). No
 // error carries the code, verifier, secret or any part of the response body.
-func Exchange(ctx context.Context, client *http.Client, p Provider, cc ClientCredentials, code, verifier, redirectURI string, now time.Time) (Token, error) {
-	if client == nil {
+func Exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, code, verifier, redirectURI string, now time.Time) (Token, error) {
+	if hc == nil {
 		return Token{}, errors.New("oauthflow: Exchange needs an HTTP client")
 	}
-	ep, err := p.tokenEndpoint()
+	conf, err := p.tokenConfig(client, p.TokenURL)
 	if err != nil {
 		return Token{}, err
-	}
-	if cc.ClientSecret.IsZero() {
-		ep.AuthStyle = oauth2.AuthStyleInParams // a public client: client_id in the body, no Basic header
 	}
 	if code == "" {
 		return Token{}, fmt.Errorf("%w: no code", ErrMalformedCallback)
@@ -90,8 +106,8 @@ func Exchange(ctx context.Context, client *http.Client, p Provider, cc ClientCre
 	if err := ValidateVerifier(verifier); err != nil {
 		return Token{}, err
 	}
-	conf := oauth2.Config{ClientID: cc.ClientID, ClientSecret: cc.ClientSecret.Reveal(), Endpoint: ep, RedirectURL: redirectURI}
-	tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, client), code, oauth2.VerifierOption(verifier))
+	conf.RedirectURL = redirectURI
+	tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, hc), code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		return Token{}, providerFailure("token", err)
 	}
@@ -103,11 +119,11 @@ func Exchange(ctx context.Context, client *http.Client, p Provider, cc ClientCre
 func providerFailure(op string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		status := 0
+		pe := &ProviderError{Op: op, Code: ErrorCode(re.ErrorCode), NoCode: re.ErrorCode == ""}
 		if re.Response != nil {
-			status = re.Response.StatusCode
+			pe.Status, pe.RetryAfter = re.Response.StatusCode, re.Response.Header.Get("Retry-After")
 		}
-		return &ProviderError{Op: op, Code: ErrorCode(re.ErrorCode), Status: status}
+		return pe
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("oauthflow: %s request: %w", op, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -127,7 +128,7 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 		return res, retry
 	}
 	defer rt.Wipe()
-	prov, cc, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
+	prov, client, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
 	if err != nil {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
@@ -143,12 +144,15 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 		return res, false
 	}
 	start := r.now()
-	tok, perr := callRefresh(ctx, hc, prov, cc, rt, start)
+	tok, perr := oauthflow.Refresh(ctx, hc, prov, client, rt, start)
 	slot()
 	if r.latency != nil {
 		r.latency(c.Provider, r.now().Sub(start))
 	}
 	r.fail.hit("after_provider")
+	if perr == nil && tok.AccessToken.IsZero() {
+		perr = &Failure{Class: ClassTransient, Code: "invalid_token_response"}
+	}
 	if perr != nil {
 		return r.failed(ctx, cl, holder, Classify(perr, r.now()))
 	}
@@ -159,7 +163,7 @@ func withField(b vault.Binding, f string) vault.Binding { b.Field = f; return b 
 
 // commit seals the new tokens and stores them in the transaction that releases the lease
 // (a transaction it may share with other refreshes' commits, each fenced on its own).
-func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok refreshed) (result, bool) {
+func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok oauthflow.Token) (result, bool) {
 	c := cl.Row.Connection
 	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
 	now := r.now()

@@ -14,7 +14,7 @@
 // own, with one audit chain append (commit.go). A request that finds another replica refreshing waits and re-reads instead
 // of refreshing again.
 //
-// Failures (classify.go): invalid_grant is re-checked against the row and then makes the
+// Failures (failure.go): invalid_grant is re-checked against the row and then makes the
 // connection needs_reauth, for good; 429 honours Retry-After; everything else backs off
 // exponentially with jitter while the current token is served until it expires.
 //
@@ -350,7 +350,7 @@ func (r *Refresher) stillValid(c store.Connection) bool {
 // with the row, so that a caller can serve the current token.
 type result struct {
 	row   store.ConnectionCredential
-	fresh *refreshed
+	fresh *oauthflow.Token
 	err   error
 }
 

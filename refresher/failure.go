@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 )
+
+// This file classifies a failed refresh_token grant (oauthflow.Refresh) and spaces the
+// attempts that follow: invalid_grant needs re-authorization, 429 honours Retry-After,
+// everything else backs off exponentially with jitter.
 
 // Class is how a failed refresh is treated.
 type Class int
@@ -33,8 +34,7 @@ const (
 )
 
 // Failure is a refresh call's failure reduced to what may be kept: an RFC 6749 error code
-// (never the provider's text: oauth2.RetrieveError's Error() quotes the response body),
-// the HTTP status, and a 429's Retry-After.
+// (never the provider's text), the HTTP status, and a 429's Retry-After.
 type Failure struct {
 	Class      Class
 	Code       string
@@ -50,27 +50,22 @@ func (f *Failure) Error() string {
 // Unwrap keeps the chain (a redacted outbound error, a context error) for errors.Is.
 func (f *Failure) Unwrap() error { return f.cause }
 
-// Classify turns the error of a refresh_token grant into a Failure.
+// Classify turns the error of a refresh_token grant (oauthflow.Refresh) into a Failure.
 func Classify(err error, now time.Time) *Failure {
 	var f *Failure
 	if errors.As(err, &f) {
 		return f
 	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		out := &Failure{Class: ClassTransient, Code: oauthflow.ErrorCode(re.ErrorCode)}
-		if re.Response != nil {
-			out.Status = re.Response.StatusCode
-		}
+	var pe *oauthflow.ProviderError
+	if errors.As(err, &pe) {
+		out := &Failure{Class: ClassTransient, Code: pe.Code, Status: pe.Status}
 		switch {
-		case re.ErrorCode == "invalid_grant":
+		case pe.Code == "invalid_grant":
 			out.Class = ClassInvalidGrant
 		case out.Status == http.StatusTooManyRequests:
 			out.Class, out.Code = ClassRateLimited, "rate_limited"
-			if re.Response != nil {
-				out.RetryAfter = retryAfter(re.Response.Header.Get("Retry-After"), now)
-			}
-		case out.Status >= 500 && re.ErrorCode == "":
+			out.RetryAfter = retryAfter(pe.RetryAfter, now)
+		case out.Status >= 500 && pe.NoCode:
 			out.Code = "provider_unavailable"
 		}
 		return out
@@ -119,57 +114,4 @@ func backoff(n int, base, maxDelay time.Duration) time.Duration {
 		return d - j
 	}
 	return d + j
-}
-
-// refreshed is a provider's answer to a refresh_token grant.
-type refreshed struct {
-	AccessToken  vault.Secret
-	RefreshToken vault.Secret // zero: the provider sent none (or the same one): keep the old
-	TokenType    string
-	ExpiresAt    *time.Time
-	Scopes       []string
-}
-
-// callRefresh performs the refresh_token grant (RFC 6749 section 6) with x/oauth2 through
-// hc (the outbound package's TokenClient: no redirects, SSRF-guarded), with the provider's
-// token endpoint authentication set explicitly. A response without expires_in gets the
-// catalog's assumed lifetime; without a new refresh token, the old one is kept.
-func callRefresh(ctx context.Context, hc *http.Client, p oauthflow.Provider, cc oauthflow.ClientCredentials,
-	refreshToken vault.Secret, now time.Time) (refreshed, error) {
-	if p.TokenAuthMethod == "" {
-		p.TokenAuthMethod = oauthflow.ClientSecretBasic
-	}
-	ep, err := p.Endpoint()
-	if err != nil {
-		return refreshed{}, err
-	}
-	ep.TokenURL = p.RefreshTokenURL()
-	if cc.ClientSecret.IsZero() {
-		ep.AuthStyle = oauth2.AuthStyleInParams
-	}
-	conf := oauth2.Config{ClientID: cc.ClientID, ClientSecret: cc.ClientSecret.Reveal(), Endpoint: ep}
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
-	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken.Reveal()}).Token()
-	if err != nil {
-		return refreshed{}, Classify(err, now)
-	}
-	if tok.AccessToken == "" {
-		return refreshed{}, &Failure{Class: ClassTransient, Code: "invalid_token_response"}
-	}
-	out := refreshed{AccessToken: vault.NewSecret(tok.AccessToken), TokenType: tok.Type()}
-	if tok.RefreshToken != "" && tok.RefreshToken != refreshToken.Reveal() {
-		out.RefreshToken = vault.NewSecret(tok.RefreshToken)
-	}
-	switch {
-	case tok.ExpiresIn > 0:
-		t := now.Add(time.Duration(tok.ExpiresIn) * time.Second).UTC()
-		out.ExpiresAt = &t
-	case p.AssumedExpiresIn > 0:
-		t := now.Add(time.Duration(p.AssumedExpiresIn) * time.Second).UTC()
-		out.ExpiresAt = &t
-	}
-	if s, ok := tok.Extra("scope").(string); ok && s != "" {
-		out.Scopes = strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
-	}
-	return out, nil
 }
