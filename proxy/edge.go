@@ -11,12 +11,16 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/internal/dpop"
+	"github.com/authpipe/authpipe-proxy/internal/formscan"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
 )
 
 // Edge hardening that runs before authentication: the client address as seen through
-// trusted reverse proxies, the refusal of credentials in URLs and in form bodies, the body
-// limit, and the per-IP and per-key rate limits (ratelimit.go).
+// trusted reverse proxies, the refusal of credentials in URLs and in form bodies
+// (internal/formscan finds them), the body limit, and the per-IP and per-key rate limits
+// (ratelimit.go).
 
 // EdgeConfig configures the edge middleware. The zero value is usable: no trusted proxies,
 // the default rate limits, DPoP without server nonces.
@@ -27,10 +31,10 @@ type EdgeConfig struct {
 	TrustedProxies []netip.Prefix
 	// PerKey limits each API key (token bucket); zero fields take DefaultPerKeyLimit,
 	// a negative Rate disables the limit.
-	PerKey RateLimit
+	PerKey ratelimit.Limit
 	// PerIP limits each client address on unauthenticated routes and on authentication
 	// failures; zero fields take DefaultPerIPLimit, a negative Rate disables it.
-	PerIP RateLimit
+	PerIP ratelimit.Limit
 	// DPoPNonces makes DPoP proofs carry a server nonce (RFC 9449 section 8).
 	DPoPNonces bool
 	// DPoPWindow is how far a proof's iat may be from now (default 60 s).
@@ -45,9 +49,9 @@ var (
 // edge is the state of the edge middleware.
 type edge struct {
 	trusted []netip.Prefix
-	keys    *limiterSet[string]     // by API key id
-	ips     *limiterSet[netip.Addr] // by client address
-	dpop    *dpopVerifier
+	keys    *ratelimit.Set[string]     // by API key id
+	ips     *ratelimit.Set[netip.Addr] // by client address
+	dpop    *dpop.Verifier
 	jkts    *jktCache
 }
 
@@ -55,9 +59,9 @@ type edge struct {
 func (s *Server) initEdge() error {
 	ec := s.cfg.Edge
 	e := &edge{trusted: ec.TrustedProxies}
-	e.keys = newLimiterSet[string](ec.PerKey.orDefault(DefaultPerKeyLimit), 100_000, s.now)
-	e.ips = newLimiterSet[netip.Addr](ec.PerIP.orDefault(DefaultPerIPLimit), 100_000, s.now)
-	v, err := newDPoPVerifier(dpopOptions{window: ec.DPoPWindow, nonces: ec.DPoPNonces, now: s.now})
+	e.keys = ratelimit.NewSet[string](ec.PerKey.OrDefault(DefaultPerKeyLimit), 100_000, s.now)
+	e.ips = ratelimit.NewSet[netip.Addr](ec.PerIP.OrDefault(DefaultPerIPLimit), 100_000, s.now)
+	v, err := dpop.New(dpop.Options{Window: ec.DPoPWindow, Nonces: ec.DPoPNonces, Now: s.now})
 	if err != nil {
 		return err
 	}
@@ -109,7 +113,7 @@ func (s *Server) edgeMiddleware(c *gin.Context) {
 
 // tokenInURL reports an access_token query parameter (RFC 6750 section 2.3 allows it; we
 // do not: URLs end up in logs, histories and Referer headers).
-func tokenInURL(rawQuery string) bool { return formHasAccessToken(rawQuery) }
+func tokenInURL(rawQuery string) bool { return formscan.HasAccessToken(rawQuery) }
 
 // formBodyAllowed refuses a form-encoded body with an access_token parameter (RFC 6750
 // section 2.2 allows it; we do not: the API key goes in the Authorization header only,
@@ -131,7 +135,7 @@ func formBodyAllowed(c *gin.Context) bool {
 	case err != nil:
 		fail(c, problem.ErrInvalidRequest.WithDetail("could not read the request body"))
 		return false
-	case formHasAccessToken(body):
+	case formscan.HasAccessToken(body):
 		fail(c, errTokenInURL.WithDetail("Credentials must not be sent in a form body; use the Authorization header"))
 		return false
 	}
@@ -148,105 +152,6 @@ func isFormBody(h http.Header) bool {
 		ct = ct[:i]
 	}
 	return strings.EqualFold(strings.TrimSpace(ct), "application/x-www-form-urlencoded")
-}
-
-// formHasAccessToken reports whether form-encoded data (a URL query or a form body) has a
-// parameter named access_token, the way any server might read it: pairs are split on '&'
-// and on ';' (which older parsers still take), and a name counts when, percent-decoded,
-// it equals access_token ignoring case (access%5Ftoken, %61ccess_token, ACCESS_TOKEN; and
-// Unicode case folding, so the Kelvin sign counts as k). A name with a malformed escape,
-// which parsers reject or decode each their own way, counts when it merely contains
-// access_token. It does not allocate unless a name has a malformed escape.
-func formHasAccessToken[T string | []byte](form T) bool {
-	for len(form) > 0 {
-		end := len(form)
-		for i := 0; i < len(form); i++ {
-			if form[i] == '&' || form[i] == ';' {
-				end = i
-				break
-			}
-		}
-		name := form[:end]
-		for i := 0; i < len(name); i++ {
-			if name[i] == '=' {
-				name = name[:i]
-				break
-			}
-		}
-		if isAccessTokenName(name) {
-			return true
-		}
-		if end == len(form) {
-			break
-		}
-		form = form[end+1:]
-	}
-	return false
-}
-
-var accessTokenName = []byte("access_token")
-
-// maxAccessTokenName is the longest encoding of a name that can decode to access_token
-// under case folding: 16 bytes of UTF-8 (ſ for each s, the Kelvin sign for k), each
-// percent-encoded.
-const maxAccessTokenName = 3 * 16
-
-func isAccessTokenName[T string | []byte](name T) bool {
-	if len(name) < len(accessTokenName) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == '%' && (i+2 >= len(name) || !ishex(name[i+1]) || !ishex(name[i+2])) {
-			return malformedNameMentions(name)
-		}
-	}
-	var buf [maxAccessTokenName]byte
-	dec := buf[:0]
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch c {
-		case '%':
-			c = unhex(name[i+1])<<4 | unhex(name[i+2])
-			i += 2
-		case '+':
-			c = ' '
-		}
-		if len(dec) == cap(dec) {
-			return false // too long to be access_token
-		}
-		dec = append(dec, c)
-	}
-	return bytes.EqualFold(dec, accessTokenName)
-}
-
-// malformedNameMentions decodes a name with a malformed escape leniently (a bad escape
-// stays as it is) and reports whether it contains access_token, ignoring ASCII case.
-func malformedNameMentions[T string | []byte](name T) bool {
-	lenient := make([]byte, 0, len(name))
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c == '%' && i+2 < len(name) && ishex(name[i+1]) && ishex(name[i+2]) {
-			c = unhex(name[i+1])<<4 | unhex(name[i+2])
-			i += 2
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lenient = append(lenient, c)
-	}
-	return bytes.Contains(lenient, accessTokenName)
-}
-
-func ishex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
 }
 
 // resolveClient returns the client address and scheme. Only a peer inside TrustedProxies

@@ -12,6 +12,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/internal/dpop/dpoptest"
+	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -93,7 +95,7 @@ func TestRateLimits(t *testing.T) {
 	other := h.createKey("tokens:read")
 
 	t.Run("per key", func(t *testing.T) {
-		srv := edgeServer(t, h, proxy.EdgeConfig{PerKey: proxy.RateLimit{Rate: 0.01, Burst: 3}})
+		srv := edgeServer(t, h, proxy.EdgeConfig{PerKey: ratelimit.Limit{Rate: 0.01, Burst: 3}})
 		for i := 0; i < 3; i++ {
 			res, _ := send(t, srv.URL, "GET", "/v1/connections", bearerHdr(reader), nil)
 			require.Equal(t, 200, res.StatusCode)
@@ -110,7 +112,7 @@ func TestRateLimits(t *testing.T) {
 	})
 
 	t.Run("per IP on failed authentication, untrusted X-Forwarded-For", func(t *testing.T) {
-		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: proxy.RateLimit{Rate: 0.01, Burst: 2}})
+		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: ratelimit.Limit{Rate: 0.01, Burst: 2}})
 		bad := "ap_wrongwrongwrongwrongwrongwrongwrongwrong"
 		for i := 0; i < 2; i++ {
 			res, _ := send(t, srv.URL, "GET", "/v1/connections", bearerHdr(bad, "X-Forwarded-For", "198.51.100."+strconv.Itoa(i)), nil)
@@ -126,7 +128,7 @@ func TestRateLimits(t *testing.T) {
 	})
 
 	t.Run("per IP behind a trusted proxy", func(t *testing.T) {
-		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: proxy.RateLimit{Rate: 0.01, Burst: 2},
+		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: ratelimit.Limit{Rate: 0.01, Burst: 2},
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 		bad := "ap_wrongwrongwrongwrongwrongwrongwrongwrong"
 		for i := 0; i < 2; i++ {
@@ -144,7 +146,7 @@ func TestRateLimits(t *testing.T) {
 	})
 
 	t.Run("unauthenticated routes per IP", func(t *testing.T) {
-		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: proxy.RateLimit{Rate: 0.01, Burst: 2}})
+		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: ratelimit.Limit{Rate: 0.01, Burst: 2}})
 		codes := []int{}
 		for i := 0; i < 3; i++ {
 			res, _ := send(t, srv.URL, "GET", "/v1/oauth/callback?state=unknown&code=x", nil, nil)
@@ -157,11 +159,11 @@ func TestRateLimits(t *testing.T) {
 
 func TestDPoPBoundKeyEndToEnd(t *testing.T) {
 	h := newHarness(t, store.SQLite, nil)
-	k := newDPoPKey(t, jose.ES256)
+	k := dpoptest.NewKey(t, jose.ES256)
 	h.expect(h.do("POST", "/v1/api-keys", bootstrapKey, map[string]any{"name": "d", "scopes": []string{"tokens:read"},
 		"dpop_jkt": "not-a-thumbprint"}), 400, "invalid_request")
 	created := h.expect(h.do("POST", "/v1/api-keys", bootstrapKey, map[string]any{"name": "d", "scopes": []string{"tokens:read"},
-		"dpop_jkt": k.jkt}), 201, "")
+		"dpop_jkt": k.JKT}), 201, "")
 	key := created.Body["key"].(string)
 	// The harness's public URL is the default, http://127.0.0.1:8080.
 	const htu = "http://127.0.0.1:8080/v1/connections"
@@ -173,17 +175,17 @@ func TestDPoPBoundKeyEndToEnd(t *testing.T) {
 		}
 		return send(t, h.srv.URL, "GET", "/v1/connections", hdr, nil)
 	}
-	res, body := call("DPoP", k.proof(t, claimsNow("GET", htu, key), nil))
+	res, body := call("DPoP", k.Proof(t, claimsNow("GET", htu, key), nil))
 	require.Equal(t, 200, res.StatusCode, "body: %s", body)
-	res, body = call("Bearer", k.proof(t, claimsNow("GET", htu, key), nil))
+	res, body = call("Bearer", k.Proof(t, claimsNow("GET", htu, key), nil))
 	require.Equal(t, 200, res.StatusCode, "body: %s", body)
 
 	refused := map[string]string{
 		"no proof":    "",
-		"wrong htm":   k.proof(t, claimsNow("POST", htu, key), nil),
-		"wrong htu":   k.proof(t, claimsNow("GET", "http://127.0.0.1:8080/v1/catalog", key), nil),
-		"wrong key":   newDPoPKey(t, jose.ES256).proof(t, claimsNow("GET", htu, key), nil),
-		"no ath":      k.proof(t, withoutClaim(claimsNow("GET", htu, key), "ath"), nil),
+		"wrong htm":   k.Proof(t, claimsNow("POST", htu, key), nil),
+		"wrong htu":   k.Proof(t, claimsNow("GET", "http://127.0.0.1:8080/v1/catalog", key), nil),
+		"wrong key":   dpoptest.NewKey(t, jose.ES256).Proof(t, claimsNow("GET", htu, key), nil),
+		"no ath":      k.Proof(t, withoutClaim(claimsNow("GET", htu, key), "ath"), nil),
 		"garbage jws": "eyJ.eyJ.sig",
 	}
 	for name, proof := range refused {
@@ -196,7 +198,7 @@ func TestDPoPBoundKeyEndToEnd(t *testing.T) {
 		})
 	}
 	t.Run("replayed", func(t *testing.T) {
-		p := k.proof(t, claimsNow("GET", htu, key), nil)
+		p := k.Proof(t, claimsNow("GET", htu, key), nil)
 		res, _ := call("DPoP", p)
 		require.Equal(t, 200, res.StatusCode)
 		res, body := call("DPoP", p)
@@ -206,7 +208,9 @@ func TestDPoPBoundKeyEndToEnd(t *testing.T) {
 	h.expect(h.do("GET", "/v1/connections", h.createKey("tokens:read"), nil), 200, "")
 }
 
-func claimsNow(method, htu, key string) map[string]any { return claims(method, htu, key, time.Now()) }
+func claimsNow(method, htu, key string) map[string]any {
+	return dpoptest.Claims(method, htu, key, time.Now())
+}
 
 func withoutClaim(c map[string]any, name string) map[string]any {
 	delete(c, name)

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/dpop"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -133,7 +134,7 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if req.DPoPJKT != "" && !validJKT(req.DPoPJKT) {
+	if req.DPoPJKT != "" && !dpop.ValidJKT(req.DPoPJKT) {
 		fail(c, problem.ErrInvalidRequest.WithField("dpop_jkt", "an RFC 7638 SHA-256 JWK thumbprint, base64url"))
 		return
 	}

@@ -33,7 +33,7 @@ var (
 )
 
 // request is what the middleware chain learns about one request, in one allocation under
-// one context key instead of a boxed value per fact: its id, the client address, the
+// one context key (not a boxed context value per fact): its id, the client address, the
 // authenticated principal and what a token read served. headers backs the values of the
 // response headers every request carries (the security headers and X-Request-Id); each is
 // sliced with capacity 1, so a later Add or Set never writes into another header's value.

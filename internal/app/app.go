@@ -17,6 +17,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -216,10 +217,10 @@ func (a *App) Close() {
 	}
 }
 
-// edgeLimit maps a configured rate limit onto the proxy's (off: a negative rate).
-func edgeLimit(l config.RateLimit) proxy.RateLimit {
+// edgeLimit maps a configured rate limit onto the edge's (off: a negative rate).
+func edgeLimit(l config.RateLimit) ratelimit.Limit {
 	if l.Off {
-		return proxy.RateLimit{Rate: -1}
+		return ratelimit.Limit{Rate: -1}
 	}
-	return proxy.RateLimit{Rate: l.PerSecond, Burst: l.Burst}
+	return ratelimit.Limit{Rate: l.PerSecond, Burst: l.Burst}
 }
