@@ -1,9 +1,9 @@
 package store
 
 // The credential lifecycle: revocation bookkeeping (disconnect → revoke_pending → deleted
-// ciphertext), the purge past retention, GDPR erasure of one end user, workspace deletion
-// (crypto-shredding), and audit-chain pruning from a signed anchor. Every hard delete is
-// recorded in the audit chain in the same transaction.
+// ciphertext), the purge past retention, GDPR erasure of one end user and workspace
+// deletion (crypto-shredding). Every hard delete is recorded in the audit chain in the same
+// transaction. Audit-chain pruning is in audit_checkpoints.go.
 
 import (
 	"context"
@@ -30,21 +30,6 @@ type Revocation struct {
 
 // TableName implements gorm's tabler.
 func (Revocation) TableName() string { return "revocations" }
-
-type auditAnchor struct {
-	WorkspaceID string `gorm:"primaryKey"`
-	Seq         int64
-	Hash        string
-	EventID     string
-	Checkpoint  string
-	CreatedAt   time.Time
-}
-
-func (auditAnchor) TableName() string { return "audit_anchors" }
-
-// ErrChainBroken: the audit chain does not verify, so it is not pruned (that would
-// destroy the evidence).
-var ErrChainBroken = errors.New("store: audit chain does not verify")
 
 // BeginRevoke marks a connection revoke_pending, takes it off the refresh schedule, bumps
 // its version (so a refresh in flight cannot commit) and records a revocation due now, with
@@ -313,27 +298,6 @@ func (s *Store) EraseEndUser(ctx context.Context, workspaceID, endUserID string,
 	return n, err
 }
 
-// ChainHead is a workspace's recorded audit head.
-type ChainHead struct {
-	WorkspaceID string
-	Seq         int64
-	Hash        string
-	EventID     string
-}
-
-// AuditHeads returns the head of every workspace's chain (what checkpoints sign).
-func (s *Store) AuditHeads(ctx context.Context) ([]ChainHead, error) {
-	var rows []auditHead
-	if err := s.db.WithContext(ctx).Order("workspace_id").Find(&rows).Error; err != nil {
-		return nil, s.classify(err)
-	}
-	out := make([]ChainHead, len(rows))
-	for i, r := range rows {
-		out[i] = ChainHead(r)
-	}
-	return out, nil
-}
-
 // WorkspaceDeletion is what DeleteWorkspace removed.
 type WorkspaceDeletion struct {
 	DEKs        int64
@@ -404,152 +368,6 @@ func (s *Store) DeleteWorkspace(ctx context.Context, workspaceID, actor string) 
 				"connections", out.Connections, "final_seq", head.Seq, "final_hash", head.Hash, "final_event_id", head.EventID)}})
 	})
 	return out, notFound(err)
-}
-
-// AuditResult is the outcome of verifying a chain against its retained anchor and signed
-// checkpoints.
-type AuditResult struct {
-	VerifyResult
-	// Reason says why a chain failed, in words (no event content).
-	Reason string
-	// StartSeq is where verification started: 0 (genesis) or the retained anchor.
-	StartSeq int64
-}
-
-// VerifyAuditCheckpoints verifies a workspace's chain from its retained anchor (a signed
-// checkpoint left by pruning; genesis when there is none) to the recorded head, and
-// against cps, signed checkpoints kept outside the database: a checkpoint beyond the end
-// of the chain shows a deleted tail, one whose seq is on the chain with another hash shows
-// a rewritten (re-chained) log. When trusted key ids are given, the anchor must be signed
-// by one of them.
-func (s *Store) VerifyAuditCheckpoints(ctx context.Context, workspaceID string, cps []audit.Checkpoint, trusted ...string) (AuditResult, error) {
-	startSeq, startHash := int64(0), audit.GenesisHash
-	var anchor auditAnchor
-	switch err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&anchor).Error; {
-	case err == nil:
-		var cp audit.Checkpoint
-		if json.Unmarshal([]byte(anchor.Checkpoint), &cp) != nil || cp.Verify(trusted...) != nil ||
-			cp.WorkspaceID != workspaceID || cp.Seq != anchor.Seq || cp.Hash != anchor.Hash {
-			return AuditResult{VerifyResult: VerifyResult{FirstBadEvent: anchor.EventID},
-				Reason: "the retained anchor of the pruned chain is not validly signed", StartSeq: anchor.Seq}, nil
-		}
-		startSeq, startHash = anchor.Seq, anchor.Hash
-	case !errors.Is(err, gorm.ErrRecordNotFound):
-		return AuditResult{}, s.classify(err)
-	}
-	v := audit.NewVerifierFrom(startSeq, startHash)
-	w := audit.NewWitness(audit.ForWorkspace(cps, workspaceID), startSeq, startHash)
-	lastSeq := startSeq
-	var batch []auditRow
-	for {
-		batch = batch[:0]
-		err := s.db.WithContext(ctx).Where("workspace_id = ? AND seq > ?", workspaceID, lastSeq).
-			Order("seq").Limit(1000).Find(&batch).Error
-		if err != nil {
-			return AuditResult{}, s.classify(err)
-		}
-		for _, r := range batch {
-			if !v.Add(audit.Event(r)) {
-				break
-			}
-			w.Observe(audit.Event(r))
-		}
-		if len(batch) < 1000 || !okSoFar(v) {
-			break
-		}
-		lastSeq = batch[len(batch)-1].Seq
-	}
-	var head auditHead
-	err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&head).Error
-	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		head = auditHead{Hash: audit.GenesisHash}
-	case err != nil:
-		return AuditResult{}, s.classify(err)
-	}
-	out := AuditResult{StartSeq: startSeq}
-	if !v.CheckHead(head.Seq, head.Hash, head.EventID) {
-		out.Reason = "the chain does not link, or ends before its recorded head"
-	}
-	ok, n, h, bad := v.Result()
-	out.VerifyResult = VerifyResult{OK: ok, Events: n, Head: h, FirstBadEvent: bad}
-	if ok {
-		if wok, wbad, reason := w.Finish(); !wok {
-			out.OK, out.FirstBadEvent, out.Reason = false, wbad, reason
-		}
-	}
-	return out, nil
-}
-
-// PruneAudit deletes a workspace's events older than cutoff, in batches, keeping the chain
-// verifiable: each batch's last event becomes the retained anchor, a checkpoint signed by
-// signer, in the transaction that deletes the batch. A chain that does not verify is not
-// pruned (ErrChainBroken). The pruning is recorded as audit.pruned. It returns how many
-// events went and the final anchor (nil when nothing was pruned), which the caller should
-// also write where checkpoints go. With dryRun it only counts.
-func (s *Store) PruneAudit(ctx context.Context, workspaceID string, cutoff time.Time, signer *audit.Signer, batch int, dryRun bool) (int64, *audit.Checkpoint, error) {
-	if batch <= 0 {
-		batch = 1000
-	}
-	var through struct{ Seq *int64 }
-	if err := s.db.WithContext(ctx).Model(&auditRow{}).Select("MAX(seq) AS seq").
-		Where("workspace_id = ? AND at < ?", workspaceID, cutoff.UTC()).Scan(&through).Error; err != nil {
-		return 0, nil, s.classify(err)
-	}
-	if through.Seq == nil {
-		return 0, nil, nil
-	}
-	if dryRun {
-		var n int64
-		err := s.db.WithContext(ctx).Model(&auditRow{}).Where("workspace_id = ? AND seq <= ?", workspaceID, *through.Seq).Count(&n).Error
-		return n, nil, s.classify(err)
-	}
-	if signer == nil {
-		return 0, nil, errors.New("store: PruneAudit needs the checkpoint signer")
-	}
-	res, err := s.VerifyAuditCheckpoints(ctx, workspaceID, nil, signer.KeyID())
-	if err != nil {
-		return 0, nil, err
-	}
-	if !res.OK {
-		return 0, nil, fmt.Errorf("%w: workspace %s, first bad event %s", ErrChainBroken, workspaceID, res.FirstBadEvent)
-	}
-	var total int64
-	var last *audit.Checkpoint
-	for from := res.StartSeq; from < *through.Seq; {
-		upTo := min(from+int64(batch), *through.Seq)
-		done := upTo == *through.Seq
-		var n int64
-		err := s.tx(ctx, func(tx *gorm.DB) error {
-			var e auditRow
-			if err := tx.Where("workspace_id = ? AND seq = ?", workspaceID, upTo).Take(&e).Error; err != nil {
-				return err
-			}
-			cp := signer.Sign(workspaceID, e.Seq, e.Hash, e.ID, s.now())
-			a := auditAnchor{WorkspaceID: workspaceID, Seq: e.Seq, Hash: e.Hash, EventID: e.ID,
-				Checkpoint: string(cp.Line()[:len(cp.Line())-1]), CreatedAt: s.now().UTC()}
-			if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "workspace_id"}},
-				DoUpdates: clause.AssignmentColumns([]string{"seq", "hash", "event_id", "checkpoint", "created_at"})}).Create(&a).Error; err != nil {
-				return err
-			}
-			r := tx.Where("workspace_id = ? AND seq <= ?", workspaceID, upTo).Delete(&auditRow{})
-			if r.Error != nil {
-				return r.Error
-			}
-			n, last = r.RowsAffected, &cp
-			if !done {
-				return nil
-			}
-			return s.appendEvents(tx, []audit.Event{{WorkspaceID: workspaceID, Type: audit.AuditPruned, Actor: PurgeActor,
-				Outcome: audit.Success, Data: lifecycleData("through_seq", upTo, "anchor_kid", cp.KeyID)}})
-		})
-		if err != nil {
-			return total, last, err
-		}
-		total += n
-		from = upTo
-	}
-	return total, last, nil
 }
 
 func notFound(err error) error {
