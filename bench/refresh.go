@@ -144,13 +144,11 @@ func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, wsID st
 		conns = append(conns, store.Connection{ID: id, WorkspaceID: wsID, Provider: "bench-refresh", EndUserID: "u",
 			AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{}, ExpiresAt: &exp, NextRefreshAt: &exp,
 			Version: 1, CreatedAt: now, UpdatedAt: now})
-		b := vault.Binding{WorkspaceID: wsID, OwnerID: id, Field: "access_token"}
-		at, err := creds.Seal(ctx, b, vault.NewSecret("at"))
+		at, err := creds.Seal(ctx, vault.AccessTokenBinding(wsID, id), vault.NewSecret("at"))
 		if err != nil {
 			return err
 		}
-		b.Field = "refresh_token"
-		rt, err := creds.Seal(ctx, b, vault.NewSecret("rt"))
+		rt, err := creds.Seal(ctx, vault.RefreshTokenBinding(wsID, id), vault.NewSecret("rt"))
 		if err != nil {
 			return err
 		}

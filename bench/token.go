@@ -86,7 +86,7 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: ws.ID, Provider: "github", EndUserID: "bench",
 		AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{"repo"}, ExpiresAt: &exp, NextRefreshAt: &next,
 		Version: 1, CreatedAt: now, UpdatedAt: now}
-	at, err := a.Creds.Seal(ctx, vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "access_token"}, vault.NewSecret("gho_"+ids.Random(27)))
+	at, err := a.Creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret("gho_"+ids.Random(27)))
 	if err != nil {
 		return err
 	}

@@ -31,9 +31,6 @@ var AllScopes = []string{ScopeTokensRead, ScopeConnectionsWrite, ScopeProvidersW
 // KeyPrefix starts every API key.
 const KeyPrefix = "ap_"
 
-// systemWorkspace owns the DEK that seals the proxy's own keys (client-secret keyring).
-const systemWorkspace = "_system"
-
 const (
 	hashKeyPurpose = "apikey_hash"
 	hashKeyID      = "pk_apikey_hash_1"

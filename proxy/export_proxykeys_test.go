@@ -15,7 +15,7 @@ func ForgeFlowBindingForTest(ctx context.Context, s *Server, kid, sessionID, non
 	if err != nil {
 		return nil, err
 	}
-	sec, err := s.secret.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, pk.Sealed)
+	sec, err := s.secret.Open(ctx, vault.ProxyKeyBinding(kid), pk.Sealed)
 	if err != nil {
 		return nil, err
 	}

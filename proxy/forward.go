@@ -279,7 +279,7 @@ func forwardTarget(base, rawSuffix, rawQuery string) (*url.URL, error) {
 // openForwardCredential opens the credential to inject. An OAuth token inside the refresh
 // lead window is refreshed first when a token service is wired (as the token endpoint does).
 func (s *Server) openForwardCredential(ctx context.Context, workspaceID string, cc store.ConnectionCredential) (credential, error) {
-	bind := vault.Binding{WorkspaceID: workspaceID, OwnerID: cc.ID}
+	var bind vault.Binding
 	var sealed []byte
 	oauth := cc.AuthMode != string(oauthflow.AuthModeAPIKey)
 	if oauth && s.tokens != nil && s.tokens.NeedsRefresh(cc.Connection, 0) {
@@ -290,9 +290,9 @@ func (s *Server) openForwardCredential(ctx context.Context, workspaceID string, 
 		return credential{secret: tok.AccessToken, oauth: true}, nil
 	}
 	if oauth {
-		bind.Field, sealed = fieldAccessToken, cc.Credential.AccessToken
+		bind, sealed = vault.AccessTokenBinding(workspaceID, cc.ID), cc.Credential.AccessToken
 	} else {
-		bind.Field, sealed = fieldAPIKey, cc.Credential.APIKey
+		bind, sealed = vault.APIKeyBinding(workspaceID, cc.ID), cc.Credential.APIKey
 	}
 	if len(sealed) == 0 {
 		return credential{}, problem.ErrNeedsReauth

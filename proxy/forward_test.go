@@ -464,7 +464,7 @@ func TestForwardOAuthRefreshOn401(t *testing.T) {
 		Key: "oprov", AuthMode: "oauth2", Config: string(cfg), CreatedAt: now, UpdatedAt: now}, nil, true)
 	require.NoError(t, err)
 	connID := ids.New(ids.Connection)
-	sealed, err := h.app.Creds.Seal(t.Context(), vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: connID, Field: "access_token"},
+	sealed, err := h.app.Creds.Seal(t.Context(), vault.AccessTokenBinding(store.DefaultWorkspaceID, connID),
 		vault.NewSecret("at_OLD_token"))
 	require.NoError(t, err)
 	require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,

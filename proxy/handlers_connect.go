@@ -34,9 +34,6 @@ import (
 // store keeps the state's SHA-256, the verifier sealed, and an HMAC of the nonce. The
 // state carries its own MAC, checked before the store is asked (connect_state.go).
 
-// fieldPKCEVerifier is the field name in the verifier's ciphertext binding.
-const fieldPKCEVerifier = "pkce_verifier"
-
 type connectRequest struct {
 	Provider    string   `json:"provider"`
 	EndUserID   string   `json:"end_user_id"`
@@ -223,7 +220,7 @@ func (s *Server) handleStartConnect(c *gin.Context) {
 		fail(c, problem.ErrInvalidRequest.WithDetail("the provider configuration cannot make an authorization request").WithCause(err))
 		return
 	}
-	sealed, err := s.creds.Seal(ctx, vault.Binding{WorkspaceID: cs.WorkspaceID, OwnerID: cs.ID, Field: fieldPKCEVerifier},
+	sealed, err := s.creds.Seal(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID),
 		vault.NewSecret(verifier))
 	if err != nil {
 		fail(c, err)
@@ -372,15 +369,14 @@ func (e *flowError) Error() string { return "connect: " + e.code }
 // completeFlow exchanges the code with the sealed verifier and stores the connection.
 func (s *Server) completeFlow(ctx context.Context, cs store.ConnectSession, provRow store.Provider, cfg ProviderConfig,
 	code string, now time.Time) (store.Connection, error) {
-	verifier, err := s.creds.Open(ctx, vault.Binding{WorkspaceID: cs.WorkspaceID, OwnerID: cs.ID, Field: fieldPKCEVerifier}, cs.PKCEVerifier)
+	verifier, err := s.creds.Open(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID), cs.PKCEVerifier)
 	if err != nil {
 		return store.Connection{}, err
 	}
 	cc := oauthflow.ClientCredentials{ClientID: cfg.ClientID}
 	switch sec, err := s.store.ProviderSecret(ctx, provRow.ID); {
 	case err == nil:
-		if cc.ClientSecret, err = s.secret.Open(ctx, vault.Binding{WorkspaceID: cs.WorkspaceID, OwnerID: provRow.ID,
-			Field: "client_secret"}, sec.Sealed); err != nil {
+		if cc.ClientSecret, err = s.secret.Open(ctx, vault.ClientSecretBinding(cs.WorkspaceID, provRow.ID), sec.Sealed); err != nil {
 			return store.Connection{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):
@@ -425,11 +421,11 @@ func (s *Server) completeFlow(ctx context.Context, cs store.ConnectSession, prov
 		conn.NextRefreshAt = tok.ExpiresAt
 	}
 	cred := store.Credential{ConnectionID: connID, WorkspaceID: cs.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now}
-	if cred.AccessToken, err = s.creds.Seal(ctx, vault.Binding{WorkspaceID: cs.WorkspaceID, OwnerID: connID, Field: fieldAccessToken}, tok.AccessToken); err != nil {
+	if cred.AccessToken, err = s.creds.Seal(ctx, vault.AccessTokenBinding(cs.WorkspaceID, connID), tok.AccessToken); err != nil {
 		return store.Connection{}, err
 	}
 	if !tok.RefreshToken.IsZero() {
-		if cred.RefreshToken, err = s.creds.Seal(ctx, vault.Binding{WorkspaceID: cs.WorkspaceID, OwnerID: connID, Field: fieldRefreshToken}, tok.RefreshToken); err != nil {
+		if cred.RefreshToken, err = s.creds.Seal(ctx, vault.RefreshTokenBinding(cs.WorkspaceID, connID), tok.RefreshToken); err != nil {
 			return store.Connection{}, err
 		}
 	}
@@ -475,7 +471,7 @@ func (s *Server) oauthToken(ctx context.Context, cc store.ConnectionCredential, 
 	if len(cc.Credential.AccessToken) == 0 {
 		return problem.ErrNeedsReauth
 	}
-	tok, err := s.creds.Open(ctx, vault.Binding{WorkspaceID: cc.WorkspaceID, OwnerID: cc.ID, Field: fieldAccessToken}, cc.Credential.AccessToken)
+	tok, err := s.creds.Open(ctx, vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), cc.Credential.AccessToken)
 	if err != nil {
 		return err
 	}

@@ -19,13 +19,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// Credential field names: part of each ciphertext's associated data.
-const (
-	fieldAccessToken  = "access_token"
-	fieldRefreshToken = "refresh_token"
-	fieldAPIKey       = "api_key"
-)
-
 type connectionView struct {
 	ID               string     `json:"id"`
 	Provider         string     `json:"provider"`
@@ -124,7 +117,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		EndUserID: req.EndUserID, AuthMode: string(oauthflow.AuthModeAPIKey), Status: store.StatusActive,
 		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now,
 		NextRefreshAt: &now} // the refresher's sweep health-checks it (or unschedules it if the provider has no check)
-	sealed, err := s.creds.Seal(ctx, vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: conn.ID, Field: fieldAPIKey}, req.APIKey)
+	sealed, err := s.creds.Seal(ctx, vault.APIKeyBinding(p.WorkspaceID, conn.ID), req.APIKey)
 	if err != nil {
 		fail(c, err)
 		return
@@ -232,11 +225,9 @@ func (s *Server) handleToken(c *gin.Context) {
 	if resp.Scopes == nil {
 		resp.Scopes = []string{}
 	}
-	bind := vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: cc.ID}
 	switch cc.AuthMode {
 	case string(oauthflow.AuthModeAPIKey):
-		bind.Field = fieldAPIKey
-		sec, err := s.creds.Open(ctx, bind, cc.Credential.APIKey)
+		sec, err := s.creds.Open(ctx, vault.APIKeyBinding(p.WorkspaceID, cc.ID), cc.Credential.APIKey)
 		if err != nil {
 			fail(c, err)
 			return

@@ -86,17 +86,17 @@ func (s *Server) revokeAtProvider(ctx context.Context, cc store.ConnectionCreden
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	for _, t := range []struct {
-		field string
-		hint  oauthflow.TokenTypeHint
-		env   []byte
+		bind vault.Binding
+		hint oauthflow.TokenTypeHint
+		env  []byte
 	}{
-		{fieldRefreshToken, oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
-		{fieldAccessToken, oauthflow.HintAccessToken, cc.Credential.AccessToken},
+		{vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
+		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintAccessToken, cc.Credential.AccessToken},
 	} {
 		if len(t.env) == 0 {
 			continue
 		}
-		tok, err := s.creds.Open(ctx, vault.Binding{WorkspaceID: cc.WorkspaceID, OwnerID: cc.ID, Field: t.field}, t.env)
+		tok, err := s.creds.Open(ctx, t.bind, t.env)
 		if err != nil {
 			return s.retryable(ctx, cc, err)
 		}
@@ -149,8 +149,7 @@ func (s *Server) revocationProvider(ctx context.Context, workspaceID, key string
 	cc := oauthflow.ClientCredentials{ClientID: cfg.ClientID}
 	switch sec, err := s.store.ProviderSecret(ctx, row.ID); {
 	case err == nil:
-		if cc.ClientSecret, err = s.secret.Open(ctx, vault.Binding{WorkspaceID: workspaceID, OwnerID: row.ID,
-			Field: "client_secret"}, sec.Sealed); err != nil {
+		if cc.ClientSecret, err = s.secret.Open(ctx, vault.ClientSecretBinding(workspaceID, row.ID), sec.Sealed); err != nil {
 			return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):

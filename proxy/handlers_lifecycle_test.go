@@ -44,12 +44,12 @@ func (f *flow) storedTokens(id string) (access, refresh string) {
 	f.t.Helper()
 	var cred store.Credential
 	require.NoError(f.t, f.h.app.Store.DB().Where("connection_id = ?", id).Take(&cred).Error)
-	open := func(field string, env []byte) string {
-		sec, err := f.h.app.Creds.Open(context.Background(), vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: id, Field: field}, env)
+	open := func(bind func(workspaceID, connectionID string) vault.Binding, env []byte) string {
+		sec, err := f.h.app.Creds.Open(context.Background(), bind(store.DefaultWorkspaceID, id), env)
 		require.NoError(f.t, err)
 		return sec.Reveal()
 	}
-	return open("access_token", cred.AccessToken), open("refresh_token", cred.RefreshToken)
+	return open(vault.AccessTokenBinding, cred.AccessToken), open(vault.RefreshTokenBinding, cred.RefreshToken)
 }
 
 // refreshAtProvider tries a refresh grant with token at the provider and returns the status.

@@ -221,7 +221,7 @@ func (s *Server) putProvider(ctx context.Context, p Principal, key string, cfg P
 	}
 	var ps *store.ProviderSecret
 	if secret != nil && !secret.IsZero() {
-		sealed, err := s.secret.Seal(ctx, vault.Binding{WorkspaceID: p.WorkspaceID, OwnerID: id, Field: "client_secret"}, *secret)
+		sealed, err := s.secret.Seal(ctx, vault.ClientSecretBinding(p.WorkspaceID, id), *secret)
 		if err != nil {
 			return providerView{}, err
 		}

@@ -119,7 +119,7 @@ func (s *Server) RotateWebhookSecret(ctx context.Context, workspaceID, actor str
 	if err != nil {
 		return WebhookRotation{}, err
 	}
-	bind := refresher.WebhookSecretBinding(workspaceID)
+	bind := vault.WebhookSecretBinding(workspaceID)
 	old, err := s.creds.Open(ctx, bind, ep.Secret)
 	if err != nil {
 		return WebhookRotation{}, fmt.Errorf("proxy: open the webhook secret: %w", err)

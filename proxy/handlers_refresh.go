@@ -131,8 +131,7 @@ func (ps ProviderSource) Provider(ctx context.Context, workspaceID, key string) 
 	cc := oauthflow.ClientCredentials{ClientID: cfg.ClientID}
 	switch sec, err := ps.Store.ProviderSecret(ctx, row.ID); {
 	case err == nil:
-		if cc.ClientSecret, err = ps.Secrets.Open(ctx, vault.Binding{WorkspaceID: workspaceID, OwnerID: row.ID,
-			Field: "client_secret"}, sec.Sealed); err != nil {
+		if cc.ClientSecret, err = ps.Secrets.Open(ctx, vault.ClientSecretBinding(workspaceID, row.ID), sec.Sealed); err != nil {
 			return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
 		}
 	case !errors.Is(err, store.ErrNotFound):
@@ -161,7 +160,7 @@ func (s *Server) handlePutWebhook(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	sealed, err := s.creds.Seal(ctx, refresher.WebhookSecretBinding(p.WorkspaceID), secret)
+	sealed, err := s.creds.Seal(ctx, vault.WebhookSecretBinding(p.WorkspaceID), secret)
 	if err != nil {
 		fail(c, err)
 		return

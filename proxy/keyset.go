@@ -93,7 +93,7 @@ type keySnapshot struct {
 // KeySet is the set of one purpose's keys: one active key (signs and verifies), any
 // number of verify-only keys (verify until nothing they made can still be presented),
 // retired keys (neither; never loaded). Key material is 32 bytes from crypto/rand, sealed
-// under the client-secret keyring bound to (_system, kid, "key"). Verification picks a
+// under the client-secret keyring bound to vault.ProxyKeyBinding(kid). Verification picks a
 // key by kid only and tries nothing else.
 type KeySet struct {
 	spec    keySetSpec
@@ -216,7 +216,7 @@ func (ks *KeySet) create(ctx context.Context, kid string) (store.ProxyKey, error
 	if _, err := rand.Read(raw); err != nil {
 		return store.ProxyKey{}, err
 	}
-	sealed, err := ks.secrets.Seal(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: kid, Field: "key"}, vault.SecretFromBytes(raw))
+	sealed, err := ks.secrets.Seal(ctx, vault.ProxyKeyBinding(kid), vault.SecretFromBytes(raw))
 	clear(raw)
 	if err != nil {
 		return store.ProxyKey{}, fmt.Errorf("proxy: seal a new %s key: %w", ks.spec.purpose, err)
@@ -261,7 +261,7 @@ func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
 
 // open unseals a stored key of the set.
 func (ks *KeySet) open(ctx context.Context, r store.ProxyKey) (*setKey, error) {
-	sec, err := ks.secrets.Open(ctx, vault.Binding{WorkspaceID: systemWorkspace, OwnerID: r.ID, Field: "key"}, r.Sealed)
+	sec, err := ks.secrets.Open(ctx, vault.ProxyKeyBinding(r.ID), r.Sealed)
 	if err != nil {
 		return nil, err
 	}

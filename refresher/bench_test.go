@@ -73,11 +73,11 @@ func seed(b *testing.B, e *env, n int) {
 		conns = append(conns, store.Connection{ID: id, WorkspaceID: store.DefaultWorkspaceID, Provider: "bench", EndUserID: "u",
 			AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{}, ExpiresAt: &exp, NextRefreshAt: &exp,
 			Version: 1, CreatedAt: now, UpdatedAt: now})
-		at, err := e.creds.Seal(ctx, vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: id, Field: "access_token"}, vault.NewSecret("at"))
+		at, err := e.creds.Seal(ctx, vault.AccessTokenBinding(store.DefaultWorkspaceID, id), vault.NewSecret("at"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		rt, err := e.creds.Seal(ctx, vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: id, Field: "refresh_token"}, vault.NewSecret("rt"))
+		rt, err := e.creds.Seal(ctx, vault.RefreshTokenBinding(store.DefaultWorkspaceID, id), vault.NewSecret("rt"))
 		if err != nil {
 			b.Fatal(err)
 		}

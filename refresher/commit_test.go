@@ -12,6 +12,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
@@ -92,11 +93,11 @@ func TestSweepCommitsInGroups(t *testing.T) {
 			row := e.row(c.ID)
 			if c.ID == gs.stolen {
 				require.EqualValues(t, 1, row.Version, "a lost lease's result is thrown away")
-				require.Equal(t, "rt", e.open(row, "refresh_token"))
+				require.Equal(t, "rt", e.open(row, vault.RefreshTokenBinding))
 				continue
 			}
 			require.EqualValues(t, 2, row.Version)
-			require.NotEqual(t, "rt", e.open(row, "refresh_token"), "the rotated refresh token is stored")
+			require.NotEqual(t, "rt", e.open(row, vault.RefreshTokenBinding), "the rotated refresh token is stored")
 			state, err := e.store.RefreshStateOf(context.Background(), c.ID)
 			require.NoError(t, err)
 			require.Empty(t, state.LeaseHolder)
@@ -119,7 +120,7 @@ func TestLoneCommitIsAGroupOfOne(t *testing.T) {
 	require.NoError(t, err)
 	tok, err := r.Token(context.Background(), c.WorkspaceID, c.ID, 0)
 	require.NoError(t, err)
-	require.Equal(t, tok.AccessToken.Reveal(), e.open(e.row(c.ID), "access_token"), "committed before it is handed out")
+	require.Equal(t, tok.AccessToken.Reveal(), e.open(e.row(c.ID), vault.AccessTokenBinding), "committed before it is handed out")
 	require.Equal(t, 1, gs.txs)
 }
 

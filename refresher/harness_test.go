@@ -99,12 +99,10 @@ func (e *env) addConn(access, refresh string, exp time.Time) store.Connection {
 		Version: 1, CreatedAt: now, UpdatedAt: now}
 	cred := store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, TokenType: "Bearer", UpdatedAt: now}
 	var err error
-	b := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "access_token"}
-	cred.AccessToken, err = e.creds.Seal(ctx, b, vault.NewSecret(access))
+	cred.AccessToken, err = e.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret(access))
 	require.NoError(e.t, err)
 	if refresh != "" {
-		b.Field = "refresh_token"
-		cred.RefreshToken, err = e.creds.Seal(ctx, b, vault.NewSecret(refresh))
+		cred.RefreshToken, err = e.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret(refresh))
 		require.NoError(e.t, err)
 	}
 	require.NoError(e.t, e.store.CreateConnection(ctx, c, cred))
@@ -118,13 +116,15 @@ func (e *env) row(id string) store.ConnectionCredential {
 	return cc
 }
 
-func (e *env) open(cc store.ConnectionCredential, field string) string {
+// open opens the connection's access token, or its refresh token when bind is
+// vault.RefreshTokenBinding.
+func (e *env) open(cc store.ConnectionCredential, bind func(workspaceID, connectionID string) vault.Binding) string {
 	e.t.Helper()
-	blob := cc.Credential.AccessToken
-	if field == "refresh_token" {
+	b, blob := bind(cc.WorkspaceID, cc.ID), cc.Credential.AccessToken
+	if b == vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID) {
 		blob = cc.Credential.RefreshToken
 	}
-	sec, err := e.creds.Open(context.Background(), vault.Binding{WorkspaceID: cc.WorkspaceID, OwnerID: cc.ID, Field: field}, blob)
+	sec, err := e.creds.Open(context.Background(), b, blob)
 	require.NoError(e.t, err)
 	return sec.Reveal()
 }

@@ -39,7 +39,7 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		release(0)
 		return
 	}
-	key, err := r.creds.Open(ctx, vault.Binding{WorkspaceID: cc.WorkspaceID, OwnerID: cc.ID, Field: fieldAPIKey}, cc.Credential.APIKey)
+	key, err := r.creds.Open(ctx, vault.APIKeyBinding(cc.WorkspaceID, cc.ID), cc.Credential.APIKey)
 	if err != nil {
 		release(r.cfg.BackoffBase)
 		return

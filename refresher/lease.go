@@ -116,10 +116,9 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 		res.err = ErrUnavailable
 		return res, false
 	}
-	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
 	// A refresh that cannot even start (KMS down, provider configuration gone) backs off
 	// like a transient provider failure, so neither the sweep nor requests spin on it.
-	rt, err := r.creds.Open(ctx, withField(bind, fieldRefreshToken), cred.RefreshToken)
+	rt, err := r.creds.Open(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), cred.RefreshToken)
 	if err != nil {
 		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
 		if res.err != nil {
@@ -159,13 +158,10 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 	return r.commit(ctx, cl, holder, tok)
 }
 
-func withField(b vault.Binding, f string) vault.Binding { b.Field = f; return b }
-
 // commit seals the new tokens and stores them in the transaction that releases the lease
 // (a transaction it may share with other refreshes' commits, each fenced on its own).
 func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok oauthflow.Token) (result, bool) {
 	c := cl.Row.Connection
-	bind := vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID}
 	now := r.now()
 	rc := store.RefreshCommit{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Holder: holder, Version: c.Version,
 		TokenType: tok.TokenType, CredentialPrefix: tok.AccessToken.Prefix(8), ExpiresAt: tok.ExpiresAt,
@@ -177,8 +173,8 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 		rc.Scopes = store.Strings(tok.Scopes)
 	}
 	var err error
-	if rc.AccessToken, err = r.creds.Seal(ctx, withField(bind, fieldAccessToken), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
-		rc.RefreshToken, err = r.creds.Seal(ctx, withField(bind, fieldRefreshToken), tok.RefreshToken)
+	if rc.AccessToken, err = r.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
+		rc.RefreshToken, err = r.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), tok.RefreshToken)
 	}
 	if err != nil {
 		// The provider answered but the vault cannot seal: the new tokens are lost. The

@@ -55,13 +55,6 @@ var (
 	ErrUnavailable = errors.New("refresher: refresh unavailable")
 )
 
-// Credential field names: part of each ciphertext's associated data.
-const (
-	fieldAccessToken  = "access_token"
-	fieldRefreshToken = "refresh_token"
-	fieldAPIKey       = "api_key"
-)
-
 // Store is what the refresher needs of the store.
 type Store interface {
 	ClaimRefresh(ctx context.Context, req store.ClaimRequest) (store.Claim, error)
@@ -328,7 +321,7 @@ func (r *Refresher) token(ctx context.Context, workspaceID, connectionID string,
 		if res.row.Credential == nil || len(res.row.Credential.AccessToken) == 0 {
 			return Token{}, ErrDisconnected
 		}
-		sec, err := r.creds.Open(ctx, vault.Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAccessToken},
+		sec, err := r.creds.Open(ctx, vault.AccessTokenBinding(workspaceID, connectionID),
 			res.row.Credential.AccessToken)
 		if err != nil {
 			return Token{}, err

@@ -17,6 +17,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
@@ -93,7 +94,7 @@ func TestConcurrentRefreshesAcrossReplicasRotateExactlyOnce(t *testing.T) {
 		for _, c := range conns {
 			row := e.row(c.ID)
 			require.Equal(t, store.StatusActive, row.Status)
-			require.True(t, srv.Active(context.Background(), e.open(row, "access_token")))
+			require.True(t, srv.Active(context.Background(), e.open(row, vault.AccessTokenBinding)))
 		}
 		calls := srv.TokenCalls() - base
 		require.Greater(t, calls, int64(len(conns)), "min_validity forced refreshes")
@@ -254,8 +255,8 @@ func TestProviderFailureClasses(t *testing.T) {
 		require.Contains(t, tok.AccessToken.Reveal(), "plain-")
 		row := e.row(c.ID)
 		require.WithinDuration(t, time.Now().Add(2*time.Hour), *row.ExpiresAt, time.Minute)
-		require.Equal(t, "rt-keep", e.open(row, "refresh_token"))
-		require.Equal(t, tok.AccessToken.Reveal(), e.open(row, "access_token"))
+		require.Equal(t, "rt-keep", e.open(row, vault.RefreshTokenBinding))
+		require.Equal(t, tok.AccessToken.Reveal(), e.open(row, vault.AccessTokenBinding))
 	})
 	t.Run("invalid_grant: needs_reauth once, audited, no more attempts", func(t *testing.T) {
 		fp.mode.Store("invalid_grant")
@@ -286,7 +287,7 @@ func TestProviderFailureClasses(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, tok.AccessToken.Reveal(), "new-")
 		row := e.row(c.ID)
-		require.NotEqual(t, "rt-old", e.open(row, "refresh_token"))
+		require.NotEqual(t, "rt-old", e.open(row, vault.RefreshTokenBinding))
 		// Valid and outside the lead window: served without a provider call.
 		before := fp.calls.Load()
 		require.False(t, r.NeedsRefresh(row.Connection, 0))

@@ -52,15 +52,6 @@ func WebhookKID(secret []byte) string {
 	return "whk_" + hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// webhookSecretField is the associated-data field of a sealed webhook secret; its owner is
-// the workspace.
-const webhookSecretField = "webhook_secret"
-
-// WebhookSecretBinding is where a workspace's sealed webhook secret belongs.
-func WebhookSecretBinding(workspaceID string) vault.Binding {
-	return vault.Binding{WorkspaceID: workspaceID, OwnerID: workspaceID, Field: webhookSecretField}
-}
-
 // NewWebhookSecret returns "whsec_" and 32 random bytes, base64url.
 func NewWebhookSecret() (vault.Secret, error) {
 	var b [32]byte
@@ -292,14 +283,14 @@ func (w *Webhooks) deliver(ctx context.Context, d store.ClaimedDelivery) bool {
 }
 
 func (w *Webhooks) send(ctx context.Context, d store.ClaimedDelivery) (int, error) {
-	secret, err := w.creds.Open(ctx, WebhookSecretBinding(d.WorkspaceID), d.Secret)
+	secret, err := w.creds.Open(ctx, vault.WebhookSecretBinding(d.WorkspaceID), d.Secret)
 	if err != nil {
 		return 0, err
 	}
 	defer secret.Wipe()
 	var more [][]byte
 	if len(d.PrevSecret) > 0 { // a rotation window: both signatures, so the receiver can roll
-		prev, err := w.creds.Open(ctx, WebhookSecretBinding(d.WorkspaceID), d.PrevSecret)
+		prev, err := w.creds.Open(ctx, vault.WebhookSecretBinding(d.WorkspaceID), d.PrevSecret)
 		if err != nil {
 			return 0, err
 		}

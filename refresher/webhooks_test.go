@@ -79,7 +79,7 @@ func TestWebhooksAreSignedRetriedAndCarryNoCredential(t *testing.T) {
 		mu.Unlock()
 	}))
 	t.Cleanup(recv.Close)
-	sealed, err := e.creds.Seal(ctx, refresher.WebhookSecretBinding(store.DefaultWorkspaceID), secret)
+	sealed, err := e.creds.Seal(ctx, vault.WebhookSecretBinding(store.DefaultWorkspaceID), secret)
 	require.NoError(t, err)
 	require.NoError(t, e.store.PutWebhookEndpoint(ctx, store.WebhookEndpoint{WorkspaceID: store.DefaultWorkspaceID, URL: recv.URL,
 		Secret: sealed, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
@@ -135,7 +135,7 @@ func TestHealthChecksMarkErrorAndRecover(t *testing.T) {
 	now := time.Now().UTC()
 	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "stripe", EndUserID: "u",
 		AuthMode: "api_key", Status: store.StatusActive, Scopes: store.Strings{}, NextRefreshAt: &now, Version: 1, CreatedAt: now, UpdatedAt: now}
-	sealed, err := e.creds.Seal(ctx, vault.Binding{WorkspaceID: c.WorkspaceID, OwnerID: c.ID, Field: "api_key"}, vault.NewSecret("key-SECRET"))
+	sealed, err := e.creds.Seal(ctx, vault.APIKeyBinding(c.WorkspaceID, c.ID), vault.NewSecret("key-SECRET"))
 	require.NoError(t, err)
 	require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, APIKey: sealed, UpdatedAt: now}))
 

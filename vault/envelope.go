@@ -47,7 +47,7 @@ type Binding struct {
 	// OwnerID is the connection id for a credential and the provider configuration id
 	// for a client secret.
 	OwnerID string
-	// Field is the column, e.g. "access_token", "refresh_token", "client_secret".
+	// Field names the sealed value (bindings.go has the constructor of each).
 	Field string
 }
 

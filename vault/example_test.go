@@ -29,7 +29,7 @@ func Example() {
 		panic(err)
 	}
 
-	b := vault.Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "access_token"}
+	b := vault.AccessTokenBinding("ws_1", "conn_1")
 	sealed, err := kr.Seal(ctx, b, vault.NewSecret("gho_16C7e42F292c6912E7710c838347Ae178B4a"))
 	if err != nil {
 		panic(err)
@@ -40,7 +40,7 @@ func Example() {
 	}
 	fmt.Println(token, token.Prefix(4), token.Len())
 
-	_, err = kr.Open(ctx, vault.Binding{WorkspaceID: "ws_1", OwnerID: "conn_2", Field: "access_token"}, sealed)
+	_, err = kr.Open(ctx, vault.AccessTokenBinding("ws_1", "conn_2"), sealed)
 	fmt.Println(err)
 	// Output:
 	// [REDACTED] gho_ 40

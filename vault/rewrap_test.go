@@ -82,7 +82,7 @@ func rwKeyring(t testing.TB, s vault.DEKStore, ring *kms.Ring, opts ...vault.Opt
 const rwLoadPause = time.Millisecond
 
 func rwBinding(i int) vault.Binding {
-	return vault.Binding{WorkspaceID: fmt.Sprintf("ws_%06d", i), OwnerID: fmt.Sprintf("conn_%06d", i), Field: "access_token"}
+	return vault.AccessTokenBinding(fmt.Sprintf("ws_%06d", i), fmt.Sprintf("conn_%06d", i))
 }
 
 func rwRandInt(t testing.TB, n int) int {
