@@ -47,9 +47,9 @@ func sessionIDTagOf(k *setKey, body []byte) []byte {
 	return k.mac([]byte(sessionIDLabel), body)[:sessionIDTag]
 }
 
-// newSessionID makes a connect session id MAC'd with the published state key.
-func (s *Server) newSessionID(ctx context.Context) (string, error) {
-	k, err := s.stateKeys.published(ctx, stateKeyPublishDelay)
+// NewSessionID makes a connect session id MAC'd with the published state key.
+func (fk *flowKeys) NewSessionID(ctx context.Context) (string, error) {
+	k, err := fk.state.published(ctx, stateKeyPublishDelay)
 	if err != nil {
 		return "", fmt.Errorf("proxy: state key: %w", err)
 	}
@@ -88,20 +88,20 @@ func parseSessionID(id string) (raw []byte, legacy, ok bool) {
 	return nil, false, false
 }
 
-// checkSessionID reports whether a connect session id may be looked up: its MAC holds
+// CheckSessionID reports whether a connect session id may be looked up: its MAC holds
 // under the loaded state key its fingerprint names. A session id made before ids carried
 // a MAC passes for legacyStateWindow after this replica started (a link handed out during
 // an upgrade still works). It never reads the database because of the id; an error means
 // the state key set could not be loaded at all.
-func (s *Server) checkSessionID(ctx context.Context, id string) (bool, error) {
+func (fk *flowKeys) CheckSessionID(ctx context.Context, id string) (bool, error) {
 	raw, legacy, ok := parseSessionID(id)
 	switch {
 	case !ok:
 		return false, nil
 	case legacy:
-		return s.inLegacyWindow(), nil
+		return fk.inLegacyWindow(), nil
 	}
-	keys, err := s.stateKeys.verifiers(ctx)
+	keys, err := fk.state.verifiers(ctx)
 	if err != nil {
 		return false, fmt.Errorf("proxy: state key: %w", err)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
@@ -33,32 +34,45 @@ const stateKeyPublishDelay = 2 * keySetRefresh
 // is refused like any other malformed one.
 const legacyStateWindow = stateKeyRetireIn
 
+// flowKeys makes and checks the connect flows' MAC'd values (oauthflow.FlowKeys) under
+// the state key set: states (this file), session ids (connect_session.go) and browser
+// bindings (connect_binding.go).
+type flowKeys struct {
+	state *KeySet // PurposeState
+	// hashKeys are the API-key hashing keys, from which browser bindings were derived
+	// before the state key set existed (connect_binding.go).
+	hashKeys *KeySet
+	now      func() time.Time
+}
+
+var _ oauthflow.FlowKeys = (*flowKeys)(nil)
+
 // inLegacyWindow reports whether this replica still accepts the unMAC'd states and
 // session ids of the version before (legacyStateWindow after it started).
-func (s *Server) inLegacyWindow() bool { return s.now().Sub(s.stateKeys.born) < legacyStateWindow }
+func (fk *flowKeys) inLegacyWindow() bool { return fk.now().Sub(fk.state.born) < legacyStateWindow }
 
-// newState makes a flow's state and its SHA-256 (what the store keeps).
-func (s *Server) newState(ctx context.Context) (string, []byte, error) {
-	k, err := s.stateKeys.published(ctx, stateKeyPublishDelay)
+// NewState makes a flow's state and its SHA-256 (what the store keeps).
+func (fk *flowKeys) NewState(ctx context.Context) (string, []byte, error) {
+	k, err := fk.state.published(ctx, stateKeyPublishDelay)
 	if err != nil {
 		return "", nil, fmt.Errorf("proxy: state key: %w", err)
 	}
 	return oauthflow.NewState(k.kid, k.material)
 }
 
-// checkState reports whether a callback's state may be looked up: its MAC holds under the
+// CheckState reports whether a callback's state may be looked up: its MAC holds under the
 // loaded state key its kid names (that key and no other; hmac.Equal in
 // oauthflow.VerifyState). It never reads the database because of the state; an error
 // means the state key set could not be loaded at all.
-func (s *Server) checkState(ctx context.Context, state string) (bool, error) {
+func (fk *flowKeys) CheckState(ctx context.Context, state string) (bool, error) {
 	if oauthflow.IsLegacyState(state) {
-		return s.inLegacyWindow(), nil
+		return fk.inLegacyWindow(), nil
 	}
 	kid, err := oauthflow.StateKeyID(state)
 	if err != nil {
 		return false, nil
 	}
-	k, err := s.stateKeys.loaded(ctx, kid)
+	k, err := fk.state.loaded(ctx, kid)
 	if err != nil {
 		return false, fmt.Errorf("proxy: state key: %w", err)
 	}

@@ -24,7 +24,7 @@ func (noEvents) Emit(context.Context, controlplane.Event) {}
 
 // emitConnection reports a committed change of a connection: its id, workspace, provider
 // key and API status, and for failures an error code from the fixed set.
-func (s *Server) emitConnection(ctx context.Context, typ controlplane.EventType, c store.Connection, code controlplane.ErrorCode) {
-	s.events.Emit(ctx, controlplane.Event{Type: typ, WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Provider: c.Provider,
+func emitConnection(ctx context.Context, events EventSink, typ controlplane.EventType, c store.Connection, code controlplane.ErrorCode) {
+	events.Emit(ctx, controlplane.Event{Type: typ, WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Provider: c.Provider,
 		Status: controlplane.Status(viewOf(c).Status), ErrorCode: code})
 }

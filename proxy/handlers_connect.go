@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"html/template"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,26 +12,27 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
-	"github.com/authpipe/authpipe-proxy/internal/audit"
-	"github.com/authpipe/authpipe-proxy/internal/ids"
-	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// The OAuth connect flow (API.md "Connect", docs/oauth.md):
+// The OAuth connect flow over HTTP (API.md "Connect", docs/oauth.md); the flow itself is
+// oauthflow.Flows:
 //
 //	POST /v1/connect/sessions         the application asks for a session    (API key)
 //	GET  /v1/connect/{session}        the browser starts it: 302 to provider (no API key)
 //	GET  /v1/oauth/callback           the provider sends the browser back    (no API key)
 //	POST /v1/connections/{id}/reconnect  a session that restores a connection (API key)
-//
-// The session id in the connect URL is the browser's capability to start the flow, once.
-// The state, PKCE verifier and browser nonce are made when the browser starts it: the
-// store keeps the state's SHA-256, the verifier sealed, and an HMAC of the nonce. The
-// state carries its own MAC, checked before the store is asked (connect_state.go).
+
+// connectAPI is the connect flows' HTTP side: request parsing, the flow cookie,
+// redirects and the result page.
+type connectAPI struct {
+	flows     *oauthflow.Flows
+	publicURL string
+	events    EventSink
+}
 
 type connectRequest struct {
 	Provider    string   `json:"provider"`
@@ -42,13 +42,18 @@ type connectRequest struct {
 	Scopes      []string `json:"scopes"`
 }
 
+func (r connectRequest) session(workspaceID string) oauthflow.SessionRequest {
+	return oauthflow.SessionRequest{WorkspaceID: workspaceID, Provider: r.Provider, EndUserID: r.EndUserID,
+		CallbackURL: r.CallbackURL, ReturnURL: r.ReturnURL, Scopes: r.Scopes}
+}
+
 type connectResponse struct {
 	ID         string    `json:"id"`
 	ConnectURL string    `json:"connect_url"`
 	ExpiresAt  time.Time `json:"expires_at"`
 }
 
-func (s *Server) handleCreateConnectSession(c *gin.Context) {
+func (a *connectAPI) handleCreateSession(c *gin.Context) {
 	var req connectRequest
 	if !bindJSON(c, &req) {
 		return
@@ -61,189 +66,42 @@ func (s *Server) handleCreateConnectSession(c *gin.Context) {
 		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
 		return
 	}
-	s.createConnectSession(c, req, "")
+	cs, err := a.flows.CreateSession(c.Request.Context(), req.session(principal(c).WorkspaceID))
+	a.renderSession(c, cs, err)
 }
 
-func (s *Server) handleReconnect(c *gin.Context) {
+func (a *connectAPI) handleReconnect(c *gin.Context) {
 	var req connectRequest
 	if c.Request.ContentLength != 0 && !bindJSON(c, &req) {
 		return
 	}
-	conn, err := s.store.Connection(c.Request.Context(), principal(c).WorkspaceID, c.Param("id"))
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if conn.AuthMode != string(oauthflow.AuthModeOAuth2) {
-		fail(c, problem.ErrInvalidRequest.WithDetail("only OAuth connections can be reconnected"))
-		return
-	}
-	req.Provider, req.EndUserID = conn.Provider, conn.EndUserID
-	if req.Scopes == nil && len(conn.Scopes) > 0 {
-		req.Scopes = conn.Scopes
-	}
-	s.createConnectSession(c, req, conn.ID)
+	ws := principal(c).WorkspaceID
+	cs, err := a.flows.Reconnect(c.Request.Context(), ws, c.Param("id"), req.session(ws))
+	a.renderSession(c, cs, err)
 }
 
-func (s *Server) createConnectSession(c *gin.Context, req connectRequest, reconnectID string) {
-	ctx := c.Request.Context()
-	p := principal(c)
-	_, cfg, err := s.workspaceProvider(ctx, p.WorkspaceID, req.Provider)
-	if errors.Is(err, store.ErrNotFound) {
-		fail(c, problem.ErrInvalidRequest.WithField("provider", "no such provider in this workspace"))
-		return
-	}
+func (a *connectAPI) renderSession(c *gin.Context, cs store.ConnectSession, err error) {
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if cfg.AuthMode != oauthflow.AuthModeOAuth2 || cfg.ClientID == "" {
-		fail(c, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id"))
-		return
-	}
-	if len(cfg.Placeholders()) > 0 {
-		fail(c, problem.ErrInvalidRequest.WithField("provider", "the provider's URLs still contain placeholders"))
-		return
-	}
-	callback, ok := pickURL(req.CallbackURL, cfg.CallbackURLs)
-	if !ok || callback == "" {
-		fail(c, problem.ErrInvalidCallbackURL.WithDetail("callback_url must be one of the provider's callback_urls, exactly"))
-		return
-	}
-	ret, ok := pickURL(req.ReturnURL, cfg.ReturnURLs)
-	if !ok {
-		fail(c, problem.ErrInvalidReturnURL.WithDetail("return_url must be one of the provider's return_urls, exactly"))
-		return
-	}
-	scopes := req.Scopes
-	if scopes == nil {
-		scopes = cfg.Scopes
-	}
-	if err := checkScopes(scopes); err != nil {
-		fail(c, err)
-		return
-	}
-	id, err := s.newSessionID(ctx) // MAC'd: the connect route checks it before any lookup (connect_session.go)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	now := s.now().UTC()
-	cs := store.ConnectSession{ID: id, WorkspaceID: p.WorkspaceID, Provider: req.Provider,
-		EndUserID: req.EndUserID, CallbackURL: callback, ReturnURL: ret, Scopes: store.Strings(scopes),
-		ReconnectConnectionID: reconnectID, ExpiresAt: now.Add(oauthflow.SessionLifetime), CreatedAt: now}
-	if err := s.store.CreateConnectSession(ctx, cs); err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusCreated, connectResponse{ID: cs.ID, ConnectURL: s.cfg.PublicURL + "/v1/connect/" + cs.ID,
+	c.JSON(http.StatusCreated, connectResponse{ID: cs.ID, ConnectURL: a.publicURL + "/v1/connect/" + cs.ID,
 		ExpiresAt: cs.ExpiresAt})
 }
 
-// pickURL applies an exact-match allowlist: an empty request takes the first entry (or
-// none when the list is empty); anything else must be byte for byte an entry.
-func pickURL(requested string, allowlist []string) (string, bool) {
-	if requested == "" {
-		if len(allowlist) == 0 {
-			return "", true
-		}
-		return allowlist[0], true
-	}
-	return oauthflow.MatchAllowlist(requested, allowlist)
-}
-
-func checkScopes(scopes []string) error {
-	if len(scopes) > 100 {
-		return problem.ErrInvalidRequest.WithField("scopes", "at most 100")
-	}
-	for _, sc := range scopes {
-		if sc == "" || len(sc) > 256 || strings.ContainsFunc(sc, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '"' || r == '\\' }) {
-			return problem.ErrInvalidRequest.WithField("scopes", "each scope: 1–256 characters, no space, quote, backslash or control character")
-		}
-	}
-	return nil
-}
-
-// handleStartConnect is the browser's first request: it makes the state, the PKCE
-// verifier and the browser nonce, records them once, sets the flow cookie and redirects
-// to the provider.
-func (s *Server) handleStartConnect(c *gin.Context) {
-	ctx := c.Request.Context()
-	id := c.Param("session")
-	// The id's MAC before anything else: an id this deployment did not make never reaches
-	// the store (connect_session.go).
-	switch ok, err := s.checkSessionID(ctx, id); {
-	case err != nil:
-		fail(c, err)
-		return
-	case !ok:
-		fail(c, problem.ErrNotFound)
-		return
-	}
-	cs, err := s.store.ConnectSession(ctx, id)
+// handleStart is the browser's first request: the flow is started, the flow
+// cookie set and the browser redirected to the provider.
+func (a *connectAPI) handleStart(c *gin.Context) {
+	cookieName, secure := a.flowCookieName()
+	nonce, _ := c.Cookie(cookieName)
+	st, err := a.flows.Start(c.Request.Context(), c.Param("session"), nonce)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	now := s.now().UTC()
-	if cs.StartedAt != nil || cs.UsedAt != nil || !now.Before(cs.ExpiresAt) {
-		fail(c, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired"))
-		return
-	}
-	_, cfg, err := s.workspaceProvider(ctx, cs.WorkspaceID, cs.Provider)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	state, stateHash, err := s.newState(ctx) // MAC'd under a state key (connect_state.go)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	verifier, err := oauthflow.NewVerifier()
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	cookieName, secure := s.flowCookieName()
-	// A browser already in a flow keeps its nonce, so two tabs' flows both stay bound.
-	nonce, cerr := c.Cookie(cookieName)
-	if cerr != nil || oauthflow.CheckNonceFormat(nonce) != nil {
-		if nonce, err = oauthflow.NewBrowserNonce(); err != nil {
-			fail(c, err)
-			return
-		}
-	}
-	authURL, err := oauthflow.AuthCodeURL(cfg.Provider, oauthflow.AuthRequest{ClientID: cfg.ClientID,
-		RedirectURI: cs.CallbackURL, Scopes: cs.Scopes, State: state, Verifier: verifier})
-	if err != nil {
-		fail(c, problem.ErrInvalidRequest.WithDetail("the provider configuration cannot make an authorization request").WithCause(err))
-		return
-	}
-	sealed, err := s.creds.Seal(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID),
-		vault.NewSecret(verifier))
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	binding, err := s.flowBinding(ctx, cs.ID, nonce) // kid ‖ ":" ‖ MAC (oauth.go)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	err = s.store.StartConnectSession(ctx, cs.ID, store.SessionStart{StateHash: stateHash, PKCEVerifier: sealed,
-		BrowserBinding: binding}, now)
-	if errors.Is(err, store.ErrConflict) {
-		fail(c, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired"))
-		return
-	}
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: nonce, Path: "/", MaxAge: int(oauthflow.SessionLifetime / time.Second),
+	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: st.Nonce, Path: "/", MaxAge: int(oauthflow.SessionLifetime / time.Second),
 		Secure: secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	redirect(c, authURL)
+	redirect(c, st.AuthURL)
 }
 
 // redirect answers 302 with only a Location header: no body that would repeat the URL
@@ -254,184 +112,27 @@ func redirect(c *gin.Context, location string) {
 	c.Writer.WriteHeaderNow()
 }
 
-// handleOAuthCallback validates the authorization response and, only when everything
-// holds, consumes the session, exchanges the code and stores the connection. A rejected
+// handleCallback completes the flow the authorization response belongs to. A rejected
 // callback stores nothing and sets no cookie.
-func (s *Server) handleOAuthCallback(c *gin.Context) {
+func (a *connectAPI) handleCallback(c *gin.Context) {
 	ctx := c.Request.Context()
-	q := c.Request.URL.Query()
-	invalid := problem.ErrInvalidState.WithDetail("unknown, used, expired or foreign state")
-	state := q.Get("state")
-	if len(q["state"]) != 1 {
-		fail(c, invalid)
-		return
-	}
-	// The state's MAC before anything else: a state this deployment did not make never
-	// reaches the store (connect_state.go).
-	switch ok, err := s.checkState(ctx, state); {
-	case err != nil:
-		fail(c, err)
-		return
-	case !ok:
-		fail(c, invalid)
-		return
-	}
-	stateHash := oauthflow.HashState(state)
-	cs, err := s.store.ConnectSessionByState(ctx, stateHash)
-	if errors.Is(err, store.ErrNotFound) {
-		fail(c, invalid)
-		return
-	}
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	now := s.now().UTC()
-	if cs.UsedAt != nil || !now.Before(cs.ExpiresAt) {
-		fail(c, invalid)
-		return
-	}
-	cookieName, _ := s.flowCookieName()
+	cookieName, _ := a.flowCookieName()
 	nonce, _ := c.Cookie(cookieName)
-	bound, err := s.verifyFlowBinding(ctx, cs.ID, nonce, cs.BrowserBinding) // by the stored kid (oauth.go)
+	done, err := a.flows.Complete(ctx, c.Request.URL.Query(), nonce)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if !bound {
-		fail(c, invalid)
+	if done.ErrorCode != "" {
+		finishFlow(c, done.Session.ReturnURL, url.Values{"status": {"error"}, "error": {done.ErrorCode}})
 		return
 	}
-	cb, err := oauthflow.ParseCallback(q)
-	if err != nil {
-		fail(c, problem.ErrInvalidRequest.WithDetail("malformed authorization response"))
-		return
+	typ := controlplane.EventConnectionCreated
+	if done.Reconnected() {
+		typ = controlplane.EventConnectionStatusChanged // active again
 	}
-	provRow, cfg, err := s.workspaceProvider(ctx, cs.WorkspaceID, cs.Provider)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	// RFC 9207: before anything else is done with the response, and for error responses too.
-	if err := oauthflow.CheckIssuer(cfg.Provider, cb); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "connect: issuer check failed", slog.String("session", cs.ID),
-			slog.String("provider", cs.Provider), slog.String("reason", err.Error()))
-		fail(c, problem.ErrIssuerMismatch.WithDetail("the authorization response's iss does not match the provider's issuer"))
-		return
-	}
-	// Single use from here on: of two callbacks with this state, one gets past this line.
-	if err := s.store.ConsumeConnectSession(ctx, cs.ID, stateHash, now); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			fail(c, invalid)
-		} else {
-			fail(c, err)
-		}
-		return
-	}
-	if cb.Error != "" {
-		code := oauthflow.ErrorCode(cb.Error)
-		s.log.LogAttrs(ctx, slog.LevelInfo, "connect: provider refused", slog.String("session", cs.ID),
-			slog.String("provider", cs.Provider), slog.String("error", code))
-		s.finishFlow(c, cs.ReturnURL, url.Values{"status": {"error"}, "error": {code}})
-		return
-	}
-	conn, err := s.completeFlow(ctx, cs, provRow, cfg, cb.Code, now)
-	var fe *flowError
-	if errors.As(err, &fe) {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "connect: code exchange failed", slog.String("session", cs.ID),
-			slog.String("provider", cs.Provider), slog.String("error", fe.code), slog.Int("status", fe.status))
-		s.finishFlow(c, cs.ReturnURL, url.Values{"status": {"error"}, "error": {fe.code}})
-		return
-	}
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if cs.ReconnectConnectionID != "" {
-		s.emitConnection(ctx, controlplane.EventConnectionStatusChanged, conn, "") // active again
-	} else {
-		s.emitConnection(ctx, controlplane.EventConnectionCreated, conn, "")
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "connect: connection stored", slog.String("session", cs.ID),
-		slog.String("provider", cs.Provider), slog.String("connection", conn.ID), slog.Bool("reconnect", cs.ReconnectConnectionID != ""))
-	s.finishFlow(c, cs.ReturnURL, url.Values{"connection_id": {conn.ID}, "status": {"connected"}})
-}
-
-// flowError is a provider-side failure of the exchange: the flow ends on the return URL
-// with status=error and the code (an RFC 6749 code, unsafe_url or provider_error).
-type flowError struct {
-	code   string
-	status int
-}
-
-func (e *flowError) Error() string { return "connect: " + e.code }
-
-// completeFlow exchanges the code with the sealed verifier and stores the connection.
-func (s *Server) completeFlow(ctx context.Context, cs store.ConnectSession, provRow store.Provider, cfg ProviderConfig,
-	code string, now time.Time) (store.Connection, error) {
-	verifier, err := s.creds.Open(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID), cs.PKCEVerifier)
-	if err != nil {
-		return store.Connection{}, err
-	}
-	cc := oauthflow.ClientCredentials{ClientID: cfg.ClientID}
-	switch sec, err := s.store.ProviderSecret(ctx, provRow.ID); {
-	case err == nil:
-		if cc.ClientSecret, err = s.secret.Open(ctx, vault.ClientSecretBinding(cs.WorkspaceID, provRow.ID), sec.Sealed); err != nil {
-			return store.Connection{}, err
-		}
-	case !errors.Is(err, store.ErrNotFound):
-		return store.Connection{}, err
-	}
-	hc, err := s.tokenClient(cfg.Provider)
-	if err != nil {
-		return store.Connection{}, err
-	}
-	tok, err := oauthflow.Exchange(ctx, hc, cfg.Provider, cc, code, verifier.Reveal(), cs.CallbackURL, now)
-	if err != nil {
-		var pe *oauthflow.ProviderError
-		switch {
-		case errors.As(err, &pe):
-			return store.Connection{}, &flowError{code: pe.Code, status: pe.Status}
-		case errors.Is(err, outbound.ErrUnsafeURL):
-			return store.Connection{}, &flowError{code: "unsafe_url"}
-		case errors.Is(err, context.Canceled):
-			return store.Connection{}, err
-		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "connect: token request failed", slog.String("session", cs.ID), slog.Any("err", err))
-		return store.Connection{}, &flowError{code: oauthflow.ProviderErrorCode}
-	}
-	connID, typ := ids.New(ids.Connection), audit.ConnectionCreated
-	if cs.ReconnectConnectionID != "" {
-		connID, typ = cs.ReconnectConnectionID, audit.ConnectionReconnected
-	}
-	scopes := tok.Scopes
-	if scopes == nil {
-		scopes = cs.Scopes
-	}
-	conn := store.Connection{ID: connID, WorkspaceID: cs.WorkspaceID, Provider: cs.Provider, EndUserID: cs.EndUserID,
-		AuthMode: string(oauthflow.AuthModeOAuth2), Status: store.StatusActive, Scopes: store.Strings(scopes),
-		CredentialPrefix: tok.AccessToken.Prefix(8), ExpiresAt: tok.ExpiresAt, LastRefreshedAt: nil, Version: 1,
-		CreatedAt: now, UpdatedAt: now}
-	if conn.Scopes == nil {
-		conn.Scopes = store.Strings{}
-	}
-	// The refresher's seam: a connection with a refresh token and an expiry is due at its
-	// expiry; the refresher applies its lead window to this.
-	if !tok.RefreshToken.IsZero() && tok.ExpiresAt != nil {
-		conn.NextRefreshAt = tok.ExpiresAt
-	}
-	cred := store.Credential{ConnectionID: connID, WorkspaceID: cs.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now}
-	if cred.AccessToken, err = s.creds.Seal(ctx, vault.AccessTokenBinding(cs.WorkspaceID, connID), tok.AccessToken); err != nil {
-		return store.Connection{}, err
-	}
-	if !tok.RefreshToken.IsZero() {
-		if cred.RefreshToken, err = s.creds.Seal(ctx, vault.RefreshTokenBinding(cs.WorkspaceID, connID), tok.RefreshToken); err != nil {
-			return store.Connection{}, err
-		}
-	}
-	ev := audit.Event{WorkspaceID: cs.WorkspaceID, Type: typ, Actor: cs.ID, ConnectionID: connID, Outcome: audit.Success,
-		Data: dataJSON("provider", cs.Provider)}
-	return s.store.SaveOAuthConnection(ctx, conn, cred, cs.ReconnectConnectionID != "", ev)
+	emitConnection(ctx, a.events, typ, done.Connection, "")
+	finishFlow(c, done.Session.ReturnURL, url.Values{"connection_id": {done.Connection.ID}, "status": {"connected"}})
 }
 
 var resultPage = template.Must(template.New("result").Parse(`<!doctype html>
@@ -443,7 +144,7 @@ var resultPage = template.Must(template.New("result").Parse(`<!doctype html>
 
 // finishFlow sends the browser to the return URL with the result appended to its query,
 // or shows a small page when the session has none.
-func (s *Server) finishFlow(c *gin.Context, returnURL string, result url.Values) {
+func finishFlow(c *gin.Context, returnURL string, result url.Values) {
 	if returnURL == "" {
 		c.Header("Content-Type", "text/html; charset=utf-8")
 		c.Status(http.StatusOK)
@@ -456,6 +157,24 @@ func (s *Server) finishFlow(c *gin.Context, returnURL string, result url.Values)
 		sep = "&"
 	}
 	redirect(c, returnURL+sep+result.Encode())
+}
+
+// The flow cookie carries the browser nonce of the connect flows. With an https public
+// URL it is "__Host-authpipe_flow": Secure, HttpOnly, SameSite=Lax, Path=/ and no Domain,
+// so no other host or plain-http page can set or read it. The __Host- prefix requires
+// Secure, and browsers drop Secure cookies set over plain http; so when the public URL
+// is plain http (which only the dev profile allows, for localhost/127.0.0.1), the cookie
+// is "authpipe_flow" without the prefix and without Secure (docs/oauth.md).
+const (
+	flowCookieSecure = "__Host-authpipe_flow"
+	flowCookieDev    = "authpipe_flow"
+)
+
+func (a *connectAPI) flowCookieName() (name string, secure bool) {
+	if strings.HasPrefix(a.publicURL, "https://") {
+		return flowCookieSecure, true
+	}
+	return flowCookieDev, false
 }
 
 // oauthToken fills resp with a connection's OAuth access token while it is valid. The

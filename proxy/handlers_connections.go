@@ -129,7 +129,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	s.emitConnection(ctx, controlplane.EventConnectionCreated, conn, "")
+	emitConnection(ctx, s.events, controlplane.EventConnectionCreated, conn, "")
 	c.JSON(http.StatusCreated, viewOf(conn))
 }
 
@@ -251,10 +251,4 @@ func (s *Server) handleToken(c *gin.Context) {
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(resp.appendJSON(make([]byte, 0, 320)))
-}
-
-// handleDeleteConnection is DELETE /v1/connections/{id}: disconnect, with revocation at
-// the provider (handlers_lifecycle.go).
-func (s *Server) handleDeleteConnection(c *gin.Context) {
-	s.disconnect(c)
 }

@@ -193,13 +193,13 @@ func TestDisconnectRevokePendingThenRetried(t *testing.T) {
 
 	// Not due yet: the retry job leaves it alone.
 	ctx := context.Background()
-	n, err := f.h.app.Server.RetryRevocations(ctx, 10)
+	n, err := f.h.app.Revocations.Retry(ctx, 10)
 	require.NoError(t, err)
 	require.Zero(t, n)
 	// Due, provider still down: another failure, backoff grows.
 	f.clock.advance(time.Minute)
 	hits := gate.hits.Load()
-	n, err = f.h.app.Server.RetryRevocations(ctx, 10)
+	n, err = f.h.app.Revocations.Retry(ctx, 10)
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Greater(t, gate.hits.Load(), hits)
@@ -210,7 +210,7 @@ func TestDisconnectRevokePendingThenRetried(t *testing.T) {
 
 	gate.down.Store(false)
 	f.clock.advance(5 * time.Minute)
-	n, err = f.h.app.Server.RetryRevocations(ctx, 10)
+	n, err = f.h.app.Revocations.Retry(ctx, 10)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, store.StatusDisconnected, f.status(id))

@@ -17,7 +17,8 @@ func TokenClientFor(clients *tlsutil.Clients, def *outbound.Client, p oauthflow.
 	if def != nil {
 		WithTokenOutbound(def)(s)
 	}
-	return s.tokenClient(p)
+	s.oauth.log = s.log
+	return s.oauth.tokenClient(p)
 }
 
 // ForwardClientFor returns the forwarding proxy's client for a provider's TLS settings on

@@ -39,8 +39,8 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/connections", require(ScopeConnectionsWrite), s.handleCreateConnection)
 	api.GET("/connections", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleListConnections)
 	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
-	api.GET("/connections/:id/token", require(ScopeTokensRead), s.auditRefusedRead, s.handleToken)
-	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.handleDeleteConnection)
+	api.GET("/connections/:id/token", require(ScopeTokensRead), auditRefusedRead(s.audit, s.now, s.log), s.handleToken)
+	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.life.handleDisconnect)
 	api.POST("/connections/:id/refresh", require(ScopeConnectionsWrite), s.handleRefresh)
 	api.PUT("/webhooks", require(ScopeAdmin), s.handlePutWebhook)
 	api.DELETE("/webhooks", require(ScopeAdmin), s.handleDeleteWebhook)
@@ -56,7 +56,7 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/workspaces", require(ScopeWorkspacesWrite), s.handleCreateWorkspace)
 	api.GET("/workspaces", require(ScopeWorkspacesWrite), s.handleListWorkspaces)
 	api.PATCH("/workspaces/:id", require(ScopeWorkspacesWrite), s.handlePatchWorkspace)
-	s.lifecycleRoutes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
+	s.life.routes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
 
 	keys := newKeyRotation(s)
 	api.POST("/keys/rotate", require(ScopeWorkspacesWrite), keys.handleRotateKeys)
@@ -68,10 +68,10 @@ func (s *Server) routes() *gin.Engine {
 
 	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
 	// key: the session id and the state (with the flow cookie) are their capabilities.
-	api.POST("/connect/sessions", require(ScopeConnectionsWrite), s.handleCreateConnectSession)
-	api.POST("/connections/:id/reconnect", require(ScopeConnectionsWrite), s.handleReconnect)
+	api.POST("/connect/sessions", require(ScopeConnectionsWrite), s.connect.handleCreateSession)
+	api.POST("/connections/:id/reconnect", require(ScopeConnectionsWrite), s.connect.handleReconnect)
 	pub := r.Group("/v1", s.limitByIP) // per client address, before anything else (ratelimit.go)
-	pub.GET("/connect/:session", s.handleStartConnect)
-	pub.GET("/oauth/callback", s.handleOAuthCallback)
+	pub.GET("/connect/:session", s.connect.handleStart)
+	pub.GET("/oauth/callback", s.connect.handleCallback)
 	return r
 }

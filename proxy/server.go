@@ -47,6 +47,9 @@ type Deps struct {
 	// stored tokens only.
 	Refresher TokenService
 	Events    EventSink // metadata for the control plane (events.go); nil = standalone
+	// Revocations disconnects connections and revokes their tokens at the providers
+	// (handlers_lifecycle.go); nil fails disconnects, erasures and workspace deletions.
+	Revocations Revocations
 }
 
 // Option configures a Server.
@@ -80,8 +83,10 @@ type Server struct {
 	outbound  *outbound.Client // WithOutbound
 	refresher tokenRefresher   // WithTokenRefresher
 	tokens    TokenService     // Deps.Refresher
-	oauth     oauthDeps        // oauth.go: the connect flows' provider client
+	oauth     providerClients  // provider_client.go: the connect flows' provider client
 	lifecycle lifecycleDeps    // handlers_lifecycle.go: the audit checkpoint key
+	connect   *connectAPI      // handlers_connect.go
+	life      *lifecycleAPI    // handlers_lifecycle.go
 
 	clientCertBinding bool       // clientcert.go: WithClientCertBinding
 	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients
@@ -118,6 +123,17 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	s.hasher = &KeyHasher{keys: newKeySet(PurposeAPIKeyHash, deps.Store, deps.Secrets, s.now)}
 	s.stateKeys = newKeySet(PurposeState, deps.Store, deps.Secrets, s.now)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
+	s.oauth.allow, s.oauth.log = cfg.OutboundAllowCIDRs, s.log
+	flows, err := oauthflow.NewFlows(oauthflow.FlowDeps{Store: deps.Store, Creds: deps.Creds, ClientFor: s.oauth.tokenClient,
+		Providers: connectProviders{s: s, secrets: ProviderSource{Store: deps.Store, Secrets: deps.Secrets, Catalog: deps.Catalog}},
+		Keys:      &flowKeys{state: s.stateKeys, hashKeys: s.hasher.keys, now: s.now}},
+		oauthflow.WithFlowLogger(s.log), oauthflow.WithFlowClock(s.now))
+	if err != nil {
+		return nil, err
+	}
+	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
+	s.life = &lifecycleAPI{store: deps.Store, revocations: deps.Revocations, keyrings: []*vault.Keyring{deps.Creds, deps.Secrets},
+		events: s.events, checkpointKeys: s.CheckpointKeys, log: s.log, now: s.now}
 	if err := s.initMetrics(); err != nil {
 		return nil, err
 	}

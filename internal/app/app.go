@@ -49,6 +49,9 @@ type App struct {
 	Metrics *metrics.Metrics // one registry for this App, served on /metrics
 	// Refresher refreshes tokens on demand and on AUTHPIPE_REFRESH_SCHEDULE (refresher.go).
 	Refresher *refresher.Refresher
+	// Revocations disconnects connections and revokes their tokens, and retries the
+	// revocations a provider could not take (lifecycle.go).
+	Revocations *refresher.Revocations
 	// ControlPlane is the link to the control plane; nil when standalone.
 	ControlPlane *controlplane.Client
 
@@ -179,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
-		Refresher: a.Refresher, Events: events},
+		Refresher: a.Refresher, Events: events, Revocations: a.Revocations},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),
 		proxy.WithForwardClients(forwardClients))

@@ -213,7 +213,7 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 		}
 	}
 	job("revoke", 5*time.Minute, func(ctx context.Context) error {
-		_, err := a.Server.RetryRevocations(ctx, 100)
+		_, err := a.Revocations.Retry(ctx, 100)
 		return err
 	})
 	job("checkpoint", time.Minute, func(ctx context.Context) error { _, err := a.WriteCheckpoints(ctx); return err })

@@ -36,6 +36,10 @@ func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) err
 	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
 			Providers: proxy.ProviderSource{Store: a.Store, Secrets: a.Secrets, Catalog: catalog}}, opts...)
+	if err != nil {
+		return err
+	}
+	a.Revocations, err = refresher.NewRevocations(a.Refresher, a.Store)
 	return err
 }
 

@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+)
+
+// The connect flows' browser binding (oauthflow.BindingMAC) is made with the active key
+// of the state key set (keyset.go) and stored with that key's id: kid ‖ ":" ‖ MAC. The
+// callback picks the key by that kid only, so a flow started before a state-key rotation
+// completes after it (the old key is verify-only for the flow lifetime), and a binding
+// made with a retired or unknown key is refused.
+const flowBindingSep = ':'
+
+// BindBrowser returns the stored binding of session sessionID to the browser nonce.
+func (fk *flowKeys) BindBrowser(ctx context.Context, sessionID, nonce string) ([]byte, error) {
+	k, err := fk.state.active(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: browser binding key: %w", err)
+	}
+	mac := oauthflow.BindingMAC(k.material, sessionID, nonce)
+	out := make([]byte, 0, len(k.kid)+1+len(mac))
+	out = append(append(append(out, k.kid...), flowBindingSep), mac...)
+	return out, nil
+}
+
+// VerifyBrowser reports whether stored binds sessionID to nonce, under the key its kid
+// names (constant-time comparison in oauthflow.VerifyBinding).
+func (fk *flowKeys) VerifyBrowser(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error) {
+	if len(stored) == sha256.Size { // made before key ids: derived from the first API-key hashing key
+		return fk.verifyLegacyBinding(ctx, sessionID, nonce, stored)
+	}
+	i := bytes.IndexByte(stored, flowBindingSep)
+	if i <= 0 {
+		return false, nil
+	}
+	k, err := fk.state.byKid(ctx, string(stored[:i]))
+	if err != nil {
+		return false, fmt.Errorf("proxy: browser binding key: %w", err)
+	}
+	if k == nil { // retired or unknown: no other key is tried
+		return false, nil
+	}
+	return oauthflow.VerifyBinding(k.material, sessionID, nonce, stored[i+1:]), nil
+}
+
+// legacyFlowKeyLabel derived the browser-binding key from the API-key hashing key before
+// the state key set existed; flows started then (at most SessionLifetime before an
+// upgrade) still complete.
+const legacyFlowKeyLabel = "authpipe-proxy/v1 derive: connect-flow browser binding key"
+
+func (fk *flowKeys) verifyLegacyBinding(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error) {
+	k, err := fk.hashKeys.byKid(ctx, hashKeyID)
+	if err != nil {
+		return false, fmt.Errorf("proxy: browser binding key: %w", err)
+	}
+	if k == nil {
+		return false, nil
+	}
+	return oauthflow.VerifyBinding(k.mac([]byte(legacyFlowKeyLabel)), sessionID, nonce, stored), nil
+}

@@ -1,0 +1,327 @@
+package refresher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Revocation at the provider (RFC 7009) and what depends on it: disconnecting a
+// connection, erasing an end user (GDPR art. 17), revoking a workspace's connections
+// before it is deleted, and the retry job for revocations a provider could not take.
+//
+// An OAuth connection being disconnected goes revoke_pending at once (its token is no
+// longer served) and is revoked at the provider: on success its ciphertext is deleted, on
+// 5xx, 429 or a timeout the retry job tries again with backoff, and where the provider
+// cannot revoke, the sealed credential stays unusable until retention ends (purge). An
+// API key cannot be revoked: it is kept sealed until then.
+
+// RevokeRetryActor is the actor of the retry job's audit events.
+const RevokeRetryActor = "system:revoke-retry"
+
+// Revocation error codes recorded in the audit chain (never a provider's text).
+const (
+	codeRevocationUnsupported = "revocation_unsupported"
+	codeProviderUnavailable   = "provider_unavailable"
+	codeProviderMissing       = "provider_missing"
+)
+
+// revokeTimeout bounds one revocation attempt (both tokens).
+const revokeTimeout = 15 * time.Second
+
+// RevocationStore is what revocation needs of the store (vault/store satisfies it).
+type RevocationStore interface {
+	Connection(ctx context.Context, workspaceID, id string) (store.Connection, error)
+	ConnectionWithCredential(ctx context.Context, workspaceID, id string) (store.ConnectionCredential, error)
+	ListConnections(ctx context.Context, workspaceID string, f store.ConnectionFilter) ([]store.Connection, error)
+	Disconnect(ctx context.Context, workspaceID, id string, deleteCredential bool, evs ...audit.Event) (store.Connection, error)
+	BeginRevoke(ctx context.Context, workspaceID, id string, evs ...audit.Event) (store.Connection, bool, error)
+	FinishRevoke(ctx context.Context, workspaceID, id string, r store.RevokeResult, evs ...audit.Event) (store.Connection, error)
+	RevocationOf(ctx context.Context, id string) (store.Revocation, error)
+	ClaimRevocations(ctx context.Context, now, claimUntil time.Time, limit int) ([]store.Revocation, error)
+	EndUserConnections(ctx context.Context, workspaceID, endUserID string) ([]store.ConnectionCredential, error)
+	EraseEndUser(ctx context.Context, workspaceID, endUserID string, event func(store.Connection) audit.Event) (int64, error)
+}
+
+var _ RevocationStore = (*store.Store)(nil)
+
+// Revocations disconnects connections and revokes their tokens at the providers. Safe for
+// concurrent use.
+type Revocations struct {
+	store     RevocationStore
+	creds     Sealer
+	providers Providers
+	clientFor func(oauthflow.Provider) (*http.Client, error)
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// NewRevocations builds the revocation service on st with r's sealer, providers, provider
+// clients, clock and logger.
+func NewRevocations(r *Refresher, st RevocationStore) (*Revocations, error) {
+	if r == nil || st == nil {
+		return nil, errors.New("refresher: revocations need a Refresher and a store")
+	}
+	return &Revocations{store: st, creds: r.creds, providers: r.providers, clientFor: r.clientFor, now: r.now,
+		log: r.log}, nil
+}
+
+// revokeAttempt is how one call to the provider ended.
+type revokeAttempt struct {
+	outcome store.RevokeOutcome
+	code    string // error code for the audit event, "" on success
+}
+
+// atProvider revokes a connection's tokens at its provider (RFC 7009): the refresh token
+// first, with token_type_hint, then the access token. A provider that answers 5xx or 429,
+// a timeout or a network error is worth retrying; no revocation endpoint, or a permanent
+// refusal, is not.
+func (v *Revocations) atProvider(ctx context.Context, cc store.ConnectionCredential) revokeAttempt {
+	if cc.Credential == nil || len(cc.Credential.AccessToken) == 0 && len(cc.Credential.RefreshToken) == 0 {
+		return revokeAttempt{outcome: store.Revoked} // nothing left to revoke
+	}
+	p, client, err := v.providers.Provider(ctx, cc.WorkspaceID, cc.Provider)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return revokeAttempt{outcome: store.NotRevocable, code: codeProviderMissing}
+	case err != nil:
+		return v.retryable(ctx, cc, err)
+	case p.RevocationURL == "":
+		return revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
+	}
+	hc, err := v.clientFor(p)
+	if err != nil {
+		return v.retryable(ctx, cc, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	for _, t := range []struct {
+		bind vault.Binding
+		hint oauthflow.TokenTypeHint
+		env  []byte
+	}{
+		{vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
+		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintAccessToken, cc.Credential.AccessToken},
+	} {
+		if len(t.env) == 0 {
+			continue
+		}
+		tok, err := v.creds.Open(ctx, t.bind, t.env)
+		if err != nil {
+			return v.retryable(ctx, cc, err)
+		}
+		err = oauthflow.Revoke(ctx, hc, p, client, tok, t.hint)
+		tok.Wipe()
+		if err != nil {
+			return v.classify(ctx, cc, err)
+		}
+	}
+	return revokeAttempt{outcome: store.Revoked}
+}
+
+func (v *Revocations) classify(ctx context.Context, cc store.ConnectionCredential, err error) revokeAttempt {
+	var pe *oauthflow.ProviderError
+	switch {
+	case errors.Is(err, oauthflow.ErrRevocationUnsupported):
+		return revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
+	case errors.As(err, &pe):
+		if pe.Status >= 500 || pe.Status == http.StatusTooManyRequests {
+			return revokeAttempt{outcome: store.RetryLater, code: codeProviderUnavailable}
+		}
+		// RFC 7009 section 2.2.1: e.g. unsupported_token_type; a permanent refusal.
+		return revokeAttempt{outcome: store.NotRevocable, code: pe.Code}
+	case errors.Is(err, outbound.ErrUnsafeURL):
+		return revokeAttempt{outcome: store.NotRevocable, code: "unsafe_url"}
+	}
+	return v.retryable(ctx, cc, err)
+}
+
+// retryable logs a failure that may pass (timeout, network, KMS, database) without its
+// text reaching the audit chain.
+func (v *Revocations) retryable(ctx context.Context, cc store.ConnectionCredential, err error) revokeAttempt {
+	code := codeProviderUnavailable
+	var p *problem.Problem
+	if errors.As(err, &p) {
+		code = p.Code
+	} else if errors.Is(err, vault.ErrKMSUnavailable) {
+		code = problem.ErrKMSUnavailable.Code
+	}
+	v.log.WarnContext(ctx, "revocation: attempt failed; will retry", "connection", cc.ID, "code", code, "err", err)
+	return revokeAttempt{outcome: store.RetryLater, code: code}
+}
+
+// revokeBackoff is the wait before retry number attempts+1: 30 s doubling to an hour,
+// with up to 20 % jitter.
+func revokeBackoff(attempts int) time.Duration {
+	d := 30 * time.Second << min(attempts, 7)
+	d = min(d, time.Hour)
+	return d + jitter.Duration(d/5+1)
+}
+
+// pending makes one revocation attempt for a revoke_pending connection and records its
+// outcome: the ciphertext deleted (revoked), kept sealed until retention (cannot be
+// revoked), or a retry scheduled with backoff.
+func (v *Revocations) pending(ctx context.Context, workspaceID, id, actor string) (store.Connection, error) {
+	cc, err := v.store.ConnectionWithCredential(ctx, workspaceID, id)
+	if err != nil {
+		return store.Connection{}, err
+	}
+	if cc.Status != store.StatusRevokePending {
+		return v.store.FinishRevoke(ctx, workspaceID, id, store.RevokeResult{Outcome: store.Revoked}) // drops a stale revocation: ErrConflict
+	}
+	att := v.atProvider(ctx, cc)
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionRevoked, Actor: actor, ConnectionID: id,
+		Outcome: audit.Success, ErrorCode: att.code, Data: eventData("provider", cc.Provider)}
+	res := store.RevokeResult{Outcome: att.outcome, ErrorCode: att.code}
+	switch att.outcome {
+	case store.RetryLater:
+		ev.Outcome = audit.Failure
+		attempts := 0
+		if r, err := v.store.RevocationOf(ctx, id); err == nil {
+			attempts = r.Attempts
+		}
+		res.Next = v.now().Add(revokeBackoff(attempts))
+		ev.Data = eventData("provider", cc.Provider, "retry", "scheduled")
+	case store.NotRevocable:
+		ev.Outcome = audit.Failure
+		ev.Data = eventData("provider", cc.Provider, "credential", "sealed_until_retention")
+	}
+	return v.store.FinishRevoke(ctx, workspaceID, id, res, ev)
+}
+
+// Retry is the retry job: it claims up to limit revocations that are due and makes one
+// attempt each. It returns how many connections it has finished (revoked or found not
+// revocable).
+func (v *Revocations) Retry(ctx context.Context, limit int) (int, error) {
+	now := v.now()
+	due, err := v.store.ClaimRevocations(ctx, now, now.Add(2*revokeTimeout+time.Minute), limit)
+	if err != nil {
+		return 0, err
+	}
+	finished := 0
+	for _, r := range due {
+		c, err := v.pending(ctx, r.WorkspaceID, r.ConnectionID, RevokeRetryActor)
+		switch {
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			v.log.WarnContext(ctx, "revocation retry failed", "connection", r.ConnectionID, "err", err)
+		case c.Status == store.StatusDisconnected:
+			finished++
+		}
+	}
+	return finished, nil
+}
+
+// Disconnect disconnects connection id of the workspace on behalf of actor, revoking an
+// OAuth connection's tokens at its provider (one attempt now; the retry job takes a
+// failed one on). changed is false when the connection was disconnected already.
+func (v *Revocations) Disconnect(ctx context.Context, workspaceID, id, actor string) (conn store.Connection, changed bool, err error) {
+	conn, err = v.store.Connection(ctx, workspaceID, id)
+	if err != nil {
+		return store.Connection{}, false, err
+	}
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionDisconnected, Actor: actor,
+		ConnectionID: id, Outcome: audit.Success, Data: eventData("provider", conn.Provider)}
+	if conn.AuthMode == string(oauthflow.AuthModeAPIKey) {
+		if conn.Status != store.StatusDisconnected {
+			ev.Data = eventData("provider", conn.Provider, "credential", "sealed_until_retention")
+			changed = true
+		}
+		conn, err = v.store.Disconnect(ctx, workspaceID, id, false, ev)
+		return conn, changed, err
+	}
+	conn, changed, err = v.store.BeginRevoke(ctx, workspaceID, id, ev)
+	if err != nil || !changed {
+		return conn, changed, err
+	}
+	if done, err := v.pending(ctx, workspaceID, id, actor); err == nil {
+		conn = done
+	} else if !errors.Is(err, store.ErrConflict) {
+		// The disconnect itself committed: the retry job takes the revocation on.
+		v.log.WarnContext(ctx, "revocation: recording the attempt failed", "connection", id, "err", err)
+	}
+	return conn, true, nil
+}
+
+// EraseEndUser erases an end user of the workspace (GDPR art. 17) on behalf of actor:
+// every connection of theirs is revoked at its provider where possible (one attempt; the
+// erasure does not wait for a provider that is down) and hard-deleted now with its
+// ciphertext and the end user's connect sessions. Each deletion is audited as
+// connection.erased with the provider and the revocation's outcome, never a credential
+// or the end user's id. It returns how many connections were deleted and the ones listed
+// before the deletion.
+func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, actor string) (int64, []store.Connection, error) {
+	conns, err := v.store.EndUserConnections(ctx, workspaceID, endUser)
+	if err != nil {
+		return 0, nil, err
+	}
+	outcome := make(map[string]revokeAttempt, len(conns))
+	for _, cc := range conns {
+		if cc.AuthMode == string(oauthflow.AuthModeOAuth2) {
+			outcome[cc.ID] = v.atProvider(ctx, cc)
+		} else {
+			outcome[cc.ID] = revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
+		}
+	}
+	n, err := v.store.EraseEndUser(ctx, workspaceID, endUser, func(conn store.Connection) audit.Event {
+		att, ok := outcome[conn.ID]
+		revocation := "revoked"
+		switch {
+		case !ok: // created after the listing: deleted unrevoked
+			att, revocation = revokeAttempt{code: codeProviderUnavailable}, "not_attempted"
+		case att.outcome == store.NotRevocable:
+			revocation = "not_revocable"
+		case att.outcome == store.RetryLater:
+			revocation = "failed"
+		}
+		return audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionErased, Actor: actor, ConnectionID: conn.ID,
+			Outcome: audit.Success, ErrorCode: att.code, Data: eventData("provider", conn.Provider, "revocation", revocation)}
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	listed := make([]store.Connection, len(conns))
+	for i, cc := range conns {
+		listed[i] = cc.Connection
+	}
+	return n, listed, nil
+}
+
+// RevokeWorkspace revokes the tokens of the workspace's OAuth connections that are not
+// disconnected, one attempt each, until budget ends (the workspace is about to be
+// deleted). It returns how many were revoked.
+func (v *Revocations) RevokeWorkspace(ctx context.Context, workspaceID string, budget time.Duration) (int, error) {
+	revoked := 0
+	bctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	for after := ""; bctx.Err() == nil; {
+		list, err := v.store.ListConnections(ctx, workspaceID, store.ConnectionFilter{After: after, Limit: 100})
+		if err != nil {
+			return revoked, err
+		}
+		for _, conn := range list {
+			if conn.AuthMode != string(oauthflow.AuthModeOAuth2) || conn.Status == store.StatusDisconnected || bctx.Err() != nil {
+				continue
+			}
+			cc, err := v.store.ConnectionWithCredential(ctx, workspaceID, conn.ID)
+			if err == nil && v.atProvider(bctx, cc).outcome == store.Revoked && cc.Credential != nil {
+				revoked++
+			}
+		}
+		if len(list) < 100 {
+			break
+		}
+		after = list[len(list)-1].ID
+	}
+	return revoked, nil
+}
