@@ -11,7 +11,9 @@
 //   - PKCE with the S256 method only (RFC 7636, pkce.go);
 //   - authorization URLs, single-use state, callback validation including the
 //     authorization server's issuer identifier (RFC 9207), code exchange, refresh
-//     (RFC 6749 section 6) and revocation (RFC 7009), through golang.org/x/oauth2.
+//     (RFC 6749 section 6) and revocation (RFC 7009), through golang.org/x/oauth2;
+//   - the connect flows as a service (Flows, flows.go): creating, starting and completing
+//     a connect session, which the HTTP layer only parses and renders.
 //
 // The package stores nothing itself: connect sessions, state and tokens go through the
 // store interfaces declared next to the code that consumes them, and the vault seals

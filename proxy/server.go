@@ -70,7 +70,7 @@ type Server struct {
 	audit     *audit.Batcher
 	catalog   *oauthflow.Catalog
 	hasher    *KeyHasher
-	stateKeys *KeySet // the connect flows' state MACs and browser bindings (connect_state.go, oauth.go)
+	stateKeys *KeySet // the connect flows' state MACs and browser bindings (connect_state.go, connect_binding.go)
 	auth      *authCache
 	log       *slog.Logger
 	now       func() time.Time
