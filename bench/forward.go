@@ -15,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/app"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -84,7 +85,8 @@ func forwardBench(ctx context.Context, args []string, out io.Writer) error {
 	srv := httptest.NewServer(a.Server.Handler())
 	defer srv.Close()
 
-	k, err := a.Server.CreateAPIKey(ctx, store.DefaultWorkspaceID, "bench-admin", []string{"admin"}, "bench")
+	k, err := a.Admin.CreateAPIKey(ctx, admin.KeyRequest{WorkspaceID: store.DefaultWorkspaceID, Name: "bench-admin",
+		Scopes: []string{"admin"}, Actor: "bench"})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/app"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
@@ -96,7 +97,8 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var keys []string // many, so that the per-key rate limit (1000/s, burst 2000) never binds; it still runs
 	for i := range 64 {
-		k, err := a.Server.CreateAPIKey(ctx, ws.ID, fmt.Sprint("bench-", i), []string{"tokens:read"}, "bench")
+		k, err := a.Admin.CreateAPIKey(ctx, admin.KeyRequest{WorkspaceID: ws.ID, Name: fmt.Sprint("bench-", i),
+			Scopes: []string{"tokens:read"}, Actor: "bench"})
 		if err != nil {
 			return err
 		}

@@ -306,7 +306,7 @@ func TestAuditCheckpointsReachTheControlPlane(t *testing.T) {
 	evs := waitN(t, cp, controlplane.EventAuditCheckpoint, 1)
 	heads, err := p.app.Store.AuditHeads(context.Background())
 	require.NoError(t, err)
-	trusted, err := p.app.Server.CheckpointKeys().TrustedKeyIDs(context.Background())
+	trusted, err := p.app.Admin.CheckpointKeys().TrustedKeyIDs(context.Background())
 	require.NoError(t, err)
 	found := false
 	for _, e := range evs {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
@@ -44,7 +45,7 @@ func ClientCertKeyIDs(cert *x509.Certificate) []string {
 // checkClientCert enforces WithClientCertBinding for an authenticated principal. Only
 // VerifiedChains counts: crypto/tls fills it only after verifying the chain against the
 // client CA, where PeerCertificates would hold whatever the client sent.
-func (s *Server) checkClientCert(r *http.Request, p Principal) error {
+func (s *Server) checkClientCert(r *http.Request, p admin.Principal) error {
 	if !s.clientCertBinding {
 		return nil
 	}

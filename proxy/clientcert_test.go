@@ -97,15 +97,13 @@ func TestClientCertBinding(t *testing.T) {
 		code, err := get(client(0, nil), "/readyz", "")
 		return err == nil && code == http.StatusOK
 	}, 20*time.Second, 50*time.Millisecond)
-	h, _, err := a.Server.Hasher().Hash(ctx, vault.NewSecret(bootstrapKey))
-	require.NoError(t, err)
-	k, err := a.Store.APIKeyByHash(ctx, h)
+	k, err := a.Admin.Authenticate(ctx, vault.NewSecret(bootstrapKey))
 	require.NoError(t, err)
 
-	bound := clientCA.Client(t, "app-1", proxy.ClientCertKeyURIPrefix+k.ID)
+	bound := clientCA.Client(t, "app-1", proxy.ClientCertKeyURIPrefix+k.KeyID)
 	otherKey := clientCA.Client(t, "app-2", proxy.ClientCertKeyURIPrefix+"apk_someoneelse")
 	unbound := clientCA.Client(t, "app-3")
-	foreign := otherCA.Client(t, "mallory", proxy.ClientCertKeyURIPrefix+k.ID)
+	foreign := otherCA.Client(t, "mallory", proxy.ClientCertKeyURIPrefix+k.KeyID)
 
 	tests := []struct {
 		name    string

@@ -6,11 +6,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
 // The connect flows' browser binding (oauthflow.BindingMAC) is made with the active key
-// of the state key set (keyset.go) and stored with that key's id: kid ‖ ":" ‖ MAC. The
+// of the state key set (admin.Service.StateKeys) and stored with that key's id: kid ‖ ":" ‖ MAC. The
 // callback picks the key by that kid only, so a flow started before a state-key rotation
 // completes after it (the old key is verify-only for the flow lifetime), and a binding
 // made with a retired or unknown key is refused.
@@ -18,13 +19,13 @@ const flowBindingSep = ':'
 
 // BindBrowser returns the stored binding of session sessionID to the browser nonce.
 func (fk *flowKeys) BindBrowser(ctx context.Context, sessionID, nonce string) ([]byte, error) {
-	k, err := fk.state.active(ctx)
+	k, err := fk.state.Active(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: browser binding key: %w", err)
 	}
-	mac := oauthflow.BindingMAC(k.material, sessionID, nonce)
-	out := make([]byte, 0, len(k.kid)+1+len(mac))
-	out = append(append(append(out, k.kid...), flowBindingSep), mac...)
+	mac := oauthflow.BindingMAC(k.Material(), sessionID, nonce)
+	out := make([]byte, 0, len(k.KID())+1+len(mac))
+	out = append(append(append(out, k.KID()...), flowBindingSep), mac...)
 	return out, nil
 }
 
@@ -38,14 +39,14 @@ func (fk *flowKeys) VerifyBrowser(ctx context.Context, sessionID, nonce string, 
 	if i <= 0 {
 		return false, nil
 	}
-	k, err := fk.state.byKid(ctx, string(stored[:i]))
+	k, err := fk.state.ByKid(ctx, string(stored[:i]))
 	if err != nil {
 		return false, fmt.Errorf("proxy: browser binding key: %w", err)
 	}
 	if k == nil { // retired or unknown: no other key is tried
 		return false, nil
 	}
-	return oauthflow.VerifyBinding(k.material, sessionID, nonce, stored[i+1:]), nil
+	return oauthflow.VerifyBinding(k.Material(), sessionID, nonce, stored[i+1:]), nil
 }
 
 // legacyFlowKeyLabel derived the browser-binding key from the API-key hashing key before
@@ -54,12 +55,12 @@ func (fk *flowKeys) VerifyBrowser(ctx context.Context, sessionID, nonce string, 
 const legacyFlowKeyLabel = "authpipe-proxy/v1 derive: connect-flow browser binding key"
 
 func (fk *flowKeys) verifyLegacyBinding(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error) {
-	k, err := fk.hashKeys.byKid(ctx, hashKeyID)
+	k, err := fk.hashKeys.ByKid(ctx, admin.FirstAPIKeyHashKeyID)
 	if err != nil {
 		return false, fmt.Errorf("proxy: browser binding key: %w", err)
 	}
 	if k == nil {
 		return false, nil
 	}
-	return oauthflow.VerifyBinding(k.mac([]byte(legacyFlowKeyLabel)), sessionID, nonce, stored), nil
+	return oauthflow.VerifyBinding(k.MAC([]byte(legacyFlowKeyLabel)), sessionID, nonce, stored), nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 )
 
@@ -21,7 +22,7 @@ import (
 // 52 characters after the prefix: still an opaque prefixed id (API.md), the session's
 // primary key and its audit actor. The fingerprint (the first 4 bytes of SHA-256 of the
 // key's kid) names the key in 4 bytes instead of the kid's 20-odd characters; the key is
-// picked by it from the keys this replica has loaded (KeySet.verifiers never re-reads the
+// picked by it from the keys this replica has loaded (KeySet.Verifiers never re-reads the
 // set because of an id) and no other key is tried. Ids are MAC'd with the published state
 // key, so every replica knows it before the id reaches one; an id outlives its key only
 // if the session outlives the key's 15 verify-only minutes, and a session lasts 10.
@@ -43,13 +44,13 @@ func kidFingerprint(kid string) [sessionIDFP]byte {
 	return [sessionIDFP]byte(sum[:sessionIDFP])
 }
 
-func sessionIDTagOf(k *setKey, body []byte) []byte {
-	return k.mac([]byte(sessionIDLabel), body)[:sessionIDTag]
+func sessionIDTagOf(k *admin.Key, body []byte) []byte {
+	return k.MAC([]byte(sessionIDLabel), body)[:sessionIDTag]
 }
 
 // NewSessionID makes a connect session id MAC'd with the published state key.
 func (fk *flowKeys) NewSessionID(ctx context.Context) (string, error) {
-	k, err := fk.state.published(ctx, stateKeyPublishDelay)
+	k, err := fk.state.Published(ctx, stateKeyPublishDelay)
 	if err != nil {
 		return "", fmt.Errorf("proxy: state key: %w", err)
 	}
@@ -57,12 +58,12 @@ func (fk *flowKeys) NewSessionID(ctx context.Context) (string, error) {
 }
 
 // makeSessionID makes a connect session id MAC'd with k.
-func makeSessionID(k *setKey) (string, error) {
+func makeSessionID(k *admin.Key) (string, error) {
 	raw := make([]byte, sessionIDBytes)
 	if _, err := rand.Read(raw[:sessionIDRandom]); err != nil {
 		return "", fmt.Errorf("proxy: session id: %w", err)
 	}
-	fp := kidFingerprint(k.kid)
+	fp := kidFingerprint(k.KID())
 	copy(raw[sessionIDRandom:], fp[:])
 	copy(raw[sessionIDRandom+sessionIDFP:], sessionIDTagOf(k, raw[:sessionIDRandom+sessionIDFP]))
 	out := make([]byte, ids.EncodedLen(sessionIDBytes))
@@ -101,13 +102,13 @@ func (fk *flowKeys) CheckSessionID(ctx context.Context, id string) (bool, error)
 	case legacy:
 		return fk.inLegacyWindow(), nil
 	}
-	keys, err := fk.state.verifiers(ctx)
+	keys, err := fk.state.Verifiers(ctx)
 	if err != nil {
 		return false, fmt.Errorf("proxy: state key: %w", err)
 	}
 	fp := [sessionIDFP]byte(raw[sessionIDRandom : sessionIDRandom+sessionIDFP])
 	for _, k := range keys {
-		if kidFingerprint(k.kid) == fp { // the key it names, and no other
+		if kidFingerprint(k.KID()) == fp { // the key it names, and no other
 			return hmac.Equal(sessionIDTagOf(k, raw[:sessionIDRandom+sessionIDFP]), raw[sessionIDRandom+sessionIDFP:]), nil
 		}
 	}

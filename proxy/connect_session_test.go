@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/proxy"
@@ -128,7 +129,7 @@ func TestSessionIDsAcrossStateKeyRotation(t *testing.T) {
 			b := f.browser()
 			oldID, oldURL := f.session(nil)
 			oldKid := sessionKid(t, f, oldID)
-			newKid := rotateProxyKey(f.h, proxy.PurposeState)
+			newKid := rotateProxyKey(f.h, admin.PurposeState)
 			f.connected(b, f.toCallback(b, oldURL))
 
 			f.clock.advance(proxy.StateKeyPublishDelay + time.Second)

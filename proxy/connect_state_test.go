@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gorm.io/gorm"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/proxy"
@@ -142,7 +143,7 @@ func TestStateKeyRotationAndStates(t *testing.T) {
 			_, connectURL := f.session(nil)
 			before := f.toCallback(b, connectURL)
 			oldKid := stateKID(t, before.Query().Get("state"))
-			newKid := rotateProxyKey(f.h, proxy.PurposeState)
+			newKid := rotateProxyKey(f.h, admin.PurposeState)
 			require.Equal(t, store.ProxyKeyVerifyOnly, proxyKeyState(t, f.h, oldKid))
 			f.connected(b, before)
 			res, body := b.get(before.String())
@@ -193,9 +194,13 @@ func TestStateKeyPublishedBeforeUse(t *testing.T) {
 			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true})
 			cat, err := oauthflow.LoadCatalog()
 			require.NoError(t, err)
+			// The replica has its own key sets (and authentication cache).
+			otherAdmin, err := admin.New(admin.Config{}, admin.Deps{Store: f.h.app.Store, Creds: f.h.app.Creds,
+				Secrets: f.h.app.Secrets}, admin.WithClock(f.clock.now))
+			require.NoError(t, err)
 			other, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true,
 				OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-				proxy.Deps{Store: f.h.app.Store, Creds: f.h.app.Creds, Secrets: f.h.app.Secrets, Audit: f.h.app.Audit, Catalog: cat},
+				proxy.Deps{Admin: otherAdmin, Store: f.h.app.Store, Creds: f.h.app.Creds, Secrets: f.h.app.Secrets, Audit: f.h.app.Audit, Catalog: cat},
 				proxy.WithClock(f.clock.now))
 			require.NoError(t, err)
 			replica := httptest.NewServer(other.Handler())
@@ -215,7 +220,7 @@ func TestStateKeyPublishedBeforeUse(t *testing.T) {
 			res, body := b.get(withState(onReplica(cb), "short"))
 			f.rejected(res, body, "invalid_state")
 
-			newKid := rotateProxyKey(f.h, proxy.PurposeState)
+			newKid := rotateProxyKey(f.h, admin.PurposeState)
 			_, connectURL = f.session(nil)
 			started := f.toCallback(b, connectURL)
 			require.NotEqual(t, newKid, stateKID(t, started.Query().Get("state")))

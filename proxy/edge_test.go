@@ -25,7 +25,7 @@ func edgeServer(t *testing.T, h *harness, ec proxy.EdgeConfig) *httptest.Server 
 	cat, err := oauthflow.LoadCatalog()
 	require.NoError(t, err)
 	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, Edge: ec},
-		proxy.Deps{Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
+		proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
 	require.NoError(t, err)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)

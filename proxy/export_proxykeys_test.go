@@ -3,8 +3,8 @@ package proxy
 import (
 	"context"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // ForgeFlowBindingForTest returns kid ‖ ":" ‖ BindingMAC(key kid, sessionID, nonce) made with
@@ -15,19 +15,19 @@ func ForgeFlowBindingForTest(ctx context.Context, s *Server, kid, sessionID, non
 	if err != nil {
 		return nil, err
 	}
-	sec, err := s.secret.Open(ctx, vault.ProxyKeyBinding(kid), pk.Sealed)
+	k, err := s.admin.StateKeys().Open(ctx, pk)
 	if err != nil {
 		return nil, err
 	}
-	return append([]byte(kid+":"), oauthflow.BindingMAC(sec.Bytes(), sessionID, nonce)...), nil
+	return append([]byte(kid+":"), oauthflow.BindingMAC(k.Material(), sessionID, nonce)...), nil
 }
 
 // LegacyFlowBindingForTest returns the binding a flow started before key ids stored: a
 // bare MAC under the key derived from the first API-key hashing key.
 func LegacyFlowBindingForTest(ctx context.Context, s *Server, sessionID, nonce string) ([]byte, error) {
-	k, err := s.hasher.keys.byKid(ctx, hashKeyID)
+	k, err := s.admin.APIKeyHashKeys().ByKid(ctx, admin.FirstAPIKeyHashKeyID)
 	if err != nil || k == nil {
 		return nil, err
 	}
-	return oauthflow.BindingMAC(k.mac([]byte(legacyFlowKeyLabel)), sessionID, nonce), nil
+	return oauthflow.BindingMAC(k.MAC([]byte(legacyFlowKeyLabel)), sessionID, nonce), nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -14,12 +15,12 @@ const StateKeyPublishDelay = stateKeyPublishDelay
 
 // storedStateKey opens the stored state key kid in whatever state it is (retired
 // included), as a holder of that key could.
-func storedStateKey(ctx context.Context, s *Server, kid string) (*setKey, error) {
+func storedStateKey(ctx context.Context, s *Server, kid string) (*admin.Key, error) {
 	pk, err := s.store.ProxyKeyByID(ctx, kid)
 	if err != nil {
 		return nil, err
 	}
-	return s.stateKeys.open(ctx, pk)
+	return s.admin.StateKeys().Open(ctx, pk)
 }
 
 // StateForTest returns a fresh state MAC'd with the stored state key kid (retired
@@ -29,7 +30,7 @@ func StateForTest(ctx context.Context, s *Server, kid string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	state, _, err := oauthflow.NewState(kid, k.material)
+	state, _, err := oauthflow.NewState(kid, k.Material())
 	return state, err
 }
 

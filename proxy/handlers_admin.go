@@ -1,122 +1,45 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"net/http"
-	"regexp"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/dpop"
-	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
-	"github.com/authpipe/authpipe-proxy/vault"
-	"github.com/authpipe/authpipe-proxy/vault/store"
+	"github.com/authpipe/authpipe-proxy/refresher"
 )
+
+// adminAPI serves the administration routes (API.md "Administration"): API keys,
+// workspaces, the proxy's own keys and the webhook endpoint. Each handler parses,
+// calls admin and renders.
+type adminAPI struct {
+	svc *admin.Service
+	// checkURL is the outbound URL policy provider URLs follow; webhook URLs follow it too.
+	checkURL func(raw string) error
+}
+
+func (a adminAPI) routes(api *gin.RouterGroup) {
+	api.POST("/api-keys", require(admin.ScopeAdmin), a.handleCreateAPIKey)
+	api.GET("/api-keys", require(admin.ScopeAdmin), a.handleListAPIKeys)
+	api.DELETE("/api-keys/:id", require(admin.ScopeAdmin), a.handleRevokeAPIKey)
+
+	api.POST("/workspaces", require(admin.ScopeWorkspacesWrite), a.handleCreateWorkspace)
+	api.GET("/workspaces", require(admin.ScopeWorkspacesWrite), a.handleListWorkspaces)
+	api.PATCH("/workspaces/:id", require(admin.ScopeWorkspacesWrite), a.handlePatchWorkspace)
+
+	api.POST("/proxy-keys/rotate", require(admin.ScopeWorkspacesWrite), a.handleRotateProxyKey)
+
+	api.PUT("/webhooks", require(admin.ScopeAdmin), a.handlePutWebhook)
+	api.DELETE("/webhooks", require(admin.ScopeAdmin), a.handleDeleteWebhook)
+}
 
 // ---- API keys ----
 
-type apiKeyView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Prefix    string    `json:"prefix"`
-	Scopes    []string  `json:"scopes"`
-	CreatedAt time.Time `json:"created_at"`
-	// HashKeyID is the kid of the key that hashed it; HashKeyStale is true when that is no
-	// longer the active hashing key (the key keeps working; replace it to retire the old
-	// hashing key).
-	HashKeyID    string `json:"hash_key_id"`
-	HashKeyStale bool   `json:"hash_key_stale"`
-}
-
-type createdKey struct {
-	ID     string       `json:"id"`
-	Key    vault.Secret `json:"-"`
-	Prefix string       `json:"prefix"`
-	Scopes []string     `json:"scopes"`
-	Name   string       `json:"name,omitempty"`
-}
-
-// MarshalJSON shows the key: this is the one response that must (API.md).
-func (k createdKey) MarshalJSON() ([]byte, error) {
-	type shown struct {
-		ID     string   `json:"id"`
-		Key    string   `json:"key"`
-		Prefix string   `json:"prefix"`
-		Scopes []string `json:"scopes"`
-		Name   string   `json:"name,omitempty"`
-	}
-	return jsonMarshal(shown{k.ID, k.Key.Reveal(), k.Prefix, k.Scopes, k.Name})
-}
-
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$`)
-
-func validScopes(scopes []string, allowWorkspaces bool) error {
-	if len(scopes) == 0 {
-		return problem.ErrInvalidRequest.WithField("scopes", "at least one scope is required")
-	}
-	for _, s := range scopes {
-		if !slices.Contains(AllScopes, s) {
-			return problem.ErrInvalidRequest.WithField("scopes", "unknown scope "+strconv.Quote(s))
-		}
-		if s == ScopeWorkspacesWrite && !allowWorkspaces {
-			return problem.ErrForbidden.WithDetail("only a key with workspaces:write can grant it")
-		}
-	}
-	return nil
-}
-
-// CreateAPIKey makes a key in a workspace and returns it: the only time it is shown.
-func (s *Server) CreateAPIKey(ctx context.Context, workspaceID, name string, scopes []string, actor string) (createdKey, error) {
-	return s.createAPIKey(ctx, workspaceID, name, scopes, actor, "")
-}
-
-// createAPIKey makes a key, bound to the DPoP key with thumbprint jkt when jkt is set.
-func (s *Server) createAPIKey(ctx context.Context, workspaceID, name string, scopes []string, actor, jkt string) (createdKey, error) {
-	key := NewAPIKey()
-	h, kid, err := s.hasher.Hash(ctx, key)
-	if err != nil {
-		return createdKey{}, err
-	}
-	row := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: workspaceID, Name: name, Prefix: KeyDisplayPrefix(key),
-		Hash: h, HashKeyID: kid, Scopes: slices.Compact(slices.Sorted(slices.Values(scopes))), CreatedAt: s.now().UTC()}
-	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.APIKeyCreated, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("api_key_id", row.ID)}
-	insert := func() error { return s.store.InsertAPIKey(ctx, row, ev) }
-	if jkt != "" {
-		insert = func() error { return s.store.InsertDPoPAPIKey(ctx, row, jkt, ev) }
-	}
-	if err := insert(); err != nil {
-		return createdKey{}, err
-	}
-	return createdKey{ID: row.ID, Key: key, Prefix: row.Prefix, Scopes: row.Scopes, Name: name}, nil
-}
-
-// EnsureBootstrapKey makes sure key exists in the default workspace with the scopes
-// admin and workspaces:write. It never logs or returns the key.
-func (s *Server) EnsureBootstrapKey(ctx context.Context, key vault.Secret) error {
-	if !ValidKeyFormat(key.Reveal()) {
-		return errors.New("the bootstrap key is not of the form ap_<at least 32 url-safe characters>")
-	}
-	h, kid, err := s.hasher.Hash(ctx, key)
-	if err != nil {
-		return err
-	}
-	row := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: store.DefaultWorkspaceID, Name: "bootstrap",
-		Prefix: KeyDisplayPrefix(key), Hash: h, HashKeyID: kid,
-		Scopes: store.Strings{ScopeAdmin, ScopeWorkspacesWrite}, CreatedAt: s.now().UTC()}
-	ev := audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: audit.APIKeyCreated, Actor: "bootstrap",
-		Outcome: audit.Success, Data: dataJSON("api_key_id", row.ID)}
-	_, err = s.store.EnsureAPIKey(ctx, row, ev)
-	return err
-}
-
-func (s *Server) handleCreateAPIKey(c *gin.Context) {
+func (a adminAPI) handleCreateAPIKey(c *gin.Context) {
 	var req struct {
 		Name    string   `json:"name"`
 		Scopes  []string `json:"scopes"`
@@ -126,11 +49,11 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 		return
 	}
 	p := principal(c)
-	if !namePattern.MatchString(req.Name) {
-		fail(c, problem.ErrInvalidRequest.WithField("name", "1–63 letters, digits, spaces, dots, dashes or underscores"))
+	if err := admin.ValidKeyName(req.Name); err != nil {
+		fail(c, err)
 		return
 	}
-	if err := validScopes(req.Scopes, p.Has(ScopeWorkspacesWrite)); err != nil {
+	if err := admin.ValidScopes(req.Scopes, p.Has(admin.ScopeWorkspacesWrite)); err != nil {
 		fail(c, err)
 		return
 	}
@@ -138,7 +61,8 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 		fail(c, problem.ErrInvalidRequest.WithField("dpop_jkt", "an RFC 7638 SHA-256 JWK thumbprint, base64url"))
 		return
 	}
-	k, err := s.createAPIKey(c.Request.Context(), p.WorkspaceID, req.Name, req.Scopes, p.KeyID, req.DPoPJKT)
+	k, err := a.svc.CreateAPIKey(c.Request.Context(), admin.KeyRequest{WorkspaceID: p.WorkspaceID, Name: req.Name,
+		Scopes: req.Scopes, DPoPJKT: req.DPoPJKT, Actor: p.KeyID})
 	if err != nil {
 		fail(c, err)
 		return
@@ -146,39 +70,18 @@ func (s *Server) handleCreateAPIKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, k)
 }
 
-func (s *Server) handleListAPIKeys(c *gin.Context) {
-	keys, err := s.store.ListAPIKeys(c.Request.Context(), principal(c).WorkspaceID)
+func (a adminAPI) handleListAPIKeys(c *gin.Context) {
+	keys, err := a.svc.ListAPIKeys(c.Request.Context(), principal(c).WorkspaceID)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	active, err := s.hasher.keys.active(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	out := make([]apiKeyView, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, apiKeyView{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Scopes: k.Scopes, CreatedAt: k.CreatedAt.UTC(),
-			HashKeyID: k.HashKeyID, HashKeyStale: k.HashKeyID != active.kid})
-	}
-	c.JSON(http.StatusOK, gin.H{"api_keys": out})
+	c.JSON(http.StatusOK, gin.H{"api_keys": keys})
 }
 
-// RevokeAPIKey revokes a key of a workspace.
-func (s *Server) RevokeAPIKey(ctx context.Context, workspaceID, id, actor string) error {
-	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.APIKeyRevoked, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("api_key_id", id)}
-	if err := s.store.RevokeAPIKey(ctx, workspaceID, id, ev); err != nil {
-		return err
-	}
-	s.auth.forget()
-	return nil
-}
-
-func (s *Server) handleRevokeAPIKey(c *gin.Context) {
+func (a adminAPI) handleRevokeAPIKey(c *gin.Context) {
 	p := principal(c)
-	if err := s.RevokeAPIKey(c.Request.Context(), p.WorkspaceID, c.Param("id"), p.KeyID); err != nil {
+	if err := a.svc.RevokeAPIKey(c.Request.Context(), p.WorkspaceID, c.Param("id"), p.KeyID); err != nil {
 		fail(c, err)
 		return
 	}
@@ -187,28 +90,33 @@ func (s *Server) handleRevokeAPIKey(c *gin.Context) {
 
 // ---- Workspaces ----
 
-var workspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
-type workspaceView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-	// AuditRetention is the workspace's own audit retention ("" = AUTHPIPE_AUDIT_RETENTION).
-	AuditRetention string      `json:"audit_retention,omitempty"`
-	APIKey         *createdKey `json:"api_key,omitempty"`
+func (a adminAPI) handleCreateWorkspace(c *gin.Context) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if !bindJSON(c, &req) {
+		return
+	}
+	ws, err := a.svc.CreateWorkspace(c.Request.Context(), req.Name, principal(c).KeyID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, ws)
 }
 
-func workspaceViewOf(w store.Workspace) workspaceView {
-	v := workspaceView{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt.UTC()}
-	if w.AuditRetentionSeconds != nil {
-		v.AuditRetention = (time.Duration(*w.AuditRetentionSeconds) * time.Second).String()
+func (a adminAPI) handleListWorkspaces(c *gin.Context) {
+	list, err := a.svc.ListWorkspaces(c.Request.Context())
+	if err != nil {
+		fail(c, err)
+		return
 	}
-	return v
+	c.JSON(http.StatusOK, gin.H{"workspaces": list})
 }
 
 // handlePatchWorkspace is PATCH /v1/workspaces/{id}: today one setting, the workspace's
 // own audit retention ({"audit_retention":"720h"}, or null for the deployment's).
-func (s *Server) handlePatchWorkspace(c *gin.Context) {
+func (a adminAPI) handlePatchWorkspace(c *gin.Context) {
 	var req struct {
 		AuditRetention *string `json:"audit_retention"`
 	}
@@ -218,171 +126,85 @@ func (s *Server) handlePatchWorkspace(c *gin.Context) {
 	var d *time.Duration
 	if req.AuditRetention != nil {
 		v, err := time.ParseDuration(*req.AuditRetention)
-		if err != nil || v < store.MinAuditRetention || v > store.MaxAuditRetention {
-			fail(c, problem.ErrInvalidRequest.WithField("audit_retention", "a duration from 24h to 87600h, or null"))
+		if err != nil {
+			fail(c, admin.ErrInvalidRetention)
 			return
 		}
 		d = &v
 	}
-	id := c.Param("id")
-	ev := audit.Event{WorkspaceID: id, Type: audit.WorkspaceUpdated, Actor: principal(c).KeyID, Outcome: audit.Success,
-		Data: dataJSON("setting", "audit_retention")}
-	ws, err := s.store.SetAuditRetention(c.Request.Context(), id, d, ev)
+	ws, err := a.svc.SetAuditRetention(c.Request.Context(), c.Param("id"), d, principal(c).KeyID)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, workspaceViewOf(ws))
+	c.JSON(http.StatusOK, ws)
 }
 
-// CreateWorkspace makes a workspace with its own DEKs (both purposes, wrapped now, so a
-// KMS outage fails it with nothing written) and a first admin key, shown once.
-func (s *Server) CreateWorkspace(ctx context.Context, name, actor string) (workspaceView, error) {
-	if !workspaceName.MatchString(name) {
-		return workspaceView{}, problem.ErrInvalidRequest.WithField("name", "1–63 lower-case letters, digits, dashes or underscores")
-	}
-	ws := store.Workspace{ID: ids.New(ids.Workspace), Name: name, CreatedAt: s.now().UTC()}
-	credDEK, err := s.creds.GenerateDEK(ctx, ws.ID)
-	if err != nil {
-		return workspaceView{}, err
-	}
-	secDEK, err := s.secret.GenerateDEK(ctx, ws.ID)
-	if err != nil {
-		s.creds.Forget(ws.ID)
-		return workspaceView{}, err
-	}
-	key := NewAPIKey()
-	h, kid, err := s.hasher.Hash(ctx, key)
-	if err != nil {
-		return workspaceView{}, err
-	}
-	row := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: ws.ID, Name: "admin", Prefix: KeyDisplayPrefix(key),
-		Hash: h, HashKeyID: kid, Scopes: store.Strings{ScopeAdmin}, CreatedAt: ws.CreatedAt}
-	evs := []audit.Event{
-		{WorkspaceID: ws.ID, Type: audit.WorkspaceCreated, Actor: actor, Outcome: audit.Success},
-		{WorkspaceID: ws.ID, Type: audit.APIKeyCreated, Actor: actor, Outcome: audit.Success, Data: dataJSON("api_key_id", row.ID)},
-	}
-	if err := s.store.CreateWorkspace(ctx, ws, []vault.DEKRecord{credDEK, secDEK}, row, evs...); err != nil {
-		s.creds.Forget(ws.ID)
-		s.secret.Forget(ws.ID)
-		if errors.Is(err, store.ErrConflict) {
-			return workspaceView{}, problem.ErrConflict.WithDetail("a workspace with this name exists")
-		}
-		return workspaceView{}, err
-	}
-	return workspaceView{ID: ws.ID, Name: ws.Name, CreatedAt: ws.CreatedAt,
-		APIKey: &createdKey{ID: row.ID, Key: key, Prefix: row.Prefix, Scopes: row.Scopes}}, nil
-}
+// ---- The proxy's own keys ----
 
-func (s *Server) handleCreateWorkspace(c *gin.Context) {
+// handleRotateProxyKey is POST /v1/proxy-keys/rotate {"purpose": …} (workspaces:write).
+func (a adminAPI) handleRotateProxyKey(c *gin.Context) {
 	var req struct {
-		Name string `json:"name"`
+		Purpose string `json:"purpose"`
 	}
 	if !bindJSON(c, &req) {
 		return
 	}
-	ws, err := s.CreateWorkspace(c.Request.Context(), req.Name, principal(c).KeyID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusCreated, ws)
-}
-
-func (s *Server) handleListWorkspaces(c *gin.Context) {
-	list, err := s.store.ListWorkspaces(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	out := make([]workspaceView, 0, len(list))
-	for _, w := range list {
-		out = append(out, workspaceViewOf(w))
-	}
-	c.JSON(http.StatusOK, gin.H{"workspaces": out})
-}
-
-// ---- Audit ----
-
-type eventView struct {
-	ID           string    `json:"id"`
-	At           time.Time `json:"at"`
-	Type         string    `json:"type"`
-	Actor        string    `json:"actor"`
-	ConnectionID string    `json:"connection_id,omitempty"`
-	Outcome      string    `json:"outcome"`
-	ErrorCode    string    `json:"error_code,omitempty"`
-	Hash         string    `json:"hash"`
-	PrevHash     string    `json:"prev_hash"`
-}
-
-func (s *Server) handleListAudit(c *gin.Context) {
-	limit := 100
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			fail(c, problem.ErrInvalidRequest.WithField("limit", "a whole number from 1 to 1000"))
+	p := principal(c)
+	if req.Purpose == admin.PurposeWebhook {
+		r, err := a.svc.RotateWebhookSecret(c.Request.Context(), p.WorkspaceID, p.KeyID)
+		if err != nil {
+			fail(c, err)
 			return
 		}
-		limit = n
-	}
-	evs, err := s.store.ListAudit(c.Request.Context(), principal(c).WorkspaceID, c.Query("after"), limit)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			err = problem.ErrInvalidRequest.WithField("after", "no such event in this workspace")
-		}
-		fail(c, err)
+		c.Header("Cache-Control", "no-store")
+		c.JSON(http.StatusOK, gin.H{"purpose": admin.PurposeWebhook, "kid": r.KID, "verify_only": []string{r.PreviousKID},
+			"secret": r.Secret.Reveal(), "retire_after": r.RetireAfter})
 		return
 	}
-	out := make([]eventView, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, eventView{ID: e.ID, At: e.At.UTC(), Type: e.Type, Actor: e.Actor, ConnectionID: e.ConnectionID,
-			Outcome: e.Outcome, ErrorCode: e.ErrorCode, Hash: e.Hash, PrevHash: e.PrevHash})
+	r, err := a.svc.RotateProxyKey(c.Request.Context(), req.Purpose, p.KeyID)
+	if errors.Is(err, admin.ErrUnknownPurpose) {
+		err = problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state, webhook, checkpoint")
 	}
-	c.JSON(http.StatusOK, gin.H{"events": out})
-}
-
-func (s *Server) handleVerifyAudit(c *gin.Context) {
-	res, err := s.store.VerifyAudit(c.Request.Context(), principal(c).WorkspaceID)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	if !res.OK {
-		s.log.Error("audit chain broken", "workspace", principal(c).WorkspaceID, "first_bad_event", res.FirstBadEvent)
-		if s.metrics != nil {
-			s.metrics.AuditChainBroken()
-		}
-		c.JSON(http.StatusOK, gin.H{"ok": false, "first_bad_event": res.FirstBadEvent})
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"ok": true, "events": res.Events, "head": res.Head})
+	c.JSON(http.StatusOK, r)
 }
 
-// ---- Operations ----
+// ---- Webhooks ----
 
-func (s *Server) handleHealthz(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) }
+// handlePutWebhook is PUT /v1/webhooks (scope admin): set the workspace's webhook URL. A
+// new signing secret is made each time and shown only in this response.
+func (a adminAPI) handlePutWebhook(c *gin.Context) {
+	var req struct {
+		URL string `json:"url"`
+	}
+	if !bindJSON(c, &req) {
+		return
+	}
+	if err := a.checkURL(req.URL); err != nil {
+		fail(c, problem.ErrUnsafeURL.WithField("url", err.Error()))
+		return
+	}
+	p := principal(c)
+	secret, err := a.svc.PutWebhook(c.Request.Context(), p.WorkspaceID, req.URL, p.KeyID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"url": req.URL, "secret": secret.Reveal(), "signature_header": refresher.SignatureHeader,
+		"events": []string{refresher.EventCreated, refresher.EventDisconnected, refresher.EventNeedsReauth, refresher.EventRefreshFailed}})
+}
 
-func (s *Server) handleReadyz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
-	defer cancel()
-	checks := gin.H{"startup": "ok", "database": "ok", "kms": "ok", "audit": "ok"}
-	ok := true
-	if !s.ready.Load() {
-		checks["startup"], ok = "pending", false
+// handleDeleteWebhook is DELETE /v1/webhooks (scope admin).
+func (a adminAPI) handleDeleteWebhook(c *gin.Context) {
+	p := principal(c)
+	if err := a.svc.DeleteWebhook(c.Request.Context(), p.WorkspaceID, p.KeyID); err != nil {
+		fail(c, err)
+		return
 	}
-	if err := s.store.Ping(ctx); err != nil {
-		checks["database"], ok = "unavailable", false
-	}
-	if err := errors.Join(s.creds.Ping(ctx), s.secret.Ping(ctx)); err != nil {
-		checks["kms"], ok = "unavailable", false
-	}
-	if !s.audit.Healthy() {
-		checks["audit"], ok = "unavailable", false
-	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	c.JSON(status, gin.H{"ready": ok, "checks": checks})
+	c.JSON(http.StatusOK, gin.H{"deleted": true})
 }

@@ -11,11 +11,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -37,34 +37,22 @@ var _ Revocations = (*refresher.Revocations)(nil)
 // workspaceRevokeBudget bounds the revocations made before a workspace is deleted.
 const workspaceRevokeBudget = 60 * time.Second
 
-// lifecycleDeps is the lifecycle's share of the Server.
-type lifecycleDeps struct {
-	once sync.Once
-	keys *CheckpointKeys
-}
-
-// CheckpointKeys returns the holder of the audit checkpoint signing key.
-func (s *Server) CheckpointKeys() *CheckpointKeys {
-	s.lifecycle.once.Do(func() { s.lifecycle.keys = NewCheckpointKeys(s.store, s.secret) })
-	return s.lifecycle.keys
-}
-
 // lifecycleAPI is the lifecycle's HTTP side.
 type lifecycleAPI struct {
 	store          *store.Store
 	revocations    Revocations // nil: disconnects, erasures and workspace deletions fail
 	keyrings       []*vault.Keyring
 	events         EventSink
-	checkpointKeys func() *CheckpointKeys
+	checkpointKeys *admin.CheckpointKeys
 	log            *slog.Logger
 	now            func() time.Time
 }
 
 func (a *lifecycleAPI) routes(api *gin.RouterGroup) {
-	api.DELETE("/end-users/:end_user_id", require(ScopeAdmin), a.handleEraseEndUser)
-	api.GET("/end-users/:end_user_id/export", require(ScopeAdmin), a.handleExportEndUser)
-	api.DELETE("/workspaces/:id", require(ScopeWorkspacesWrite), a.handleDeleteWorkspace)
-	api.GET("/audit/checkpoint-keys", require(ScopeAuditRead), a.handleCheckpointKeys)
+	api.DELETE("/end-users/:end_user_id", require(admin.ScopeAdmin), a.handleEraseEndUser)
+	api.GET("/end-users/:end_user_id/export", require(admin.ScopeAdmin), a.handleExportEndUser)
+	api.DELETE("/workspaces/:id", require(admin.ScopeWorkspacesWrite), a.handleDeleteWorkspace)
+	api.GET("/audit/checkpoint-keys", require(admin.ScopeAuditRead), a.handleCheckpointKeys)
 }
 
 // errNoRevocations fails what needs the revocation service on a server built without one.
@@ -223,7 +211,7 @@ func auditRefusedRead(events *audit.Batcher, now func() time.Time, log *slog.Log
 // handleCheckpointKeys is GET /v1/audit/checkpoint-keys: the public keys that sign audit
 // checkpoints, so that a checkpoint file can be checked offline against a pinned key id.
 func (a *lifecycleAPI) handleCheckpointKeys(c *gin.Context) {
-	pub, err := a.checkpointKeys().Published(c.Request.Context())
+	pub, err := a.checkpointKeys.Published(c.Request.Context())
 	if err != nil {
 		fail(c, err)
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
@@ -211,7 +212,7 @@ func allowed(a netip.Addr, prefixes []netip.Prefix) bool {
 	return false
 }
 
-func (s *Server) putProvider(ctx context.Context, p Principal, key string, cfg ProviderConfig, secret *vault.Secret) (providerView, error) {
+func (s *Server) putProvider(ctx context.Context, p admin.Principal, key string, cfg ProviderConfig, secret *vault.Secret) (providerView, error) {
 	now := s.now().UTC()
 	id := ids.New(ids.Provider)
 	if existing, err := s.store.Provider(ctx, p.WorkspaceID, key); err == nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/refresher"
@@ -138,52 +137,4 @@ func (ps ProviderSource) Provider(ctx context.Context, workspaceID, key string) 
 		return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
 	}
 	return cfg.Provider, cc, nil
-}
-
-// handlePutWebhook is PUT /v1/webhooks (scope admin): set the workspace's webhook URL. A
-// new signing secret is made each time and shown only in this response.
-func (s *Server) handlePutWebhook(c *gin.Context) {
-	var req struct {
-		URL string `json:"url"`
-	}
-	if !bindJSON(c, &req) {
-		return
-	}
-	if err := s.checkEndpoint(req.URL); err != nil {
-		fail(c, problem.ErrUnsafeURL.WithField("url", err.Error()))
-		return
-	}
-	ctx := c.Request.Context()
-	p := principal(c)
-	secret, err := refresher.NewWebhookSecret()
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	sealed, err := s.creds.Seal(ctx, vault.WebhookSecretBinding(p.WorkspaceID), secret)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	now := s.now().UTC()
-	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: "webhook.updated", Actor: p.KeyID, Outcome: audit.Success}
-	if err := s.store.PutWebhookEndpoint(ctx, store.WebhookEndpoint{WorkspaceID: p.WorkspaceID, URL: req.URL, Secret: sealed,
-		CreatedAt: now, UpdatedAt: now}, ev); err != nil {
-		fail(c, err)
-		return
-	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"url": req.URL, "secret": secret.Reveal(), "signature_header": refresher.SignatureHeader,
-		"events": []string{refresher.EventCreated, refresher.EventDisconnected, refresher.EventNeedsReauth, refresher.EventRefreshFailed}})
-}
-
-// handleDeleteWebhook is DELETE /v1/webhooks (scope admin).
-func (s *Server) handleDeleteWebhook(c *gin.Context) {
-	p := principal(c)
-	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: "webhook.deleted", Actor: p.KeyID, Outcome: audit.Success}
-	if err := s.store.DeleteWebhookEndpoint(c.Request.Context(), p.WorkspaceID, ev); err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"deleted": true})
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"time"
 	"unicode/utf8"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
 
 // jsonContentType is the token response's Content-Type header value. It is shared by every
@@ -13,16 +15,9 @@ var jsonContentType = []string{"application/json; charset=utf-8"}[:1:1]
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// dataJSON renders the small metadata object of an audit event from key/value pairs of
-// identifiers. Never pass a secret.
-func dataJSON(kv ...string) string {
-	m := make(map[string]string, len(kv)/2)
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
-}
+// dataJSON renders the small metadata object of an audit event (audit.Data). Never pass
+// a secret.
+func dataJSON(kv ...string) string { return audit.Data(kv...) }
 
 // appendJSON renders the token response without reflection (the hot path). The output is
 // byte for byte what encoding/json produces for the struct (TestTokenResponseJSON).

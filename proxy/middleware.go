@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
@@ -40,7 +41,7 @@ var (
 type request struct {
 	id        string
 	clientIP  netip.Addr
-	principal Principal
+	principal admin.Principal
 	authed    bool
 	credType  string
 	headers   [len(securityHeaderKeys) + 1]string

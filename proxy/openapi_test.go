@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/authpipe/authpipe-proxy/proxy"
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -130,7 +130,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 			}
 			require.NotEmpty(t, scopes)
 			for _, s := range scopes {
-				require.True(t, s == "any" || slices.Contains(proxy.AllScopes, s), "unknown scope %q", s)
+				require.True(t, s == "any" || slices.Contains(admin.AllScopes, s), "unknown scope %q", s)
 			}
 			if slices.Contains(scopes, "any") {
 				require.Len(t, scopes, 1)

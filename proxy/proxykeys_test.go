@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/proxy"
@@ -59,7 +60,7 @@ func TestStateKeyRotation(t *testing.T) {
 			b := f.browser()
 			cb := f.toCallback(b, connectURL)
 			oldKid := sessionBindingKid(t, f.h, before)
-			newKid := rotateProxyKey(f.h, proxy.PurposeState)
+			newKid := rotateProxyKey(f.h, admin.PurposeState)
 			require.NotEqual(t, oldKid, newKid)
 			require.Equal(t, store.ProxyKeyVerifyOnly, proxyKeyState(t, f.h, oldKid))
 			f.connected(b, cb)
@@ -108,7 +109,7 @@ func TestStateKeyRotation(t *testing.T) {
 			require.NoError(t, err)
 			var rotated int
 			for _, ev := range evs {
-				if ev.Type == proxy.KeyRotated {
+				if ev.Type == admin.KeyRotated {
 					rotated++
 					require.JSONEq(t, `{"purpose":"state","kid":"`+newKid+`"}`, ev.Data)
 				}
@@ -139,7 +140,7 @@ func TestAPIKeyHashKeyRotation(t *testing.T) {
 			require.Equal(t, false, keys["bootstrap"]["hash_key_stale"])
 
 			h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "nope"}), 400, "invalid_request")
-			kid := rotateProxyKey(h, proxy.PurposeAPIKeyHash)
+			kid := rotateProxyKey(h, admin.PurposeAPIKeyHash)
 			// Keys issued before keep working; they show they are on an old hashing key.
 			keys = list(before)
 			require.Equal(t, true, keys["k"]["hash_key_stale"])
@@ -244,7 +245,7 @@ func TestWebhookSecretRotation(t *testing.T) {
 			var rotated int
 			for _, ev := range evs {
 				require.NotContains(t, ev.Data, string(newSecret))
-				if ev.Type == proxy.KeyRotated {
+				if ev.Type == admin.KeyRotated {
 					rotated++
 					require.JSONEq(t, `{"purpose":"webhook","kid":"`+refresher.WebhookKID(newSecret)+`","workspace_id":"`+
 						store.DefaultWorkspaceID+`"}`, ev.Data)
@@ -276,10 +277,10 @@ func TestCheckpointKeyRotationKeepsOldKeysPublished(t *testing.T) {
 	require.Equal(t, oldKid, keys[1].(map[string]any)["kid"])
 	require.Equal(t, "verify-only", keys[1].(map[string]any)["state"])
 
-	sg, err := h.app.Server.CheckpointKeys().Signer(context.Background())
+	sg, err := h.app.Admin.CheckpointKeys().Signer(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, newKid, sg.KeyID(), "the new key signs")
-	trusted, err := h.app.Server.CheckpointKeys().TrustedKeyIDs(context.Background())
+	trusted, err := h.app.Admin.CheckpointKeys().TrustedKeyIDs(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, []string{newKid, oldKid}, trusted)
 }

@@ -40,6 +40,9 @@ func toProblem(err error) *problem.Problem {
 	return problem.ErrInternal.WithCause(err)
 }
 
+// ProblemCode is the problem code err maps to (admin.WithErrorCode).
+func ProblemCode(err error) string { return toProblem(err).Code }
+
 // errorMiddleware writes the one problem+json response for the first error of a request.
 func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
@@ -33,43 +34,31 @@ func (s *Server) routes() *gin.Engine {
 
 	api.GET("/providers", s.handleListProviders)
 	api.GET("/providers/:key", s.handleGetProvider)
-	api.PUT("/providers/:key", require(ScopeProvidersWrite), s.handlePutProvider)
-	api.DELETE("/providers/:key", require(ScopeProvidersWrite), s.handleDeleteProvider)
+	api.PUT("/providers/:key", require(admin.ScopeProvidersWrite), s.handlePutProvider)
+	api.DELETE("/providers/:key", require(admin.ScopeProvidersWrite), s.handleDeleteProvider)
 
-	api.POST("/connections", require(ScopeConnectionsWrite), s.handleCreateConnection)
-	api.GET("/connections", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleListConnections)
-	api.GET("/connections/:id", requireAny(ScopeTokensRead, ScopeConnectionsWrite), s.handleGetConnection)
-	api.GET("/connections/:id/token", require(ScopeTokensRead), auditRefusedRead(s.audit, s.now, s.log), s.handleToken)
-	api.DELETE("/connections/:id", require(ScopeConnectionsWrite), s.life.handleDisconnect)
-	api.POST("/connections/:id/refresh", require(ScopeConnectionsWrite), s.handleRefresh)
-	api.PUT("/webhooks", require(ScopeAdmin), s.handlePutWebhook)
-	api.DELETE("/webhooks", require(ScopeAdmin), s.handleDeleteWebhook)
+	api.POST("/connections", require(admin.ScopeConnectionsWrite), s.handleCreateConnection)
+	api.GET("/connections", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleListConnections)
+	api.GET("/connections/:id", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleGetConnection)
+	api.GET("/connections/:id/token", require(admin.ScopeTokensRead), auditRefusedRead(s.audit, s.now, s.log), s.handleToken)
+	api.DELETE("/connections/:id", require(admin.ScopeConnectionsWrite), s.life.handleDisconnect)
+	api.POST("/connections/:id/refresh", require(admin.ScopeConnectionsWrite), s.handleRefresh)
 
 	for _, m := range forwardMethods { // not CONNECT or TRACE
-		api.Handle(m, "/proxy/:connection_id/*path", require(ScopeTokensRead), s.handleForward)
+		api.Handle(m, "/proxy/:connection_id/*path", require(admin.ScopeTokensRead), s.handleForward)
 	}
 
-	api.POST("/api-keys", require(ScopeAdmin), s.handleCreateAPIKey)
-	api.GET("/api-keys", require(ScopeAdmin), s.handleListAPIKeys)
-	api.DELETE("/api-keys/:id", require(ScopeAdmin), s.handleRevokeAPIKey)
-
-	api.POST("/workspaces", require(ScopeWorkspacesWrite), s.handleCreateWorkspace)
-	api.GET("/workspaces", require(ScopeWorkspacesWrite), s.handleListWorkspaces)
-	api.PATCH("/workspaces/:id", require(ScopeWorkspacesWrite), s.handlePatchWorkspace)
+	// API keys, workspaces, proxy keys, webhooks (handlers_admin.go), KEKs
+	// (handlers_keks.go), the audit chain (handlers_audit.go).
+	adminAPI{svc: s.admin, checkURL: s.checkEndpoint}.routes(api)
 	s.life.routes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
-
-	keys := newKeyRotation(s)
-	api.POST("/keys/rotate", require(ScopeWorkspacesWrite), keys.handleRotateKeys)
-	api.GET("/keys", require(ScopeWorkspacesWrite), keys.handleKeys)
-	api.POST("/proxy-keys/rotate", require(ScopeWorkspacesWrite), s.handleRotateProxyKey) // handlers_proxykeys.go
-
-	api.GET("/audit", require(ScopeAuditRead), s.handleListAudit)
-	api.GET("/audit/verify", require(ScopeAuditRead), s.handleVerifyAudit)
+	kekAPI{keks: s.admin.KEKs()}.routes(api)
+	auditAPI{svc: s.admin, log: s.log, metrics: s.metrics}.routes(api)
 
 	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
 	// key: the session id and the state (with the flow cookie) are their capabilities.
-	api.POST("/connect/sessions", require(ScopeConnectionsWrite), s.connect.handleCreateSession)
-	api.POST("/connections/:id/reconnect", require(ScopeConnectionsWrite), s.connect.handleReconnect)
+	api.POST("/connect/sessions", require(admin.ScopeConnectionsWrite), s.connect.handleCreateSession)
+	api.POST("/connections/:id/reconnect", require(admin.ScopeConnectionsWrite), s.connect.handleReconnect)
 	pub := r.Group("/v1", s.limitByIP) // per client address, before anything else (ratelimit.go)
 	pub.GET("/connect/:session", s.connect.handleStart)
 	pub.GET("/oauth/callback", s.connect.handleCallback)

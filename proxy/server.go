@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"crypto/hmac"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
@@ -30,14 +29,15 @@ type Config struct {
 	Dev bool
 	// OutboundAllowCIDRs are the private ranges provider URLs may point at.
 	OutboundAllowCIDRs []netip.Prefix
-	// AuthCacheTTL bounds how long a revoked key may still be accepted by this replica.
-	AuthCacheTTL time.Duration
 	// Edge configures trusted proxies, rate limits and DPoP (edge.go).
 	Edge EdgeConfig
 }
 
 // Deps are the lower layers the server drives.
 type Deps struct {
+	// Admin authenticates API keys and holds the proxy's own keys and the administration
+	// the admin routes call (handlers_admin.go).
+	Admin   *admin.Service
 	Store   *store.Store
 	Creds   *vault.Keyring // purpose credentials
 	Secrets *vault.Keyring // purpose client_secrets
@@ -63,20 +63,18 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // Server is the HTTP API.
 type Server struct {
-	cfg       Config
-	store     *store.Store
-	creds     *vault.Keyring
-	secret    *vault.Keyring
-	audit     *audit.Batcher
-	catalog   *oauthflow.Catalog
-	hasher    *KeyHasher
-	stateKeys *KeySet // the connect flows' state MACs and browser bindings (connect_state.go, connect_binding.go)
-	auth      *authCache
-	log       *slog.Logger
-	now       func() time.Time
-	ready     atomic.Bool
-	engine    *gin.Engine
-	metrics   *metrics.Metrics // metrics.go
+	cfg     Config
+	store   *store.Store
+	creds   *vault.Keyring
+	secret  *vault.Keyring
+	audit   *audit.Batcher
+	catalog *oauthflow.Catalog
+	admin   *admin.Service
+	log     *slog.Logger
+	now     func() time.Time
+	ready   atomic.Bool
+	engine  *gin.Engine
+	metrics *metrics.Metrics // metrics.go
 
 	edge      *edge            // edge.go: client address, rate limits, DPoP
 	fwd       *forwarder       // forward.go
@@ -84,7 +82,6 @@ type Server struct {
 	refresher tokenRefresher   // WithTokenRefresher
 	tokens    TokenService     // Deps.Refresher
 	oauth     providerClients  // provider_client.go: the connect flows' provider client
-	lifecycle lifecycleDeps    // handlers_lifecycle.go: the audit checkpoint key
 	connect   *connectAPI      // handlers_connect.go
 	life      *lifecycleAPI    // handlers_lifecycle.go
 
@@ -96,17 +93,14 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
-	if deps.Store == nil || deps.Creds == nil || deps.Secrets == nil || deps.Audit == nil || deps.Catalog == nil {
-		return nil, errors.New("proxy: Store, Creds, Secrets, Audit and Catalog are required")
+	if deps.Admin == nil || deps.Store == nil || deps.Creds == nil || deps.Secrets == nil || deps.Audit == nil || deps.Catalog == nil {
+		return nil, errors.New("proxy: Admin, Store, Creds, Secrets, Audit and Catalog are required")
 	}
 	if cfg.PublicURL == "" {
 		return nil, errors.New("proxy: PublicURL is required")
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	if cfg.AuthCacheTTL <= 0 {
-		cfg.AuthCacheTTL = time.Second
-	}
-	s := &Server{cfg: cfg, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, catalog: deps.Catalog,
+	s := &Server{cfg: cfg, admin: deps.Admin, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, catalog: deps.Catalog,
 		log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(s)
@@ -120,20 +114,17 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 			s.refresher = deps.Refresher
 		}
 	}
-	s.hasher = &KeyHasher{keys: newKeySet(PurposeAPIKeyHash, deps.Store, deps.Secrets, s.now)}
-	s.stateKeys = newKeySet(PurposeState, deps.Store, deps.Secrets, s.now)
-	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
 	s.oauth.allow, s.oauth.log = cfg.OutboundAllowCIDRs, s.log
 	flows, err := oauthflow.NewFlows(oauthflow.FlowDeps{Store: deps.Store, Creds: deps.Creds, ClientFor: s.oauth.tokenClient,
 		Providers: connectProviders{s: s, secrets: ProviderSource{Store: deps.Store, Secrets: deps.Secrets, Catalog: deps.Catalog}},
-		Keys:      &flowKeys{state: s.stateKeys, hashKeys: s.hasher.keys, now: s.now}},
+		Keys:      &flowKeys{state: deps.Admin.StateKeys(), hashKeys: deps.Admin.APIKeyHashKeys(), now: s.now}},
 		oauthflow.WithFlowLogger(s.log), oauthflow.WithFlowClock(s.now))
 	if err != nil {
 		return nil, err
 	}
 	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
 	s.life = &lifecycleAPI{store: deps.Store, revocations: deps.Revocations, keyrings: []*vault.Keyring{deps.Creds, deps.Secrets},
-		events: s.events, checkpointKeys: s.CheckpointKeys, log: s.log, now: s.now}
+		events: s.events, checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log, now: s.now}
 	if err := s.initMetrics(); err != nil {
 		return nil, err
 	}
@@ -147,9 +138,6 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 // Handler returns the http.Handler of the API.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Hasher returns the API-key hasher (the CLI creates keys with it).
-func (s *Server) Hasher() *KeyHasher { return s.hasher }
-
 // SetReady marks start-up work (migrations, bootstrap) done; /readyz reports it.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 
@@ -157,11 +145,11 @@ func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 // revoked and wrong-workspace keys all get the same 401 through the same steps.
 func (s *Server) authenticate(c *gin.Context) {
 	raw, ok := presentedKey(c.GetHeader("Authorization")) // Bearer, or DPoP for bound keys
-	if !ok || !ValidKeyFormat(raw) {
+	if !ok || !admin.ValidKeyFormat(raw) {
 		fail(c, problem.ErrUnauthorized)
 		return
 	}
-	p, err := s.lookupKey(c.Request.Context(), vault.NewSecret(raw))
+	p, err := s.admin.Authenticate(c.Request.Context(), vault.NewSecret(raw))
 	if err != nil {
 		fail(c, err)
 		return
@@ -177,50 +165,6 @@ func (s *Server) authenticate(c *gin.Context) {
 	r := requestOf(c)
 	r.principal, r.authed = p, true
 	c.Next()
-}
-
-func (s *Server) lookupKey(ctx context.Context, key vault.Secret) (Principal, error) {
-	hs, err := s.hasher.hashes(ctx, key) // one per hashing key that still verifies
-	if err != nil {
-		return Principal{}, err
-	}
-	var hk [32]byte
-	copy(hk[:], hs[0].hash) // cached under the active key's hash
-	if e, ok := s.auth.get(hk); ok {
-		if !e.ok {
-			return Principal{}, problem.ErrUnauthorized
-		}
-		return e.principal, nil
-	}
-	cands := make([][]byte, len(hs))
-	for i := range hs {
-		cands[i] = hs[i].hash
-	}
-	k, err := s.store.APIKeyByHashes(ctx, cands)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.auth.put(hk, authEntry{})
-		return Principal{}, problem.ErrUnauthorized
-	case err != nil:
-		return Principal{}, err
-	case k.RevokedAt != nil || !hashedWith(hs, k):
-		s.auth.put(hk, authEntry{})
-		return Principal{}, problem.ErrUnauthorized
-	}
-	p := Principal{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Scopes: k.Scopes}
-	s.auth.put(hk, authEntry{principal: p, ok: true})
-	return p, nil
-}
-
-// hashedWith reports whether k's stored hash is the hash under the key its hash_key_id
-// names: the key is picked by id, and no other key's hash is accepted for it.
-func hashedWith(hs []keyHash, k store.APIKey) bool {
-	for _, h := range hs {
-		if h.kid == k.HashKeyID {
-			return hmac.Equal(h.hash, k.Hash)
-		}
-	}
-	return false
 }
 
 func bearer(h string) (string, bool) {
@@ -265,9 +209,9 @@ func requireAny(scopes ...string) gin.HandlerFunc {
 	}
 }
 
-func principalOf(c *gin.Context) (Principal, bool) {
+func principalOf(c *gin.Context) (admin.Principal, bool) {
 	r := requestOf(c)
 	return r.principal, r.authed
 }
 
-func principal(c *gin.Context) Principal { p, _ := principalOf(c); return p }
+func principal(c *gin.Context) admin.Principal { p, _ := principalOf(c); return p }

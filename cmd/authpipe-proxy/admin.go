@@ -6,13 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"io"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/vault/store"
+	"github.com/authpipe/authpipe-proxy/admin"
 )
 
 func apikey(ctx context.Context, args []string, stdout io.Writer) error {
@@ -23,7 +22,7 @@ func apikey(ctx context.Context, args []string, stdout io.Writer) error {
 	rest, cfgArgs, err := sub("apikey "+args[0], args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "cli", "a name for the key")
 		fs.StringVar(&scopes, "scopes", "admin", "comma-separated scopes")
-		fs.StringVar(&ws, "workspace", store.DefaultWorkspaceID, "workspace id")
+		fs.StringVar(&ws, "workspace", admin.DefaultWorkspaceID, "workspace id")
 	})
 	if err != nil {
 		return err
@@ -35,14 +34,14 @@ func apikey(ctx context.Context, args []string, stdout io.Writer) error {
 	defer a.Close()
 	switch args[0] {
 	case "create":
-		k, err := a.Server.CreateAPIKey(ctx, ws, name, strings.Split(scopes, ","), "cli")
+		k, err := a.Admin.CreateAPIKey(ctx, admin.KeyRequest{WorkspaceID: ws, Name: name, Scopes: strings.Split(scopes, ","), Actor: "cli"})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "id:     %s\nkey:    %s\nscopes: %s\n\nThe key is shown only now: store it in your secret manager.\n",
 			k.ID, k.Key.Reveal(), strings.Join(k.Scopes, ","))
 	case "list":
-		keys, err := a.Store.ListAPIKeys(ctx, ws)
+		keys, err := a.Admin.ListAPIKeys(ctx, ws)
 		if err != nil {
 			return err
 		}
@@ -53,7 +52,7 @@ func apikey(ctx context.Context, args []string, stdout io.Writer) error {
 		if len(rest) != 1 {
 			return usageError{msg: "apikey revoke: want one key id"}
 		}
-		if err := a.Server.RevokeAPIKey(ctx, ws, rest[0], "cli"); err != nil {
+		if err := a.Admin.RevokeAPIKey(ctx, ws, rest[0], "cli"); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "revoked", rest[0])
@@ -82,7 +81,7 @@ func workspace(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	w, err := a.Server.CreateWorkspace(ctx, rest[0], "cli")
+	w, err := a.Admin.CreateWorkspace(ctx, rest[0], "cli")
 	if err != nil {
 		return err
 	}
@@ -121,18 +120,10 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return err
 	}
-	list := []string{ws}
-	if ws == "" {
-		if list, err = a.Store.AuditWorkspaces(ctx); err != nil {
-			return err
-		}
-	}
+	results, err := a.Admin.VerifyAuditChains(ctx, ws)
 	broken := 0
-	for _, w := range list {
-		res, err := a.Store.VerifyAudit(ctx, w)
-		if err != nil {
-			return err
-		}
+	for _, res := range results {
+		w := res.WorkspaceID
 		if !res.OK {
 			broken++
 		}
@@ -144,6 +135,9 @@ func auditCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		} else {
 			fmt.Fprintf(stdout, "%s\tBROKEN\tfirst bad event %s\n", w, res.FirstBadEvent)
 		}
+	}
+	if err != nil {
+		return err
 	}
 	if broken > 0 {
 		return fmt.Errorf("%d audit chain(s) broken", broken)
@@ -174,11 +168,9 @@ func workspaceRetention(ctx context.Context, args []string, stdout io.Writer) er
 		return err
 	}
 	defer a.Close()
-	ev := audit.Event{WorkspaceID: rest[0], Type: "workspace.updated", Actor: "cli", Outcome: audit.Success,
-		Data: `{"setting":"audit_retention"}`}
-	if _, err := a.Store.SetAuditRetention(ctx, rest[0], d, ev); err != nil {
-		if errors.Is(err, store.ErrInvalidRetention) {
-			return usageError{msg: err.Error()}
+	if _, err := a.Admin.SetAuditRetention(ctx, rest[0], d, "cli"); err != nil {
+		if errors.Is(err, admin.ErrInvalidRetention) {
+			return usageError{msg: "workspace set-audit-retention: audit retention must be from 24h to 87600h, or default"}
 		}
 		return err
 	}

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 
 	"github.com/authpipe/authpipe-proxy/internal/app"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
-	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 // auditCheckpoint is `authpipe-proxy audit checkpoint`: sign the head of every
@@ -50,7 +48,7 @@ func auditCheckpoint(ctx context.Context, args []string, stdout io.Writer) error
 func checkpointVerify(ctx context.Context, a *app.App, path, kid, only string, asJSON bool, stdout io.Writer) (broken int, err error) {
 	trusted := []string{kid}
 	if kid == "" { // every checkpoint key of the deployment: rotated ones never retire
-		if trusted, err = a.Server.CheckpointKeys().TrustedKeyIDs(ctx); err != nil {
+		if trusted, err = a.Admin.CheckpointKeys().TrustedKeyIDs(ctx); err != nil {
 			return 0, fmt.Errorf("the deployment's checkpoint keys: %w", err)
 		}
 	}
@@ -63,77 +61,22 @@ func checkpointVerify(ctx context.Context, a *app.App, path, kid, only string, a
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
-	chains, err := a.Store.AuditWorkspaces(ctx)
-	if err != nil {
-		return 0, err
-	}
-	list := chains
-	seen := map[string]bool{}
-	for _, w := range chains {
-		seen[w] = true
-	}
-	for _, c := range cps {
-		if !seen[c.WorkspaceID] {
-			seen[c.WorkspaceID] = true
-			list = append(list, c.WorkspaceID)
-		}
-	}
-	deleted, err := deletedWorkspaces(ctx, a.Store)
-	if err != nil {
-		return 0, err
-	}
-	for _, w := range list {
-		if only != "" && w != only {
-			continue
-		}
-		res, err := a.Store.VerifyAuditCheckpoints(ctx, w, cps, trusted...)
-		if err != nil {
-			return broken, err
-		}
-		n := len(audit.ForWorkspace(cps, w))
-		if !slices.Contains(chains, w) && deleted[w] {
-			res.OK, res.FirstBadEvent, res.Reason = true, "", "workspace deleted on record"
-		}
+	results, err := a.Admin.VerifyAuditCheckpoints(ctx, cps, trusted, only)
+	for _, res := range results {
 		if !res.OK {
 			broken++
 		}
 		switch {
 		case asJSON:
-			b, _ := json.Marshal(map[string]any{"workspace": w, "ok": res.OK, "events": res.Events, "head": res.Head,
-				"first_bad_event": res.FirstBadEvent, "reason": res.Reason, "checkpoints": n, "start_seq": res.StartSeq})
+			b, _ := json.Marshal(map[string]any{"workspace": res.WorkspaceID, "ok": res.OK, "events": res.Events, "head": res.Head,
+				"first_bad_event": res.FirstBadEvent, "reason": res.Reason, "checkpoints": res.Checkpoints, "start_seq": res.StartSeq})
 			fmt.Fprintln(stdout, string(b))
 		case res.OK:
-			fmt.Fprintf(stdout, "%s\tok\t%d events\thead %s\t%d checkpoint(s)\t%s\n", w, res.Events, res.Head, n, res.Reason)
+			fmt.Fprintf(stdout, "%s\tok\t%d events\thead %s\t%d checkpoint(s)\t%s\n", res.WorkspaceID, res.Events, res.Head,
+				res.Checkpoints, res.Reason)
 		default:
-			fmt.Fprintf(stdout, "%s\tBROKEN\tfirst bad event %s\t%s\n", w, res.FirstBadEvent, res.Reason)
+			fmt.Fprintf(stdout, "%s\tBROKEN\tfirst bad event %s\t%s\n", res.WorkspaceID, res.FirstBadEvent, res.Reason)
 		}
 	}
-	return broken, nil
-}
-
-// deletedWorkspaces lists the workspaces whose deletion the default chain records.
-func deletedWorkspaces(ctx context.Context, s *store.Store) (map[string]bool, error) {
-	out := map[string]bool{}
-	after := ""
-	for {
-		evs, err := s.ListAudit(ctx, store.DefaultWorkspaceID, after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range evs {
-			if e.Type != audit.WorkspaceDeleted {
-				continue
-			}
-			var d struct {
-				WorkspaceID string `json:"workspace_id"`
-			}
-			if json.Unmarshal([]byte(e.Data), &d) == nil && d.WorkspaceID != "" {
-				out[d.WorkspaceID] = true
-			}
-		}
-		if len(evs) < 1000 {
-			return out, nil
-		}
-		after = evs[len(evs)-1].ID
-	}
+	return broken, err
 }

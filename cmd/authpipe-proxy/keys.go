@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/proxy"
-	"github.com/authpipe/authpipe-proxy/vault/store"
+	"github.com/authpipe/authpipe-proxy/admin"
 )
 
 // keysCmd is `authpipe-proxy keys rotate --purpose P`: rotate one of the proxy's own keys
@@ -19,26 +18,26 @@ import (
 // know, and the old key keeps verifying until nothing can still need it.
 func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "rotate" {
-		return usageError{msg: "keys: want rotate --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
+		return usageError{msg: "keys: want rotate --purpose " + strings.Join(admin.RotatablePurposes, "|")}
 	}
 	var purpose, ws string
 	rest, cfgArgs, err := sub("keys rotate", args[1:], func(fs *flag.FlagSet) {
-		fs.StringVar(&purpose, "purpose", "", strings.Join(proxy.RotatablePurposes, "|"))
-		fs.StringVar(&ws, "workspace", store.DefaultWorkspaceID, "the workspace whose webhook secret rotates (--purpose webhook)")
+		fs.StringVar(&purpose, "purpose", "", strings.Join(admin.RotatablePurposes, "|"))
+		fs.StringVar(&ws, "workspace", admin.DefaultWorkspaceID, "the workspace whose webhook secret rotates (--purpose webhook)")
 	})
 	if err != nil {
 		return err
 	}
-	if len(rest) != 0 || !slices.Contains(proxy.RotatablePurposes, purpose) {
-		return usageError{msg: "keys rotate: want --purpose " + strings.Join(proxy.RotatablePurposes, "|")}
+	if len(rest) != 0 || !slices.Contains(admin.RotatablePurposes, purpose) {
+		return usageError{msg: "keys rotate: want --purpose " + strings.Join(admin.RotatablePurposes, "|")}
 	}
 	a, err := openReady(ctx, cfgArgs)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if purpose == proxy.PurposeWebhook {
-		r, err := a.Server.RotateWebhookSecret(ctx, ws, "cli")
+	if purpose == admin.PurposeWebhook {
+		r, err := a.Admin.RotateWebhookSecret(ctx, ws, "cli")
 		if err != nil {
 			return err
 		}
@@ -46,7 +45,7 @@ func keysCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			ws, r.Secret.Reveal(), r.KID, r.RetireAfter.Format(time.RFC3339), r.KID, r.PreviousKID)
 		return nil
 	}
-	r, err := a.Server.RotateProxyKey(ctx, purpose, "cli")
+	r, err := a.Admin.RotateProxyKey(ctx, purpose, "cli")
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
@@ -45,6 +46,8 @@ type App struct {
 	Creds   *vault.Keyring
 	Secrets *vault.Keyring
 	Audit   *audit.Batcher
+	// Admin is the administration the API's admin routes and the CLI both call.
+	Admin   *admin.Service
 	Server  *proxy.Server
 	Metrics *metrics.Metrics // one registry for this App, served on /metrics
 	// Refresher refreshes tokens on demand and on AUTHPIPE_REFRESH_SCHEDULE (refresher.go).
@@ -175,13 +178,18 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	if a.Admin, err = admin.New(admin.Config{}, admin.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets},
+		admin.WithLogger(a.Log), admin.WithClock(o.now), admin.WithErrorCode(proxy.ProblemCode)); err != nil {
+		a.Close()
+		return nil, err
+	}
 	a.Server, err = proxy.New(proxy.Config{
 		PublicURL:          cfg.PublicURL,
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
-	}, proxy.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
+	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
 		Refresher: a.Refresher, Events: events, Revocations: a.Revocations},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),
@@ -203,7 +211,7 @@ func (a *App) Bootstrap(ctx context.Context) error {
 		return err
 	}
 	if !a.Config.BootstrapAPIKey.IsZero() {
-		if err := a.Server.EnsureBootstrapKey(ctx, a.Config.BootstrapAPIKey); err != nil {
+		if err := a.Admin.EnsureBootstrapKey(ctx, a.Config.BootstrapAPIKey); err != nil {
 			return fmt.Errorf("bootstrap API key: %w", err)
 		}
 	}

@@ -70,7 +70,7 @@ func (a *App) Purge(ctx context.Context, dryRun bool) (PurgeReport, error) {
 	}
 	var signer *audit.Signer
 	if !dryRun {
-		if signer, err = a.Server.CheckpointKeys().Signer(ctx); err != nil {
+		if signer, err = a.Admin.CheckpointKeys().Signer(ctx); err != nil {
 			return r, fmt.Errorf("audit checkpoint key: %w", err)
 		}
 	}
@@ -113,7 +113,7 @@ func (a *App) Purge(ctx context.Context, dryRun bool) (PurgeReport, error) {
 // Checkpoints signs the head of every workspace's chain now and writes each checkpoint
 // outside the database (AUTHPIPE_AUDIT_CHECKPOINT_FILE, and the log); it returns them.
 func (a *App) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
-	signer, err := a.Server.CheckpointKeys().Signer(ctx)
+	signer, err := a.Admin.CheckpointKeys().Signer(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
@@ -136,7 +136,7 @@ func (a *App) Checkpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 // last checkpoint this process wrote, and writes each outside the database
 // (AUTHPIPE_AUDIT_CHECKPOINT_FILE, and the log). It returns how many it wrote.
 func (a *App) WriteCheckpoints(ctx context.Context) (int, error) {
-	signer, err := a.Server.CheckpointKeys().Signer(ctx)
+	signer, err := a.Admin.CheckpointKeys().Signer(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("audit checkpoint key: %w", err)
 	}

@@ -37,7 +37,7 @@ func TestPurgeHonoursPerWorkspaceAuditRetention(t *testing.T) {
 	defer a.Close()
 	ctx := context.Background()
 	require.NoError(t, a.Bootstrap(ctx))
-	other, err := a.Server.CreateWorkspace(ctx, "other", "test")
+	other, err := a.Admin.CreateWorkspace(ctx, "other", "test")
 	require.NoError(t, err)
 	for _, ws := range []string{store.DefaultWorkspaceID, other.ID} {
 		for range 3 {

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// Purposes of the proxy's own keys (issue 11), as the CLI and the admin endpoint name them.
+// Purposes of the proxy's own keys, as the CLI and the admin endpoint name them.
 const (
 	PurposeAPIKeyHash = "apikey-hash"
 	PurposeState      = "state"
@@ -45,24 +45,24 @@ const (
 var keySetSpecs = map[string]keySetSpec{
 	PurposeAPIKeyHash: {purpose: PurposeAPIKeyHash, dbPurpose: hashKeyPurpose, firstID: hashKeyID, retire: retireWhenUnused},
 	PurposeState: {purpose: PurposeState, dbPurpose: "connect_state", firstID: "pk_connect_state_1",
-		retireIn: stateKeyRetireIn, retire: retireAfterWindow},
+		retireIn: StateKeyRetireIn, retire: retireAfterWindow},
 	PurposeCheckpoint: {purpose: PurposeCheckpoint, dbPurpose: checkpointKeyPurpose, firstID: checkpointKeyID, retire: retireNever},
 }
 
-// stateKeyRetireIn is how long a rotated state key keeps verifying: the connect flow's
+// StateKeyRetireIn is how long a rotated state key keeps verifying: the connect flow's
 // lifetime (oauthflow.SessionLifetime, 10 minutes) and a margin for clock skew.
-const stateKeyRetireIn = 15 * time.Minute
+const StateKeyRetireIn = 15 * time.Minute
 
-// keySetRefresh is how often a replica re-reads a key set, so a rotation made by another
+// KeySetRefresh is how often a replica re-reads a key set, so a rotation made by another
 // replica (or the CLI) reaches it; an unknown kid also triggers a re-read, at most once
 // per keySetMissInterval.
 const (
-	keySetRefresh      = 30 * time.Second
+	KeySetRefresh      = 30 * time.Second
 	keySetMissInterval = time.Second
 )
 
-// setKey is one loaded key of a set.
-type setKey struct {
+// Key is one loaded key of a set.
+type Key struct {
 	kid      string
 	state    string
 	created  time.Time
@@ -70,8 +70,14 @@ type setKey struct {
 	macs     *sync.Pool // of hash.Hash: HMAC-SHA256 keyed with material
 }
 
-// mac returns HMAC-SHA256(material, parts...) from a pooled keyed state.
-func (k *setKey) mac(parts ...[]byte) []byte {
+// KID is the key's id (proxy_keys.id).
+func (k *Key) KID() string { return k.kid }
+
+// Material is the key's 32 bytes; the caller must not change them.
+func (k *Key) Material() []byte { return k.material }
+
+// MAC returns HMAC-SHA256(material, parts...) from a pooled keyed state.
+func (k *Key) MAC(parts ...[]byte) []byte {
 	m := k.macs.Get().(hash.Hash)
 	m.Reset()
 	for _, p := range parts {
@@ -84,33 +90,33 @@ func (k *setKey) mac(parts ...[]byte) []byte {
 }
 
 type keySnapshot struct {
-	active *setKey
-	all    []*setKey // unretired, active first
-	byKid  map[string]*setKey
+	active *Key
+	all    []*Key // unretired, active first
+	byKid  map[string]*Key
 	loaded time.Time
 }
 
 // KeySet is the set of one purpose's keys: one active key (signs and verifies), any
 // number of verify-only keys (verify until nothing they made can still be presented),
 // retired keys (neither; never loaded). Key material is 32 bytes from crypto/rand, sealed
-// under the client-secret keyring bound to vault.ProxyKeyBinding(kid). Verification picks a
-// key by kid only and tries nothing else.
+// under the client-secret keyring bound to vault.ProxyKeyBinding(kid). Verification picks
+// a key by kid only and tries nothing else.
 type KeySet struct {
 	spec    keySetSpec
-	store   *store.Store
+	store   KeySetStore
 	secrets *vault.Keyring
 	now     func() time.Time
-	born    time.Time // when this replica built the set (the legacy-state window: connect_state.go)
+	born    time.Time // when this replica built the set (Born)
 
 	mu       sync.Mutex // the slow path: (re)loading
 	snap     atomic.Pointer[keySnapshot]
 	lastMiss time.Time // under mu
 }
 
-func newKeySet(purpose string, s *store.Store, secrets *vault.Keyring, now func() time.Time) *KeySet {
+func newKeySet(purpose string, s KeySetStore, secrets *vault.Keyring, now func() time.Time) *KeySet {
 	spec, ok := keySetSpecs[purpose]
 	if !ok {
-		panic("proxy: no key set spec for " + purpose) // programming error: callers pass the constants
+		panic("admin: no key set spec for " + purpose) // programming error: callers pass the constants
 	}
 	if now == nil {
 		now = time.Now
@@ -118,11 +124,15 @@ func newKeySet(purpose string, s *store.Store, secrets *vault.Keyring, now func(
 	return &KeySet{spec: spec, store: s, secrets: secrets, now: now, born: now()}
 }
 
+// Born is when this replica built the set: the connect flows accept the states of the
+// version before for a while after it (proxy/connect_state.go).
+func (ks *KeySet) Born() time.Time { return ks.born }
+
 // ErrUnknownPurpose is returned for a purpose that has no rotatable key set.
-var ErrUnknownPurpose = errors.New("proxy: unknown key purpose")
+var ErrUnknownPurpose = errors.New("admin: unknown key purpose")
 
 func (ks *KeySet) current(ctx context.Context) (*keySnapshot, error) {
-	if sn := ks.snap.Load(); sn != nil && ks.now().Sub(sn.loaded) < keySetRefresh {
+	if sn := ks.snap.Load(); sn != nil && ks.now().Sub(sn.loaded) < KeySetRefresh {
 		return sn, nil
 	}
 	return ks.reload(ctx, false)
@@ -134,7 +144,7 @@ func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) 
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	prev := ks.snap.Load()
-	if !force && prev != nil && ks.now().Sub(prev.loaded) < keySetRefresh {
+	if !force && prev != nil && ks.now().Sub(prev.loaded) < KeySetRefresh {
 		return prev, nil
 	}
 	if err := ks.retireDue(ctx); err != nil && prev != nil {
@@ -154,27 +164,27 @@ func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) 
 		if prev != nil {
 			return ks.keep(prev), nil
 		}
-		return nil, fmt.Errorf("proxy: load the %s keys: %w", ks.spec.purpose, err)
+		return nil, fmt.Errorf("admin: load the %s keys: %w", ks.spec.purpose, err)
 	}
-	sn := &keySnapshot{byKid: make(map[string]*setKey, len(rows)), loaded: ks.now()}
+	sn := &keySnapshot{byKid: make(map[string]*Key, len(rows)), loaded: ks.now()}
 	for _, r := range rows { // newest first: the first active row is the signing key
-		k := (*setKey)(nil)
+		k := (*Key)(nil)
 		if prev != nil {
 			k = prev.byKid[r.ID]
 		}
 		if k == nil {
 			var oerr error
-			if k, oerr = ks.open(ctx, r); oerr != nil {
+			if k, oerr = ks.Open(ctx, r); oerr != nil {
 				if prev != nil {
 					return ks.keep(prev), nil
 				}
-				return nil, fmt.Errorf("proxy: open the %s key %s: %w", ks.spec.purpose, r.ID, oerr)
+				return nil, fmt.Errorf("admin: open the %s key %s: %w", ks.spec.purpose, r.ID, oerr)
 			}
 		}
-		k = &setKey{kid: k.kid, state: r.State, created: r.CreatedAt, material: k.material, macs: k.macs}
+		k = &Key{kid: k.kid, state: r.State, created: r.CreatedAt, material: k.material, macs: k.macs}
 		if r.State == store.ProxyKeyActive && sn.active == nil {
 			sn.active = k
-			sn.all = append([]*setKey{k}, sn.all...)
+			sn.all = append([]*Key{k}, sn.all...)
 		} else {
 			sn.all = append(sn.all, k)
 		}
@@ -184,7 +194,7 @@ func (ks *KeySet) reload(ctx context.Context, force bool) (*keySnapshot, error) 
 		if prev != nil {
 			return prev, nil
 		}
-		return nil, fmt.Errorf("proxy: the %s key set has no active key", ks.spec.purpose)
+		return nil, fmt.Errorf("admin: the %s key set has no active key", ks.spec.purpose)
 	}
 	ks.snap.Store(sn)
 	return sn, nil
@@ -219,14 +229,14 @@ func (ks *KeySet) create(ctx context.Context, kid string) (store.ProxyKey, error
 	sealed, err := ks.secrets.Seal(ctx, vault.ProxyKeyBinding(kid), vault.SecretFromBytes(raw))
 	clear(raw)
 	if err != nil {
-		return store.ProxyKey{}, fmt.Errorf("proxy: seal a new %s key: %w", ks.spec.purpose, err)
+		return store.ProxyKey{}, fmt.Errorf("admin: seal a new %s key: %w", ks.spec.purpose, err)
 	}
 	return store.ProxyKey{ID: kid, Purpose: ks.spec.dbPurpose, State: store.ProxyKeyActive, Sealed: sealed,
 		CreatedAt: ks.now().UTC()}, nil
 }
 
-// active returns the signing key.
-func (ks *KeySet) active(ctx context.Context) (*setKey, error) {
+// Active returns the signing key.
+func (ks *KeySet) Active(ctx context.Context) (*Key, error) {
 	sn, err := ks.current(ctx)
 	if err != nil {
 		return nil, err
@@ -234,9 +244,9 @@ func (ks *KeySet) active(ctx context.Context) (*setKey, error) {
 	return sn.active, nil
 }
 
-// byKid returns the unretired key kid, or nil. An unknown kid re-reads the set (rate
+// ByKid returns the unretired key kid, or nil. An unknown kid re-reads the set (rate
 // limited), so a key another replica just made is found.
-func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
+func (ks *KeySet) ByKid(ctx context.Context, kid string) (*Key, error) {
 	sn, err := ks.current(ctx)
 	if err != nil {
 		return nil, err
@@ -259,26 +269,26 @@ func (ks *KeySet) byKid(ctx context.Context, kid string) (*setKey, error) {
 	return sn.byKid[kid], nil
 }
 
-// open unseals a stored key of the set.
-func (ks *KeySet) open(ctx context.Context, r store.ProxyKey) (*setKey, error) {
+// Open unseals a stored key of the set.
+func (ks *KeySet) Open(ctx context.Context, r store.ProxyKey) (*Key, error) {
 	sec, err := ks.secrets.Open(ctx, vault.ProxyKeyBinding(r.ID), r.Sealed)
 	if err != nil {
 		return nil, err
 	}
 	material := sec.Bytes()
-	return &setKey{kid: r.ID, material: material,
+	return &Key{kid: r.ID, material: material,
 		macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, material) }}}, nil
 }
 
-// published returns the newest key that has been in the set for at least delay: with
+// Published returns the newest key that has been in the set for at least delay: with
 // delay ≥ the time a replica may go without re-reading the set, every replica knows the
 // key before anything made with it can be presented, so verifiers may look kids up in
-// what they have loaded (loaded) and need never read the database for an unknown one.
+// what they have loaded (Loaded) and need never read the database for an unknown one.
 // When no key is that old (the first minute of a deployment, or of a second rotation
 // within delay), the oldest unretired key: the one the most replicas can have loaded.
 // The key returned keeps verifying for the flow lifetime: a key is moved to verify-only
 // when a newer one is made, and retires retireIn after that.
-func (ks *KeySet) published(ctx context.Context, delay time.Duration) (*setKey, error) {
+func (ks *KeySet) Published(ctx context.Context, delay time.Duration) (*Key, error) {
 	sn, err := ks.current(ctx)
 	if err != nil {
 		return nil, err
@@ -292,11 +302,11 @@ func (ks *KeySet) published(ctx context.Context, delay time.Duration) (*setKey, 
 	return sn.all[len(sn.all)-1], nil
 }
 
-// loaded returns the unretired key kid from the set as loaded, or nil. Unlike byKid it
+// Loaded returns the unretired key kid from the set as loaded, or nil. Unlike ByKid it
 // never re-reads the set because of the kid, so a caller cannot make it touch the
 // database by naming a key that does not exist; the set is still re-read when it is
-// older than keySetRefresh, whoever asks (at most once per interval per replica).
-func (ks *KeySet) loaded(ctx context.Context, kid string) (*setKey, error) {
+// older than KeySetRefresh, whoever asks (at most once per interval per replica).
+func (ks *KeySet) Loaded(ctx context.Context, kid string) (*Key, error) {
 	sn, err := ks.current(ctx)
 	if err != nil {
 		return nil, err
@@ -304,8 +314,8 @@ func (ks *KeySet) loaded(ctx context.Context, kid string) (*setKey, error) {
 	return sn.byKid[kid], nil
 }
 
-// verifiers returns every unretired key, the active one first.
-func (ks *KeySet) verifiers(ctx context.Context) ([]*setKey, error) {
+// Verifiers returns every unretired key, the active one first.
+func (ks *KeySet) Verifiers(ctx context.Context) ([]*Key, error) {
 	sn, err := ks.current(ctx)
 	if err != nil {
 		return nil, err
@@ -342,7 +352,7 @@ func (ks *KeySet) rotate(ctx context.Context, actor string) (ProxyKeyRotation, e
 	ev := keyRotatedEvent(ks.spec.purpose, kid, actor)
 	moved, err := ks.store.RotateProxyKey(ctx, row, retireAfter, ev)
 	if err != nil {
-		return ProxyKeyRotation{}, fmt.Errorf("proxy: rotate the %s key: %w", ks.spec.purpose, err)
+		return ProxyKeyRotation{}, fmt.Errorf("admin: rotate the %s key: %w", ks.spec.purpose, err)
 	}
 	if _, err := ks.reload(ctx, true); err != nil {
 		return ProxyKeyRotation{}, err

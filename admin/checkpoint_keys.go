@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"sync"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
-	"github.com/authpipe/authpipe-proxy/vault"
-	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 const (
@@ -29,22 +27,22 @@ type CheckpointKeys struct {
 	signers map[string]*audit.Signer // by proxy key id
 }
 
-// NewCheckpointKeys returns the key holder; the keys are loaded (or the first created) on
+// newCheckpointKeys returns the key holder; the keys are loaded (or the first created) on
 // first use and retried on failure, so a KMS that is down only delays it.
-func NewCheckpointKeys(s *store.Store, secrets *vault.Keyring) *CheckpointKeys {
-	return &CheckpointKeys{keys: newKeySet(PurposeCheckpoint, s, secrets, nil), signers: map[string]*audit.Signer{}}
+func newCheckpointKeys(keys *KeySet) *CheckpointKeys {
+	return &CheckpointKeys{keys: keys, signers: map[string]*audit.Signer{}}
 }
 
 // Signer returns the signer of the active checkpoint key.
 func (k *CheckpointKeys) Signer(ctx context.Context) (*audit.Signer, error) {
-	sk, err := k.keys.active(ctx)
+	sk, err := k.keys.Active(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return k.signer(sk)
 }
 
-func (k *CheckpointKeys) signer(sk *setKey) (*audit.Signer, error) {
+func (k *CheckpointKeys) signer(sk *Key) (*audit.Signer, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if s := k.signers[sk.kid]; s != nil {
@@ -68,7 +66,7 @@ type PublishedKey struct {
 // Published returns every checkpoint key that verifies (they never retire), the active
 // one first.
 func (k *CheckpointKeys) Published(ctx context.Context) ([]PublishedKey, error) {
-	ks, err := k.keys.verifiers(ctx)
+	ks, err := k.keys.Verifiers(ctx)
 	if err != nil {
 		return nil, err
 	}

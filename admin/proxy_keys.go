@@ -1,13 +1,10 @@
-package proxy
+package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
-
-	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -20,7 +17,7 @@ import (
 // default workspace's chain. Its data holds the purpose and the new kid, never a key.
 const KeyRotated = "key.rotated"
 
-// RotatablePurposes lists the purposes RotateProxyKey accepts.
+// RotatablePurposes lists the purposes RotateProxyKey and RotateWebhookSecret accept.
 var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState, PurposeWebhook, PurposeCheckpoint}
 
 func keyRotatedEvent(purpose, kid, actor string) audit.Event {
@@ -29,14 +26,14 @@ func keyRotatedEvent(purpose, kid, actor string) audit.Event {
 }
 
 // keySet returns the key set of a purpose, or nil.
-func (s *Server) keySet(purpose string) *KeySet {
+func (s *Service) keySet(purpose string) *KeySet {
 	switch purpose {
 	case PurposeAPIKeyHash:
 		return s.hasher.keys
 	case PurposeState:
-		return s.stateKeys
+		return s.state
 	case PurposeCheckpoint:
-		return s.CheckpointKeys().keys
+		return s.checkpoints.keys
 	}
 	return nil
 }
@@ -44,8 +41,9 @@ func (s *Server) keySet(purpose string) *KeySet {
 // RotateProxyKey makes a new active key of purpose and moves the active one to
 // verify-only, in one transaction with a key.rotated audit event. The old key retires by
 // itself once nothing can still need it (state: after the flow lifetime; apikey-hash: when
-// no unrevoked API key is hashed with it).
-func (s *Server) RotateProxyKey(ctx context.Context, purpose, actor string) (ProxyKeyRotation, error) {
+// no unrevoked API key is hashed with it). The webhook purpose is per workspace:
+// RotateWebhookSecret.
+func (s *Service) RotateProxyKey(ctx context.Context, purpose, actor string) (ProxyKeyRotation, error) {
 	ks := s.keySet(purpose)
 	if ks == nil {
 		return ProxyKeyRotation{}, ErrUnknownPurpose
@@ -58,44 +56,13 @@ func (s *Server) RotateProxyKey(ctx context.Context, purpose, actor string) (Pro
 	case PurposeAPIKeyHash:
 		s.auth.forget() // the cache is keyed by the active key's hash
 	case PurposeCheckpoint:
-		sg, err := s.CheckpointKeys().Signer(ctx)
+		sg, err := s.checkpoints.Signer(ctx)
 		if err != nil {
 			return ProxyKeyRotation{}, err
 		}
 		r.CheckpointKID = sg.KeyID()
 	}
 	return r, nil
-}
-
-// handleRotateProxyKey is POST /v1/proxy-keys/rotate {"purpose": …} (workspaces:write).
-func (s *Server) handleRotateProxyKey(c *gin.Context) {
-	var req struct {
-		Purpose string `json:"purpose"`
-	}
-	if !bindJSON(c, &req) {
-		return
-	}
-	if req.Purpose == PurposeWebhook {
-		r, err := s.RotateWebhookSecret(c.Request.Context(), principal(c).WorkspaceID, principal(c).KeyID)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		c.Header("Cache-Control", "no-store")
-		c.JSON(http.StatusOK, gin.H{"purpose": PurposeWebhook, "kid": r.KID, "verify_only": []string{r.PreviousKID},
-			"secret": r.Secret.Reveal(), "retire_after": r.RetireAfter})
-		return
-	}
-	if s.keySet(req.Purpose) == nil {
-		fail(c, problem.ErrInvalidRequest.WithField("purpose", "one of apikey-hash, state, webhook, checkpoint"))
-		return
-	}
-	r, err := s.RotateProxyKey(c.Request.Context(), req.Purpose, principal(c).KeyID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, r)
 }
 
 // WebhookRotation is the outcome of a webhook secret rotation. Secret is shown once.
@@ -111,7 +78,7 @@ type WebhookRotation struct {
 // signature under each secret, each with its kid, so the receiver can roll its secret
 // without missing an event; after it only the new secret signs. Audited key.rotated
 // (purpose, kid, workspace; never the secret) in the default workspace's chain.
-func (s *Server) RotateWebhookSecret(ctx context.Context, workspaceID, actor string) (WebhookRotation, error) {
+func (s *Service) RotateWebhookSecret(ctx context.Context, workspaceID, actor string) (WebhookRotation, error) {
 	ep, err := s.store.WebhookEndpointOf(ctx, workspaceID)
 	if errors.Is(err, store.ErrNotFound) {
 		return WebhookRotation{}, problem.ErrNotFound.WithDetail("this workspace has no webhook endpoint")
@@ -122,7 +89,7 @@ func (s *Server) RotateWebhookSecret(ctx context.Context, workspaceID, actor str
 	bind := vault.WebhookSecretBinding(workspaceID)
 	old, err := s.creds.Open(ctx, bind, ep.Secret)
 	if err != nil {
-		return WebhookRotation{}, fmt.Errorf("proxy: open the webhook secret: %w", err)
+		return WebhookRotation{}, fmt.Errorf("admin: open the webhook secret: %w", err)
 	}
 	prevKID := refresher.WebhookKID(old.Bytes())
 	old.Wipe()

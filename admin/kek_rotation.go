@@ -1,31 +1,26 @@
-package proxy
+package admin
 
 import (
 	"context"
 	"errors"
 	"maps"
-	"net/http"
 	"sync"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/authpipe/authpipe-proxy/vault"
 )
-
-// ---- KEKs (API.md "Administration": POST /v1/keys/rotate, GET /v1/keys) ----
 
 // rotationStaleAfter: a rotation saved as running but not updated for this long, and not
 // running in this process, was interrupted (its replica died); it resumes on the next
 // POST /v1/keys/rotate or `authpipe-proxy kek rotate`.
 const rotationStaleAfter = 2 * time.Minute
 
-// keyRotation runs at most one background KEK rotation per server: both purposes, one
-// after the other, each re-wrapping its DEKs under its keyring's current KEK. Running
-// several at once (two replicas, or the CLI and a replica) is safe, the store's
-// compare-and-swap sees to that, only wasteful.
-type keyRotation struct {
-	s *Server
+// KEKRotation runs at most one background KEK rotation per process (POST /v1/keys/rotate):
+// both purposes, one after the other, each re-wrapping its DEKs under its keyring's
+// current KEK. Running several at once (two replicas, or the CLI and a replica) is safe,
+// the store's compare-and-swap sees to that, only wasteful.
+type KEKRotation struct {
+	s *Service
 
 	mu      sync.Mutex
 	running bool
@@ -34,14 +29,14 @@ type keyRotation struct {
 	lastErr string                           // problem code of the last run's failure, or ""
 }
 
-func newKeyRotation(s *Server) *keyRotation {
-	return &keyRotation{s: s, live: map[vault.Purpose]vault.Progress{}, stopped: map[vault.Purpose]bool{}}
+func newKEKRotation(s *Service) *KEKRotation {
+	return &KEKRotation{s: s, live: map[vault.Purpose]vault.Progress{}, stopped: map[vault.Purpose]bool{}}
 }
 
-func (k *keyRotation) keyrings() []*vault.Keyring { return []*vault.Keyring{k.s.creds, k.s.secret} }
+func (k *KEKRotation) keyrings() []*vault.Keyring { return []*vault.Keyring{k.s.creds, k.s.secrets} }
 
-// start launches a rotation unless one is running here; it reports whether it did.
-func (k *keyRotation) start(actor string) bool {
+// Start launches a rotation unless one is running here; it reports whether it did.
+func (k *KEKRotation) Start(actor string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.running {
@@ -56,7 +51,7 @@ func (k *keyRotation) start(actor string) bool {
 
 // run rotates both purposes. It is detached from the request that started it; a process
 // that stops mid-way leaves the progress saved, and the next run resumes it.
-func (k *keyRotation) run(actor string) {
+func (k *KEKRotation) run(actor string) {
 	ctx := context.Background()
 	var failure string
 	stopped := map[vault.Purpose]bool{}
@@ -71,7 +66,7 @@ func (k *keyRotation) run(actor string) {
 		})
 		if err != nil {
 			// Keep going with the other purpose: its KMS may well be up.
-			failure = toProblem(err).Code
+			failure = k.s.code(err)
 			if errors.Is(err, vault.ErrRewrapIncomplete) {
 				failure = "rewrap_incomplete"
 			} else {
@@ -89,7 +84,8 @@ func (k *keyRotation) run(actor string) {
 	k.mu.Unlock()
 }
 
-type rotationPurposeView struct {
+// RotationPurpose is the rotation of one purpose's DEKs.
+type RotationPurpose struct {
 	KEKID       string     `json:"kek_id"`
 	State       string     `json:"state"`
 	Done        int64      `json:"done"`
@@ -101,23 +97,26 @@ type rotationPurposeView struct {
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 }
 
-type rotationView struct {
+// Rotation is the state of the KEK rotation, both purposes together.
+type Rotation struct {
 	State  string `json:"state"` // running | done | idle
 	Done   int64  `json:"done"`
 	Total  int64  `json:"total"`
 	Failed int64  `json:"failed"`
 	// Interrupted: a rotation stopped before the end (outage, crash); start it again to
 	// resume it.
-	Interrupted bool                           `json:"interrupted,omitempty"`
-	Error       string                         `json:"error,omitempty"` // code of the last run's failure
-	Purposes    map[string]rotationPurposeView `json:"purposes"`
+	Interrupted bool                       `json:"interrupted,omitempty"`
+	Error       string                     `json:"error,omitempty"` // code of the last run's failure
+	Purposes    map[string]RotationPurpose `json:"purposes"`
 }
 
-type keysView struct {
+// KEKStatus is the view of GET /v1/keys: the current KEKs, the deployment's DEKs by KEK
+// id and the rotation.
+type KEKStatus struct {
 	KEKID             string           `json:"kek_id"`
 	ClientSecretKEKID string           `json:"client_secret_kek_id"`
 	DEKs              map[string]int64 `json:"deks"`
-	Rotation          rotationView     `json:"rotation"`
+	Rotation          Rotation         `json:"rotation"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -128,29 +127,29 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// status is the view of GET /v1/keys: the live progress of a run in this process, or the
-// saved progress of each purpose (a rotation by another replica or the CLI shows too).
-func (k *keyRotation) status(ctx context.Context) (keysView, error) {
+// Status is the live progress of a run in this process, or the saved progress of each
+// purpose (a rotation by another replica or the CLI shows too).
+func (k *KEKRotation) Status(ctx context.Context) (KEKStatus, error) {
 	deks, err := k.s.store.CountDEKsByKEK(ctx)
 	if err != nil {
-		return keysView{}, err
+		return KEKStatus{}, err
 	}
 	k.mu.Lock()
 	running, lastErr := k.running, k.lastErr
 	live, stopped := maps.Clone(k.live), maps.Clone(k.stopped)
 	k.mu.Unlock()
 
-	v := keysView{KEKID: k.s.creds.Ring().Current().ID(), ClientSecretKEKID: k.s.secret.Ring().Current().ID(), DEKs: deks,
-		Rotation: rotationView{State: string(vault.RotationIdle), Error: lastErr, Purposes: map[string]rotationPurposeView{}}}
+	v := KEKStatus{KEKID: k.s.creds.Ring().Current().ID(), ClientSecretKEKID: k.s.secrets.Ring().Current().ID(), DEKs: deks,
+		Rotation: Rotation{State: string(vault.RotationIdle), Error: lastErr, Purposes: map[string]RotationPurpose{}}}
 	anyRunning, anyDone := running, false
 	for _, kr := range k.keyrings() {
 		p, ok := live[kr.Purpose()]
 		if !ok || p.KEKID != kr.Ring().Current().ID() {
 			if p, err = vault.RotationStatus(ctx, k.s.store, kr.Ring(), kr.Purpose()); err != nil {
-				return keysView{}, err
+				return KEKStatus{}, err
 			}
 		}
-		pv := rotationPurposeView{KEKID: p.KEKID, State: string(p.State), Done: p.Done, Total: p.Total, Failed: p.Failed,
+		pv := RotationPurpose{KEKID: p.KEKID, State: string(p.State), Done: p.Done, Total: p.Total, Failed: p.Failed,
 			StartedAt: timePtr(p.StartedAt), UpdatedAt: timePtr(p.UpdatedAt), FinishedAt: timePtr(p.FinishedAt)}
 		if p.State == vault.RotationRunning && !running &&
 			(stopped[kr.Purpose()] || k.s.now().Sub(p.UpdatedAt) > rotationStaleAfter) {
@@ -179,31 +178,4 @@ func (k *keyRotation) status(ctx context.Context) (keysView, error) {
 		v.Rotation.State = string(vault.RotationDone)
 	}
 	return v, nil
-}
-
-// handleRotateKeys starts re-wrapping every DEK of every workspace, both purposes, under
-// the current KEKs, in the background: 202 with the state. While a rotation runs here, a
-// second call starts nothing and returns the running state.
-func (k *keyRotation) handleRotateKeys(c *gin.Context) {
-	started := k.start(principal(c).KeyID)
-	v, err := k.status(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if started && v.Rotation.State == string(vault.RotationIdle) {
-		// The run may not have saved its first progress yet: it is running all the same.
-		v.Rotation.State = string(vault.RotationRunning)
-	}
-	c.JSON(http.StatusAccepted, v)
-}
-
-// handleKeys reports the current KEKs, the deployment's DEKs by KEK id and the rotation.
-func (k *keyRotation) handleKeys(c *gin.Context) {
-	v, err := k.status(c.Request.Context())
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, v)
 }

@@ -1,0 +1,109 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// DefaultWorkspaceID is the workspace every deployment has (the bootstrap key's).
+const DefaultWorkspaceID = store.DefaultWorkspaceID
+
+var workspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Workspace is a workspace as the API shows it.
+type Workspace struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// AuditRetention is the workspace's own audit retention ("" = AUTHPIPE_AUDIT_RETENTION).
+	AuditRetention string `json:"audit_retention,omitempty"`
+	// APIKey is the first admin key of a workspace just created, shown once.
+	APIKey *CreatedKey `json:"api_key,omitempty"`
+}
+
+func workspaceOf(w store.Workspace) Workspace {
+	v := Workspace{ID: w.ID, Name: w.Name, CreatedAt: w.CreatedAt.UTC()}
+	if w.AuditRetentionSeconds != nil {
+		v.AuditRetention = (time.Duration(*w.AuditRetentionSeconds) * time.Second).String()
+	}
+	return v
+}
+
+// CreateWorkspace makes a workspace with its own DEKs (both purposes, wrapped now, so a
+// KMS outage fails it with nothing written) and a first admin key, shown once; audited
+// workspace.created and api_key.created in its own chain.
+func (s *Service) CreateWorkspace(ctx context.Context, name, actor string) (Workspace, error) {
+	if !workspaceName.MatchString(name) {
+		return Workspace{}, problem.ErrInvalidRequest.WithField("name", "1–63 lower-case letters, digits, dashes or underscores")
+	}
+	ws := store.Workspace{ID: ids.New(ids.Workspace), Name: name, CreatedAt: s.now().UTC()}
+	credDEK, err := s.creds.GenerateDEK(ctx, ws.ID)
+	if err != nil {
+		return Workspace{}, err
+	}
+	secDEK, err := s.secrets.GenerateDEK(ctx, ws.ID)
+	if err != nil {
+		s.creds.Forget(ws.ID)
+		return Workspace{}, err
+	}
+	key := NewAPIKey()
+	h, kid, err := s.hasher.Hash(ctx, key)
+	if err != nil {
+		return Workspace{}, err
+	}
+	row := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: ws.ID, Name: "admin", Prefix: KeyDisplayPrefix(key),
+		Hash: h, HashKeyID: kid, Scopes: store.Strings{ScopeAdmin}, CreatedAt: ws.CreatedAt}
+	evs := []audit.Event{
+		{WorkspaceID: ws.ID, Type: audit.WorkspaceCreated, Actor: actor, Outcome: audit.Success},
+		apiKeyCreated(ws.ID, actor, row.ID),
+	}
+	if err := s.store.CreateWorkspace(ctx, ws, []vault.DEKRecord{credDEK, secDEK}, row, evs...); err != nil {
+		s.creds.Forget(ws.ID)
+		s.secrets.Forget(ws.ID)
+		if errors.Is(err, store.ErrConflict) {
+			return Workspace{}, problem.ErrConflict.WithDetail("a workspace with this name exists")
+		}
+		return Workspace{}, err
+	}
+	return Workspace{ID: ws.ID, Name: ws.Name, CreatedAt: ws.CreatedAt,
+		APIKey: &CreatedKey{ID: row.ID, Key: key, Prefix: row.Prefix, Scopes: row.Scopes}}, nil
+}
+
+// ListWorkspaces lists the deployment's workspaces.
+func (s *Service) ListWorkspaces(ctx context.Context) ([]Workspace, error) {
+	list, err := s.store.ListWorkspaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Workspace, 0, len(list))
+	for _, w := range list {
+		out = append(out, workspaceOf(w))
+	}
+	return out, nil
+}
+
+// ErrInvalidRetention refuses an audit retention outside [24h, 87600h].
+var ErrInvalidRetention = problem.ErrInvalidRequest.WithField("audit_retention", "a duration from 24h to 87600h, or null")
+
+// SetAuditRetention sets a workspace's own audit retention, overriding
+// AUTHPIPE_AUDIT_RETENTION (nil removes the override); audited workspace.updated.
+func (s *Service) SetAuditRetention(ctx context.Context, workspaceID string, d *time.Duration, actor string) (Workspace, error) {
+	if d != nil && (*d < store.MinAuditRetention || *d > store.MaxAuditRetention) {
+		return Workspace{}, ErrInvalidRetention
+	}
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.WorkspaceUpdated, Actor: actor, Outcome: audit.Success,
+		Data: dataJSON("setting", "audit_retention")}
+	ws, err := s.store.SetAuditRetention(ctx, workspaceID, d, ev)
+	if err != nil {
+		return Workspace{}, err
+	}
+	return workspaceOf(ws), nil
+}

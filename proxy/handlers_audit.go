@@ -1,0 +1,78 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/admin"
+	"github.com/authpipe/authpipe-proxy/internal/metrics"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+)
+
+// auditAPI serves a workspace's audit chain: its events and its verification.
+type auditAPI struct {
+	svc     *admin.Service
+	log     *slog.Logger
+	metrics *metrics.Metrics // nil: not counted
+}
+
+func (a auditAPI) routes(api *gin.RouterGroup) {
+	api.GET("/audit", require(admin.ScopeAuditRead), a.handleListAudit)
+	api.GET("/audit/verify", require(admin.ScopeAuditRead), a.handleVerifyAudit)
+}
+
+type eventView struct {
+	ID           string    `json:"id"`
+	At           time.Time `json:"at"`
+	Type         string    `json:"type"`
+	Actor        string    `json:"actor"`
+	ConnectionID string    `json:"connection_id,omitempty"`
+	Outcome      string    `json:"outcome"`
+	ErrorCode    string    `json:"error_code,omitempty"`
+	Hash         string    `json:"hash"`
+	PrevHash     string    `json:"prev_hash"`
+}
+
+func (a auditAPI) handleListAudit(c *gin.Context) {
+	limit := 100
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fail(c, problem.ErrInvalidRequest.WithField("limit", "a whole number from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	evs, err := a.svc.ListAudit(c.Request.Context(), principal(c).WorkspaceID, c.Query("after"), limit)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]eventView, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, eventView{ID: e.ID, At: e.At.UTC(), Type: e.Type, Actor: e.Actor, ConnectionID: e.ConnectionID,
+			Outcome: e.Outcome, ErrorCode: e.ErrorCode, Hash: e.Hash, PrevHash: e.PrevHash})
+	}
+	c.JSON(http.StatusOK, gin.H{"events": out})
+}
+
+func (a auditAPI) handleVerifyAudit(c *gin.Context) {
+	res, err := a.svc.VerifyAudit(c.Request.Context(), principal(c).WorkspaceID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if !res.OK {
+		a.log.Error("audit chain broken", "workspace", principal(c).WorkspaceID, "first_bad_event", res.FirstBadEvent)
+		if a.metrics != nil {
+			a.metrics.AuditChainBroken()
+		}
+		c.JSON(http.StatusOK, gin.H{"ok": false, "first_bad_event": res.FirstBadEvent})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true, "events": res.Events, "head": res.Head})
+}
