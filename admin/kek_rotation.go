@@ -35,6 +35,34 @@ func newKEKRotation(s *Service) *KEKRotation {
 
 func (k *KEKRotation) keyrings() []*vault.Keyring { return []*vault.Keyring{k.s.creds, k.s.secrets} }
 
+// Keyrings returns the keyrings of a purpose (credentials or client_secrets), or both
+// for "all"; none for anything else.
+func (k *KEKRotation) Keyrings(purpose string) []*vault.Keyring {
+	var out []*vault.Keyring
+	for _, kr := range k.keyrings() {
+		if purpose == "all" || purpose == string(kr.Purpose()) {
+			out = append(out, kr)
+		}
+	}
+	return out
+}
+
+// Rewrap re-wraps every DEK of kr under its current KEK in the calling goroutine (the
+// CLI's `kek rotate`), resuming a rotation that stopped; see vault.Keyring.Rewrap.
+func (k *KEKRotation) Rewrap(ctx context.Context, kr *vault.Keyring, opts vault.RewrapOptions) (vault.Progress, error) {
+	return kr.Rewrap(ctx, k.s.store, opts)
+}
+
+// Saved returns the saved progress of kr's rotation to its current KEK.
+func (k *KEKRotation) Saved(ctx context.Context, kr *vault.Keyring) (vault.Progress, error) {
+	return vault.RotationStatus(ctx, k.s.store, kr.Ring(), kr.Purpose())
+}
+
+// DEKsByKEK counts the deployment's DEKs by the id of the KEK that wraps them.
+func (k *KEKRotation) DEKsByKEK(ctx context.Context) (map[string]int64, error) {
+	return k.s.store.CountDEKsByKEK(ctx)
+}
+
 // Start launches a rotation unless one is running here; it reports whether it did.
 func (k *KEKRotation) Start(actor string) bool {
 	k.mu.Lock()
@@ -56,7 +84,7 @@ func (k *KEKRotation) run(actor string) {
 	var failure string
 	stopped := map[vault.Purpose]bool{}
 	for _, kr := range k.keyrings() {
-		p, err := kr.Rewrap(ctx, k.s.store, vault.RewrapOptions{
+		p, err := k.Rewrap(ctx, kr, vault.RewrapOptions{
 			Actor: actor, Logger: k.s.log, Now: k.s.now,
 			OnProgress: func(p vault.Progress) {
 				k.mu.Lock()
@@ -130,7 +158,7 @@ func timePtr(t time.Time) *time.Time {
 // Status is the live progress of a run in this process, or the saved progress of each
 // purpose (a rotation by another replica or the CLI shows too).
 func (k *KEKRotation) Status(ctx context.Context) (KEKStatus, error) {
-	deks, err := k.s.store.CountDEKsByKEK(ctx)
+	deks, err := k.DEKsByKEK(ctx)
 	if err != nil {
 		return KEKStatus{}, err
 	}
@@ -145,7 +173,7 @@ func (k *KEKRotation) Status(ctx context.Context) (KEKStatus, error) {
 	for _, kr := range k.keyrings() {
 		p, ok := live[kr.Purpose()]
 		if !ok || p.KEKID != kr.Ring().Current().ID() {
-			if p, err = vault.RotationStatus(ctx, k.s.store, kr.Ring(), kr.Purpose()); err != nil {
+			if p, err = k.Saved(ctx, kr); err != nil {
 				return KEKStatus{}, err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -44,17 +45,13 @@ func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer a.Close()
-	var keyrings []*vault.Keyring
-	for _, kr := range []*vault.Keyring{a.Creds, a.Secrets} {
-		if purpose == "all" || purpose == string(kr.Purpose()) {
-			keyrings = append(keyrings, kr)
-		}
-	}
+	keks := a.Admin.KEKs()
+	keyrings := keks.Keyrings(purpose)
 	if len(keyrings) == 0 {
 		return usageError{msg: "kek: --purpose must be credentials, client_secrets or all"}
 	}
 	if args[0] == "status" {
-		return kekStatus(ctx, a.Store, keyrings, stdout)
+		return kekStatus(ctx, keks, keyrings, stdout)
 	}
 	isTTY := false
 	if f, ok := stderr.(*os.File); ok {
@@ -65,7 +62,7 @@ func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for _, kr := range keyrings {
 		start := time.Now()
 		rep := newRotationReporter(stderr, isTTY, string(kr.Purpose()), time.Now)
-		p, err := kr.Rewrap(ctx, a.Store, vault.RewrapOptions{BatchSize: batch, Workers: workers, Actor: "cli",
+		p, err := keks.Rewrap(ctx, kr, vault.RewrapOptions{BatchSize: batch, Workers: workers, Actor: "cli",
 			Logger: log, OnProgress: rep.report})
 		rep.finish()
 		took := time.Since(start).Round(time.Millisecond)
@@ -82,14 +79,9 @@ func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return errors.Join(errs...)
 }
 
-type statusStore interface {
-	vault.RewrapStore
-	CountDEKsByKEK(ctx context.Context) (map[string]int64, error)
-}
-
-func kekStatus(ctx context.Context, st statusStore, keyrings []*vault.Keyring, stdout io.Writer) error {
+func kekStatus(ctx context.Context, keks *admin.KEKRotation, keyrings []*vault.Keyring, stdout io.Writer) error {
 	for _, kr := range keyrings {
-		p, err := vault.RotationStatus(ctx, st, kr.Ring(), kr.Purpose())
+		p, err := keks.Saved(ctx, kr)
 		if err != nil {
 			return err
 		}
@@ -99,7 +91,7 @@ func kekStatus(ctx context.Context, st statusStore, keyrings []*vault.Keyring, s
 		}
 		fmt.Fprintln(stdout)
 	}
-	counts, err := st.CountDEKsByKEK(ctx)
+	counts, err := keks.DEKsByKEK(ctx)
 	if err != nil {
 		return err
 	}

@@ -159,12 +159,12 @@ func migrate(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer a.Close()
-	applied, err := a.Store.Migrate(ctx)
+	applied, err := a.Migrate(ctx)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "applied %d migration(s)\n", len(applied))
-	return a.Store.EnsureDefaultWorkspace(ctx)
+	return nil
 }
 
 // sub parses a sub-command's own flags; --config and the settings' flags pass through

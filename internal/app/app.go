@@ -201,13 +201,19 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	return a, nil
 }
 
-// Bootstrap brings the database to the current schema and makes sure the default
-// workspace and the bootstrap key exist. It is idempotent.
-func (a *App) Bootstrap(ctx context.Context) error {
-	if _, err := a.Store.Migrate(ctx); err != nil {
-		return err
+// Migrate brings the database to the current schema and makes sure the default
+// workspace exists; it returns the migrations it applied. It is idempotent.
+func (a *App) Migrate(ctx context.Context) ([]string, error) {
+	applied, err := a.Store.Migrate(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if err := a.Store.EnsureDefaultWorkspace(ctx); err != nil {
+	return applied, a.Store.EnsureDefaultWorkspace(ctx)
+}
+
+// Bootstrap is Migrate, and makes sure the bootstrap key exists. It is idempotent.
+func (a *App) Bootstrap(ctx context.Context) error {
+	if _, err := a.Migrate(ctx); err != nil {
 		return err
 	}
 	if !a.Config.BootstrapAPIKey.IsZero() {
