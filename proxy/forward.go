@@ -133,22 +133,19 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, errInvalidPath)
 		return
 	}
-	cc, err := s.usableConnection(ctx, p.WorkspaceID, id)
+	tok, err := s.tokens.Credential(ctx, p.WorkspaceID, id, 0) // refreshed first when it must be (refresher.Tokens)
 	if err != nil {
-		fail(c, err)
+		fail(c, refreshProblem(err))
 		return
 	}
+	cc := tok.Conn
+	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
 	prov, err := s.forwardProvider(ctx, p.WorkspaceID, cc.Provider)
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	target, err := forwardTarget(prov.APIBaseURL, suffix, c.Request.URL.RawQuery)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	cred, err := s.openForwardCredential(ctx, p.WorkspaceID, cc)
 	if err != nil {
 		fail(c, err)
 		return
@@ -274,34 +271,6 @@ func forwardTarget(base, rawSuffix, rawQuery string) (*url.URL, error) {
 		}
 	}
 	return u, nil
-}
-
-// openForwardCredential opens the credential to inject. An OAuth token inside the refresh
-// lead window is refreshed first when a token service is wired (as the token endpoint does).
-func (s *Server) openForwardCredential(ctx context.Context, workspaceID string, cc store.ConnectionCredential) (credential, error) {
-	var bind vault.Binding
-	var sealed []byte
-	oauth := cc.AuthMode != string(oauthflow.AuthModeAPIKey)
-	if oauth && s.tokens != nil && s.tokens.NeedsRefresh(cc.Connection, 0) {
-		tok, err := s.tokens.Token(ctx, workspaceID, cc.ID, 0)
-		if err != nil {
-			return credential{}, err
-		}
-		return credential{secret: tok.AccessToken, oauth: true}, nil
-	}
-	if oauth {
-		bind, sealed = vault.AccessTokenBinding(workspaceID, cc.ID), cc.Credential.AccessToken
-	} else {
-		bind, sealed = vault.APIKeyBinding(workspaceID, cc.ID), cc.Credential.APIKey
-	}
-	if len(sealed) == 0 {
-		return credential{}, problem.ErrNeedsReauth
-	}
-	sec, err := s.creds.Open(ctx, bind, sealed)
-	if err != nil {
-		return credential{}, err
-	}
-	return credential{secret: sec, oauth: oauth}, nil
 }
 
 // forwardBody returns a body factory and whether the body can be sent again. Small bodies

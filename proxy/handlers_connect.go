@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -14,7 +12,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -175,30 +172,4 @@ func (a *connectAPI) flowCookieName() (name string, secure bool) {
 		return flowCookieSecure, true
 	}
 	return flowCookieDev, false
-}
-
-// oauthToken fills resp with a connection's OAuth access token while it is valid. The
-// refresh seam: an expired token answers 503 refresh_unavailable until the refresher
-// (another issue) renews tokens here; min_validity and the lead window belong to it too.
-func (s *Server) oauthToken(ctx context.Context, cc store.ConnectionCredential, resp *tokenResponse) error {
-	if cc.AuthMode != string(oauthflow.AuthModeOAuth2) {
-		return problem.ErrInternal.WithCause(errors.New("proxy: unknown auth mode"))
-	}
-	if cc.ExpiresAt != nil && !s.now().Before(*cc.ExpiresAt) {
-		return problem.ErrRefreshUnavailable.WithDetail("the access token has expired and could not be refreshed")
-	}
-	if len(cc.Credential.AccessToken) == 0 {
-		return problem.ErrNeedsReauth
-	}
-	tok, err := s.creds.Open(ctx, vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), cc.Credential.AccessToken)
-	if err != nil {
-		return err
-	}
-	resp.AccessToken = tok.Reveal()
-	resp.TokenType = cc.Credential.TokenType
-	if resp.TokenType == "" {
-		resp.TokenType = "Bearer"
-	}
-	resp.ExpiresAt = utc(cc.ExpiresAt)
-	return nil
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -193,56 +192,39 @@ type tokenResponse struct {
 	Scopes         []string   `json:"scopes"`
 }
 
-// usableConnection reads a connection with its sealed credential (one indexed read, or the
-// store's sealed-row cache) and refuses one whose credential may not be used: 410 once
-// disconnected (or while its revocation is pending), 409 when it needs re-authorization.
-func (s *Server) usableConnection(ctx context.Context, workspaceID, id string) (store.ConnectionCredential, error) {
-	cc, err := s.store.ConnectionWithCredential(ctx, workspaceID, id)
-	if err != nil {
-		return cc, err
-	}
-	switch {
-	case cc.Status == store.StatusNeedsReauth:
-		return cc, problem.ErrNeedsReauth
-	case cc.Status == store.StatusDisconnected, cc.Status == store.StatusRevokePending, cc.Credential == nil:
-		return cc, problem.ErrDisconnected
-	}
-	return cc, nil
-}
-
-// handleToken is the hot path: principal from the auth cache, one indexed read of the
-// connection and its sealed credential, open with a cached DEK, a batched audit event.
+// handleToken is the hot path: principal from the auth cache, then the token service
+// (refresher.Tokens): one indexed read of the connection and its sealed credential (or the
+// store's sealed-row cache), opened with a cached DEK, refreshed first only when it must
+// be; a batched audit event.
 func (s *Server) handleToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principal(c)
-	cc, err := s.usableConnection(ctx, p.WorkspaceID, c.Param("id"))
+	minValidity, err := minValidity(c) // handlers_refresh.go
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	resp := tokenResponse{ConnectionID: cc.ID, CredentialType: cc.AuthMode, Scopes: cc.Scopes}
-	markCredentialType(c, cc.AuthMode)
+	cred, err := s.tokens.Credential(ctx, p.WorkspaceID, c.Param("id"), minValidity)
+	if cred.Kind != "" {
+		markCredentialType(c, string(cred.Kind))
+	}
+	if err != nil {
+		fail(c, refreshProblem(err))
+		return
+	}
+	resp := tokenResponse{ConnectionID: cred.Conn.ID, CredentialType: string(cred.Kind), Scopes: cred.Scopes}
 	if resp.Scopes == nil {
 		resp.Scopes = []string{}
 	}
-	switch cc.AuthMode {
-	case string(oauthflow.AuthModeAPIKey):
-		sec, err := s.creds.Open(ctx, vault.APIKeyBinding(p.WorkspaceID, cc.ID), cc.Credential.APIKey)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		resp.APIKey = sec.Reveal()
-	default:
-		if err := s.serveOAuthToken(c, cc, &resp); err != nil { // handlers_refresh.go: lead window, min_validity
-			fail(c, err)
-			return
-		}
+	if cred.Kind == oauthflow.AuthModeAPIKey {
+		resp.APIKey = cred.Secret.Reveal()
+	} else {
+		resp.AccessToken, resp.TokenType, resp.ExpiresAt = cred.Secret.Reveal(), cred.TokenType, utc(cred.ExpiresAt)
 	}
 	// The read is audited before the credential leaves: if the log cannot take it, the
 	// request fails closed.
 	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: audit.TokenRead,
-		Actor: p.KeyID, ConnectionID: cc.ID, Outcome: audit.Success}); err != nil {
+		Actor: p.KeyID, ConnectionID: cred.Conn.ID, Outcome: audit.Success}); err != nil {
 		fail(c, err)
 		return
 	}

@@ -17,46 +17,33 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// TokenService is the refresher as the HTTP layer sees it (refresher.Refresher).
+// TokenService is the token service as the HTTP layer sees it (refresher.Tokens): the
+// one decision "serve, refresh first, or refuse" and the opening of the credential.
 type TokenService interface {
-	// NeedsRefresh reads only the row: the hot path asks it on every request.
-	NeedsRefresh(c store.Connection, minValidity time.Duration) bool
-	Token(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration) (refresher.Token, error)
+	Credential(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration) (refresher.Credential, error)
 	Refresh(ctx context.Context, workspaceID, connectionID string) (store.Connection, error)
 	ForceRefresh(ctx context.Context, workspaceID, connectionID string) (vault.Secret, error)
 }
 
-var _ TokenService = (*refresher.Refresher)(nil)
+var _ TokenService = (*refresher.Tokens)(nil)
 
 // maxMinValidity caps ?min_validity (a day): a larger ask is a client bug.
 const maxMinValidity = 86400
 
-// serveOAuthToken is handleToken's OAuth branch: a token outside the lead window and valid
-// for min_validity is opened from the row already read (no further query, no provider
-// call); otherwise the refresher refreshes it first (single-flight, leased) or serves the
-// current one while the provider is down and it is still valid.
-func (s *Server) serveOAuthToken(c *gin.Context, cc store.ConnectionCredential, resp *tokenResponse) error {
-	ctx := c.Request.Context()
-	var minValidity time.Duration
-	if v := c.Query("min_validity"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > maxMinValidity {
-			return problem.ErrInvalidRequest.WithField("min_validity", "whole seconds from 0 to 86400")
-		}
-		minValidity = time.Duration(n) * time.Second
+// minValidity parses ?min_validity: whole seconds the returned token must stay valid.
+func minValidity(c *gin.Context) (time.Duration, error) {
+	if c.Request.URL.RawQuery == "" {
+		return 0, nil // the common case: gin's query cache (a map) is never built
 	}
-	if s.tokens == nil || !s.tokens.NeedsRefresh(cc.Connection, minValidity) {
-		return s.oauthToken(ctx, cc, resp) // handlers_connect.go
+	v := c.Query("min_validity")
+	if v == "" {
+		return 0, nil
 	}
-	t, err := s.tokens.Token(ctx, cc.WorkspaceID, cc.ID, minValidity)
-	if err != nil {
-		return refreshProblem(err)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > maxMinValidity {
+		return 0, problem.ErrInvalidRequest.WithField("min_validity", "whole seconds from 0 to 86400")
 	}
-	resp.AccessToken, resp.TokenType, resp.ExpiresAt = t.AccessToken.Reveal(), t.TokenType, utc(t.ExpiresAt)
-	if t.Conn.Scopes != nil {
-		resp.Scopes = t.Conn.Scopes
-	}
-	return nil
+	return time.Duration(n) * time.Second, nil
 }
 
 // refreshProblem maps the refresher's errors onto the API's problems.
@@ -87,10 +74,6 @@ func (s *Server) handleRefresh(c *gin.Context) {
 	}
 	if conn.AuthMode != string(oauthflow.AuthModeOAuth2) {
 		fail(c, problem.ErrInvalidRequest.WithDetail("only OAuth connections are refreshed"))
-		return
-	}
-	if s.tokens == nil {
-		fail(c, problem.ErrRefreshUnavailable)
 		return
 	}
 	conn, err = s.tokens.Refresh(ctx, p.WorkspaceID, conn.ID)

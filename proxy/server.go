@@ -17,6 +17,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -43,10 +44,11 @@ type Deps struct {
 	Secrets *vault.Keyring // purpose client_secrets
 	Audit   *audit.Batcher // token.read events
 	Catalog *oauthflow.Catalog
-	// Refresher serves and refreshes OAuth tokens (handlers_refresh.go); nil serves
-	// stored tokens only.
-	Refresher TokenService
-	Events    EventSink // metadata for the control plane (events.go); nil = standalone
+	// Tokens serves credentials, refreshing OAuth tokens first when they must be
+	// (refresher.Tokens, handlers_refresh.go); nil: a refresher.Tokens without a Refresher,
+	// which serves stored tokens until they expire.
+	Tokens TokenService
+	Events EventSink // metadata for the control plane (events.go); nil = standalone
 	// Revocations disconnects connections and revokes their tokens at the providers
 	// (handlers_lifecycle.go); nil fails disconnects, erasures and workspace deletions.
 	Revocations Revocations
@@ -80,7 +82,7 @@ type Server struct {
 	fwd       *forwarder       // forward.go
 	outbound  *outbound.Client // WithOutbound
 	refresher tokenRefresher   // WithTokenRefresher
-	tokens    TokenService     // Deps.Refresher
+	tokens    TokenService     // Deps.Tokens
 	oauth     providerClients  // provider_client.go: the connect flows' provider client
 	connect   *connectAPI      // handlers_connect.go
 	life      *lifecycleAPI    // handlers_lifecycle.go
@@ -108,11 +110,11 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if s.events = deps.Events; s.events == nil {
 		s.events = noEvents{}
 	}
-	if deps.Refresher != nil {
-		s.tokens = deps.Refresher
-		if s.refresher == nil {
-			s.refresher = deps.Refresher
-		}
+	if s.tokens = deps.Tokens; s.tokens == nil {
+		s.tokens = refresher.NewTokens(deps.Store, deps.Creds, nil, s.now)
+	}
+	if s.refresher == nil {
+		s.refresher = s.tokens
 	}
 	s.oauth.allow, s.oauth.log = cfg.OutboundAllowCIDRs, s.log
 	flows, err := oauthflow.NewFlows(oauthflow.FlowDeps{Store: deps.Store, Creds: deps.Creds, ClientFor: s.oauth.tokenClient,

@@ -118,9 +118,9 @@ func TestLoneCommitIsAGroupOfOne(t *testing.T) {
 	gs := &groupCountingStore{Store: e.store}
 	r, err := refresher.New(refresher.Config{}, refresher.Deps{Store: gs, Creds: e.creds, Providers: e.provs, HTTPClient: e.hc})
 	require.NoError(t, err)
-	tok, err := r.Token(context.Background(), c.WorkspaceID, c.ID, 0)
+	tok, err := e.tokens(r).Credential(context.Background(), c.WorkspaceID, c.ID, 0)
 	require.NoError(t, err)
-	require.Equal(t, tok.AccessToken.Reveal(), e.open(e.row(c.ID), vault.AccessTokenBinding), "committed before it is handed out")
+	require.Equal(t, tok.Secret.Reveal(), e.open(e.row(c.ID), vault.AccessTokenBinding), "committed before it is handed out")
 	require.Equal(t, 1, gs.txs)
 }
 

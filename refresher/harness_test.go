@@ -88,6 +88,11 @@ func (e *env) refresher(cfg refresher.Config, opts ...refresher.Option) *refresh
 	return r
 }
 
+// tokens is the token service over e's store with r refreshing (nil: none).
+func (e *env) tokens(r *refresher.Refresher) *refresher.Tokens {
+	return refresher.NewTokens(e.store, e.creds, r, nil)
+}
+
 // addConn stores an OAuth connection with the given tokens, expiring at exp.
 func (e *env) addConn(access, refresh string, exp time.Time) store.Connection {
 	e.t.Helper()

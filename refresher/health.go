@@ -39,11 +39,12 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		release(0)
 		return
 	}
-	key, err := r.creds.Open(ctx, vault.APIKeyBinding(cc.WorkspaceID, cc.ID), cc.Credential.APIKey)
+	cred, err := openCredential(ctx, r.creds, cc) // tokens.go
 	if err != nil {
 		release(r.cfg.BackoffBase)
 		return
 	}
+	key := cred.Secret
 	defer key.Wipe()
 	status, err := r.probe(ctx, prov, key)
 	next := now.Add(r.cfg.HealthInterval + r.cfg.Lead).UTC()

@@ -46,7 +46,7 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 			}
 			// Just refreshed (by anyone) and still valid: serve it, even if it cannot meet
 			// minValidity: asking again would only loop.
-			return c.LastRefreshedAt == nil || now.Sub(*c.LastRefreshedAt) >= r.cfg.MinInterval || !r.stillValid(c)
+			return c.LastRefreshedAt == nil || now.Sub(*c.LastRefreshedAt) >= r.cfg.MinInterval || !stillValid(c, now)
 		}
 		cl, err := r.store.ClaimRefresh(ctx, store.ClaimRequest{WorkspaceID: workspaceID, ConnectionID: connectionID,
 			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force})

@@ -265,31 +265,15 @@ func (r *Refresher) deadline(exp *time.Time) *time.Time {
 	return &t
 }
 
-// Token is an access token ready to serve, with its row.
-type Token struct {
-	AccessToken vault.Secret
-	TokenType   string
-	ExpiresAt   *time.Time
-	Conn        store.Connection
-}
-
-// Token returns a usable access token of an OAuth connection, refreshing it first when it
-// is inside the lead window or valid for less than minValidity. A concurrent request for
-// the same connection, on this replica or another, shares the one refresh. When the
-// refresh fails transiently the current token is served while it is still valid.
-func (r *Refresher) Token(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration) (Token, error) {
-	return r.token(ctx, workspaceID, connectionID, minValidity, false)
-}
-
 // ForceRefresh refreshes the connection's tokens now (single-flight and leased like every
 // refresh) and returns the new access token. The forwarding proxy calls it after a
 // provider's 401.
 func (r *Refresher) ForceRefresh(ctx context.Context, workspaceID, connectionID string) (vault.Secret, error) {
 	t, err := r.token(ctx, workspaceID, connectionID, 0, true)
-	return t.AccessToken, err
+	return t.Secret, err
 }
 
-// Refresh refreshes the connection now and returns its metadata. Unlike Token, a failed
+// Refresh refreshes the connection now and returns its metadata. Unlike Tokens.Credential, a failed
 // refresh is reported (ErrUnavailable) even while the current token is valid.
 func (r *Refresher) Refresh(ctx context.Context, workspaceID, connectionID string) (store.Connection, error) {
 	res, err := r.shared(ctx, workspaceID, connectionID, 0, true)
@@ -302,40 +286,27 @@ func (r *Refresher) Refresh(ctx context.Context, workspaceID, connectionID strin
 	return res.row.Connection, nil
 }
 
-func (r *Refresher) token(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration, force bool) (Token, error) {
+// token refreshes an OAuth connection's access token (Tokens.Credential decided it must)
+// and returns it opened. A concurrent request for the same connection, on this replica or
+// another, shares the one refresh. When the refresh fails transiently the current token is
+// served while it is still valid.
+func (r *Refresher) token(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration, force bool) (Credential, error) {
 	res, err := r.shared(ctx, workspaceID, connectionID, minValidity, force)
 	if err != nil {
-		return Token{}, err
+		return Credential{}, err
 	}
 	if res.err != nil {
 		// A transient failure: serve the current token while it is still valid.
-		if !errors.Is(res.err, ErrUnavailable) || !r.stillValid(res.row.Connection) || res.row.Credential == nil {
-			return Token{}, res.err
+		if !errors.Is(res.err, ErrUnavailable) || !stillValid(res.row.Connection, r.now()) || res.row.Credential == nil {
+			return Credential{}, res.err
 		}
 		res.fresh = nil
 	}
-	t := Token{Conn: res.row.Connection, ExpiresAt: res.row.ExpiresAt}
-	if res.fresh != nil {
-		t.AccessToken, t.TokenType = res.fresh.AccessToken, res.fresh.TokenType
-	} else {
-		if res.row.Credential == nil || len(res.row.Credential.AccessToken) == 0 {
-			return Token{}, ErrDisconnected
-		}
-		sec, err := r.creds.Open(ctx, vault.AccessTokenBinding(workspaceID, connectionID),
-			res.row.Credential.AccessToken)
-		if err != nil {
-			return Token{}, err
-		}
-		t.AccessToken, t.TokenType = sec, res.row.Credential.TokenType
+	if res.fresh == nil {
+		return openCredential(ctx, r.creds, res.row)
 	}
-	if t.TokenType == "" {
-		t.TokenType = "Bearer"
-	}
-	return t, nil
-}
-
-func (r *Refresher) stillValid(c store.Connection) bool {
-	return c.ExpiresAt == nil || c.ExpiresAt.After(r.now())
+	return Credential{Secret: res.fresh.AccessToken, Kind: oauthflow.AuthModeOAuth2, TokenType: tokenType(res.fresh.TokenType),
+		ExpiresAt: res.row.ExpiresAt, Scopes: []string(res.row.Scopes), Conn: res.row.Connection}, nil
 }
 
 // result is one refresh flight's outcome: the row as committed (or as found), the fresh

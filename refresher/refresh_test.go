@@ -65,13 +65,13 @@ func TestConcurrentRefreshesAcrossReplicasRotateExactlyOnce(t *testing.T) {
 				r := replicas[i%2]
 				for n := 0; time.Now().Before(stop); n++ {
 					c := conns[(i+n)%len(conns)]
-					tok, err := r.Token(context.Background(), c.WorkspaceID, c.ID, time.Hour+time.Minute)
+					tok, err := e.tokens(r).Credential(context.Background(), c.WorkspaceID, c.ID, time.Hour+time.Minute)
 					if err != nil {
 						errs <- err
 						return
 					}
 					served.Add(1)
-					if srv.Active(context.Background(), tok.AccessToken.Reveal()) {
+					if srv.Active(context.Background(), tok.Secret.Reveal()) {
 						continue
 					}
 					// Only a token a later refresh has replaced may be inactive. That refresh
@@ -204,9 +204,9 @@ func TestProviderFailureClasses(t *testing.T) {
 		fp.mode.Store("429")
 		c := e.addConn("current", "rt", soon)
 		before := fp.calls.Load()
-		tok, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		tok, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.NoError(t, err)
-		require.Equal(t, "current", tok.AccessToken.Reveal())
+		require.Equal(t, "current", tok.Secret.Reveal())
 		st, err := e.store.RefreshStateOf(ctx, c.ID)
 		require.NoError(t, err)
 		require.True(t, st.RateLimited)
@@ -221,9 +221,9 @@ func TestProviderFailureClasses(t *testing.T) {
 		fp.mode.Store("500")
 		c := e.addConn("expired", "rt", time.Now().Add(-time.Second))
 		before := fp.calls.Load()
-		_, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		_, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.ErrorIs(t, err, refresher.ErrUnavailable)
-		_, err = r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		_, err = e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.ErrorIs(t, err, refresher.ErrUnavailable)
 		require.Equal(t, before+1, fp.calls.Load(), "the cooldown spares the provider")
 		st, err := e.store.RefreshStateOf(ctx, c.ID)
@@ -240,9 +240,9 @@ func TestProviderFailureClasses(t *testing.T) {
 	t.Run("slow provider times out as transient", func(t *testing.T) {
 		fp.mode.Store("slow")
 		c := e.addConn("current", "rt", soon)
-		tok, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		tok, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.NoError(t, err)
-		require.Equal(t, "current", tok.AccessToken.Reveal())
+		require.Equal(t, "current", tok.Secret.Reveal())
 		st, err := e.store.RefreshStateOf(ctx, c.ID)
 		require.NoError(t, err)
 		require.Equal(t, "timeout", st.LastError)
@@ -250,25 +250,25 @@ func TestProviderFailureClasses(t *testing.T) {
 	t.Run("no expires_in gets the assumed lifetime; no refresh token keeps the old", func(t *testing.T) {
 		fp.mode.Store("no_expiry_no_rotation")
 		c := e.addConn("current", "rt-keep", soon)
-		tok, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		tok, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.NoError(t, err)
-		require.Contains(t, tok.AccessToken.Reveal(), "plain-")
+		require.Contains(t, tok.Secret.Reveal(), "plain-")
 		row := e.row(c.ID)
 		require.WithinDuration(t, time.Now().Add(2*time.Hour), *row.ExpiresAt, time.Minute)
 		require.Equal(t, "rt-keep", e.open(row, vault.RefreshTokenBinding))
-		require.Equal(t, tok.AccessToken.Reveal(), e.open(row, vault.AccessTokenBinding))
+		require.Equal(t, tok.Secret.Reveal(), e.open(row, vault.AccessTokenBinding))
 	})
 	t.Run("invalid_grant: needs_reauth once, audited, no more attempts", func(t *testing.T) {
 		fp.mode.Store("invalid_grant")
 		c := e.addConn("current", "rt", soon)
 		before := fp.calls.Load()
-		_, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		_, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.ErrorIs(t, err, refresher.ErrNeedsReauth)
 		require.NotContains(t, err.Error(), "SENTINEL")
 		row := e.row(c.ID)
 		require.Equal(t, store.StatusNeedsReauth, row.Status)
 		require.Nil(t, row.NextRefreshAt)
-		_, err = r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		_, err = e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.ErrorIs(t, err, refresher.ErrNeedsReauth)
 		_, err = r.Refresh(ctx, c.WorkspaceID, c.ID)
 		require.ErrorIs(t, err, refresher.ErrNeedsReauth)
@@ -283,9 +283,9 @@ func TestProviderFailureClasses(t *testing.T) {
 	t.Run("ok rotates", func(t *testing.T) {
 		fp.mode.Store("ok")
 		c := e.addConn("current", "rt-old", soon)
-		tok, err := r.Token(ctx, c.WorkspaceID, c.ID, 0)
+		tok, err := e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 		require.NoError(t, err)
-		require.Contains(t, tok.AccessToken.Reveal(), "new-")
+		require.Contains(t, tok.Secret.Reveal(), "new-")
 		row := e.row(c.ID)
 		require.NotEqual(t, "rt-old", e.open(row, vault.RefreshTokenBinding))
 		// Valid and outside the lead window: served without a provider call.

@@ -86,7 +86,7 @@ func TestWebhooksAreSignedRetriedAndCarryNoCredential(t *testing.T) {
 
 	c := e.addConn("SECRET-ACCESS", "SECRET-REFRESH", time.Now().Add(time.Minute))
 	r := e.refresher(refresher.Config{})
-	_, err = r.Token(ctx, c.WorkspaceID, c.ID, 0)
+	_, err = e.tokens(r).Credential(ctx, c.WorkspaceID, c.ID, 0)
 	require.ErrorIs(t, err, refresher.ErrNeedsReauth)
 
 	w, err := refresher.NewWebhooks(refresher.WebhookConfig{BackoffBase: time.Millisecond}, e.store, e.creds, e.hc, nil, nil)

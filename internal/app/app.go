@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
-		Refresher: a.Refresher, Events: events, Revocations: a.Revocations},
+		Tokens: refresher.NewTokens(a.Store, a.Creds, a.Refresher, o.now), Events: events, Revocations: a.Revocations},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),
 		proxy.WithForwardClients(forwardClients))
