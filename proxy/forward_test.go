@@ -454,6 +454,56 @@ func (f *fakeRefresher) ForceRefresh(_ context.Context, _, _ string) (vault.Secr
 	return vault.NewSecret("at_NEW_token"), nil
 }
 
+// Without a refresher an expired access token is refused alike by the token endpoint and
+// the forwarding proxy (503 refresh_unavailable), and never reaches the provider; a valid
+// one is served by both (refresher.Tokens decides for both).
+func TestExpiredTokenWithoutRefresher(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	up := newUpstream(t)
+	cfg, err := json.Marshal(map[string]any{"name": "oprov", "auth_mode": "oauth2", "api_base_url": up.URL + "/base"})
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	_, err = h.app.Store.PutProvider(t.Context(), store.Provider{ID: ids.New(ids.Provider), WorkspaceID: store.DefaultWorkspaceID,
+		Key: "oprov", AuthMode: "oauth2", Config: string(cfg), CreatedAt: now, UpdatedAt: now}, nil, true)
+	require.NoError(t, err)
+	addConn := func(exp time.Time) string {
+		connID := ids.New(ids.Connection)
+		sealed, err := h.app.Creds.Seal(t.Context(), vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: connID, Field: "access_token"},
+			vault.NewSecret("at_STORED_token"))
+		require.NoError(t, err)
+		require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
+			Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
+			ExpiresAt: &exp, Version: 1, CreatedAt: now, UpdatedAt: now},
+			store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
+		return connID
+	}
+	expired, valid := addConn(now.Add(-time.Minute)), addConn(now.Add(5*time.Minute)) // valid: inside the lead window
+	reader := h.createKey("tokens:read")
+	cat, err := oauthflow.LoadCatalog()
+	require.NoError(t, err)
+	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		proxy.Deps{Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
+	require.NoError(t, err)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+
+	res, body := send(t, srv.URL, "GET", "/v1/connections/"+expired+"/token", bearerHdr(reader), nil)
+	require.Equal(t, 503, res.StatusCode, "body: %s", body)
+	require.Contains(t, string(body), "refresh_unavailable")
+	res, body = send(t, srv.URL, "GET", "/v1/proxy/"+expired+"/echo", bearerHdr(reader), nil)
+	require.Equal(t, 503, res.StatusCode, "body: %s", body)
+	require.Contains(t, string(body), "refresh_unavailable")
+	require.NotContains(t, string(body), "at_STORED_token")
+	require.Zero(t, up.hits.Load(), "an expired token never reaches the provider")
+
+	res, body = send(t, srv.URL, "GET", "/v1/connections/"+valid+"/token", bearerHdr(reader), nil)
+	require.Equal(t, 200, res.StatusCode, "body: %s", body)
+	require.Contains(t, string(body), "at_STORED_token")
+	res, body = send(t, srv.URL, "GET", "/v1/proxy/"+valid+"/echo", bearerHdr(reader), nil)
+	require.Equal(t, 200, res.StatusCode, "body: %s", body)
+	require.EqualValues(t, 1, up.hits.Load())
+}
+
 func TestForwardOAuthRefreshOn401(t *testing.T) {
 	h := newHarness(t, store.SQLite, nil)
 	up := newUpstream(t)
