@@ -454,30 +454,41 @@ func (f *fakeRefresher) ForceRefresh(_ context.Context, _, _ string) (vault.Secr
 	return vault.NewSecret("at_NEW_token"), nil
 }
 
-// Without a refresher an expired access token is refused alike by the token endpoint and
-// the forwarding proxy (503 refresh_unavailable), and never reaches the provider; a valid
-// one is served by both (refresher.Tokens decides for both).
-func TestExpiredTokenWithoutRefresher(t *testing.T) {
-	h := newHarness(t, store.SQLite, nil)
-	up := newUpstream(t)
+// putOAuthProvider stores the oauth2 provider "oprov" whose API is up.
+func putOAuthProvider(t *testing.T, h *harness, up *upstream) {
+	t.Helper()
 	cfg, err := json.Marshal(map[string]any{"name": "oprov", "auth_mode": "oauth2", "api_base_url": up.URL + "/base"})
 	require.NoError(t, err)
 	now := time.Now().UTC()
 	_, err = h.app.Store.PutProvider(t.Context(), store.Provider{ID: ids.New(ids.Provider), WorkspaceID: store.DefaultWorkspaceID,
 		Key: "oprov", AuthMode: "oauth2", Config: string(cfg), CreatedAt: now, UpdatedAt: now}, nil, true)
 	require.NoError(t, err)
-	addConn := func(exp time.Time) string {
-		connID := ids.New(ids.Connection)
-		sealed, err := h.app.Creds.Seal(t.Context(), vault.Binding{WorkspaceID: store.DefaultWorkspaceID, OwnerID: connID, Field: "access_token"},
-			vault.NewSecret("at_STORED_token"))
-		require.NoError(t, err)
-		require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
-			Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
-			ExpiresAt: &exp, Version: 1, CreatedAt: now, UpdatedAt: now},
-			store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
-		return connID
-	}
-	expired, valid := addConn(now.Add(-time.Minute)), addConn(now.Add(5*time.Minute)) // valid: inside the lead window
+}
+
+// addOAuthConn stores an active "oprov" connection holding access token at, expiring at
+// exp (nil: never).
+func addOAuthConn(t *testing.T, h *harness, at string, exp *time.Time) string {
+	t.Helper()
+	now := time.Now().UTC()
+	connID := ids.New(ids.Connection)
+	sealed, err := h.app.Creds.Seal(t.Context(), vault.AccessTokenBinding(store.DefaultWorkspaceID, connID), vault.NewSecret(at))
+	require.NoError(t, err)
+	require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
+		Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
+		ExpiresAt: exp, Version: 1, CreatedAt: now, UpdatedAt: now},
+		store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
+	return connID
+}
+
+// Without a refresher an expired access token is refused alike by the token endpoint and
+// the forwarding proxy (503 refresh_unavailable), and never reaches the provider; a valid
+// one is served by both (refresher.Tokens decides for both).
+func TestExpiredTokenWithoutRefresher(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	up := newUpstream(t)
+	putOAuthProvider(t, h, up)
+	past, soon := time.Now().Add(-time.Minute), time.Now().Add(5*time.Minute) // soon: inside the lead window
+	expired, valid := addOAuthConn(t, h, "at_STORED_token", &past), addOAuthConn(t, h, "at_STORED_token", &soon)
 	reader := h.createKey("tokens:read")
 	cat, err := oauthflow.LoadCatalog()
 	require.NoError(t, err)
@@ -507,20 +518,8 @@ func TestExpiredTokenWithoutRefresher(t *testing.T) {
 func TestForwardOAuthRefreshOn401(t *testing.T) {
 	h := newHarness(t, store.SQLite, nil)
 	up := newUpstream(t)
-	cfg, err := json.Marshal(map[string]any{"name": "oprov", "auth_mode": "oauth2", "api_base_url": up.URL + "/base"})
-	require.NoError(t, err)
-	now := time.Now().UTC()
-	_, err = h.app.Store.PutProvider(t.Context(), store.Provider{ID: ids.New(ids.Provider), WorkspaceID: store.DefaultWorkspaceID,
-		Key: "oprov", AuthMode: "oauth2", Config: string(cfg), CreatedAt: now, UpdatedAt: now}, nil, true)
-	require.NoError(t, err)
-	connID := ids.New(ids.Connection)
-	sealed, err := h.app.Creds.Seal(t.Context(), vault.AccessTokenBinding(store.DefaultWorkspaceID, connID),
-		vault.NewSecret("at_OLD_token"))
-	require.NoError(t, err)
-	require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
-		Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
-		Version: 1, CreatedAt: now, UpdatedAt: now},
-		store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
+	putOAuthProvider(t, h, up)
+	connID := addOAuthConn(t, h, "at_OLD_token", nil)
 	reader := h.createKey("tokens:read")
 
 	for _, tc := range []struct {

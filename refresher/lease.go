@@ -78,12 +78,11 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 	}
 }
 
+// inactiveErr is the error of a claim that found the connection inactive: its refusal
+// (tokens.go), else unavailable.
 func inactiveErr(cc store.ConnectionCredential) error {
-	switch {
-	case cc.Status == store.StatusNeedsReauth:
-		return ErrNeedsReauth
-	case cc.Status == store.StatusDisconnected || cc.Status == store.StatusRevokePending || cc.Credential == nil:
-		return ErrDisconnected
+	if err := refusal(cc); err != nil {
+		return err
 	}
 	return ErrUnavailable
 }
