@@ -493,7 +493,7 @@ func TestExpiredTokenWithoutRefresher(t *testing.T) {
 	cat, err := oauthflow.LoadCatalog()
 	require.NoError(t, err)
 	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		proxy.Deps{Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
+		proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
 	require.NoError(t, err)
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
