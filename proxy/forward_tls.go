@@ -6,13 +6,12 @@ import (
 	"sync"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 // forwardTLS holds the forwarding proxy's per-provider clients (docs/security.md).
 type forwardTLS struct {
 	once    sync.Once
-	clients *tlsutil.Clients
+	clients *outbound.Clients
 	err     error
 }
 
@@ -20,7 +19,7 @@ type forwardTLS struct {
 // reached with its min_tls_version and pins over the clients' base policy (build it with
 // outbound.NoResponseLimit: forwards stream). Default: the WithOutbound client for
 // providers without pins, and clients built from Config.OutboundAllowCIDRs for pinned ones.
-func WithForwardClients(c *tlsutil.Clients) Option { return func(s *Server) { s.fwdTLS.clients = c } }
+func WithForwardClients(c *outbound.Clients) Option { return func(s *Server) { s.fwdTLS.clients = c } }
 
 // forwardClient is the client that forwards to a provider with this TLS floor and these
 // pins. A pinned provider always gets a pinned client: a pin mismatch fails the request
@@ -34,7 +33,7 @@ func (s *Server) forwardClient(minTLSVersion string, pins []string) (*http.Clien
 	}
 	s.fwdTLS.once.Do(func() {
 		if s.fwdTLS.clients == nil {
-			s.fwdTLS.clients, s.fwdTLS.err = tlsutil.NewClients(outbound.Policy{AllowCIDRs: s.cfg.OutboundAllowCIDRs,
+			s.fwdTLS.clients, s.fwdTLS.err = outbound.NewClients(outbound.Policy{AllowCIDRs: s.cfg.OutboundAllowCIDRs,
 				MaxResponseBytes: outbound.NoResponseLimit, Timeouts: outbound.Timeouts{Overall: forwardDefaultBudget}},
 				outbound.WithLogger(s.log))
 		}

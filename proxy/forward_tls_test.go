@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
 	"github.com/authpipe/authpipe-proxy/proxy"
 )
@@ -35,7 +34,7 @@ func TestForwardClientHonoursProviderTLS(t *testing.T) {
 		return srv.URL
 	}
 	modern, legacy := serve(0), serve(tls.VersionTLS12)
-	clients, err := tlsutil.NewClients(outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	clients, err := outbound.NewClients(outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		RootCAs: ca.Pool(), MaxResponseBytes: outbound.NoResponseLimit})
 	require.NoError(t, err)
 

@@ -174,7 +174,7 @@ func (s *Server) validateProvider(cfg *ProviderConfig) error {
 			return problem.ErrInvalidRequest.WithField(field, err.Error())
 		}
 	}
-	if _, err := outbound.ParseTLSVersion(cfg.MinTLSVersion); err != nil { // transport security (docs/security.md)
+	if _, err := tlsutil.ParseTLSVersion(cfg.MinTLSVersion); err != nil { // transport security (docs/security.md)
 		return problem.ErrInvalidRequest.WithField("min_tls_version", `"1.2" or "1.3"`)
 	}
 	if err := tlsutil.ValidatePins(cfg.Pins); err != nil {

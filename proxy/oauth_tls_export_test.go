@@ -5,13 +5,12 @@ import (
 	"net/http"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
 // TokenClientFor returns the connect flows' client for p on a bare server with the given
 // per-provider clients and default client (oauth_tls_test.go).
-func TokenClientFor(clients *tlsutil.Clients, def *outbound.Client, p oauthflow.Provider) (*http.Client, error) {
+func TokenClientFor(clients *outbound.Clients, def *outbound.Client, p oauthflow.Provider) (*http.Client, error) {
 	s := &Server{log: slog.New(slog.DiscardHandler)}
 	WithProviderClients(clients)(s)
 	if def != nil {
@@ -23,7 +22,7 @@ func TokenClientFor(clients *tlsutil.Clients, def *outbound.Client, p oauthflow.
 
 // ForwardClientFor returns the forwarding proxy's client for a provider's TLS settings on
 // a bare server with the given per-provider clients (forward_tls_test.go).
-func ForwardClientFor(clients *tlsutil.Clients, minTLSVersion string, pins []string) (*http.Client, error) {
+func ForwardClientFor(clients *outbound.Clients, minTLSVersion string, pins []string) (*http.Client, error) {
 	s := &Server{log: slog.New(slog.DiscardHandler)}
 	WithForwardClients(clients)(s)
 	return s.forwardClient(minTLSVersion, pins)

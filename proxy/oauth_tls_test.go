@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
@@ -36,7 +35,7 @@ func TestTokenClientHonoursProviderTLS(t *testing.T) {
 	modern, legacy := serve(0), serve(tls.VersionTLS12)
 
 	base := outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RootCAs: ca.Pool()}
-	clients, err := tlsutil.NewClients(base)
+	clients, err := outbound.NewClients(base)
 	require.NoError(t, err)
 	def, err := outbound.New(base)
 	require.NoError(t, err)

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -19,8 +18,8 @@ type providerClients struct {
 	log   *slog.Logger
 
 	once    sync.Once
-	client  *outbound.Client // WithTokenOutbound
-	clients *tlsutil.Clients // WithProviderClients
+	client  *outbound.Client  // WithTokenOutbound
+	clients *outbound.Clients // WithProviderClients
 	err     error
 }
 
@@ -29,10 +28,10 @@ type providerClients struct {
 // WithProviderClients client for such a provider.
 func WithTokenOutbound(c *outbound.Client) Option { return func(s *Server) { s.oauth.client = c } }
 
-// WithProviderClients sets the per-provider clients (tlsutil.Clients: TLS 1.3 unless the
+// WithProviderClients sets the per-provider clients (outbound.Clients: TLS 1.3 unless the
 // provider says min_tls_version "1.2", and its pins). Default: built from
 // Config.OutboundAllowCIDRs with the system roots.
-func WithProviderClients(c *tlsutil.Clients) Option { return func(s *Server) { s.oauth.clients = c } }
+func WithProviderClients(c *outbound.Clients) Option { return func(s *Server) { s.oauth.clients = c } }
 
 // tokenClient is the outbound client for provider p that never follows a redirect and
 // refuses private addresses at dial time (unless the operator allowed them). It honours
@@ -41,7 +40,7 @@ func WithProviderClients(c *tlsutil.Clients) Option { return func(s *Server) { s
 func (pc *providerClients) tokenClient(p oauthflow.Provider) (*http.Client, error) {
 	pc.once.Do(func() {
 		if pc.clients == nil {
-			pc.clients, pc.err = tlsutil.NewClients(outbound.Policy{AllowCIDRs: pc.allow}, outbound.WithLogger(pc.log))
+			pc.clients, pc.err = outbound.NewClients(outbound.Policy{AllowCIDRs: pc.allow}, outbound.WithLogger(pc.log))
 		}
 	})
 	if pc.err != nil {

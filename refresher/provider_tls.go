@@ -8,7 +8,7 @@ import (
 
 // WithProviderClient makes every call to a provider (refresh, health check) go through
 // the client f returns for it, so that the provider's min_tls_version and SPKI pins apply
-// (tlsutil.Clients.For, docs/security.md). Deps.HTTPClient serves only when no such
+// (outbound.Clients.For, docs/security.md). Deps.HTTPClient serves only when no such
 // function is set. An error from f fails the call; it never falls back to an unpinned
 // client.
 func WithProviderClient(f func(p oauthflow.Provider) (*http.Client, error)) Option {

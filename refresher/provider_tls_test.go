@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -33,7 +32,7 @@ func TestProbeHonoursProviderPins(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	clients, err := tlsutil.NewClients(outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+	clients, err := outbound.NewClients(outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		RootCAs: ca.Pool()})
 	require.NoError(t, err)
 	r := &Refresher{http: http.DefaultClient, limits: newHostLimits(4)} // DefaultClient would not trust the CA

@@ -127,7 +127,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		return nil, &ConfigError{Var: config.EnvClientSecretKEKURI, Err: errors.New("must be a different key from AUTHPIPE_KEK_URI")}
 	}
 	a.Metrics = metrics.New(metrics.BuildInfo{})
-	credRing, secRing = a.Metrics.InstrumentRing(credRing), a.Metrics.InstrumentRing(secRing)
+	credRing, secRing = kms.ObserveRing(credRing, a.Metrics.KEKObserver), kms.ObserveRing(secRing, a.Metrics.KEKObserver)
 	a.rings = []*kms.Ring{credRing, secRing}
 	a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.WithLogger(a.Log), store.WithClock(o.now))
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -160,7 +159,7 @@ func (r *tlsFiles) build(raw tlsRaw) (*tls.Config, error) {
 
 // OutboundPolicy is the policy every outbound client starts from: the allowed private
 // ranges and the system roots plus AUTHPIPE_OUTBOUND_CA_FILE. TLS 1.3 is the default
-// minimum; per-provider escape hatches and pins are added by tlsutil.Clients.
+// minimum; per-provider escape hatches and pins are added by outbound.Clients.
 func OutboundPolicy(cfg config.Config) (outbound.Policy, error) {
 	p := outbound.Policy{AllowCIDRs: cfg.OutboundAllowCIDRs}
 	if cfg.OutboundCAFile != "" {
@@ -175,32 +174,32 @@ func OutboundPolicy(cfg config.Config) (outbound.Policy, error) {
 
 // ProviderClients returns the outbound clients for provider calls (token exchange,
 // refresh, revoke, health checks): OutboundPolicy as the base, then per provider its
-// min_tls_version and pins (tlsutil.Clients.For). Refusals (unsafe address, pin
+// min_tls_version and pins (outbound.Clients.For). Refusals (unsafe address, pin
 // mismatch, oversized answer, refused redirect) are logged and counted in reg, if not
 // nil, as authpipe_outbound_refusals_total{kind}.
-func ProviderClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*tlsutil.Clients, error) {
+func ProviderClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*outbound.Clients, error) {
 	p, err := OutboundPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
+	return outbound.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
 }
 
 // ForwardClients are ProviderClients for the forwarding proxy: no body cap (forwards
 // stream) and a two-minute budget per request.
-func ForwardClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*tlsutil.Clients, error) {
+func ForwardClients(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*outbound.Clients, error) {
 	p, err := OutboundPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
 	p.MaxResponseBytes = outbound.NoResponseLimit
 	p.Timeouts.Overall = 2 * time.Minute
-	return tlsutil.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
+	return outbound.NewClients(p, outbound.WithLogger(log), OutboundMetrics(reg))
 }
 
 // providerTokenClient adapts c to "the token client for this provider" (no redirects),
 // as refresher.WithProviderClient takes it.
-func providerTokenClient(c *tlsutil.Clients) func(oauthflow.Provider) (*http.Client, error) {
+func providerTokenClient(c *outbound.Clients) func(oauthflow.Provider) (*http.Client, error) {
 	return func(p oauthflow.Provider) (*http.Client, error) {
 		oc, err := c.For(p.MinTLSVersion, p.Pins)
 		if err != nil {

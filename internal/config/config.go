@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/internal/secret"
 )
 
 // Profile selects how strict validation is and which defaults apply.
@@ -86,7 +86,7 @@ type Config struct {
 	ClientSecretKEKPreviousURIs []string
 	DEKCacheTTL                 time.Duration
 
-	BootstrapAPIKey vault.Secret
+	BootstrapAPIKey secret.Secret
 
 	// OutboundAllowCIDRs are the private/loopback ranges outbound calls may reach.
 	// OutboundAllowCIDRsSet tells an explicit setting (possibly empty: none) from the
@@ -111,7 +111,7 @@ type Config struct {
 	AuditCheckpointFile string
 
 	ControlPlaneURL   string
-	ControlPlaneToken vault.Secret
+	ControlPlaneToken secret.Secret
 	// ControlPlanePins are "sha256/<base64>" SPKI pins (RFC 7469 section 2.4) of the
 	// control plane's chain; empty = chain verification only.
 	ControlPlanePins []string

@@ -7,7 +7,7 @@
 // Validate is pure (it reads no file and changes nothing) and reports every problem at
 // once as a *ValidationError whose Error() is a single line naming each variable. No
 // message, String, LogValue or %+v output ever carries a secret: the bootstrap API key
-// and the control-plane token are vault.Secret values, and the password of a database
+// and the control-plane token are secret.Secret values, and the password of a database
 // URL (RFC 3986 userinfo, or a password query parameter) is redacted wherever it is shown.
 //
 // Profiles: "dev" (the default) creates local files and allows loopback outbound calls;

@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -13,7 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/internal/secret"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 // Setting describes one configuration variable. Settings returns the table that drives
@@ -74,7 +74,7 @@ func Settings() []Setting {
 		setting(EnvClientSecretKEKURI, "local://./data/client-secret-kek.key", "The KEK for OAuth client secrets, same forms as `AUTHPIPE_KEK_URI`; must differ from it.", uriField(func(c *Config) *string { return &c.ClientSecretKEKURI })),
 		listSetting(EnvClientSecretKEKPreviousURIs, "Comma-separated earlier client-secret KEKs, used only to unwrap until rotation has re-wrapped everything.", uriListField(func(c *Config) *[]string { return &c.ClientSecretKEKPreviousURIs })),
 		setting(EnvDEKCacheTTL, "15m", "How long an unwrapped DEK stays in the in-memory cache.", durationField(func(c *Config) *time.Duration { return &c.DEKCacheTTL })),
-		secretSetting(EnvBootstrapAPIKey, "An admin key (`ap_` and at least 32 URL-safe characters) with the scopes `admin` and `workspaces:write` in workspace `default`, ensured at start-up. Prefer the environment to a flag.", func(c *Config) *vault.Secret { return &c.BootstrapAPIKey }),
+		secretSetting(EnvBootstrapAPIKey, "An admin key (`ap_` and at least 32 URL-safe characters) with the scopes `admin` and `workspaces:write` in workspace `default`, ensured at start-up. Prefer the environment to a flag.", func(c *Config) *secret.Secret { return &c.BootstrapAPIKey }),
 		func() Setting {
 			s := listSetting(EnvOutboundAllowCIDRs, "Private/loopback ranges that outbound calls (token, revoke, forwarding) may reach. Set but empty = none. Production refuses any range that contains a loopback address.", prefixField(func(c *Config) *[]netip.Prefix { return &c.OutboundAllowCIDRs }))
 			s.Default = "127.0.0.0/8,::1/128"
@@ -98,7 +98,7 @@ func Settings() []Setting {
 			}),
 		setting(EnvControlPlanePublicKey, "", "The control plane's Ed25519 public key, pinned: base64 of its 32 bytes or a PEM `PUBLIC KEY`. Pulled configuration is applied only with a valid signature by it; unset = configuration is not pulled (metadata is still pushed).",
 			field{parse: parseEd25519Key, show: func(c *Config) string { return base64.StdEncoding.EncodeToString(c.ControlPlanePublicKey) }}),
-		secretSetting(EnvControlPlaneToken, "Bearer token for the control plane; set together with `AUTHPIPE_CONTROL_PLANE_URL`.", func(c *Config) *vault.Secret { return &c.ControlPlaneToken }),
+		secretSetting(EnvControlPlaneToken, "Bearer token for the control plane; set together with `AUTHPIPE_CONTROL_PLANE_URL`.", func(c *Config) *secret.Secret { return &c.ControlPlaneToken }),
 		listSetting(EnvControlPlanePins, "Comma-separated SPKI pins `sha256/<base64 of SHA-256(SubjectPublicKeyInfo)>` (RFC 7469) of the control plane: some certificate of its verified chain must carry one. List the old and the new key together to rotate. Empty = chain verification only.", pinListField(func(c *Config) *[]string { return &c.ControlPlanePins })),
 		setting(EnvTLSCertFile, "", "PEM certificate chain: serve HTTPS (TLS 1.3 only). Set together with `AUTHPIPE_TLS_KEY_FILE`; unset = plain HTTP.", stringField(func(c *Config) *string { return &c.TLSCertFile })),
 		setting(EnvTLSKeyFile, "", "PEM private key for `AUTHPIPE_TLS_CERT_FILE`.", stringField(func(c *Config) *string { return &c.TLSKeyFile })),
@@ -194,14 +194,14 @@ func boolSetting(name, desc string, p func(*Config) *bool) Setting {
 	return s
 }
 
-func secretSetting(name, desc string, p func(*Config) *vault.Secret) Setting {
+func secretSetting(name, desc string, p func(*Config) *secret.Secret) Setting {
 	s := setting(name, "", desc, field{
-		parse: func(c *Config, raw string) string { *p(c) = vault.NewSecret(raw); return "" },
+		parse: func(c *Config, raw string) string { *p(c) = secret.New(raw); return "" },
 		show: func(c *Config) string {
 			if p(c).IsZero() {
 				return ""
 			}
-			return vault.Redacted
+			return secret.Redacted
 		},
 	})
 	s.Secret = true
@@ -242,9 +242,7 @@ func pinListField(p func(*Config) *[]string) field {
 		parse: func(c *Config, raw string) string {
 			pins := splitList(raw)
 			for i, pin := range pins {
-				b64, ok := strings.CutPrefix(pin, "sha256/")
-				sum, err := base64.StdEncoding.DecodeString(b64)
-				if !ok || err != nil || len(sum) != sha256.Size {
+				if _, ok := tlsutil.ParsePin(pin); !ok {
 					return fmt.Sprintf("entry %d is not sha256/<base64 of 32 bytes>", i+1)
 				}
 			}

@@ -1,6 +1,6 @@
 // Package metrics owns authpipe-proxy's Prometheus metrics: one registry per server (never
 // the global default registry), the metric families, and the instrumentation of the
-// lower layers (kms.KEK calls, the audit batch writer, the DEK caches, the provider
+// lower layers (KEK calls through kms.Observe, the audit batch writer, the DEK caches, the provider
 // catalog).
 //
 // No label can carry a secret or an unbounded value: routes are gin's route templates

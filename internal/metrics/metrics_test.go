@@ -1,11 +1,9 @@
 package metrics_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,69 +12,33 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
-	"github.com/authpipe/authpipe-proxy/kms"
-	"github.com/authpipe/authpipe-proxy/kms/kmstest"
-	"github.com/authpipe/authpipe-proxy/kms/local"
 )
 
-func openLocal(t *testing.T) kms.KEK {
-	t.Helper()
-	k, err := local.Open("local://"+filepath.Join(t.TempDir(), "kek.key"), local.Options{Create: true})
-	require.NoError(t, err)
-	return k
-}
-
-// The instrumented KEK is a KEK: the whole conformance suite passes through it.
-func TestInstrumentedKEKConformance(t *testing.T) {
-	m := metrics.New(metrics.BuildInfo{})
-	kmstest.Run(t, func(t *testing.T) kms.KEK { return metrics.InstrumentKEK(openLocal(t), m) })
-	// The suite's calls were observed under the local backend.
-	n := sampleCount(t, m, "authpipe_kms_request_duration_seconds", `backend="local",operation="unwrap"`)
-	require.Positive(t, n)
-	require.Positive(t, counterValue(t, m, "authpipe_kms_errors_total", `backend="local",error="decrypt",operation="unwrap"`),
-		"the suite's tampered unwraps count as decrypt errors")
-}
-
-// failingKEK fails every call with a fixed error.
-type failingKEK struct {
-	id  string
-	err error
-}
-
-func (f failingKEK) ID() string { return f.id }
-func (f failingKEK) Wrap(context.Context, []byte, []byte) (kms.WrappedKey, error) {
-	return kms.WrappedKey{}, f.err
-}
-func (f failingKEK) Unwrap(context.Context, kms.WrappedKey, []byte) ([]byte, error) {
-	return nil, f.err
-}
-func (f failingKEK) Ping(context.Context) error { return f.err }
-func (f failingKEK) Close() error               { return nil }
-
-func TestKEKErrorsByBackendAndKind(t *testing.T) {
+// KEKObserver counts what kms.Observe reports: latency by backend and operation,
+// failures by backend, operation and kind; the KEK id is never a label value.
+func TestKEKObserverByBackendAndKind(t *testing.T) {
 	for _, tc := range []struct {
 		id, backend string
-		err         error
 		kind        string
 	}{
-		{"awskms:arn:aws:kms:eu-west-1:1:key/abc", "awskms", fmt.Errorf("throttled: %w", kms.ErrUnavailable), "unavailable"},
-		{"vault-transit:127.0.0.1:8200/transit/k", "vault-transit", kms.ErrDecrypt, "decrypt"},
-		{"pkcs11:token=t;object=o", "pkcs11", kms.ErrUnknownKey, "unknown_key"},
-		{"local:0011", "local", context.DeadlineExceeded, "canceled"},
-		{"weird:thing", "other", errors.New("boom"), "other"},
+		{"awskms:arn:aws:kms:eu-west-1:1:key/abc", "awskms", "unavailable"},
+		{"vault-transit:127.0.0.1:8200/transit/k", "vault-transit", "decrypt"},
+		{"pkcs11:token=t;object=o", "pkcs11", "unknown_key"},
+		{"local:0011", "local", "canceled"},
+		{"weird:thing", "other", "other"},
 	} {
 		t.Run(tc.backend, func(t *testing.T) {
 			m := metrics.New(metrics.BuildInfo{})
-			k := metrics.InstrumentKEK(failingKEK{tc.id, tc.err}, m)
-			require.Equal(t, tc.id, k.ID())
-			_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
-			require.ErrorIs(t, err, tc.err, "errors pass through unchanged")
-			_, err = k.Unwrap(context.Background(), kms.WrappedKey{KEKID: tc.id}, nil)
-			require.ErrorIs(t, err, tc.err)
-			require.ErrorIs(t, k.Ping(context.Background()), tc.err)
+			observe := m.KEKObserver(tc.id)
+			for _, op := range []string{"wrap", "unwrap", "ping"} {
+				observe(op, time.Millisecond, tc.kind)
+				observe(op, time.Millisecond, "")
+			}
 			for _, op := range []string{"wrap", "unwrap", "ping"} {
 				sel := fmt.Sprintf(`backend=%q,error=%q,operation=%q`, tc.backend, tc.kind, op)
 				require.Equal(t, 1.0, counterValue(t, m, "authpipe_kms_errors_total", sel), sel)
+				require.Equal(t, 2, sampleCount(t, m, "authpipe_kms_request_duration_seconds",
+					fmt.Sprintf(`backend=%q,operation=%q`, tc.backend, op)))
 			}
 			// The KEK id (which names a key ARN or an HSM token) is not a label value.
 			require.NotContains(t, scrape(t, m), tc.id)
@@ -84,21 +46,9 @@ func TestKEKErrorsByBackendAndKind(t *testing.T) {
 	}
 }
 
-func TestInstrumentRingKeepsEveryKEK(t *testing.T) {
-	m := metrics.New(metrics.BuildInfo{})
-	old, cur := openLocal(t), openLocal(t)
-	ring, err := kms.NewRing(cur, old)
-	require.NoError(t, err)
-	ir := m.InstrumentRing(ring)
-	t.Cleanup(func() { _ = ir.Close() })
-	ctx := context.Background()
-	w, err := old.Wrap(ctx, make([]byte, kms.DEKSize), []byte("aad"))
-	require.NoError(t, err)
-	_, err = ir.Unwrap(ctx, w, []byte("aad"))
-	require.NoError(t, err, "the previous KEK still unwraps through the instrumented ring")
-	require.True(t, ir.Has(old.ID()))
-	require.Equal(t, cur.ID(), ir.Current().ID())
-	require.Equal(t, 1, sampleCount(t, m, "authpipe_kms_request_duration_seconds", `backend="local",operation="unwrap"`))
+func TestKEKObserverOfNilMetricsIsNil(t *testing.T) {
+	var m *metrics.Metrics
+	require.Nil(t, m.KEKObserver("local:1"))
 }
 
 func TestHTTPTokensRefreshesAuditLabelsAreBounded(t *testing.T) {

@@ -6,7 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"strings"
+
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 const pinPrefix = "sha256/"
@@ -28,12 +29,11 @@ func parsePins(pins []string) (pinSet, error) {
 	}
 	set := make(pinSet, len(pins))
 	for i, p := range pins {
-		b64, ok := strings.CutPrefix(p, pinPrefix)
-		raw, err := base64.StdEncoding.DecodeString(b64)
-		if !ok || err != nil || len(raw) != sha256.Size {
+		sum, ok := tlsutil.ParsePin(p)
+		if !ok {
 			return nil, fmt.Errorf("pin %d is not of the form sha256/<base64 of 32 bytes>", i)
 		}
-		set[[sha256.Size]byte(raw)] = struct{}{}
+		set[sum] = struct{}{}
 	}
 	return set, nil
 }

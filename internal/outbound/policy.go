@@ -108,19 +108,6 @@ func (p Policy) validate() error {
 	return nil
 }
 
-// ParseTLSVersion maps a provider's min_tls_version setting to a Policy.MinTLSVersion:
-// "" and "1.3" mean TLS 1.3, "1.2" means TLS 1.2; anything else is an error.
-func ParseTLSVersion(s string) (uint16, error) {
-	switch s {
-	case "", "1.3":
-		return tls.VersionTLS13, nil
-	case "1.2":
-		return tls.VersionTLS12, nil
-	default:
-		return 0, fmt.Errorf("outbound: unsupported minimum TLS version %q (want 1.2 or 1.3)", s)
-	}
-}
-
 // LoadCABundle returns the system roots plus every PEM certificate in the file at path,
 // for Policy.RootCAs. It fails if the file holds no certificate.
 func LoadCABundle(path string) (*x509.CertPool, error) {

@@ -43,15 +43,3 @@ func TestNewValidatesPolicy(t *testing.T) {
 	require.EqualValues(t, DefaultMaxResponseBytes, c.transport.max)
 	require.Nil(t, c.transport.base.TLSClientConfig.VerifyConnection, "no pins, no pin check")
 }
-
-func TestParseTLSVersion(t *testing.T) {
-	for in, want := range map[string]uint16{"": tls.VersionTLS13, "1.3": tls.VersionTLS13, "1.2": tls.VersionTLS12} {
-		got, err := ParseTLSVersion(in)
-		require.NoError(t, err)
-		require.Equal(t, want, got)
-	}
-	for _, in := range []string{"1.1", "1.0", "tls1.2", "1.4"} {
-		_, err := ParseTLSVersion(in)
-		require.Error(t, err, in)
-	}
-}

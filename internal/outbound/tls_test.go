@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 func TestTLSMinimumVersion(t *testing.T) {
@@ -27,7 +29,7 @@ func TestTLSMinimumVersion(t *testing.T) {
 	require.ErrorContains(t, err, "protocol version", "a TLS 1.2-only server is refused by default")
 	require.Zero(t, tls12.hits.Load())
 
-	v, err := ParseTLSVersion("1.2")
+	v, err := tlsutil.ParseTLSVersion("1.2")
 	require.NoError(t, err)
 	legacy := newClient(t, Policy{AllowCIDRs: loopbackAllow, RootCAs: pki.pool, MinTLSVersion: v})
 	resp, err = get(t, legacy.TokenClient(), tls12.URL)

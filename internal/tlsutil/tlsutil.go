@@ -1,9 +1,8 @@
-// Package tlsutil owns the per-destination TLS policy of outbound calls: SPKI pin
-// syntax (RFC 7469 section 2.4, "sha256/<base64>") and Clients, which hands out one
-// outbound.Client per distinct (minimum TLS version, pins) pair so that every provider
-// is reached with its own policy: TLS 1.3 unless it is configured with
-// min_tls_version "1.2", and, when it lists pins, only through a chain that carries one
-// of them. A pinned client never falls back to an unpinned one.
+// Package tlsutil parses the per-destination TLS policy of outbound calls: SPKI pins
+// (RFC 7469 section 2.4, "sha256/<base64>") and the min_tls_version setting. A
+// provider is reached over TLS 1.3 unless it is configured with min_tls_version "1.2",
+// and, when it lists pins, only through a chain that carries one of them
+// (outbound.Clients builds the client of each policy).
 //
 // Certificate generation for tests lives in the tlstest sub-package.
 package tlsutil
@@ -13,15 +12,22 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
-
-	"github.com/authpipe/authpipe-proxy/internal/outbound"
 )
 
 // MaxPins bounds a pin list: enough for a current key, a next key and a backup.
 const MaxPins = 8
+
+// ParsePin decodes one pin, "sha256/" + the standard base64 of a SHA-256 digest of a
+// SubjectPublicKeyInfo; ok is false when p is not of that form.
+func ParsePin(p string) (sum [sha256.Size]byte, ok bool) {
+	b64, ok := strings.CutPrefix(p, "sha256/")
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if !ok || err != nil || len(raw) != sha256.Size {
+		return sum, false
+	}
+	return [sha256.Size]byte(raw), true
+}
 
 // ValidatePins checks that every pin is "sha256/" + the standard base64 of 32 bytes
 // and that there are at most MaxPins. Messages name positions, not values.
@@ -30,81 +36,23 @@ func ValidatePins(pins []string) error {
 		return fmt.Errorf("at most %d pins", MaxPins)
 	}
 	for i, p := range pins {
-		b64, ok := strings.CutPrefix(p, "sha256/")
-		sum, err := base64.StdEncoding.DecodeString(b64)
-		if !ok || err != nil || len(sum) != sha256.Size {
+		if _, ok := ParsePin(p); !ok {
 			return fmt.Errorf("pin %d is not sha256/<base64 of 32 bytes>", i+1)
 		}
 	}
 	return nil
 }
 
-// Clients builds and caches outbound clients that share a base policy and options
-// (allowed ranges, roots, timeouts, logger, metrics hook) and differ only in minimum TLS
-// version and pins. Safe for concurrent use.
-type Clients struct {
-	base outbound.Policy
-	opts []outbound.Option
-
-	mu sync.Mutex
-	m  map[string]*outbound.Client
-}
-
-// NewClients validates base by building the default client (TLS 1.3, or base's own
-// MinTLSVersion, and base's pins).
-func NewClients(base outbound.Policy, opts ...outbound.Option) (*Clients, error) {
-	if base.MinTLSVersion == 0 {
-		base.MinTLSVersion = tls.VersionTLS13
-	}
-	c := &Clients{base: base, opts: slices.Clone(opts), m: map[string]*outbound.Client{}}
-	if _, err := c.client(base.MinTLSVersion, base.Pins); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// For returns the client for a destination with the given min_tls_version setting (""
-// or "1.3" for TLS 1.3, "1.2" for the escape hatch) and pins (none: chain verification
-// only). Pins given here replace the base policy's.
-func (c *Clients) For(minTLSVersion string, pins []string) (*outbound.Client, error) {
-	v, err := outbound.ParseTLSVersion(minTLSVersion)
-	if err != nil {
-		return nil, err
-	}
-	if len(pins) == 0 {
-		pins = c.base.Pins
-	}
-	if err := ValidatePins(pins); err != nil {
-		return nil, fmt.Errorf("tlsutil: %w", err)
-	}
-	return c.client(v, pins)
-}
-
-func (c *Clients) client(v uint16, pins []string) (*outbound.Client, error) {
-	sorted := slices.Clone(pins)
-	slices.Sort(sorted)
-	key := fmt.Sprintf("%#04x|%s", v, strings.Join(slices.Compact(sorted), ","))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cl, ok := c.m[key]; ok {
-		return cl, nil
-	}
-	p := c.base
-	p.MinTLSVersion = v
-	p.Pins = slices.Clone(pins)
-	cl, err := outbound.New(p, c.opts...)
-	if err != nil {
-		return nil, err
-	}
-	c.m[key] = cl
-	return cl, nil
-}
-
-// CloseIdleConnections closes the idle connections of every client built so far.
-func (c *Clients) CloseIdleConnections() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, cl := range c.m {
-		cl.CloseIdleConnections()
+// ParseTLSVersion maps a provider's min_tls_version setting to a minimum TLS version
+// (outbound.Policy.MinTLSVersion): "" and "1.3" mean TLS 1.3, "1.2" means TLS 1.2;
+// anything else is an error.
+func ParseTLSVersion(s string) (uint16, error) {
+	switch s {
+	case "", "1.3":
+		return tls.VersionTLS13, nil
+	case "1.2":
+		return tls.VersionTLS12, nil
+	default:
+		return 0, fmt.Errorf("outbound: unsupported minimum TLS version %q (want 1.2 or 1.3)", s)
 	}
 }

@@ -1,15 +1,14 @@
-package tlsutil_test
+package outbound_test
 
 import (
 	"fmt"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/internal/tlsutil"
 )
 
 // One Clients per base policy; each provider takes the client for its TLS floor and pins.
 func ExampleClients() {
-	clients, err := tlsutil.NewClients(outbound.Policy{}) // system roots, TLS 1.3
+	clients, err := outbound.NewClients(outbound.Policy{}) // system roots, TLS 1.3
 	if err != nil {
 		panic(err)
 	}

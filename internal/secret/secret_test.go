@@ -1,4 +1,4 @@
-package vault_test
+package secret_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/require"
 
-	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/internal/secret"
 )
 
 const sentinel = "gho_SENTINELsecretValue1234567890"
@@ -38,26 +38,26 @@ func requireRedacted(t *testing.T, out string) {
 
 type exported struct {
 	Name  string
-	Token vault.Secret
+	Token secret.Secret
 }
 
 type unexported struct {
 	name  string
-	token vault.Secret
+	token secret.Secret
 }
 
 type pointers struct {
-	Token *vault.Secret
-	inner *vault.Secret
+	Token *secret.Secret
+	inner *secret.Secret
 }
 
 func TestSecretRedactsEverywhere(t *testing.T) {
-	s := vault.NewSecret(sentinel)
+	s := secret.New(sentinel)
 	ex := exported{Name: "conn_1", Token: s}
 	un := unexported{name: "conn_1", token: s}
 	ptr := pointers{Token: &s, inner: &s}
-	m := map[string]vault.Secret{"access_token": s}
-	sl := []vault.Secret{s, s}
+	m := map[string]secret.Secret{"access_token": s}
+	sl := []secret.Secret{s, s}
 
 	cases := map[string]func() string{}
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3s", "%T%v"} {
@@ -88,7 +88,7 @@ func TestSecretRedactsEverywhere(t *testing.T) {
 	cases["json pointer struct"] = jsonOf(ptr)
 	cases["json map"] = jsonOf(m)
 	cases["json slice"] = jsonOf(sl)
-	cases["json map key"] = jsonOf(map[vault.Secret]int{s: 1})
+	cases["json map key"] = jsonOf(map[secret.Secret]int{s: 1})
 	cases["MarshalText"] = func() string {
 		b, err := s.MarshalText()
 		require.NoError(t, err)
@@ -124,7 +124,7 @@ func TestSecretRedactsEverywhere(t *testing.T) {
 			if !strings.HasPrefix(name, "fmt %T") && !strings.Contains(name, "unexported") &&
 				!strings.Contains(name, "pointer-fields") && !strings.Contains(name, "nested-pointer") &&
 				!strings.Contains(name, "pointer struct") && !strings.Contains(name, "Errorf wrapping") {
-				require.Contains(t, got, vault.Redacted)
+				require.Contains(t, got, secret.Redacted)
 			}
 		})
 	}
@@ -132,14 +132,14 @@ func TestSecretRedactsEverywhere(t *testing.T) {
 
 func TestSecretDecodesRequestBodies(t *testing.T) {
 	var body struct {
-		APIKey vault.Secret `json:"api_key"`
-		Opt    vault.Secret `json:"opt"`
+		APIKey secret.Secret `json:"api_key"`
+		Opt    secret.Secret `json:"opt"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(`{"api_key":"sk_live_\u00e9abc","opt":null}`), &body))
 	require.Equal(t, "sk_live_éabc", body.APIKey.Reveal())
 	require.True(t, body.Opt.IsZero())
 
-	var bad struct{ S vault.Secret }
+	var bad struct{ S secret.Secret }
 	err := json.Unmarshal([]byte(`{"S":{"x":"`+sentinel+`"}}`), &bad)
 	require.Error(t, err)
 	requireRedacted(t, err.Error())
@@ -151,12 +151,12 @@ func TestSecretDecodesRequestBodies(t *testing.T) {
 	c.Request = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"api_key":"`+sentinel+`"}`))
 	c.Request.Header.Set("Content-Type", "application/json")
 	var in struct {
-		APIKey vault.Secret `json:"api_key" binding:"required"`
+		APIKey secret.Secret `json:"api_key" binding:"required"`
 	}
 	require.NoError(t, c.ShouldBindJSON(&in))
 	require.Equal(t, sentinel, in.APIKey.Reveal())
 
-	var txt vault.Secret
+	var txt secret.Secret
 	src := []byte("text-secret")
 	require.NoError(t, txt.UnmarshalText(src))
 	src[0] = 'X'
@@ -164,20 +164,20 @@ func TestSecretDecodesRequestBodies(t *testing.T) {
 }
 
 func TestSecretAccessors(t *testing.T) {
-	var zero vault.Secret
+	var zero secret.Secret
 	require.True(t, zero.IsZero())
 	require.Equal(t, 0, zero.Len())
 	require.Equal(t, "", zero.Reveal())
 	require.Equal(t, "", zero.Prefix(4))
-	require.True(t, zero.Equal(vault.Secret{}))
+	require.True(t, zero.Equal(secret.Secret{}))
 	zero.Wipe() // no panic on the zero value
 
-	s := vault.NewSecret("gho_AbCdEfGh")
+	s := secret.New("gho_AbCdEfGh")
 	require.Equal(t, 12, s.Len())
 	require.Equal(t, []byte("gho_AbCdEfGh"), s.Bytes())
-	require.True(t, s.Equal(vault.NewSecret("gho_AbCdEfGh")))
-	require.False(t, s.Equal(vault.NewSecret("gho_AbCdEfGx")))
-	require.False(t, s.Equal(vault.NewSecret("gho_AbCdEfG")))
+	require.True(t, s.Equal(secret.New("gho_AbCdEfGh")))
+	require.False(t, s.Equal(secret.New("gho_AbCdEfGx")))
+	require.False(t, s.Equal(secret.New("gho_AbCdEfG")))
 
 	for _, tc := range []struct {
 		secret string
@@ -195,14 +195,14 @@ func TestSecretAccessors(t *testing.T) {
 		{"abcdefgh", -1, ""},
 	} {
 		t.Run(fmt.Sprintf("Prefix(%q,%d)", tc.secret, tc.n), func(t *testing.T) {
-			require.Equal(t, tc.want, vault.NewSecret(tc.secret).Prefix(tc.n))
+			require.Equal(t, tc.want, secret.New(tc.secret).Prefix(tc.n))
 		})
 	}
 }
 
 func TestSecretWipe(t *testing.T) {
 	raw := []byte(sentinel)
-	s := vault.SecretFromBytes(raw)
+	s := secret.FromBytes(raw)
 	cp := s
 	s.Wipe()
 	require.Equal(t, make([]byte, len(sentinel)), raw, "the backing bytes are zeroed")
