@@ -10,7 +10,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -247,39 +246,4 @@ func (s *Store) forUpdate(q *gorm.DB) *gorm.DB {
 		return q.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	return q
-}
-
-// classify maps driver errors onto the store's sentinels, keeping the chain.
-func (s *Store) classify(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrUnavailable),
-		errors.Is(err, vault.ErrDEKExists):
-		return err
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, gorm.ErrDuplicatedKey):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
-	case errors.Is(err, context.Canceled):
-		return err
-	case isConnError(err):
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
-}
-
-func isConnError(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"connection refused", "failed to connect", "connection reset", "broken pipe",
-		"no such host", "i/o timeout", "server closed", "EOF", "database is locked", "conn closed",
-		"the database system is shutting down", "the database system is starting up"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
 }
