@@ -8,7 +8,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
-	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -74,7 +74,7 @@ type WebhookRotation struct {
 }
 
 // RotateWebhookSecret gives a workspace's webhook endpoint a new signing secret. Until
-// RetireAfter (the retry window, refresher.WebhookRetryWindow) every delivery carries a
+// RetireAfter (the retry window, webhooksig.RetryWindow) every delivery carries a
 // signature under each secret, each with its kid, so the receiver can roll its secret
 // without missing an event; after it only the new secret signs. Audited key.rotated
 // (purpose, kid, workspace; never the secret) in the default workspace's chain.
@@ -91,9 +91,9 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, workspaceID, actor st
 	if err != nil {
 		return WebhookRotation{}, fmt.Errorf("admin: open the webhook secret: %w", err)
 	}
-	prevKID := refresher.WebhookKID(old.Bytes())
+	prevKID := webhooksig.KID(old.Bytes())
 	old.Wipe()
-	secret, err := refresher.NewWebhookSecret()
+	secret, err := webhooksig.NewSecret()
 	if err != nil {
 		return WebhookRotation{}, err
 	}
@@ -101,8 +101,8 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, workspaceID, actor st
 	if err != nil {
 		return WebhookRotation{}, err
 	}
-	kid := refresher.WebhookKID(secret.Bytes())
-	retire := s.now().UTC().Add(refresher.WebhookRetryWindow)
+	kid := webhooksig.KID(secret.Bytes())
+	retire := s.now().UTC().Add(webhooksig.RetryWindow)
 	ev := keyRotatedEvent(PurposeWebhook, kid, actor)
 	ev.Data = dataJSON("purpose", PurposeWebhook, "kid", kid, "workspace_id", workspaceID)
 	if err := s.store.RotateWebhookSecret(ctx, workspaceID, sealed, retire, ev); err != nil {

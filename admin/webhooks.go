@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
-	"github.com/authpipe/authpipe-proxy/refresher"
+	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -13,7 +13,7 @@ import (
 // secret, sealed under the credentials keyring, audited webhook.updated. The secret is
 // returned to be shown once.
 func (s *Service) PutWebhook(ctx context.Context, workspaceID, url, actor string) (vault.Secret, error) {
-	secret, err := refresher.NewWebhookSecret()
+	secret, err := webhooksig.NewSecret()
 	if err != nil {
 		return vault.Secret{}, err
 	}

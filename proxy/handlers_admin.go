@@ -10,6 +10,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/dpop"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/refresher"
 )
 
@@ -195,7 +196,7 @@ func (a adminAPI) handlePutWebhook(c *gin.Context) {
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"url": req.URL, "secret": secret.Reveal(), "signature_header": refresher.SignatureHeader,
+	c.JSON(http.StatusOK, gin.H{"url": req.URL, "secret": secret.Reveal(), "signature_header": webhooksig.SignatureHeader,
 		"events": []string{refresher.EventCreated, refresher.EventDisconnected, refresher.EventNeedsReauth, refresher.EventRefreshFailed}})
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/refresher"
@@ -192,7 +193,7 @@ func TestWebhookSecretRotation(t *testing.T) {
 			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				b, _ := io.ReadAll(r.Body)
 				mu.Lock()
-				headers = append(headers, r.Header.Get(refresher.SignatureHeader))
+				headers = append(headers, r.Header.Get(webhooksig.SignatureHeader))
 				bodies = append(bodies, b)
 				mu.Unlock()
 			}))
@@ -216,28 +217,28 @@ func TestWebhookSecretRotation(t *testing.T) {
 
 			hdr, body := deliver()
 			require.Equal(t, 2, strings.Count(hdr, ",")+1, "one signature before a rotation: %s", hdr)
-			require.NoError(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
+			require.NoError(t, webhooksig.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
 
 			r = h.expect(h.do("POST", "/v1/proxy-keys/rotate", bootstrapKey, map[string]any{"purpose": "webhook"}), 200, "")
 			require.Equal(t, "no-store", r.Header.Get("Cache-Control"))
 			newSecret := []byte(r.Body["secret"].(string))
-			require.Equal(t, refresher.WebhookKID(newSecret), r.Body["kid"])
-			require.Equal(t, []any{refresher.WebhookKID(oldSecret)}, r.Body["verify_only"])
+			require.Equal(t, webhooksig.KID(newSecret), r.Body["kid"])
+			require.Equal(t, []any{webhooksig.KID(oldSecret)}, r.Body["verify_only"])
 
 			// During the rotation window: both signatures, each verifiable by its kid.
 			hdr, body = deliver()
-			require.Contains(t, hdr, "v1="+refresher.WebhookKID(newSecret)+":")
-			require.Contains(t, hdr, "v1="+refresher.WebhookKID(oldSecret)+":")
-			require.NoError(t, refresher.Verify(newSecret, hdr, body, clock.now(), time.Minute))
-			require.NoError(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
-			require.ErrorIs(t, refresher.Verify([]byte("whsec_someone-else"), hdr, body, clock.now(), time.Minute), refresher.ErrBadSignature)
+			require.Contains(t, hdr, "v1="+webhooksig.KID(newSecret)+":")
+			require.Contains(t, hdr, "v1="+webhooksig.KID(oldSecret)+":")
+			require.NoError(t, webhooksig.Verify(newSecret, hdr, body, clock.now(), time.Minute))
+			require.NoError(t, webhooksig.Verify(oldSecret, hdr, body, clock.now(), time.Minute))
+			require.ErrorIs(t, webhooksig.Verify([]byte("whsec_someone-else"), hdr, body, clock.now(), time.Minute), webhooksig.ErrBadSignature)
 
 			// After the window the old secret no longer signs.
-			clock.advance(refresher.WebhookRetryWindow + time.Minute)
+			clock.advance(webhooksig.RetryWindow + time.Minute)
 			hdr, body = deliver()
-			require.NoError(t, refresher.Verify(newSecret, hdr, body, clock.now(), time.Minute))
-			require.ErrorIs(t, refresher.Verify(oldSecret, hdr, body, clock.now(), time.Minute), refresher.ErrBadSignature)
-			require.NotContains(t, hdr, refresher.WebhookKID(oldSecret))
+			require.NoError(t, webhooksig.Verify(newSecret, hdr, body, clock.now(), time.Minute))
+			require.ErrorIs(t, webhooksig.Verify(oldSecret, hdr, body, clock.now(), time.Minute), webhooksig.ErrBadSignature)
+			require.NotContains(t, hdr, webhooksig.KID(oldSecret))
 
 			// Audited without the secret.
 			evs, err := h.app.Store.ListAudit(ctx, store.DefaultWorkspaceID, "", 1000)
@@ -247,7 +248,7 @@ func TestWebhookSecretRotation(t *testing.T) {
 				require.NotContains(t, ev.Data, string(newSecret))
 				if ev.Type == admin.KeyRotated {
 					rotated++
-					require.JSONEq(t, `{"purpose":"webhook","kid":"`+refresher.WebhookKID(newSecret)+`","workspace_id":"`+
+					require.JSONEq(t, `{"purpose":"webhook","kid":"`+webhooksig.KID(newSecret)+`","workspace_id":"`+
 						store.DefaultWorkspaceID+`"}`, ev.Data)
 				}
 			}

@@ -3,23 +3,17 @@ package refresher
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -31,99 +25,6 @@ const (
 	EventCreated       = "connection.created"
 	EventDisconnected  = "connection.disconnected"
 )
-
-// SignatureHeader carries "t=<unix seconds>,v1=<kid>:<hex HMAC-SHA256(secret, t + "." + body)>",
-// with one v1 per signing secret: two during a rotation window (the new secret's first).
-// The kid is WebhookKID(secret), so a receiver picks the signature of the secret it holds.
-// A bare "v1=<hex>" (before key ids) is still accepted by Verify. docs/webhooks.md.
-const SignatureHeader = "Authpipe-Signature"
-
-// WebhookRetryWindow bounds how long a delivery is retried with the default config (12
-// attempts, backoff from 10 s doubling to a cap of 1 h, with jitter: about 3.5 h): a
-// rotated secret keeps signing this long, so receivers have that window to roll.
-const WebhookRetryWindow = 6 * time.Hour
-
-// WebhookKID is the key id of a webhook secret: "whk_" and 12 hex digits of
-// SHA-256(label ‖ secret). It identifies a secret without revealing anything usable about it.
-func WebhookKID(secret []byte) string {
-	h := sha256.New()
-	h.Write([]byte("authpipe-proxy webhook kid v1\x00"))
-	h.Write(secret)
-	return "whk_" + hex.EncodeToString(h.Sum(nil)[:6])
-}
-
-// NewWebhookSecret returns "whsec_" and 32 random bytes, base64url.
-func NewWebhookSecret() (vault.Secret, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return vault.Secret{}, err
-	}
-	return vault.NewSecret("whsec_" + base64.RawURLEncoding.EncodeToString(b[:])), nil
-}
-
-// Sign returns the signature header value of body sent at ts, signed with every secret
-// given (the active one first; during a rotation window also the previous one).
-func Sign(secret []byte, ts time.Time, body []byte, more ...[]byte) string {
-	t := strconv.FormatInt(ts.Unix(), 10)
-	var b strings.Builder
-	b.WriteString("t=" + t)
-	for _, sec := range append([][]byte{secret}, more...) {
-		b.WriteString(",v1=" + WebhookKID(sec) + ":" + hex.EncodeToString(webhookMAC(sec, t, body)))
-	}
-	return b.String()
-}
-
-func webhookMAC(secret []byte, t string, body []byte) []byte {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(t))
-	mac.Write([]byte("."))
-	mac.Write(body)
-	return mac.Sum(nil)
-}
-
-// ErrBadSignature: a webhook's signature header is missing, malformed, stale or wrong.
-var ErrBadSignature = errors.New("refresher: bad webhook signature")
-
-// Verify checks a signature header as a receiver should: the timestamp within tolerance
-// of now, and the signature whose kid is WebhookKID(secret) (signatures of other kids are
-// not tried) equal, in constant time, to the MAC over the timestamp and the raw body. A
-// signature without a kid (the format before key ids) is compared too.
-func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	var ts string
-	var sigs [][]byte
-	kid := WebhookKID(secret)
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			if sk, sv, ok := strings.Cut(v, ":"); ok {
-				if sk != kid {
-					continue
-				}
-				v = sv
-			}
-			if b, err := hex.DecodeString(v); err == nil {
-				sigs = append(sigs, b)
-			}
-		}
-	}
-	n, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || len(sigs) == 0 {
-		return ErrBadSignature
-	}
-	if d := now.Sub(time.Unix(n, 0)); d > tolerance || d < -tolerance {
-		return ErrBadSignature
-	}
-	want := webhookMAC(secret, ts, body)
-	for _, s := range sigs {
-		if hmac.Equal(s, want) {
-			return nil
-		}
-	}
-	return ErrBadSignature
-}
 
 // WebhookPayload is the JSON body of every webhook: identifiers and codes, never a
 // credential and never a provider's text.
@@ -306,7 +207,7 @@ func (w *Webhooks) send(ctx context.Context, d store.ClaimedDelivery) (int, erro
 	req.Header.Set("User-Agent", "authpipe-proxy-webhooks")
 	req.Header.Set("Authpipe-Event-Id", d.EventID)
 	req.Header.Set("Authpipe-Event-Type", d.Type)
-	req.Header.Set(SignatureHeader, Sign(secret.Bytes(), w.now(), body, more...))
+	req.Header.Set(webhooksig.SignatureHeader, webhooksig.Sign(secret.Bytes(), w.now(), body, more...))
 	resp, err := w.http.Do(req)
 	if err != nil {
 		return 0, err
