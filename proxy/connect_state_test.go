@@ -192,15 +192,14 @@ func TestStateKeyPublishedBeforeUse(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
 			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true})
-			cat, err := oauthflow.LoadCatalog()
-			require.NoError(t, err)
 			// The replica has its own key sets (and authentication cache).
 			otherAdmin, err := admin.New(admin.Config{}, admin.Deps{Store: f.h.app.Store, Creds: f.h.app.Creds,
 				Secrets: f.h.app.Secrets}, admin.WithClock(f.clock.now))
 			require.NoError(t, err)
-			other, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true,
-				OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-				proxy.Deps{Admin: otherAdmin, Store: f.h.app.Store, Creds: f.h.app.Creds, Secrets: f.h.app.Secrets, Audit: f.h.app.Audit, Catalog: cat},
+			cfg := proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true,
+				OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+			other, err := proxy.New(cfg, proxy.Deps{Admin: otherAdmin, Store: f.h.app.Store, Creds: f.h.app.Creds,
+				Secrets: f.h.app.Secrets, Audit: f.h.app.Audit, Providers: providersFor(t, f.h, cfg)},
 				proxy.WithClock(f.clock.now))
 			require.NoError(t, err)
 			replica := httptest.NewServer(other.Handler())

@@ -14,7 +14,6 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/dpop/dpoptest"
 	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
-	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -22,10 +21,9 @@ import (
 // edgeServer is the harness's store behind a second server with its own edge settings.
 func edgeServer(t *testing.T, h *harness, ec proxy.EdgeConfig) *httptest.Server {
 	t.Helper()
-	cat, err := oauthflow.LoadCatalog()
-	require.NoError(t, err)
-	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, Edge: ec},
-		proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
+	cfg := proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, Edge: ec}
+	s, err := proxy.New(cfg, proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets,
+		Audit: h.app.Audit, Providers: providersFor(t, h, cfg)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)

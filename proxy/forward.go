@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,10 +83,9 @@ var forwardMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, h
 
 // forwarder holds the HTTP clients of the forwarding proxy.
 type forwarder struct {
-	client    *http.Client // TLS 1.3
-	client12  *http.Client // for providers with min_tls_version "1.2"
-	sleep     func(ctx context.Context, d time.Duration) error
-	providers providerCache
+	client   *http.Client // TLS 1.3
+	client12 *http.Client // for providers with min_tls_version "1.2"
+	sleep    func(ctx context.Context, d time.Duration) error
 }
 
 func newForwarder(main *outbound.Client, cidrs []netip.Prefix) (*forwarder, error) {
@@ -140,7 +138,10 @@ func (s *Server) handleForward(c *gin.Context) {
 	}
 	cc := tok.Conn
 	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
-	prov, err := s.forwardProvider(ctx, p.WorkspaceID, cc.Provider)
+	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, cc.Provider)
+	if errors.Is(err, store.ErrNotFound) {
+		err = errNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
+	}
 	if err != nil {
 		fail(c, err)
 		return
@@ -188,62 +189,6 @@ func rawForwardSuffix(escaped, id string) (string, bool) {
 	}
 	rawID, suffix, _ := strings.Cut(rest, "/")
 	return "/" + suffix, rawID == id && id != ""
-}
-
-// forwardProvider is the connection's provider: the workspace's configuration, else the
-// catalog template. Lookups are cached for providerCacheTTL (a provider update reaches
-// forwards within that time); the configuration holds no secret.
-func (s *Server) forwardProvider(ctx context.Context, workspaceID, key string) (oauthflow.Provider, error) {
-	ck := workspaceID + "\x00" + key
-	if p, ok := s.fwd.providers.get(ck, s.now()); ok {
-		return p, nil
-	}
-	_, cfg, err := s.workspaceProvider(ctx, workspaceID, key)
-	switch {
-	case err == nil:
-		s.fwd.providers.put(ck, cfg.Provider, s.now())
-		return cfg.Provider, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return oauthflow.Provider{}, err
-	}
-	t, ok := s.catalog.Get(key)
-	if !ok {
-		return oauthflow.Provider{}, errNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
-	}
-	s.fwd.providers.put(ck, t, s.now())
-	return t, nil
-}
-
-const providerCacheTTL = time.Second
-
-// providerCache is a small TTL cache of provider configurations for the forwarding path.
-type providerCache struct {
-	mu sync.RWMutex
-	m  map[string]cachedProvider
-}
-
-type cachedProvider struct {
-	p       oauthflow.Provider
-	expires time.Time
-}
-
-func (c *providerCache) get(k string, now time.Time) (oauthflow.Provider, bool) {
-	c.mu.RLock()
-	e, ok := c.m[k]
-	c.mu.RUnlock()
-	if !ok || !now.Before(e.expires) {
-		return oauthflow.Provider{}, false
-	}
-	return e.p, true
-}
-
-func (c *providerCache) put(k string, p oauthflow.Provider, now time.Time) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= 10_000 {
-		c.m = make(map[string]cachedProvider)
-	}
-	c.m[k] = cachedProvider{p: p, expires: now.Add(providerCacheTTL)}
-	c.mu.Unlock()
 }
 
 // forwardTarget joins the base URL, the confined path and the caller's query.

@@ -21,7 +21,6 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -351,10 +350,9 @@ func ssrfServer(t *testing.T, h *harness, allow []netip.Prefix, names map[string
 	})
 	oc, err := outbound.New(outbound.Policy{AllowCIDRs: allow, MaxResponseBytes: outbound.NoResponseLimit}, outbound.WithResolver(resolver))
 	require.NoError(t, err)
-	cat, err := oauthflow.LoadCatalog()
-	require.NoError(t, err)
-	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: allow},
-		proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat},
+	cfg := proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: allow}
+	s, err := proxy.New(cfg, proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets,
+		Audit: h.app.Audit, Providers: providersFor(t, h, cfg)},
 		proxy.WithOutbound(oc))
 	require.NoError(t, err)
 	srv := httptest.NewServer(s.Handler())
@@ -490,10 +488,9 @@ func TestExpiredTokenWithoutRefresher(t *testing.T) {
 	past, soon := time.Now().Add(-time.Minute), time.Now().Add(5*time.Minute) // soon: inside the lead window
 	expired, valid := addOAuthConn(t, h, "at_STORED_token", &past), addOAuthConn(t, h, "at_STORED_token", &soon)
 	reader := h.createKey("tokens:read")
-	cat, err := oauthflow.LoadCatalog()
-	require.NoError(t, err)
-	s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat})
+	cfg := proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	s, err := proxy.New(cfg, proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets,
+		Audit: h.app.Audit, Providers: providersFor(t, h, cfg)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
@@ -529,10 +526,9 @@ func TestForwardOAuthRefreshOn401(t *testing.T) {
 	}{{"refreshed and retried", false, 200}, {"refresh fails: the 401 stands", true, 401}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ref := &fakeRefresher{fail: tc.fail}
-			cat, err := oauthflow.LoadCatalog()
-			require.NoError(t, err)
-			s, err := proxy.New(proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-				proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets, Audit: h.app.Audit, Catalog: cat},
+			cfg := proxy.Config{PublicURL: "http://127.0.0.1:8080", Dev: true, OutboundAllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+			s, err := proxy.New(cfg, proxy.Deps{Admin: h.app.Admin, Store: h.app.Store, Creds: h.app.Creds, Secrets: h.app.Secrets,
+				Audit: h.app.Audit, Providers: providersFor(t, h, cfg)},
 				proxy.WithTokenRefresher(ref))
 			require.NoError(t, err)
 			srv := httptest.NewServer(s.Handler())

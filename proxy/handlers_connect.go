@@ -12,6 +12,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -56,7 +57,7 @@ func (a *connectAPI) handleCreateSession(c *gin.Context) {
 		return
 	}
 	switch {
-	case !providerKey.MatchString(req.Provider):
+	case !providers.ValidKey(req.Provider):
 		fail(c, problem.ErrInvalidRequest.WithField("provider", "required"))
 		return
 	case !validEndUser(req.EndUserID):

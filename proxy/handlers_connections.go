@@ -14,6 +14,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -66,20 +67,6 @@ func validEndUser(id string) bool {
 	return true
 }
 
-// apiKeyProvider resolves the provider of an API-key connection: one configured in the
-// workspace, else an api_key template of the catalog.
-func (s *Server) apiKeyProvider(c *gin.Context, workspaceID, key string) (bool, error) {
-	_, cfg, err := s.workspaceProvider(c.Request.Context(), workspaceID, key)
-	switch {
-	case err == nil:
-		return cfg.AuthMode == oauthflow.AuthModeAPIKey, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return false, err
-	}
-	t, ok := s.catalog.Get(key)
-	return ok && t.AuthMode == oauthflow.AuthModeAPIKey, nil
-}
-
 func (s *Server) handleCreateConnection(c *gin.Context) {
 	var req struct {
 		Provider  string       `json:"provider"`
@@ -90,7 +77,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		return
 	}
 	switch {
-	case !providerKey.MatchString(req.Provider):
+	case !providers.ValidKey(req.Provider):
 		fail(c, problem.ErrInvalidRequest.WithField("provider", "required"))
 		return
 	case !validEndUser(req.EndUserID):
@@ -102,12 +89,12 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	p := principal(c)
-	ok, err := s.apiKeyProvider(c, p.WorkspaceID, req.Provider)
-	if err != nil {
+	prov, _, err := s.providers.Resolve(ctx, p.WorkspaceID, req.Provider)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		fail(c, err)
 		return
 	}
-	if !ok {
+	if prov.AuthMode != oauthflow.AuthModeAPIKey {
 		fail(c, problem.ErrInvalidRequest.WithField("provider", "not an api_key provider of this workspace or the catalog"))
 		return
 	}

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -82,42 +81,4 @@ func (s *Server) handleRefresh(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, viewOf(conn))
-}
-
-// ProviderSource resolves a workspace's integration for the refresher: the stored
-// configuration (or, for API-key providers, the catalog template) and the opened client
-// secret.
-type ProviderSource struct {
-	Store   *store.Store
-	Secrets *vault.Keyring // purpose client_secrets
-	Catalog *oauthflow.Catalog
-}
-
-var _ refresher.Providers = ProviderSource{}
-
-// Provider implements refresher.Providers.
-func (ps ProviderSource) Provider(ctx context.Context, workspaceID, key string) (oauthflow.Provider, oauthflow.ClientCredentials, error) {
-	row, err := ps.Store.Provider(ctx, workspaceID, key)
-	if errors.Is(err, store.ErrNotFound) && ps.Catalog != nil {
-		if t, ok := ps.Catalog.Get(key); ok && t.AuthMode == oauthflow.AuthModeAPIKey {
-			return t, oauthflow.ClientCredentials{}, nil
-		}
-	}
-	if err != nil {
-		return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
-	}
-	var cfg ProviderConfig
-	if err := json.Unmarshal([]byte(row.Config), &cfg); err != nil {
-		return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
-	}
-	cc := oauthflow.ClientCredentials{ClientID: cfg.ClientID}
-	switch sec, err := ps.Store.ProviderSecret(ctx, row.ID); {
-	case err == nil:
-		if cc.ClientSecret, err = ps.Secrets.Open(ctx, vault.ClientSecretBinding(workspaceID, row.ID), sec.Sealed); err != nil {
-			return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
-		}
-	case !errors.Is(err, store.ErrNotFound):
-		return oauthflow.Provider{}, oauthflow.ClientCredentials{}, err
-	}
-	return cfg.Provider, cc, nil
 }

@@ -16,6 +16,9 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/app"
 	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/providers"
+	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
 
@@ -148,4 +151,16 @@ func (h *harness) createKey(scopes ...string) string {
 	h.t.Helper()
 	r := h.expect(h.do("POST", "/v1/api-keys", bootstrapKey, map[string]any{"name": "k", "scopes": scopes}), 201, "")
 	return r.Body["key"].(string)
+}
+
+// providersFor is a providers service on the harness's store with a second server's URL
+// settings (and a provider cache of its own).
+func providersFor(t *testing.T, h *harness, cfg proxy.Config) *providers.Service {
+	t.Helper()
+	cat, err := oauthflow.LoadCatalog()
+	require.NoError(t, err)
+	svc, err := providers.New(providers.Settings{PublicURL: cfg.PublicURL,
+		URLs: providers.URLPolicy{Dev: cfg.Dev, AllowCIDRs: cfg.OutboundAllowCIDRs}}, h.app.Store, h.app.Secrets, cat)
+	require.NoError(t, err)
+	return svc
 }

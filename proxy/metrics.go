@@ -25,7 +25,7 @@ func (s *Server) initMetrics() error {
 	if s.metrics == nil {
 		s.metrics = metrics.New(metrics.BuildInfo{})
 	}
-	all := s.catalog.All()
+	all := s.providers.Catalog().All()
 	names := make([]string, 0, len(all))
 	for _, p := range all {
 		names = append(names, p.Name)

@@ -30,12 +30,7 @@ func (s *Server) routes() *gin.Engine {
 	r.GET("/metrics", s.handleMetrics) // no API key: restrict by network policy
 
 	api := r.Group("/v1", s.limitAuthFailures, s.authenticate, s.checkDPoP, s.limitByKey)
-	api.GET("/catalog", s.handleCatalog)
-
-	api.GET("/providers", s.handleListProviders)
-	api.GET("/providers/:key", s.handleGetProvider)
-	api.PUT("/providers/:key", require(admin.ScopeProvidersWrite), s.handlePutProvider)
-	api.DELETE("/providers/:key", require(admin.ScopeProvidersWrite), s.handleDeleteProvider)
+	providersAPI{svc: s.providers}.routes(api) // handlers_providers.go: /v1/catalog, /v1/providers
 
 	api.POST("/connections", require(admin.ScopeConnectionsWrite), s.handleCreateConnection)
 	api.GET("/connections", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleListConnections)
@@ -50,7 +45,7 @@ func (s *Server) routes() *gin.Engine {
 
 	// API keys, workspaces, proxy keys, webhooks (handlers_admin.go), KEKs
 	// (handlers_keks.go), the audit chain (handlers_audit.go).
-	adminAPI{svc: s.admin, checkURL: s.checkEndpoint}.routes(api)
+	adminAPI{svc: s.admin, checkURL: s.providers.URLPolicy().Check}.routes(api)
 	s.life.routes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
 	kekAPI{keks: s.admin.KEKs()}.routes(api)
 	auditAPI{svc: s.admin, log: s.log, metrics: s.metrics}.routes(api)

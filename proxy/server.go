@@ -17,6 +17,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -43,7 +44,8 @@ type Deps struct {
 	Creds   *vault.Keyring // purpose credentials
 	Secrets *vault.Keyring // purpose client_secrets
 	Audit   *audit.Batcher // token.read events
-	Catalog *oauthflow.Catalog
+	// Providers is the workspaces' provider configurations and the catalog.
+	Providers *providers.Service
 	// Tokens serves credentials, refreshing OAuth tokens first when they must be
 	// (refresher.Tokens, handlers_refresh.go); nil: a refresher.Tokens without a Refresher,
 	// which serves stored tokens until they expire.
@@ -65,18 +67,18 @@ func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = n
 
 // Server is the HTTP API.
 type Server struct {
-	cfg     Config
-	store   *store.Store
-	creds   *vault.Keyring
-	secret  *vault.Keyring
-	audit   *audit.Batcher
-	catalog *oauthflow.Catalog
-	admin   *admin.Service
-	log     *slog.Logger
-	now     func() time.Time
-	ready   atomic.Bool
-	engine  *gin.Engine
-	metrics *metrics.Metrics // metrics.go
+	cfg       Config
+	store     *store.Store
+	creds     *vault.Keyring
+	secret    *vault.Keyring
+	audit     *audit.Batcher
+	providers *providers.Service
+	admin     *admin.Service
+	log       *slog.Logger
+	now       func() time.Time
+	ready     atomic.Bool
+	engine    *gin.Engine
+	metrics   *metrics.Metrics // metrics.go
 
 	edge      *edge            // edge.go: client address, rate limits, DPoP
 	fwd       *forwarder       // forward.go
@@ -95,14 +97,14 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
-	if deps.Admin == nil || deps.Store == nil || deps.Creds == nil || deps.Secrets == nil || deps.Audit == nil || deps.Catalog == nil {
-		return nil, errors.New("proxy: Admin, Store, Creds, Secrets, Audit and Catalog are required")
+	if deps.Admin == nil || deps.Store == nil || deps.Creds == nil || deps.Secrets == nil || deps.Audit == nil || deps.Providers == nil {
+		return nil, errors.New("proxy: Admin, Store, Creds, Secrets, Audit and Providers are required")
 	}
 	if cfg.PublicURL == "" {
 		return nil, errors.New("proxy: PublicURL is required")
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, admin: deps.Admin, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, catalog: deps.Catalog,
+	s := &Server{cfg: cfg, admin: deps.Admin, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, providers: deps.Providers,
 		log: slog.New(slog.DiscardHandler), now: time.Now}
 	for _, o := range opts {
 		o(s)
@@ -118,7 +120,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	s.oauth.allow, s.oauth.log = cfg.OutboundAllowCIDRs, s.log
 	flows, err := oauthflow.NewFlows(oauthflow.FlowDeps{Store: deps.Store, Creds: deps.Creds, ClientFor: s.oauth.tokenClient,
-		Providers: connectProviders{s: s, secrets: ProviderSource{Store: deps.Store, Secrets: deps.Secrets, Catalog: deps.Catalog}},
+		Providers: deps.Providers,
 		Keys:      &flowKeys{state: deps.Admin.StateKeys(), hashKeys: deps.Admin.APIKeyHashKeys(), now: s.now}},
 		oauthflow.WithFlowLogger(s.log), oauthflow.WithFlowClock(s.now))
 	if err != nil {

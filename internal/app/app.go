@@ -22,6 +22,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -47,9 +48,12 @@ type App struct {
 	Secrets *vault.Keyring
 	Audit   *audit.Batcher
 	// Admin is the administration the API's admin routes and the CLI both call.
-	Admin   *admin.Service
-	Server  *proxy.Server
-	Metrics *metrics.Metrics // one registry for this App, served on /metrics
+	Admin  *admin.Service
+	Server *proxy.Server
+	// Providers is the workspaces' provider configurations (the API, the control-plane
+	// import, forwarding and the refresher resolve providers there).
+	Providers *providers.Service
+	Metrics   *metrics.Metrics // one registry for this App, served on /metrics
 	// Refresher refreshes tokens on demand and on AUTHPIPE_REFRESH_SCHEDULE (refresher.go).
 	Refresher *refresher.Refresher
 	// Revocations disconnects connections and revokes their tokens, and retries the
@@ -169,12 +173,19 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	a.Providers, err = providers.New(providers.Settings{PublicURL: cfg.PublicURL,
+		URLs: providers.URLPolicy{Dev: !cfg.Production(), AllowCIDRs: cfg.OutboundAllowCIDRs}},
+		a.Store, a.Secrets, catalog, providers.WithClock(o.now))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
 	events, err := a.newControlPlane(cfg, o)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	if err := a.newRefresher(catalog, o.now); err != nil {
+	if err := a.newRefresher(o.now); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -189,7 +200,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
-	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Catalog: catalog,
+	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Providers: a.Providers,
 		Tokens: refresher.NewTokens(a.Store, a.Creds, a.Refresher, o.now), Events: events, Revocations: a.Revocations},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),

@@ -2,10 +2,14 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/config"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/proxy"
 )
 
@@ -45,4 +49,44 @@ func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, er
 		return nil, &ConfigError{Var: config.EnvControlPlaneURL, Err: err}
 	}
 	return a.ControlPlane, nil
+}
+
+// configImport applies the control plane's configuration documents through the providers
+// service: each provider is built and validated by the same function as
+// PUT /v1/providers/{key}, and a document is written all or nothing.
+type configImport struct{ svc *providers.Service }
+
+var _ controlplane.ConfigApplier = configImport{}
+
+// ApplyControlPlaneConfig implements controlplane.ConfigApplier. A refused document's
+// error wraps controlplane.ErrInvalidConfig.
+func (ci configImport) ApplyControlPlaneConfig(ctx context.Context, doc controlplane.ConfigDocument) error {
+	workspaces := make([]providers.WorkspaceImport, 0, len(doc.Workspaces))
+	for _, ws := range doc.Workspaces {
+		in := providers.WorkspaceImport{WorkspaceID: ws.WorkspaceID}
+		for _, p := range ws.Providers {
+			in.Providers = append(in.Providers, importOf(p))
+		}
+		workspaces = append(workspaces, in)
+	}
+	err := ci.svc.Import(ctx, controlplane.AuditActor, doc.Version, workspaces)
+	if ie := (*providers.ImportError)(nil); errors.As(err, &ie) {
+		return fmt.Errorf("%w: %w", controlplane.ErrInvalidConfig, err)
+	}
+	return err
+}
+
+// importOf maps a pulled provider onto the providers API's request: the endpoint fields
+// and auth_mode are overrides of the template, as in a PUT body.
+func importOf(p controlplane.ProviderConfigDoc) providers.Request {
+	r := providers.Request{Key: p.Key, Template: p.Template, ClientID: p.ClientID, Scopes: p.Scopes,
+		CallbackURLs: p.CallbackURLs, ReturnURLs: p.ReturnURLs, Overrides: map[string]json.RawMessage{}}
+	for name, v := range map[string]string{"auth_mode": p.AuthMode, "authorization_url": p.AuthorizationURL,
+		"token_url": p.TokenURL, "refresh_url": p.RefreshURL, "revocation_url": p.RevocationURL, "issuer": p.Issuer,
+		"api_base_url": p.APIBaseURL, "health_check_url": p.HealthCheckURL} {
+		if v != "" {
+			r.Overrides[name], _ = json.Marshal(v)
+		}
+	}
+	return r
 }

@@ -6,15 +6,13 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
-	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/proxy"
 	"github.com/authpipe/authpipe-proxy/refresher"
 )
 
 // newRefresher builds the webhook dispatcher and the token refresher that runs it: provider
 // calls and webhook deliveries go through their own SSRF-guarded client that follows no
 // redirect. The refresher reports to the control-plane link when one is built (before it).
-func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) error {
+func (a *App) newRefresher(now func() time.Time) error {
 	oc, err := outbound.New(outbound.Policy{AllowCIDRs: a.Config.OutboundAllowCIDRs}, outbound.WithLogger(a.Log))
 	if err != nil {
 		return err
@@ -35,7 +33,7 @@ func (a *App) newRefresher(catalog *oauthflow.Catalog, now func() time.Time) err
 	}
 	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
-			Providers: proxy.ProviderSource{Store: a.Store, Secrets: a.Secrets, Catalog: catalog}}, opts...)
+			Providers: a.Providers}, opts...)
 	if err != nil {
 		return err
 	}

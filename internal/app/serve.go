@@ -53,7 +53,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		defer wg.Done()
 		a.bootstrapLoop(bg)
 		if a.ControlPlane != nil && bg.Err() == nil { // after migrations: the outbox exists
-			a.ControlPlane.Run(bg, a.Server)
+			a.ControlPlane.Run(bg, configImport{a.Providers})
 		}
 	}()
 

@@ -1,0 +1,74 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// WorkspaceImport is the providers to create or replace in one workspace. Providers not
+// listed are left alone.
+type WorkspaceImport struct {
+	WorkspaceID string
+	Providers   []Request
+}
+
+// ImportError is an import refused by validation: a workspace that does not exist, or a
+// provider that Build refuses (Err). Nothing of the import was written.
+type ImportError struct {
+	WorkspaceID string
+	Key         string
+	Err         error // nil when the workspace does not exist
+}
+
+func (e *ImportError) Error() string {
+	if e.Err == nil {
+		return "workspace " + e.WorkspaceID + " does not exist"
+	}
+	return "workspace " + e.WorkspaceID + " provider " + e.Key + ": " + e.Err.Error()
+}
+
+func (e *ImportError) Unwrap() error { return e.Err }
+
+// Import builds and validates every provider with Build, exactly as the providers API
+// does, and then writes them all in one transaction: one invalid provider and nothing is
+// written (an *ImportError). Client secrets are not part of an import: a replaced
+// provider keeps the one it has. Each provider.updated event names actor and carries
+// version (the imported document's, 0 for none) as config_version.
+func (s *Service) Import(ctx context.Context, actor string, version int64, workspaces []WorkspaceImport) error {
+	now := s.now().UTC()
+	var rows []store.Provider
+	var evs []audit.Event
+	for _, ws := range workspaces {
+		if _, err := s.store.Workspace(ctx, ws.WorkspaceID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return &ImportError{WorkspaceID: ws.WorkspaceID}
+			}
+			return err
+		}
+		for _, r := range ws.Providers {
+			cfg, err := s.Build(r)
+			if err != nil {
+				return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: err}
+			}
+			doc, err := json.Marshal(cfg)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, store.Provider{ID: ids.New(ids.Provider), WorkspaceID: ws.WorkspaceID, Key: r.Key,
+				AuthMode: string(cfg.AuthMode), Config: string(doc), CreatedAt: now, UpdatedAt: now})
+			evs = append(evs, audit.Event{WorkspaceID: ws.WorkspaceID, Type: audit.ProviderUpdated, Actor: actor,
+				Outcome: audit.Success, Data: providerData(r.Key, "config_version", strconv.FormatInt(version, 10))})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := s.store.PutProviders(ctx, rows, evs...)
+	return err
+}

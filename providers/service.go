@@ -1,0 +1,198 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Store is the persistence the service needs; *store.Store satisfies it.
+type Store interface {
+	Workspace(ctx context.Context, id string) (store.Workspace, error)
+	Provider(ctx context.Context, workspaceID, key string) (store.Provider, error)
+	ListProviders(ctx context.Context, workspaceID string) ([]store.Provider, error)
+	ProviderSecret(ctx context.Context, providerID string) (store.ProviderSecret, error)
+	PutProvider(ctx context.Context, p store.Provider, secret *store.ProviderSecret, keepSecret bool, evs ...audit.Event) (store.Provider, error)
+	PutProviders(ctx context.Context, ps []store.Provider, evs ...audit.Event) ([]store.Provider, error)
+	DeleteProvider(ctx context.Context, workspaceID, key string, evs ...audit.Event) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Sealer seals and opens client secrets: the client_secrets keyring (*vault.Keyring).
+type Sealer interface {
+	Seal(ctx context.Context, b vault.Binding, plaintext vault.Secret) ([]byte, error)
+	Open(ctx context.Context, b vault.Binding, envelope []byte) (vault.Secret, error)
+}
+
+var _ Sealer = (*vault.Keyring)(nil)
+
+// Settings are the deployment's values the service applies.
+type Settings struct {
+	// PublicURL is the URL end users' browsers reach (no trailing slash): an oauth2
+	// provider's default callback URL is PublicURL + "/v1/oauth/callback".
+	PublicURL string
+	// URLs is the rule for every endpoint URL of a provider.
+	URLs URLPolicy
+}
+
+// Option configures New.
+type Option func(*Service)
+
+// WithClock injects the clock (default time.Now).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// Service owns the workspaces' provider configurations.
+type Service struct {
+	set     Settings
+	store   Store
+	secrets Sealer
+	catalog *oauthflow.Catalog
+	now     func() time.Time
+	cache   resolveCache
+}
+
+// New builds the service. secrets must be the client_secrets keyring.
+func New(set Settings, st Store, secrets Sealer, catalog *oauthflow.Catalog, opts ...Option) (*Service, error) {
+	if st == nil || secrets == nil || catalog == nil {
+		return nil, errors.New("providers: store, secrets and catalog are required")
+	}
+	if set.PublicURL == "" {
+		return nil, errors.New("providers: PublicURL is required")
+	}
+	set.PublicURL = strings.TrimRight(set.PublicURL, "/")
+	s := &Service{set: set, store: st, secrets: secrets, catalog: catalog, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// Catalog is the provider catalog the service resolves templates from.
+func (s *Service) Catalog() *oauthflow.Catalog { return s.catalog }
+
+// URLPolicy is the rule every provider endpoint URL passes; webhook URLs pass it too.
+func (s *Service) URLPolicy() URLPolicy { return s.set.URLs }
+
+// Put builds and validates r (Build) and creates or replaces the workspace's provider,
+// with a provider.updated event by actor. A nil or empty secret keeps the client secret
+// set before.
+func (s *Service) Put(ctx context.Context, workspaceID, actor string, r Request, secret *vault.Secret) (View, error) {
+	cfg, err := s.Build(r)
+	if err != nil {
+		return View{}, err
+	}
+	now := s.now().UTC()
+	id := ids.New(ids.Provider)
+	if existing, err := s.store.Provider(ctx, workspaceID, r.Key); err == nil {
+		id = existing.ID
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return View{}, err
+	}
+	var ps *store.ProviderSecret
+	if secret != nil && !secret.IsZero() {
+		sealed, err := s.secrets.Seal(ctx, clientSecretBinding(workspaceID, id), *secret)
+		if err != nil {
+			return View{}, err
+		}
+		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), UpdatedAt: now}
+	}
+	doc, err := json.Marshal(cfg)
+	if err != nil {
+		return View{}, err
+	}
+	row := store.Provider{ID: id, WorkspaceID: workspaceID, Key: r.Key, AuthMode: string(cfg.AuthMode), Config: string(doc),
+		CreatedAt: now, UpdatedAt: now}
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: actor, Outcome: audit.Success,
+		Data: providerData(r.Key)}
+	// keepSecret: an update without client_secret keeps the one set before.
+	saved, err := s.store.PutProvider(ctx, row, ps, true, ev)
+	if err != nil {
+		return View{}, err
+	}
+	return s.view(ctx, saved)
+}
+
+// Get returns the provider configured in the workspace under key, or store.ErrNotFound.
+func (s *Service) Get(ctx context.Context, workspaceID, key string) (Entry, error) {
+	row, err := s.store.Provider(ctx, workspaceID, key)
+	if err != nil {
+		return Entry{}, err
+	}
+	return entryOf(row)
+}
+
+func entryOf(row store.Provider) (Entry, error) {
+	e := Entry{ID: row.ID, WorkspaceID: row.WorkspaceID, Key: row.Key, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt}
+	if err := json.Unmarshal([]byte(row.Config), &e.Config); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// View returns the API's view of the workspace's provider key.
+func (s *Service) View(ctx context.Context, workspaceID, key string) (View, error) {
+	row, err := s.store.Provider(ctx, workspaceID, key)
+	if err != nil {
+		return View{}, err
+	}
+	return s.view(ctx, row)
+}
+
+// List returns the API's view of every provider of the workspace, by key.
+func (s *Service) List(ctx context.Context, workspaceID string) ([]View, error) {
+	rows, err := s.store.ListProviders(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]View, 0, len(rows))
+	for _, r := range rows {
+		v, err := s.view(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (s *Service) view(ctx context.Context, row store.Provider) (View, error) {
+	e, err := entryOf(row)
+	if err != nil {
+		return View{}, err
+	}
+	v := View{Key: e.Key, Config: e.Config, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC()}
+	switch sec, err := s.store.ProviderSecret(ctx, row.ID); {
+	case err == nil:
+		v.ClientSecretSet, v.ClientSecretPrefix = true, sec.Prefix
+	case !errors.Is(err, store.ErrNotFound):
+		return View{}, err
+	}
+	return v, nil
+}
+
+// Delete removes the workspace's provider key (and its client secret), with a
+// provider.deleted event by actor.
+func (s *Service) Delete(ctx context.Context, workspaceID, actor, key string) error {
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderDeleted, Actor: actor, Outcome: audit.Success,
+		Data: providerData(key)}
+	return s.store.DeleteProvider(ctx, workspaceID, key, ev)
+}
+
+// providerData is a provider event's data: {"provider": key} and extra name/value pairs.
+func providerData(key string, extra ...string) string {
+	m := map[string]string{"provider": key}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
