@@ -55,15 +55,10 @@ func (s *Service) Client(ctx context.Context, e Entry) (oauthflow.ClientCredenti
 	case err != nil:
 		return oauthflow.ClientCredentials{}, err
 	}
-	if client.ClientSecret, err = s.secrets.Open(ctx, clientSecretBinding(e.WorkspaceID, e.ID), sec.Sealed); err != nil {
+	if client.ClientSecret, err = s.secrets.Open(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID), sec.Sealed); err != nil {
 		return oauthflow.ClientCredentials{}, err
 	}
 	return client, nil
-}
-
-// clientSecretBinding is the AAD of a provider's sealed client secret.
-func clientSecretBinding(workspaceID, providerID string) vault.Binding {
-	return vault.Binding{WorkspaceID: workspaceID, OwnerID: providerID, Field: "client_secret"}
 }
 
 // ResolveCached is Resolve's provider for the forwarding path: lookups are cached for

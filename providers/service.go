@@ -99,7 +99,7 @@ func (s *Service) Put(ctx context.Context, workspaceID, actor string, r Request,
 	}
 	var ps *store.ProviderSecret
 	if secret != nil && !secret.IsZero() {
-		sealed, err := s.secrets.Seal(ctx, clientSecretBinding(workspaceID, id), *secret)
+		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id), *secret)
 		if err != nil {
 			return View{}, err
 		}
