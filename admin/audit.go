@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
@@ -29,13 +31,77 @@ type ChainVerification struct {
 	Checkpoints int
 }
 
-// VerifyAudit verifies one workspace's chain from its retained anchor to its head.
-func (s *Service) VerifyAudit(ctx context.Context, workspaceID string) (store.VerifyResult, error) {
-	return s.store.VerifyAudit(ctx, workspaceID)
+// One verification of a workspace's chain runs at a time, across replicas: it holds the
+// workspace's lease in audit_verifications, renewed every third of verifyLease while it
+// runs (a replica that dies mid-verification blocks the next one for at most verifyLease).
+const (
+	verifyLease      = 30 * time.Second
+	verifyRetryAfter = 5 // seconds
+)
+
+// VerifyAudit verifies one workspace's chain to its recorded head. Unless full, it starts
+// from the signed checkpoint of the head the last verification reached (or the retained
+// anchor of a pruned chain), so only the events since are hashed; with full, from genesis
+// or the anchor. Every signed start must be signed by one of the deployment's checkpoint
+// keys. While another verification of the workspace runs it answers 429 rate_limited with
+// Retry-After. A chain that verifies has its head signed and kept as the next start.
+func (s *Service) VerifyAudit(ctx context.Context, workspaceID string, full bool) (store.AuditResult, error) {
+	owner := ids.Random(16)
+	claimed, err := s.store.ClaimAuditVerification(ctx, workspaceID, owner, s.now().Add(verifyLease))
+	if err != nil {
+		return store.AuditResult{}, err
+	}
+	if !claimed {
+		return store.AuditResult{}, problem.ErrRateLimited.
+			WithDetail("a verification of this workspace's audit chain is running").WithRetryAfter(verifyRetryAfter)
+	}
+	done := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() { // keeps the lease while the verification runs
+		defer close(renewed)
+		t := time.NewTicker(verifyLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if _, err := s.store.ClaimAuditVerification(ctx, workspaceID, owner, s.now().Add(verifyLease)); err != nil {
+					s.log.WarnContext(ctx, "audit verification lease", "workspace", workspaceID, "err", err)
+				}
+			}
+		}
+	}()
+	defer func() {
+		close(done)
+		<-renewed
+		if err := s.store.ReleaseAuditVerification(context.WithoutCancel(ctx), workspaceID, owner); err != nil {
+			s.log.WarnContext(ctx, "audit verification lease", "workspace", workspaceID, "err", err)
+		}
+	}()
+	return s.verifyChain(ctx, workspaceID, !full)
 }
 
-// VerifyAuditChains verifies the chain of one workspace (only), or of every workspace
-// that has one.
+// verifyChain verifies a workspace's chain, signed starts checked against the
+// deployment's checkpoint keys, and keeps the signed checkpoint of the head it verified.
+func (s *Service) verifyChain(ctx context.Context, workspaceID string, incremental bool) (store.AuditResult, error) {
+	signer, err := s.checkpoints.Signer(ctx) // the first checkpoint key is made here when there is none
+	if err != nil {
+		return store.AuditResult{}, err
+	}
+	trusted, err := s.checkpoints.TrustedKeyIDs(ctx)
+	if err != nil {
+		return store.AuditResult{}, err
+	}
+	res, err := s.store.VerifyAuditChain(ctx, workspaceID, store.VerifyScope{Trusted: trusted, Incremental: incremental})
+	if err != nil || !res.OK || res.HeadSeq == 0 {
+		return res, err
+	}
+	return res, s.store.RecordAuditVerified(ctx, signer.Sign(workspaceID, res.HeadSeq, res.Head, res.HeadEventID, s.now()))
+}
+
+// VerifyAuditChains verifies in full the chain of one workspace (only), or of every
+// workspace that has one.
 func (s *Service) VerifyAuditChains(ctx context.Context, only string) ([]ChainVerification, error) {
 	list := []string{only}
 	if only == "" {
@@ -46,11 +112,11 @@ func (s *Service) VerifyAuditChains(ctx context.Context, only string) ([]ChainVe
 	}
 	out := make([]ChainVerification, 0, len(list))
 	for _, w := range list {
-		res, err := s.store.VerifyAudit(ctx, w)
+		res, err := s.verifyChain(ctx, w, false)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, ChainVerification{WorkspaceID: w, AuditResult: store.AuditResult{VerifyResult: res}})
+		out = append(out, ChainVerification{WorkspaceID: w, AuditResult: res})
 	}
 	return out, nil
 }

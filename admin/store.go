@@ -49,11 +49,14 @@ type KEKStore interface {
 	CountDEKsByKEK(ctx context.Context) (map[string]int64, error)
 }
 
-// AuditStore reads the audit chains.
+// AuditStore reads and verifies the audit chains.
 type AuditStore interface {
+	RecordAuditVerified(ctx context.Context, cp audit.Checkpoint) error
+	ClaimAuditVerification(ctx context.Context, workspaceID, owner string, until time.Time) (bool, error)
+	ReleaseAuditVerification(ctx context.Context, workspaceID, owner string) error
 	ListAudit(ctx context.Context, workspaceID, afterID string, limit int) ([]audit.Event, error)
 	AuditWorkspaces(ctx context.Context) ([]string, error)
-	VerifyAudit(ctx context.Context, workspaceID string) (store.VerifyResult, error)
+	VerifyAuditChain(ctx context.Context, workspaceID string, sc store.VerifyScope) (store.AuditResult, error)
 	VerifyAuditCheckpoints(ctx context.Context, workspaceID string, cps []audit.Checkpoint, trusted ...string) (store.AuditResult, error)
 }
 

@@ -60,8 +60,20 @@ func (a auditAPI) handleListAudit(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"events": out})
 }
 
+// handleVerifyAudit verifies the caller's workspace chain: from the last verified signed
+// checkpoint by default, from genesis (or the retained anchor) with ?full=true. A call
+// while another verification of the workspace runs gets 429 with Retry-After.
 func (a auditAPI) handleVerifyAudit(c *gin.Context) {
-	res, err := a.svc.VerifyAudit(c.Request.Context(), principal(c).WorkspaceID)
+	full := false
+	switch c.Query("full") {
+	case "", "false":
+	case "true":
+		full = true
+	default:
+		fail(c, problem.ErrInvalidRequest.WithField("full", "true or false"))
+		return
+	}
+	res, err := a.svc.VerifyAudit(c.Request.Context(), principal(c).WorkspaceID, full)
 	if err != nil {
 		fail(c, err)
 		return
@@ -71,8 +83,9 @@ func (a auditAPI) handleVerifyAudit(c *gin.Context) {
 		if a.metrics != nil {
 			a.metrics.AuditChainBroken()
 		}
-		c.JSON(http.StatusOK, gin.H{"ok": false, "first_bad_event": res.FirstBadEvent})
+		c.JSON(http.StatusOK, gin.H{"ok": false, "first_bad_event": res.FirstBadEvent, "reason": res.Reason, "full": full})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"ok": true, "events": res.Events, "head": res.Head})
+	c.JSON(http.StatusOK, gin.H{"ok": true, "events": res.Events, "head": res.Head, "head_seq": res.HeadSeq,
+		"start_seq": res.StartSeq, "full": full})
 }

@@ -215,14 +215,6 @@ type VerifyResult struct {
 	FirstBadEvent string
 }
 
-// VerifyAudit recomputes a workspace's chain from genesis, or from the retained anchor of
-// a pruned chain (lifecycle.go), and compares its end with the recorded head, so an
-// edited, reordered or deleted event, or a deleted tail, shows.
-func (s *Store) VerifyAudit(ctx context.Context, workspaceID string) (VerifyResult, error) {
-	r, err := s.VerifyAuditCheckpoints(ctx, workspaceID, nil)
-	return r.VerifyResult, err
-}
-
 func okSoFar(v *audit.Verifier) bool { ok, _, _, _ := v.Result(); return ok }
 
 // AuditWorkspaces lists the workspaces that have a chain.

@@ -1,12 +1,11 @@
 package store
 
-// Audit chains against signed checkpoints: the heads that checkpoints sign, verification
-// from the retained anchor (a checkpoint left by pruning) to the head, and pruning past
-// retention, which keeps the chain verifiable by leaving a signed anchor.
+// Audit chains against signed checkpoints: the heads that checkpoints sign, and pruning
+// past retention, which keeps the chain verifiable by leaving a signed anchor.
+// Verification is audit_verify.go.
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -49,81 +48,6 @@ func (s *Store) AuditHeads(ctx context.Context) ([]ChainHead, error) {
 	out := make([]ChainHead, len(rows))
 	for i, r := range rows {
 		out[i] = ChainHead(r)
-	}
-	return out, nil
-}
-
-// AuditResult is the outcome of verifying a chain against its retained anchor and signed
-// checkpoints.
-type AuditResult struct {
-	VerifyResult
-	// Reason says why a chain failed, in words (no event content).
-	Reason string
-	// StartSeq is where verification started: 0 (genesis) or the retained anchor.
-	StartSeq int64
-}
-
-// VerifyAuditCheckpoints verifies a workspace's chain from its retained anchor (a signed
-// checkpoint left by pruning; genesis when there is none) to the recorded head, and
-// against cps, signed checkpoints kept outside the database: a checkpoint beyond the end
-// of the chain shows a deleted tail, one whose seq is on the chain with another hash shows
-// a rewritten (re-chained) log. When trusted key ids are given, the anchor must be signed
-// by one of them.
-func (s *Store) VerifyAuditCheckpoints(ctx context.Context, workspaceID string, cps []audit.Checkpoint, trusted ...string) (AuditResult, error) {
-	startSeq, startHash := int64(0), audit.GenesisHash
-	var anchor auditAnchor
-	switch err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&anchor).Error; {
-	case err == nil:
-		var cp audit.Checkpoint
-		if json.Unmarshal([]byte(anchor.Checkpoint), &cp) != nil || cp.Verify(trusted...) != nil ||
-			cp.WorkspaceID != workspaceID || cp.Seq != anchor.Seq || cp.Hash != anchor.Hash {
-			return AuditResult{VerifyResult: VerifyResult{FirstBadEvent: anchor.EventID},
-				Reason: "the retained anchor of the pruned chain is not validly signed", StartSeq: anchor.Seq}, nil
-		}
-		startSeq, startHash = anchor.Seq, anchor.Hash
-	case !errors.Is(err, gorm.ErrRecordNotFound):
-		return AuditResult{}, s.classify(err)
-	}
-	v := audit.NewVerifierFrom(startSeq, startHash)
-	w := audit.NewWitness(audit.ForWorkspace(cps, workspaceID), startSeq, startHash)
-	lastSeq := startSeq
-	var batch []auditRow
-	for {
-		batch = batch[:0]
-		err := s.db.WithContext(ctx).Where("workspace_id = ? AND seq > ?", workspaceID, lastSeq).
-			Order("seq").Limit(1000).Find(&batch).Error
-		if err != nil {
-			return AuditResult{}, s.classify(err)
-		}
-		for _, r := range batch {
-			if !v.Add(audit.Event(r)) {
-				break
-			}
-			w.Observe(audit.Event(r))
-		}
-		if len(batch) < 1000 || !okSoFar(v) {
-			break
-		}
-		lastSeq = batch[len(batch)-1].Seq
-	}
-	var head auditHead
-	err := s.db.WithContext(ctx).Where("workspace_id = ?", workspaceID).Take(&head).Error
-	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		head = auditHead{Hash: audit.GenesisHash}
-	case err != nil:
-		return AuditResult{}, s.classify(err)
-	}
-	out := AuditResult{StartSeq: startSeq}
-	if !v.CheckHead(head.Seq, head.Hash, head.EventID) {
-		out.Reason = "the chain does not link, or ends before its recorded head"
-	}
-	ok, n, h, bad := v.Result()
-	out.VerifyResult = VerifyResult{OK: ok, Events: n, Head: h, FirstBadEvent: bad}
-	if ok {
-		if wok, wbad, reason := w.Finish(); !wok {
-			out.OK, out.FirstBadEvent, out.Reason = false, wbad, reason
-		}
 	}
 	return out, nil
 }

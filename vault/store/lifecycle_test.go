@@ -353,9 +353,12 @@ func TestAuditTamperingWithCheckpoints(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res.OK, res.Reason)
 		require.EqualValues(t, 10, res.StartSeq)
-		v, err := s.VerifyAudit(ctx, ws)
+		v, err := s.VerifyAudit(ctx, ws, sg.KeyID())
 		require.NoError(t, err)
 		require.True(t, v.OK)
+		v, err = s.VerifyAudit(ctx, ws)
+		require.NoError(t, err)
+		require.False(t, v.OK, "an anchor is trusted only under a deployment key")
 
 		// A forged anchor (another key) is refused when the deployment's key is pinned.
 		forged := testSigner(t).Sign(ws, anchor.Seq, anchor.Hash, anchor.EventID, clock.now())
