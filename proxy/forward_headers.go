@@ -1,0 +1,204 @@
+package proxy
+
+// Headers of the forwarding proxy: what of the caller's request reaches the provider, how
+// the credential is injected, and what of the provider's answer reaches the caller.
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// buildForwardRequest copies the caller's method, safe headers and body onto target and
+// injects the credential.
+func buildForwardRequest(ctx context.Context, in *http.Request, target *url.URL, prov oauthflow.Provider,
+	cred credential, body func() io.ReadCloser) (*http.Request, error) {
+	u := *target
+	out, err := http.NewRequestWithContext(ctx, in.Method, u.String(), nil)
+	if err != nil {
+		return nil, errInvalidPath
+	}
+	out.URL = &u
+	out.Body = body()
+	out.ContentLength = in.ContentLength
+	if out.Body == http.NoBody {
+		out.ContentLength = 0
+	}
+	out.Header = forwardRequestHeaders(in.Header, prov)
+	for k, v := range prov.StaticHeaders {
+		if !droppedRequestHeader(k) {
+			out.Header.Set(k, v)
+		}
+	}
+	if err := injectCredential(out, prov, cred); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// injectCredential puts the credential where the provider expects it: a Bearer token for
+// oauth2; for api_key providers the configured header (APIKeyFormat with {key}) or HTTP
+// Basic. An api_key provider without an injection style gets a Bearer token.
+func injectCredential(r *http.Request, prov oauthflow.Provider, cred credential) error {
+	key := cred.secret.Reveal()
+	if strings.ContainsAny(key, "\r\n\x00") {
+		return problem.ErrBadGateway.WithDetail("the stored credential cannot be sent in a header")
+	}
+	if cred.oauth {
+		r.Header.Set("Authorization", "Bearer "+key)
+		return nil
+	}
+	switch prov.APIKeyAuth {
+	case oauthflow.APIKeyHeader:
+		format := prov.APIKeyFormat
+		if format == "" {
+			format = "{key}"
+		}
+		r.Header.Set(prov.APIKeyHeader, strings.Replace(format, "{key}", key, 1))
+	case oauthflow.APIKeyBasic:
+		if prov.APIKeyBasicUsername != "" {
+			r.SetBasicAuth(prov.APIKeyBasicUsername, key)
+		} else {
+			user, pass, _ := strings.Cut(key, ":")
+			r.SetBasicAuth(user, pass)
+		}
+	default:
+		r.Header.Set("Authorization", "Bearer "+key)
+	}
+	return nil
+}
+
+// hopByHop are the RFC 9110 section 7.6.1 connection-specific headers (plus the legacy
+// Proxy-Connection); headers named in Connection are dropped too.
+var hopByHop = []string{"Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection"}
+
+// droppedRequestHeader reports caller headers never forwarded: credentials, cookies,
+// proxy and forwarding metadata, this API's own headers, and framing.
+func droppedRequestHeader(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "authorization", "cookie", "cookie2", "forwarded", "host", "content-length", "expect",
+		"dpop", "x-real-ip", "x-request-id", "connection", "keep-alive", "te", "trailer",
+		"transfer-encoding", "upgrade", "proxy-connection":
+		return true
+	}
+	return strings.HasPrefix(n, "proxy-") || strings.HasPrefix(n, "x-forwarded-") || strings.HasPrefix(n, "x-authpipe-")
+}
+
+func forwardRequestHeaders(in http.Header, prov oauthflow.Provider) http.Header {
+	out := make(http.Header, len(in))
+	named := connectionTokens(in)
+	for k, vs := range in {
+		if droppedRequestHeader(k) || named[strings.ToLower(k)] {
+			continue
+		}
+		if prov.APIKeyHeader != "" && strings.EqualFold(k, prov.APIKeyHeader) {
+			continue
+		}
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// connectionTokens are the header names listed in Connection (RFC 9110 section 7.6.1).
+func connectionTokens(h http.Header) map[string]bool {
+	m := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				m[strings.ToLower(f)] = true
+			}
+		}
+	}
+	return m
+}
+
+// ownResponseHeaders are set by this server's middleware and never replaced by upstream.
+var ownResponseHeaders = map[string]bool{
+	"Cache-Control": true, "Strict-Transport-Security": true, "X-Content-Type-Options": true,
+	"X-Frame-Options": true, "Referrer-Policy": true, "Content-Security-Policy": true, "X-Request-Id": true,
+}
+
+// writeForwardResponse streams the upstream response to the caller. Headers scoped to an
+// origin (Set-Cookie, CORS, Alt-Svc, ...), hop-by-hop headers and any header that carries
+// the injected credential are dropped.
+func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secret) {
+	key := secret.Reveal()
+	named := connectionTokens(resp.Header)
+	h := c.Writer.Header()
+	for k, vs := range resp.Header {
+		ck := http.CanonicalHeaderKey(k)
+		if ownResponseHeaders[ck] || named[strings.ToLower(k)] || originScoped(ck) ||
+			ck == "Authorization" || ck == "Proxy-Authenticate" || ck == "Proxy-Authorization" || isHopByHop(ck) {
+			continue
+		}
+		if carriesSecret(vs, key) {
+			continue
+		}
+		h[ck] = append([]string(nil), vs...)
+	}
+	c.Status(resp.StatusCode)
+	c.Writer.WriteHeader(resp.StatusCode)
+	c.Writer.WriteHeaderNow()
+	streamBody(c.Writer, resp.Body, resp.ContentLength < 0)
+}
+
+// originScoped reports response headers that would act on this server's origin rather
+// than the provider's: cookies, CORS grants, alternative services, site-data clearing.
+func originScoped(k string) bool {
+	switch k {
+	case "Set-Cookie", "Set-Cookie2", "Alt-Svc", "Clear-Site-Data", "Content-Security-Policy-Report-Only",
+		"Timing-Allow-Origin", "Origin-Agent-Cluster":
+		return true
+	}
+	return strings.HasPrefix(k, "Access-Control-") || strings.HasPrefix(k, "Cross-Origin-")
+}
+
+func isHopByHop(k string) bool {
+	for _, h := range hopByHop {
+		if k == h {
+			return true
+		}
+	}
+	return false
+}
+
+func carriesSecret(vs []string, key string) bool {
+	if len(key) < 4 {
+		return false
+	}
+	for _, v := range vs {
+		if strings.Contains(v, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// streamBody copies without holding the body; chunked answers (server-sent events, long
+// polls) are flushed as they arrive.
+func streamBody(w gin.ResponseWriter, body io.Reader, flush bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flush {
+				w.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
