@@ -25,6 +25,7 @@ type switchKEK struct {
 	kms.KEK
 	down    atomic.Bool
 	unwraps atomic.Int64
+	pings   atomic.Int64
 	hold    sync.RWMutex // write-locked by a test: unwraps wait
 }
 
@@ -58,6 +59,7 @@ func (k *switchKEK) Unwrap(ctx context.Context, w kms.WrappedKey, aad []byte) ([
 }
 
 func (k *switchKEK) Ping(context.Context) error {
+	k.pings.Add(1)
 	if k.down.Load() {
 		return fmt.Errorf("test KMS switched off: %w", kms.ErrUnavailable)
 	}
@@ -289,7 +291,8 @@ func TestFailClosedWhenKMSIsDown(t *testing.T) {
 			cred.down.Store(false)
 			tok := cold.expect(cold.do("GET", "/v1/connections/"+id+"/token", reader, nil), 200, "")
 			require.Equal(t, "sk_live_failclosed_abcdefghijkl", tok.Body["api_key"])
-			cold.expect(cold.do("GET", "/readyz", "", nil), 200, "")
+			// /readyz asks the KMS at most once per 5 s: it sees the return within that.
+			require.Eventually(t, func() bool { return cold.do("GET", "/readyz", "", nil).Status == 200 }, 7*time.Second, 100*time.Millisecond)
 			cold.expect(cold.do("POST", "/v1/workspaces", bootstrapKey, map[string]any{"name": "after-outage"}), 201, "")
 			rot.expect(rot.do("POST", "/v1/keys/rotate", bootstrapKey, nil), 202, "")
 			st = waitRotation(t, rot, bootstrapKey)

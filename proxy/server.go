@@ -13,6 +13,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/health"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -77,6 +78,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	ready     atomic.Bool
+	health    *health.Checker // handlers_health.go
 	engine    *gin.Engine
 	metrics   *metrics.Metrics // metrics.go
 
@@ -105,7 +107,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Server{cfg: cfg, admin: deps.Admin, store: deps.Store, creds: deps.Creds, secret: deps.Secrets, audit: deps.Audit, providers: deps.Providers,
-		log: slog.New(slog.DiscardHandler), now: time.Now}
+		log: slog.New(slog.DiscardHandler), now: time.Now, health: readinessChecks(deps.Store, deps.Creds, deps.Secrets)}
 	for _, o := range opts {
 		o(s)
 	}
