@@ -52,7 +52,7 @@ func TestStatusNeverWaitsForAHangingProbe(t *testing.T) {
 	require.ErrorIs(t, st["database"], health.ErrPending)
 	require.NoError(t, st["kms"])
 	time.Sleep(400 * time.Millisecond)
-	require.ErrorIs(t, c.Status(50*time.Millisecond)["database"], health.ErrOverdue)
+	require.ErrorIs(t, c.Status(50 * time.Millisecond)["database"], health.ErrOverdue)
 	require.EqualValues(t, 1, calls.Load())
 }
 
