@@ -29,7 +29,9 @@ import (
 //   - The caller's Authorization, Cookie, Proxy-*, X-Forwarded-*, Forwarded and hop-by-hop
 //     headers are dropped; the credential the provider expects is injected.
 //   - Requests go through the one SSRF-safe client (internal/outbound): the destination is
-//     checked at dial time, redirects are followed only within the same origin.
+//     checked at dial time, redirects are followed only within the origin and under the
+//     path of api_base_url (outbound.WithRedirectScope); any other 3xx is returned to the
+//     caller as is, unfollowed, so the credential is never sent there.
 //   - Bodies stream both ways. Only a small body of known length (64 KiB) is held in
 //     memory, so that it can be replayed on a retry.
 //   - Idempotent requests are retried on 429/502/503/504 honouring Retry-After (at most
@@ -138,6 +140,9 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	// Redirects are followed only within the origin and under the path of api_base_url.
+	base, _ := url.Parse(prov.APIBaseURL) // forwardTarget has parsed it
+	c.Request = c.Request.WithContext(outbound.WithRedirectScope(ctx, base))
 	if !s.audit.Healthy() {
 		fail(c, audit.ErrUnavailable)
 		return

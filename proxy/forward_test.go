@@ -90,6 +90,12 @@ func newUpstream(t *testing.T) *upstream {
 			http.Redirect(w, r, u.other.URL+"/steal", http.StatusTemporaryRedirect)
 		case "/base/redirect-same":
 			http.Redirect(w, r, "/base/echo", http.StatusTemporaryRedirect)
+		case "/base/redirect-tenant": // same host, another tenant's path
+			http.Redirect(w, r, "/tenant-b/steal", http.StatusTemporaryRedirect)
+		case "/base/redirect-prefix":
+			http.Redirect(w, r, "/basement/steal", http.StatusFound)
+		case "/base/redirect-encoded":
+			http.Redirect(w, r, "/base/%2e%2e/tenant-b/steal", http.StatusTemporaryRedirect)
 		case "/base/stream":
 			w.Header().Set("Content-Type", "text/event-stream")
 			for i := 0; i < 3; i++ {
@@ -273,6 +279,31 @@ func TestForwardPathEscapesRefused(t *testing.T) {
 
 	// Control: an honest path goes through.
 	h.expect(h.do("GET", "/v1/proxy/"+id+"/echo", reader, nil), 200, "")
+}
+
+// TestForwardRedirectsStayUnderBasePath: a same-origin redirect out of api_base_url's path
+// (another tenant of a host scoped by path) is returned to the caller unfollowed, and the
+// credential never reaches that path; a redirect under the base path is followed.
+func TestForwardRedirectsStayUnderBasePath(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	up := newUpstream(t)
+	id := echoProvider(t, h, up.URL+"/base")
+	reader := h.createKey("tokens:read")
+
+	r := h.expect(h.do("GET", "/v1/proxy/"+id+"/redirect-same", reader, nil), 200, "")
+	require.Contains(t, r.Raw, `"path":"/base/echo"`, "under the base path: followed")
+	for path, loc := range map[string]string{"/redirect-tenant": "/tenant-b/steal", "/redirect-prefix": "/basement/steal",
+		"/redirect-encoded": "/base/%2e%2e/tenant-b/steal"} {
+		res, body := send(t, h.srv.URL, "GET", "/v1/proxy/"+id+path, bearerHdr(reader), nil)
+		require.Equal(t, 3, res.StatusCode/100, "%s: body %s", path, body)
+		require.Equal(t, loc, res.Header.Get("Location"), "%s: passed back, not followed", path)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	for _, req := range up.reqs {
+		require.True(t, strings.HasPrefix(req.Path, "/base/") && !strings.Contains(req.Path, "%2e"),
+			"the upstream was asked for %s", req.Path)
+	}
 }
 
 func TestForwardRetriesAndRedirects(t *testing.T) {

@@ -1,11 +1,13 @@
 package outbound
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -136,16 +138,26 @@ func (c *Client) TokenClient() *http.Client {
 func (c *Client) ControlPlaneClient() *http.Client { return c.TokenClient() }
 
 // ForwardClient is for the forwarding proxy: it follows at most MaxForwardRedirects
-// redirects, and only to the same origin (scheme, host and port, default ports
-// normalised). A cross-origin redirect is not followed: the 3xx is returned as is, so the
-// credential the proxy attached never leaves the origin it was meant for.
+// redirects, and only within the scope the request's context carries (WithRedirectScope):
+// the same origin as the scope's base URL (scheme, host and port, default ports
+// normalised) and a path under its path (UnderBasePath). A redirect anywhere else, or any
+// redirect of a request without a scope, is not followed: the 3xx is returned as is, so
+// the credential the proxy attached is sent only where the provider's api_base_url says.
 func (c *Client) ForwardClient() *http.Client {
 	return &http.Client{
 		Transport: c.transport,
 		Timeout:   c.policy.Timeouts.Overall,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if origin(req.URL.Scheme, req.URL.Host) != origin(via[0].URL.Scheme, via[0].URL.Host) {
+			base, _ := req.Context().Value(redirectScopeKey{}).(*url.URL)
+			switch {
+			case base == nil:
+				c.report(Event{Kind: EventRedirectRefused, Host: req.URL.Hostname(), Detail: "no redirect scope"})
+				return http.ErrUseLastResponse
+			case origin(req.URL.Scheme, req.URL.Host) != origin(base.Scheme, base.Host):
 				c.report(Event{Kind: EventRedirectRefused, Host: req.URL.Hostname(), Detail: "cross-origin"})
+				return http.ErrUseLastResponse
+			case !UnderBasePath(base.EscapedPath(), req.URL.EscapedPath()):
+				c.report(Event{Kind: EventRedirectRefused, Host: req.URL.Hostname(), Detail: "outside the base path"})
 				return http.ErrUseLastResponse
 			}
 			if len(via) > MaxForwardRedirects {
@@ -155,6 +167,39 @@ func (c *Client) ForwardClient() *http.Client {
 			return nil
 		},
 	}
+}
+
+type redirectScopeKey struct{}
+
+// WithRedirectScope returns a context under which a ForwardClient request may follow
+// redirects that stay within base's origin and under base's path (a provider's
+// api_base_url). base's query is ignored.
+func WithRedirectScope(ctx context.Context, base *url.URL) context.Context {
+	return context.WithValue(ctx, redirectScopeKey{}, base)
+}
+
+// UnderBasePath reports whether the escaped path p names a resource under the escaped
+// basePath (its trailing slash ignored; "" or "/" is the whole origin): p is basePath or
+// continues it with "/", and its remainder holds no dot segment (also before a ";"
+// parameter), no backslash and no percent-encoded dot, slash, backslash or percent, so
+// that no server's decoding can walk it out of basePath. "/api" does not cover "/apix".
+func UnderBasePath(basePath, p string) bool {
+	rest, ok := strings.CutPrefix(p, strings.TrimRight(basePath, "/"))
+	if !ok || (rest != "" && rest[0] != '/') || strings.ContainsRune(rest, '\\') {
+		return false
+	}
+	lower := strings.ToLower(rest)
+	for _, enc := range []string{"%2e", "%2f", "%5c", "%25"} {
+		if strings.Contains(lower, enc) {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if seg, _, _ = strings.Cut(seg, ";"); seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // CloseIdleConnections closes pooled connections (on shutdown, or after a policy change).

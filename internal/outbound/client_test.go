@@ -163,6 +163,7 @@ func TestTokenClientDoesNotFollowRedirects(t *testing.T) {
 
 func TestForwardClientRedirects(t *testing.T) {
 	other := newCountingServer(t, nil)
+	var stolen atomic.Int32
 	var srv *countingServer
 	srv = newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -178,8 +179,22 @@ func TestForwardClientRedirects(t *testing.T) {
 			http.Redirect(w, r, srv.URL+"/done", http.StatusTemporaryRedirect)
 		case "/loop":
 			http.Redirect(w, r, "/loop", http.StatusFound)
-		case "/done":
+		case "/done", "/tenant-a/done":
 			_, _ = fmt.Fprint(w, "done auth="+r.Header.Get("Authorization"))
+		case "/tenant-a/in":
+			http.Redirect(w, r, "/tenant-a/done", http.StatusFound)
+		case "/tenant-a/other-tenant":
+			http.Redirect(w, r, "/tenant-b/steal", http.StatusTemporaryRedirect)
+		case "/tenant-a/prefix":
+			http.Redirect(w, r, "/tenant-ab/steal", http.StatusTemporaryRedirect)
+		case "/tenant-a/encoded":
+			http.Redirect(w, r, "/tenant-a/%2e%2e/tenant-b/steal", http.StatusTemporaryRedirect)
+		case "/tenant-a/dotdot":
+			http.Redirect(w, r, "/tenant-a/x/../../tenant-b/steal", http.StatusTemporaryRedirect)
+		default:
+			if strings.Contains(r.URL.EscapedPath(), "steal") {
+				stolen.Add(1)
+			}
 		}
 	})
 	log := &dialLog{}
@@ -191,9 +206,23 @@ func TestForwardClientRedirects(t *testing.T) {
 			}
 		}))
 	fc := c.ForwardClient()
+	// scoped issues a GET under a redirect scope (the provider's api_base_url).
+	scoped := func(t *testing.T, base, path string) (*http.Response, error) {
+		t.Helper()
+		u, err := url.Parse(base)
+		require.NoError(t, err)
+		req, err := http.NewRequestWithContext(WithRedirectScope(t.Context(), u), http.MethodGet, srv.URL+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer upstream-token")
+		resp, err := fc.Do(req)
+		if err == nil {
+			t.Cleanup(func() { _ = resp.Body.Close() })
+		}
+		return resp, err
+	}
 
 	t.Run("to metadata is not followed", func(t *testing.T) {
-		resp, err := get(t, fc, srv.URL+"/metadata")
+		resp, err := scoped(t, srv.URL, "/metadata")
 		require.NoError(t, err)
 		require.Equal(t, http.StatusFound, resp.StatusCode)
 		for _, a := range log.list() {
@@ -202,30 +231,73 @@ func TestForwardClientRedirects(t *testing.T) {
 	})
 	t.Run("cross-origin is not followed", func(t *testing.T) {
 		for _, path := range []string{"/cross", "/alias"} {
-			resp, err := get(t, fc, srv.URL+path)
+			resp, err := scoped(t, srv.URL+"/", path)
 			require.NoError(t, err)
 			require.Equal(t, http.StatusFound/100, resp.StatusCode/100, path)
 		}
 		require.Zero(t, other.hits.Load())
 	})
 	t.Run("same-origin is followed with headers kept", func(t *testing.T) {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/a", nil)
+		resp, err := scoped(t, srv.URL, "/a")
 		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer upstream-token")
-		resp, err := fc.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
 		body, err := ReadLimited(resp.Body, 1024)
 		require.NoError(t, err)
 		require.Equal(t, "done auth=Bearer upstream-token", string(body))
 	})
 	t.Run("at most three", func(t *testing.T) {
 		before := srv.hits.Load()
-		_, err := get(t, fc, srv.URL+"/loop")
+		_, err := scoped(t, srv.URL+"/", "/loop")
 		require.ErrorIs(t, err, ErrTooManyRedirects)
 		require.EqualValues(t, 1+MaxForwardRedirects, srv.hits.Load()-before)
 	})
-	require.EqualValues(t, 4, refused.Load())
+	t.Run("under the base path is followed", func(t *testing.T) {
+		resp, err := scoped(t, srv.URL+"/tenant-a/", "/tenant-a/in")
+		require.NoError(t, err)
+		body, err := ReadLimited(resp.Body, 1024)
+		require.NoError(t, err)
+		require.Equal(t, "done auth=Bearer upstream-token", string(body))
+	})
+	t.Run("out of the base path is not followed", func(t *testing.T) {
+		for _, path := range []string{"/tenant-a/other-tenant", "/tenant-a/prefix", "/tenant-a/encoded", "/tenant-a/dotdot"} {
+			resp, err := scoped(t, srv.URL+"/tenant-a", path)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusTemporaryRedirect, resp.StatusCode, path)
+			require.NotEmpty(t, resp.Header.Get("Location"), "the redirect is returned as is")
+		}
+		require.Zero(t, stolen.Load(), "no request left the base path")
+	})
+	t.Run("without a scope nothing is followed", func(t *testing.T) {
+		before := srv.hits.Load()
+		resp, err := get(t, fc, srv.URL+"/tenant-a/in")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusFound, resp.StatusCode)
+		require.EqualValues(t, 1, srv.hits.Load()-before)
+	})
+	require.EqualValues(t, 9, refused.Load())
+}
+
+func TestUnderBasePath(t *testing.T) {
+	for _, tc := range []struct {
+		base, path string
+		want       bool
+	}{
+		{"", "/anything", true},
+		{"/", "/anything", true},
+		{"/v1", "/v1", true},
+		{"/v1/", "/v1/users/1", true},
+		{"/t/acme", "/t/acme/x;v=1", true},
+		{"/t/acme", "/t/acmex/y", false},
+		{"/t/acme", "/t/other/y", false},
+		{"/t/acme", "/t/acme/../other", false},
+		{"/t/acme", "/t/acme/..;/other", false},
+		{"/t/acme", "/t/acme/%2E%2E/other", false},
+		{"/t/acme", "/t/acme/%2f..%2fother", false},
+		{"/t/acme", "/t/acme/%252e%252e/other", false},
+		{"/t/acme", "/t/acme/..\\other", false},
+		{"/t/acme", "/T/acme/x", false},
+	} {
+		require.Equal(t, tc.want, UnderBasePath(tc.base, tc.path), "%q under %q", tc.path, tc.base)
+	}
 }
 
 func TestOrigin(t *testing.T) {

@@ -23,8 +23,9 @@
 //   - Redirect credential leaks: a token endpoint answering 307 would make a client re-send
 //     the client secret and authorization code to the Location. TokenClient never follows
 //     redirects; ForwardClient follows at most three, and only within the same origin
-//     (scheme, host, port), so the forwarded credential never leaves the upstream it was
-//     meant for.
+//     (scheme, host, port) and under the path of the provider's api_base_url
+//     (WithRedirectScope), so the forwarded credential never leaves the upstream, nor the
+//     tenant of a multi-tenant host scoped by path, it was meant for.
 //   - Oversized or slow answers: every phase has a timeout and every body is capped
 //     (ErrResponseTooLarge).
 //   - Interception: TLS 1.3 by default (1.2 only for a destination that opts in), normal
