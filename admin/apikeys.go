@@ -107,11 +107,23 @@ func (h *KeyHasher) hashes(ctx context.Context, apiKey vault.Secret) ([]keyHash,
 	if err != nil {
 		return nil, fmt.Errorf("the API-key hashing key: %w", err)
 	}
+	return hashesUnder(ks, apiKey), nil
+}
+
+func hashesUnder(ks []*Key, apiKey vault.Secret) []keyHash {
 	out := make([]keyHash, len(ks))
 	for i, k := range ks {
 		out[i] = keyHash{kid: k.kid, hash: k.MAC(apiKey.Bytes())}
 	}
-	return out, nil
+	return out
+}
+
+func hashValues(hs []keyHash) [][]byte {
+	out := make([][]byte, len(hs))
+	for i := range hs {
+		out[i] = hs[i].hash
+	}
+	return out
 }
 
 // CreatedKey is a key just made: the one time it is shown (its JSON carries the key).
@@ -199,18 +211,39 @@ func apiKeyCreated(workspaceID, actor, id string) audit.Event {
 		Data: dataJSON("api_key_id", id)}
 }
 
+// ErrBootstrapKeyRevoked is EnsureBootstrapKey's answer for a bootstrap key that was
+// revoked: it stays revoked, and start-up goes on without it.
+var ErrBootstrapKeyRevoked = errors.New("admin: the bootstrap key was revoked and stays revoked")
+
 // EnsureBootstrapKey makes sure key exists in the default workspace with the scopes
-// admin and workspaces:write. It never logs or returns the key.
+// admin and workspaces:write. It never logs or returns the key. It looks the key up under
+// every apikey-hash key there has ever been, retired ones included (a retired key is
+// opened for this: one KMS call each, at start-up only): if any row of the key is revoked
+// it returns ErrBootstrapKeyRevoked and creates nothing; if a row exists under an earlier
+// hashing key, that row stays the key's.
 func (s *Service) EnsureBootstrapKey(ctx context.Context, key vault.Secret) error {
 	if !ValidKeyFormat(key.Reveal()) {
 		return errors.New("the bootstrap key is not of the form ap_<at least 32 url-safe characters>")
 	}
-	h, kid, err := s.hasher.Hash(ctx, key)
+	keys, err := s.hasher.keys.every(ctx)
+	if err != nil {
+		return fmt.Errorf("the API-key hashing keys: %w", err)
+	}
+	hs := hashesUnder(keys, key) // the active key's first
+	rows, err := s.store.APIKeysByHashes(ctx, hashValues(hs))
 	if err != nil {
 		return err
 	}
+	for _, r := range rows {
+		if r.RevokedAt != nil {
+			return ErrBootstrapKeyRevoked
+		}
+	}
+	if _, ok := validKey(hs, rows); ok {
+		return nil
+	}
 	row := store.APIKey{ID: ids.New(ids.APIKey), WorkspaceID: store.DefaultWorkspaceID, Name: "bootstrap",
-		Prefix: KeyDisplayPrefix(key), Hash: h, HashKeyID: kid,
+		Prefix: KeyDisplayPrefix(key), Hash: hs[0].hash, HashKeyID: hs[0].kid,
 		Scopes: store.Strings{ScopeAdmin, ScopeWorkspacesWrite}, CreatedAt: s.now().UTC()}
 	_, err = s.store.EnsureAPIKey(ctx, row, apiKeyCreated(store.DefaultWorkspaceID, "bootstrap", row.ID))
 	return err

@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/hmac"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -109,24 +108,36 @@ func (s *Service) Authenticate(ctx context.Context, key vault.Secret) (Principal
 		}
 		return e.principal, nil
 	}
-	cands := make([][]byte, len(hs))
-	for i := range hs {
-		cands[i] = hs[i].hash
-	}
-	k, err := s.store.APIKeyByHashes(ctx, cands)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.auth.put(hk, authEntry{})
-		return Principal{}, problem.ErrUnauthorized
-	case err != nil:
+	rows, err := s.store.APIKeysByHashes(ctx, hashValues(hs))
+	if err != nil {
 		return Principal{}, err
-	case k.RevokedAt != nil || !hashedWith(hs, k):
+	}
+	k, ok := validKey(hs, rows)
+	if !ok {
 		s.auth.put(hk, authEntry{})
 		return Principal{}, problem.ErrUnauthorized
 	}
 	p := Principal{KeyID: k.ID, WorkspaceID: k.WorkspaceID, Scopes: k.Scopes}
 	s.auth.put(hk, authEntry{principal: p, ok: true})
 	return p, nil
+}
+
+// validKey picks the row a presented key authenticates as from the rows its hashes
+// matched: none if any of them is revoked (a key stored under several hashing keys, such
+// as a bootstrap key, stays revoked whichever row was revoked), else the oldest row whose
+// hash verifies under the key its hash_key_id names.
+func validKey(hs []keyHash, rows []store.APIKey) (store.APIKey, bool) {
+	for _, k := range rows {
+		if k.RevokedAt != nil {
+			return store.APIKey{}, false
+		}
+	}
+	for _, k := range rows {
+		if hashedWith(hs, k) {
+			return k, true
+		}
+	}
+	return store.APIKey{}, false
 }
 
 // hashedWith reports whether k's stored hash is the hash under the key its hash_key_id

@@ -323,6 +323,32 @@ func (ks *KeySet) Verifiers(ctx context.Context) ([]*Key, error) {
 	return sn.all, nil
 }
 
+// every returns every key the set has had, retired ones included, the active one first:
+// what recognises a hash made under any of them. It opens the retired keys (one KMS call
+// each) and keeps none of them.
+func (ks *KeySet) every(ctx context.Context) ([]*Key, error) {
+	sn, err := ks.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ks.store.AllProxyKeys(ctx, ks.spec.dbPurpose)
+	if err != nil {
+		return nil, err
+	}
+	out := append([]*Key(nil), sn.all...)
+	for _, r := range rows {
+		if sn.byKid[r.ID] != nil {
+			continue
+		}
+		k, err := ks.Open(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("admin: open the %s key %s: %w", ks.spec.purpose, r.ID, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // ProxyKeyRotation is the outcome of a rotation.
 type ProxyKeyRotation struct {
 	Purpose string   `json:"purpose"`

@@ -11,7 +11,7 @@ import (
 
 // APIKeyStore keeps API keys.
 type APIKeyStore interface {
-	APIKeyByHashes(ctx context.Context, hashes [][]byte) (store.APIKey, error)
+	APIKeysByHashes(ctx context.Context, hashes [][]byte) ([]store.APIKey, error)
 	InsertAPIKey(ctx context.Context, k store.APIKey, evs ...audit.Event) error
 	InsertDPoPAPIKey(ctx context.Context, k store.APIKey, jkt string, evs ...audit.Event) error
 	EnsureAPIKey(ctx context.Context, k store.APIKey, evs ...audit.Event) (bool, error)
@@ -29,6 +29,7 @@ type WorkspaceStore interface {
 // KeySetStore keeps the proxy's own keys (proxy_keys).
 type KeySetStore interface {
 	ProxyKeys(ctx context.Context, purpose string) ([]store.ProxyKey, error)
+	AllProxyKeys(ctx context.Context, purpose string) ([]store.ProxyKey, error)
 	InsertProxyKeyIfAbsent(ctx context.Context, k store.ProxyKey) (store.ProxyKey, error)
 	RotateProxyKey(ctx context.Context, next store.ProxyKey, retireAfter *time.Time, evs ...audit.Event) ([]string, error)
 	RetireExpiredProxyKeys(ctx context.Context, purpose string, now time.Time) (int64, error)

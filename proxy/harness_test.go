@@ -50,6 +50,7 @@ type harness struct {
 	app  *app.App
 	srv  *httptest.Server
 	logs *syncBuffer
+	vars map[string]string // the settings it started with (restart)
 	// bodies holds every response body the harness saw, for the sentinel scan.
 	mu     sync.Mutex
 	bodies []string
@@ -68,6 +69,18 @@ func newHarness(t *testing.T, dialect string, env map[string]string) *harness {
 	for k, v := range env {
 		vars[k] = v
 	}
+	return startHarness(t, vars)
+}
+
+// restart starts another server with the same settings on the same database and keys, as
+// a restarted process would (this one keeps running).
+func (h *harness) restart() *harness {
+	h.t.Helper()
+	return startHarness(h.t, h.vars)
+}
+
+func startHarness(t *testing.T, vars map[string]string) *harness {
+	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	require.NoError(t, err)
 	logs := &syncBuffer{}
@@ -78,7 +91,7 @@ func newHarness(t *testing.T, dialect string, env map[string]string) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Audit.Run(ctx); close(done) }()
-	h := &harness{t: t, app: a, logs: logs, srv: httptest.NewServer(a.Server.Handler())}
+	h := &harness{t: t, app: a, logs: logs, srv: httptest.NewServer(a.Server.Handler()), vars: vars}
 	t.Cleanup(func() {
 		h.srv.Close()
 		a.Audit.Stop(context.Background())

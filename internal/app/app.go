@@ -228,7 +228,12 @@ func (a *App) Bootstrap(ctx context.Context) error {
 		return err
 	}
 	if !a.Config.BootstrapAPIKey.IsZero() {
-		if err := a.Admin.EnsureBootstrapKey(ctx, a.Config.BootstrapAPIKey); err != nil {
+		err := a.Admin.EnsureBootstrapKey(ctx, a.Config.BootstrapAPIKey)
+		switch {
+		case errors.Is(err, admin.ErrBootstrapKeyRevoked):
+			a.Log.Error("the key in "+config.EnvBootstrapAPIKey+" was revoked; it stays revoked and is not recreated: remove the variable",
+				"env", config.EnvBootstrapAPIKey)
+		case err != nil:
 			return fmt.Errorf("bootstrap API key: %w", err)
 		}
 	}

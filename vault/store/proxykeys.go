@@ -10,6 +10,13 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
 
+// AllProxyKeys returns every key of a purpose, retired ones included, newest first.
+func (s *Store) AllProxyKeys(ctx context.Context, purpose string) ([]ProxyKey, error) {
+	var out []ProxyKey
+	err := s.db.WithContext(ctx).Where("purpose = ?", purpose).Order("created_at DESC, id DESC").Find(&out).Error
+	return out, s.classify(err)
+}
+
 // ProxyKeys returns the unretired keys of a purpose (active and verify-only), newest first.
 func (s *Store) ProxyKeys(ctx context.Context, purpose string) ([]ProxyKey, error) {
 	var out []ProxyKey
@@ -68,16 +75,20 @@ func (s *Store) RetireUnusedHashKeys(ctx context.Context, purpose string) (int64
 	return res.RowsAffected, s.classify(res.Error)
 }
 
-// APIKeyByHashes finds a key by any of its possible keyed hashes (one per hashing key
-// that still verifies), in one indexed lookup. Revoked keys are included: the caller decides.
-func (s *Store) APIKeyByHashes(ctx context.Context, hashes [][]byte) (APIKey, error) {
-	if len(hashes) == 1 {
-		return s.APIKeyByHash(ctx, hashes[0])
-	}
-	var k APIKey
+// APIKeysByHashes returns every key whose hash is one of hashes (one per hashing key that
+// still verifies), oldest first, in one indexed lookup. Revoked keys are included: the
+// caller decides, and a key can have several rows (one per hashing key it was stored under).
+func (s *Store) APIKeysByHashes(ctx context.Context, hashes [][]byte) ([]APIKey, error) {
 	if len(hashes) == 0 {
-		return k, ErrNotFound
+		return nil, nil
 	}
-	err := s.db.WithContext(ctx).Where("hash IN ?", hashes).Take(&k).Error
-	return k, s.classify(err)
+	var out []APIKey
+	q := s.db.WithContext(ctx)
+	if len(hashes) == 1 {
+		q = q.Where("hash = ?", hashes[0])
+	} else {
+		q = q.Where("hash IN ?", hashes)
+	}
+	err := q.Order("created_at, id").Find(&out).Error
+	return out, s.classify(err)
 }
