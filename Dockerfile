@@ -9,6 +9,13 @@
 # `pkcs11` target builds with cgo against glibc and runs on debian-slim, where an HSM vendor's
 # module (and the libraries it needs) can be added in a derived image.
 # No HEALTHCHECK: Kubernetes probes /healthz and /readyz (see charts/authpipe-proxy).
+#
+# The images listen on 0.0.0.0:8080 and keep the binary's default profile, dev, which
+# refuses a non-loopback listen address: the container exits 2 on its first start with one
+# line that says what to set. Run it with AUTHPIPE_PROFILE=production (and its PostgreSQL
+# AUTHPIPE_DATABASE_URL, KMS-backed AUTHPIPE_KEK_URI and AUTHPIPE_CLIENT_SECRET_KEK_URI,
+# https AUTHPIPE_PUBLIC_URL: docs/configuration.md), as the Helm chart does, or, for a
+# throwaway dev container, with AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true.
 
 ARG GO_VERSION=1.26
 

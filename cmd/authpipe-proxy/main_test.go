@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +185,63 @@ func TestCLIKeysWorkspacesAudit(t *testing.T) {
 	require.Contains(t, run("workspace", "create", "acme"), "admin key:    ap_")
 	require.Contains(t, run("audit", "verify"), "ok")
 	require.Contains(t, run("version"), "authpipe-proxy")
+}
+
+// imageEnv is the AUTHPIPE_ environment the container image (../../Dockerfile) sets, its
+// listen port replaced by a free one.
+func imageEnv(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	require.NoError(t, err)
+	var env []string
+	for line := range strings.Lines(string(raw)) {
+		kv, ok := strings.CutPrefix(strings.TrimSpace(line), "ENV AUTHPIPE_")
+		if !ok || slices.Contains(env, "AUTHPIPE_"+kv) {
+			continue
+		}
+		if v, ok := strings.CutPrefix(kv, "LISTEN_ADDR="); ok {
+			host, _, err := net.SplitHostPort(v)
+			require.NoError(t, err)
+			_, port, _ := net.SplitHostPort(freeAddr(t))
+			kv = "LISTEN_ADDR=" + net.JoinHostPort(host, port)
+		}
+		env = append(env, "AUTHPIPE_"+kv)
+	}
+	require.NotEmpty(t, env, "the Dockerfile sets AUTHPIPE_LISTEN_ADDR")
+	return env
+}
+
+// The container image listens on every interface; it must not silently run the dev
+// profile (SQLite, a generated local KEK, loopback outbound allowed) there: without
+// AUTHPIPE_PROFILE=production or an explicit opt-in, serve exits 2 naming both.
+func TestImageRefusesDevOnTheNetwork(t *testing.T) {
+	env := imageEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = cleanEnv(env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 2, ee.ExitCode(), "stderr: %s", stderr.String())
+	out := stderr.String()
+	require.Contains(t, out, "AUTHPIPE_LISTEN_ADDR")
+	require.Contains(t, out, "AUTHPIPE_PROFILE=production")
+	require.Contains(t, out, "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true")
+	_, err = os.Stat(filepath.Join(cmd.Dir, "data"))
+	require.ErrorIs(t, err, os.ErrNotExist, "nothing created: no database, no generated key")
+
+	// The explicit opt-in runs dev on the network.
+	var addr string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "AUTHPIPE_LISTEN_ADDR="); ok {
+			_, port, _ := net.SplitHostPort(v)
+			addr = "127.0.0.1:" + port
+		}
+	}
+	startServe(t, t.TempDir(), strings.Replace(addr, "127.0.0.1", "0.0.0.0", 1), append(env, "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true")...)
+	waitFor(t, "http://"+addr+"/healthz", 10*time.Second, 200)
 }

@@ -32,6 +32,7 @@ const (
 const (
 	EnvProfile                     = "AUTHPIPE_PROFILE"
 	EnvListenAddr                  = "AUTHPIPE_LISTEN_ADDR"
+	EnvDevAllowNetworkListen       = "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN"
 	EnvPublicURL                   = "AUTHPIPE_PUBLIC_URL"
 	EnvDatabaseURL                 = "AUTHPIPE_DATABASE_URL"
 	EnvDatabaseAllowPlaintext      = "AUTHPIPE_DATABASE_ALLOW_PLAINTEXT"
@@ -72,6 +73,8 @@ const MaxRetention = 720 * time.Hour
 type Config struct {
 	Profile    Profile
 	ListenAddr string
+	// DevAllowNetworkListen lets the dev profile listen on a non-loopback address.
+	DevAllowNetworkListen bool
 	// PublicURL is an absolute http(s) URL without path, query or fragment; Load trims
 	// a trailing slash.
 	PublicURL string

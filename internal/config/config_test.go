@@ -164,6 +164,12 @@ func TestRules(t *testing.T) {
 		{"production vault transit tls=false", with(prodEnv(), config.EnvClientSecretKEKURI, "vault-transit://vault:8200/transit/cs?tls=false"), config.EnvClientSecretKEKURI, "tls=false is refused"},
 		{"production previous vault transit tls=false", with(prodEnv(), config.EnvKEKPreviousURIs, "vault-transit://vault:8200/transit/old?tls=false"), config.EnvKEKPreviousURIs, "entry 1: vault-transit:// with tls=false"},
 		{"production http control plane", with(prodEnv(), config.EnvControlPlaneURL, "http://cp.example.com", config.EnvControlPlaneToken, cpToken), config.EnvControlPlaneURL, "plain HTTP"},
+		// dev on the network (the container image's 0.0.0.0:8080) needs an explicit opt-in
+		{"dev listen on all interfaces", with(dev, config.EnvListenAddr, "0.0.0.0:8080"), config.EnvListenAddr, "not a loopback address, which the dev profile refuses: set AUTHPIPE_PROFILE=production"},
+		{"dev listen on empty host", with(dev, config.EnvListenAddr, ":8080"), config.EnvListenAddr, "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true"},
+		{"dev listen on v6 any", with(dev, config.EnvListenAddr, "[::]:8080"), config.EnvListenAddr, "not a loopback address"},
+		{"dev listen on a pod IP", with(dev, config.EnvListenAddr, "10.1.2.3:8080"), config.EnvListenAddr, "not a loopback address"},
+		{"dev listen on a host name", with(dev, config.EnvListenAddr, "proxy.internal:8080"), config.EnvListenAddr, "not a loopback address"},
 		// every profile
 		{"same KEK twice", with(dev, config.EnvKEKURI, "local://./k.key", config.EnvClientSecretKEKURI, "local://./k.key"), config.EnvClientSecretKEKURI, "must differ from AUTHPIPE_KEK_URI"},
 		{"same local KEK file spelled differently", with(dev, config.EnvKEKURI, "local://./data/k.key", config.EnvClientSecretKEKURI, "local://data//k.key"), config.EnvClientSecretKEKURI, "must differ"},
@@ -249,7 +255,9 @@ func TestAccepted(t *testing.T) {
 		{"five-field cron", with(dev, config.EnvRefreshSchedule, "*/5 * * * *")},
 		{"hourly descriptor", with(dev, config.EnvRefreshSchedule, "@hourly")},
 		{"TLS with client CA", with(dev, config.EnvTLSCertFile, "c.pem", config.EnvTLSKeyFile, "k.pem", config.EnvTLSClientCAFile, "ca.pem")},
-		{"listen on all interfaces", with(dev, config.EnvListenAddr, ":8080")},
+		{"dev listen on all interfaces, opted in", with(dev, config.EnvListenAddr, ":8080", config.EnvDevAllowNetworkListen, "true")},
+		{"dev listen on localhost", with(dev, config.EnvListenAddr, "localhost:8080")},
+		{"production listen on all interfaces", with(prodEnv(), config.EnvListenAddr, "0.0.0.0:8080")},
 		{"listen on v6", with(dev, config.EnvListenAddr, "[::1]:8080")},
 		{"upper-case levels and profile", with(dev, config.EnvLogLevel, "DEBUG", config.EnvLogFormat, "Text", config.EnvProfile, "Dev")},
 		{"retention at maximum", with(dev, config.EnvRetention, "720h")},
@@ -382,7 +390,7 @@ log_level: warn
 	require.Equal(t, 15*time.Second, cfg.ShutdownTimeout, "default when nobody sets it")
 
 	// Flags alone, single-dash and --name=value forms.
-	cfg, err = config.Load([]string{"-listen-addr=0.0.0.0:9000", "--database-allow-plaintext", "--kek-previous-uris", "local:///a, local:///b"}, env(nil))
+	cfg, err = config.Load([]string{"-listen-addr=0.0.0.0:9000", "--dev-allow-network-listen", "--database-allow-plaintext", "--kek-previous-uris", "local:///a, local:///b"}, env(nil))
 	require.NoError(t, err)
 	require.Equal(t, "0.0.0.0:9000", cfg.ListenAddr)
 	require.True(t, cfg.DatabaseAllowPlaintext)
@@ -406,6 +414,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 	values := map[string]string{
 		config.EnvProfile:                     "dev",
 		config.EnvListenAddr:                  "127.0.0.1:9999",
+		config.EnvDevAllowNetworkListen:       "true",
 		config.EnvPublicURL:                   "https://p.example.com",
 		config.EnvDatabaseURL:                 "postgres://db/x?sslmode=verify-full",
 		config.EnvDatabaseAllowPlaintext:      "true",

@@ -67,6 +67,15 @@ ever appears in that line or in the start-up log.
 - a plain-HTTP ` + "`AUTHPIPE_PUBLIC_URL`" + ` or ` + "`AUTHPIPE_CONTROL_PLANE_URL`" + `;
 - an ` + "`AUTHPIPE_OUTBOUND_ALLOW_CIDRS`" + ` range that contains a loopback address.
 
+## The dev profile on the network
+
+The dev profile (the default) refuses an ` + "`AUTHPIPE_LISTEN_ADDR`" + ` that is not loopback
+(` + "`localhost`" + `, ` + "`127.0.0.0/8`" + `, ` + "`::1`" + `): its SQLite database, generated local KEK,
+loopback outbound ranges and plain-HTTP URLs are only safe when nothing but the host can
+reach the server. Run the production profile on the network, or set
+` + "`AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true`" + ` to run dev there anyway (a throwaway container,
+say). The container image listens on ` + "`0.0.0.0:8080`" + `, so it needs one or the other.
+
 Every profile refuses the same KEK for credentials and client secrets, a bootstrap key
 that is not ` + "`ap_`" + ` and at least 32 URL-safe characters, a listen address that is not
 host:port, a non-positive duration, a retention above ` + "`720h`" + `, only one of the TLS

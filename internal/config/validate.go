@@ -89,7 +89,12 @@ func (c Config) check() []Issue {
 		add(EnvProfile, "%q is not dev or production", string(c.Profile))
 	}
 
-	addMsg(EnvListenAddr, checkListenAddr(c.ListenAddr))
+	if msg := checkListenAddr(c.ListenAddr); msg != "" {
+		add(EnvListenAddr, "%s", msg)
+	} else if !prod && !c.DevAllowNetworkListen && !loopbackListen(c.ListenAddr) {
+		add(EnvListenAddr, "%q is not a loopback address, which the dev profile refuses: set %s=production (with its database, KEK and public URL settings), or %s=true to run dev on the network anyway",
+			c.ListenAddr, EnvProfile, EnvDevAllowNetworkListen)
+	}
 	addMsg(EnvPublicURL, checkPublicURL(c.PublicURL, prod))
 	addMsg(EnvDatabaseURL, checkDatabaseURL(c.DatabaseURL, prod, c.DatabaseAllowPlaintext))
 
@@ -184,6 +189,17 @@ func checkListenAddr(addr string) string {
 		return fmt.Sprintf("%q does not have a valid host", addr)
 	}
 	return ""
+}
+
+// loopbackListen reports whether a valid listen address (host:port) binds loopback only:
+// "localhost" or a loopback IP. An empty host, 0.0.0.0 and :: listen on every interface.
+func loopbackListen(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // parseHTTPURL parses an absolute http(s) URL with a host and no userinfo or fragment.
