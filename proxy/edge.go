@@ -49,8 +49,8 @@ var (
 // edge is the state of the edge middleware.
 type edge struct {
 	trusted []netip.Prefix
-	keys    *ratelimit.Set[string]     // by API key id
-	ips     *ratelimit.Set[netip.Addr] // by client address
+	keys    *ratelimit.Set[string]       // by API key id
+	ips     *ratelimit.Set[netip.Prefix] // by client address: IPv4 /32, IPv6 /64 (ratelimit.ClientPrefix)
 	dpop    *dpop.Verifier
 	jkts    *jktCache
 }
@@ -60,7 +60,7 @@ func (s *Server) initEdge() error {
 	ec := s.cfg.Edge
 	e := &edge{trusted: ec.TrustedProxies}
 	e.keys = ratelimit.NewSet[string](ec.PerKey.OrDefault(DefaultPerKeyLimit), 100_000, s.now)
-	e.ips = ratelimit.NewSet[netip.Addr](ec.PerIP.OrDefault(DefaultPerIPLimit), 100_000, s.now)
+	e.ips = ratelimit.NewSet[netip.Prefix](ec.PerIP.OrDefault(DefaultPerIPLimit), 100_000, s.now)
 	v, err := dpop.New(dpop.Options{Window: ec.DPoPWindow, Nonces: ec.DPoPNonces, Now: s.now})
 	if err != nil {
 		return err

@@ -143,6 +143,28 @@ func TestRateLimits(t *testing.T) {
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	})
 
+	// An IPv6 host holds a whole /64: walking through its addresses buys nothing, the next
+	// /64 is another client, and an IPv4-mapped address is the IPv4 client.
+	t.Run("per IP: IPv6 by /64, IPv4-mapped as IPv4", func(t *testing.T) {
+		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: ratelimit.Limit{Rate: 0.01, Burst: 2},
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+		callback := func(client string) int {
+			res, _ := send(t, srv.URL, "GET", "/v1/oauth/callback?state=unknown&code=x",
+				http.Header{"X-Forwarded-For": {client}}, nil)
+			return res.StatusCode
+		}
+		for i := 1; i <= 2; i++ {
+			require.NotEqual(t, http.StatusTooManyRequests, callback("2001:db8:1:2::"+strconv.Itoa(i)))
+		}
+		require.Equal(t, http.StatusTooManyRequests, callback("2001:db8:1:2:ffff:ffff:ffff:ffff"), "same /64")
+		require.NotEqual(t, http.StatusTooManyRequests, callback("2001:db8:1:3::1"), "the next /64")
+
+		require.NotEqual(t, http.StatusTooManyRequests, callback("198.51.100.20"))
+		require.NotEqual(t, http.StatusTooManyRequests, callback("::ffff:198.51.100.20"))
+		require.Equal(t, http.StatusTooManyRequests, callback("198.51.100.20"), "mapped and plain are one client")
+		require.NotEqual(t, http.StatusTooManyRequests, callback("198.51.100.21"), "IPv4 by /32")
+	})
+
 	t.Run("unauthenticated routes per IP", func(t *testing.T) {
 		srv := edgeServer(t, h, proxy.EdgeConfig{PerIP: ratelimit.Limit{Rate: 0.01, Burst: 2}})
 		codes := []int{}

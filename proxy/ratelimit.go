@@ -29,10 +29,11 @@ func rateLimited(c *gin.Context, wait time.Duration) {
 	fail(c, problem.ErrRateLimited.WithRetryAfter(secs))
 }
 
-// limitByIP limits unauthenticated routes (connect, callback) per client address. Put it
-// first in such a route's chain, before anything touches the database.
+// limitByIP limits unauthenticated routes (connect, callback) per client address (an IPv6
+// client by its /64: ratelimit.ClientPrefix). Put it first in such a route's chain, before
+// anything touches the database.
 func (s *Server) limitByIP(c *gin.Context) {
-	if wait, ok := s.edge.ips.Allow(clientIP(c)); !ok {
+	if wait, ok := s.edge.ips.Allow(ratelimit.ClientPrefix(clientIP(c))); !ok {
 		rateLimited(c, wait)
 		return
 	}
@@ -43,7 +44,7 @@ func (s *Server) limitByIP(c *gin.Context) {
 // authentications have used up its bucket is refused before its key is hashed, and each
 // 401 costs a token. Successful requests cost nothing here (the per-key limit meters them).
 func (s *Server) limitAuthFailures(c *gin.Context) {
-	ip := clientIP(c)
+	ip := ratelimit.ClientPrefix(clientIP(c))
 	if wait, ok := s.edge.ips.Check(ip); !ok {
 		rateLimited(c, wait)
 		return

@@ -4,6 +4,7 @@
 package ratelimit
 
 import (
+	"container/list"
 	"math"
 	"sync"
 	"time"
@@ -30,61 +31,60 @@ func (l Limit) OrDefault(def Limit) Limit {
 	return l
 }
 
-// Set is one token bucket per key, in a bounded map: idle buckets (refilled to full, so
-// forgetting them changes nothing) are evicted first, and if every bucket is busy an
-// arbitrary half goes.
+// Set is one token bucket per key, at most max of them: when a new key comes to a full
+// Set, the bucket of the least recently used key goes (O(1): a list in order of use and a
+// map into it). A forgotten bucket starts again full, so the key evicted is the one that
+// has gone longest without a request, never an active client.
 type Set[K comparable] struct {
 	limit Limit
 	max   int
 	now   func() time.Time
 
-	mu sync.Mutex
-	m  map[K]*bucket
+	mu  sync.Mutex
+	m   map[K]*list.Element // of *bucket[K]
+	lru list.List           // front: most recently used
 }
 
-type bucket struct {
-	lim  *rate.Limiter
-	last time.Time
+type bucket[K comparable] struct {
+	key K
+	lim *rate.Limiter
 }
 
-// NewSet returns a Set of at most max buckets of limit l, read against the clock now.
-func NewSet[K comparable](l Limit, max int, now func() time.Time) *Set[K] {
-	return &Set[K]{limit: l, max: max, now: now, m: make(map[K]*bucket)}
+// NewSet returns a Set of at most n (at least 1) buckets of limit l, read against the
+// clock now.
+func NewSet[K comparable](l Limit, n int, now func() time.Time) *Set[K] {
+	return &Set[K]{limit: l, max: max(1, n), now: now, m: make(map[K]*list.Element)}
 }
 
 func (s *Set[K]) disabled() bool { return s.limit.Rate < 0 }
 
-// get returns the bucket of key, creating it. Callers hold s.mu.
-func (s *Set[K]) get(key K, now time.Time) *bucket {
-	b, ok := s.m[key]
-	if !ok {
-		if len(s.m) >= s.max {
-			s.evict(now)
-		}
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(s.limit.Rate), s.limit.Burst)}
-		s.m[key] = b
-	}
-	b.last = now
-	return b
+// Len is the number of buckets held.
+func (s *Set[K]) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
-func (s *Set[K]) evict(now time.Time) {
-	idle := time.Duration(float64(s.limit.Burst)/s.limit.Rate*float64(time.Second)) + time.Second
-	for k, b := range s.m {
-		if now.Sub(b.last) > idle {
-			delete(s.m, k)
-		}
+// get returns the bucket of key, creating it (in the place of the least recently used
+// bucket when the Set is full), and marks it most recently used. Callers hold s.mu.
+func (s *Set[K]) get(key K) *bucket[K] {
+	if e, ok := s.m[key]; ok {
+		s.lru.MoveToFront(e)
+		return e.Value.(*bucket[K])
 	}
-	if len(s.m) < s.max {
-		return
+	if len(s.m) >= s.max {
+		e := s.lru.Back()
+		b := e.Value.(*bucket[K])
+		delete(s.m, b.key)
+		b.key = key
+		b.lim = rate.NewLimiter(rate.Limit(s.limit.Rate), s.limit.Burst)
+		s.lru.MoveToFront(e)
+		s.m[key] = e
+		return b
 	}
-	n := 0
-	for k := range s.m {
-		delete(s.m, k)
-		if n++; n >= s.max/2 {
-			break
-		}
-	}
+	b := &bucket[K]{key: key, lim: rate.NewLimiter(rate.Limit(s.limit.Rate), s.limit.Burst)}
+	s.m[key] = s.lru.PushFront(b)
+	return b
 }
 
 // Allow takes one token; when there is none it returns how long until there will be.
@@ -95,7 +95,7 @@ func (s *Set[K]) Allow(key K) (time.Duration, bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.get(key, now)
+	b := s.get(key)
 	if b.lim.AllowN(now, 1) {
 		return 0, true
 	}
@@ -110,7 +110,7 @@ func (s *Set[K]) Check(key K) (time.Duration, bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.get(key, now)
+	b := s.get(key)
 	if b.lim.TokensAt(now) >= 1 {
 		return 0, true
 	}
@@ -124,11 +124,11 @@ func (s *Set[K]) Charge(key K) {
 	}
 	now := s.now()
 	s.mu.Lock()
-	s.get(key, now).lim.AllowN(now, 1)
+	s.get(key).lim.AllowN(now, 1)
 	s.mu.Unlock()
 }
 
-func (s *Set[K]) wait(b *bucket, now time.Time) time.Duration {
+func (s *Set[K]) wait(b *bucket[K], now time.Time) time.Duration {
 	r := b.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return time.Second
