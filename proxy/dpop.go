@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 
@@ -12,7 +13,8 @@ import (
 )
 
 // DPoP-bound API keys (RFC 9449): the middleware that asks internal/dpop to verify the
-// proof of a request made with a bound key, and the cache of each key's binding.
+// proof of a request made with a bound key (the jtis of accepted proofs go to the
+// database's dpop_jti, shared by every replica), and the cache of each key's binding.
 
 // jktCache remembers each API key's DPoP binding (immutable once the key exists), so the
 // hot path reads it from the database once per key and replica.
@@ -71,10 +73,13 @@ func (s *Server) checkDPoP(c *gin.Context) {
 	if len(proofs) != 1 {
 		verr = dpop.ErrInvalidProof.WithDetail("exactly one DPoP header is required")
 	} else {
-		verr = v.Verify(proofs[0], c.Request.Method, s.cfg.PublicURL+c.Request.URL.EscapedPath(), raw, jkt)
+		verr = v.Verify(c.Request.Context(), proofs[0], c.Request.Method, s.cfg.PublicURL+c.Request.URL.EscapedPath(),
+			dpop.Binding{KeyID: p.KeyID, APIKey: raw, JKT: jkt})
 	}
 	if verr != nil {
-		c.Header("WWW-Authenticate", dpop.Challenge(verr))
+		if errors.Is(verr, dpop.ErrInvalidProof) || errors.Is(verr, dpop.ErrUseNonce) {
+			c.Header("WWW-Authenticate", dpop.Challenge(verr))
+		}
 		fail(c, verr)
 		return
 	}

@@ -39,6 +39,9 @@ type EdgeConfig struct {
 	DPoPNonces bool
 	// DPoPWindow is how far a proof's iat may be from now (default 60 s).
 	DPoPWindow time.Duration
+	// DPoPPerKey is how many DPoP proofs one API key may have in flight (accepted, not yet
+	// expired) on this replica (default 50,000; internal/dpop).
+	DPoPPerKey int
 }
 
 var (
@@ -61,7 +64,9 @@ func (s *Server) initEdge() error {
 	e := &edge{trusted: ec.TrustedProxies}
 	e.keys = ratelimit.NewSet[string](ec.PerKey.OrDefault(DefaultPerKeyLimit), 100_000, s.now)
 	e.ips = ratelimit.NewSet[netip.Prefix](ec.PerIP.OrDefault(DefaultPerIPLimit), 100_000, s.now)
-	v, err := dpop.New(dpop.Options{Window: ec.DPoPWindow, Nonces: ec.DPoPNonces, Now: s.now})
+	// The jtis of accepted proofs go to the database, so that every replica refuses a replay.
+	v, err := dpop.New(dpop.Options{Window: ec.DPoPWindow, Nonces: ec.DPoPNonces, Now: s.now, Replay: s.store,
+		ReplayPerKey: ec.DPoPPerKey})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,9 @@
 package app
 
 // The lifecycle jobs: revocation retries, the purge past retention (connections,
-// expired connect sessions, audit events), and signed checkpoints of every audit chain's
-// head written outside the database. They run on their own cron in the server, and on
+// expired connect sessions, audit events), the deletion of expired DPoP jtis (every
+// minute), and signed checkpoints of every audit chain's head written outside the
+// database. They run on their own cron in the server, and on
 // demand from the CLI (`authpipe-proxy purge`).
 
 import (
@@ -25,6 +26,8 @@ const (
 	revokeRetrySchedule = "@every 30s"
 	checkpointSchedule  = "@every 1m"
 	purgeSchedule       = "@every 1h"
+	// Expired DPoP jtis (rows live for at most twice the proof window) go in batches.
+	dpopPurgeSchedule = "@every 1m"
 )
 
 // lifecycleState is the App's share of the lifecycle.
@@ -202,7 +205,7 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 	c := cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	job := func(name string, timeout time.Duration, fn func(context.Context) error) {
 		if _, err := c.AddFunc(map[string]string{"revoke": revokeRetrySchedule, "checkpoint": checkpointSchedule,
-			"purge": purgeSchedule}[name], func() {
+			"purge": purgeSchedule, "dpop": dpopPurgeSchedule}[name], func() {
 			jctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := fn(jctx); err != nil && ctx.Err() == nil {
@@ -218,6 +221,10 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 	})
 	job("checkpoint", time.Minute, func(ctx context.Context) error { _, err := a.WriteCheckpoints(ctx); return err })
 	job("purge", 30*time.Minute, func(ctx context.Context) error { _, err := a.Purge(ctx, false); return err })
+	job("dpop", time.Minute, func(ctx context.Context) error {
+		_, err := a.Store.DeleteExpiredDPoPJTIs(ctx, a.clock(), 5000)
+		return err
+	})
 	c.Start()
 	return func() { <-c.Stop().Done() }
 }

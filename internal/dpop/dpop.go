@@ -3,16 +3,20 @@
 // is accepted only with a DPoP header: a compact JWS with typ "dpop+jwt", an asymmetric
 // alg, the public key in its jwk header (its thumbprint must be the bound one), and claims
 // htm (the method), htu (the URL without query or fragment, as reached through
-// AUTHPIPE_PUBLIC_URL), iat (within the window), jti (never seen before in the window) and
+// AUTHPIPE_PUBLIC_URL), iat (within the window), jti (never seen before for this API key
+// while the proof is acceptable, on any replica when a ReplayStore is set: replay.go) and
 // ath (base64url SHA-256 of the API key). With server nonces on, the nonce claim must be
 // one this server issued recently (DPoP-Nonce header, error use_dpop_nonce). Refusals are
-// 401 with WWW-Authenticate: DPoP error="invalid_dpop_proof" (Challenge).
+// 401 with WWW-Authenticate: DPoP error="invalid_dpop_proof" (Challenge); a key with too
+// many proofs in flight is refused with 429 rate_limited.
 //
-// The package knows nothing of HTTP servers or of where bindings are stored: the caller
-// passes the request's method and URL, the presented key and the bound thumbprint.
+// The package knows nothing of HTTP servers or of where bindings and jtis are stored: the
+// caller passes the request's method and URL, the presented key and the bound thumbprint,
+// and the shared jti store as a ReplayStore.
 package dpop
 
 import (
+	"context"
 	"crypto"
 	"crypto/hmac"
 	"crypto/rand"
@@ -25,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -36,7 +39,6 @@ import (
 const (
 	defaultWindow = 60 * time.Second
 	maxProofBytes = 8 << 10
-	replayMax     = 200_000
 	noncePeriod   = 5 * time.Minute
 )
 
@@ -125,7 +127,7 @@ func Parse(raw string) (*Proof, error) {
 }
 
 // Options configure a Verifier. The zero value is usable: a 60 s window, no server
-// nonces, the system clock.
+// nonces, the system clock, a replay cache of this process only (replay.go).
 type Options struct {
 	// Window is how far a proof's iat may be from now (at most 10 minutes).
 	Window time.Duration
@@ -133,6 +135,14 @@ type Options struct {
 	Nonces bool
 	// Now is the clock.
 	Now func() time.Time
+	// Replay, when set, holds the jtis for every replica (the deployment's database), so
+	// a proof accepted by one replica is refused by all. Nil keeps them in this process.
+	Replay ReplayStore
+	// ReplayPerKey is how many proofs one API key may have in flight (accepted, not yet
+	// expired) on this replica; default 50,000.
+	ReplayPerKey int
+	// ReplayMax bounds the jtis this process keeps without a ReplayStore; default 500,000.
+	ReplayMax int
 }
 
 // Verifier checks proofs against a request; it owns the jti replay cache and the nonce
@@ -142,9 +152,16 @@ type Verifier struct {
 	nonces   bool
 	now      func() time.Time
 	nonceKey []byte
+	replay   *replayCache
+}
 
-	mu   sync.Mutex
-	seen map[string]time.Time // jkt|jti → when it may be forgotten
+// Binding is what a proof is checked against besides the request: the API key presented
+// (its id is the replay cache's and the quota's unit, the key itself is hashed for ath)
+// and the thumbprint of the DPoP key it is bound to.
+type Binding struct {
+	KeyID  string
+	APIKey string
+	JKT    string
 }
 
 // New returns a Verifier with a fresh nonce key and an empty replay cache.
@@ -158,8 +175,8 @@ func New(o Options) (*Verifier, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	v := &Verifier{window: o.Window, nonces: o.Nonces, now: o.Now, seen: map[string]time.Time{},
-		nonceKey: make([]byte, 32)}
+	v := &Verifier{window: o.Window, nonces: o.Nonces, now: o.Now, nonceKey: make([]byte, 32),
+		replay: newReplayCache(o.Window, o.ReplayPerKey, o.ReplayMax, o.Replay)}
 	if _, err := rand.Read(v.nonceKey); err != nil {
 		return nil, err
 	}
@@ -167,13 +184,14 @@ func New(o Options) (*Verifier, error) {
 }
 
 // Verify checks raw against the request (method, the URL it was sent to) and the
-// presented key, for a key bound to jkt. The error is ErrInvalidProof or ErrUseNonce.
-func (v *Verifier) Verify(raw, method, htu, apiKey, jkt string) error {
+// presented key b. The error is ErrInvalidProof or ErrUseNonce, problem.ErrRateLimited
+// when the key has too many proofs in flight, or the ReplayStore's error.
+func (v *Verifier) Verify(ctx context.Context, raw, method, htu string, b Binding) error {
 	p, err := Parse(raw)
 	if err != nil {
 		return ErrInvalidProof.WithDetail(err.Error())
 	}
-	if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(jkt)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(b.JKT)) != 1 {
 		return ErrInvalidProof.WithDetail("the proof is signed by another key than the one bound to this API key")
 	}
 	if p.HTM != method {
@@ -182,7 +200,7 @@ func (v *Verifier) Verify(raw, method, htu, apiKey, jkt string) error {
 	if !SameHTU(p.HTU, htu) {
 		return ErrInvalidProof.WithDetail("htu does not match the request URL")
 	}
-	sum := sha256.Sum256([]byte(apiKey))
+	sum := sha256.Sum256([]byte(b.APIKey))
 	want := base64.RawURLEncoding.EncodeToString(sum[:])
 	if p.ATH == "" || subtle.ConstantTimeCompare([]byte(p.ATH), []byte(want)) != 1 {
 		return ErrInvalidProof.WithDetail("ath does not match the API key")
@@ -194,7 +212,8 @@ func (v *Verifier) Verify(raw, method, htu, apiKey, jkt string) error {
 	if v.nonces && !v.validNonce(p.Nonce, now) {
 		return ErrUseNonce.WithDetail("use the nonce in the DPoP-Nonce header")
 	}
-	return v.remember(p.JKT+"|"+p.JTI, now)
+	// Accepted until iat + window (checked above): remembered until then.
+	return v.replay.remember(ctx, b.KeyID, p.JTI, now, p.IAT.Add(v.window))
 }
 
 // Challenge is the WWW-Authenticate value that goes with a refusal from Verify.
@@ -214,30 +233,6 @@ var algNames = func() string {
 	}
 	return strings.Join(names, " ")
 }()
-
-// remember records a jti until its proof can no longer be accepted; a repeat is refused.
-// When the cache is full of live entries it fails closed.
-func (v *Verifier) remember(id string, now time.Time) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if exp, ok := v.seen[id]; ok && now.Before(exp) {
-		return ErrInvalidProof.WithDetail("the proof's jti was used before")
-	}
-	if len(v.seen) >= replayMax {
-		for k, exp := range v.seen {
-			if !now.Before(exp) {
-				delete(v.seen, k)
-			}
-		}
-		if len(v.seen) >= replayMax {
-			return ErrInvalidProof.WithDetail("too many proofs in flight; retry shortly")
-		}
-	}
-	// iat may be up to window in the future, and is accepted until window after: keep the
-	// jti for twice the window from now.
-	v.seen[id] = now.Add(2 * v.window)
-	return nil
-}
 
 // Nonce returns the current server nonce for the DPoP-Nonce header, or "" when server
 // nonces are off. A nonce is the period number and an HMAC of it, so any replica with the

@@ -1,6 +1,7 @@
 package dpop_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -22,13 +23,15 @@ func TestVerifier(t *testing.T) {
 	const htu = "https://proxy.example.com/v1/connections/conn_1/token"
 	k := dpoptest.NewKey(t, jose.ES256)
 	other := dpoptest.NewKey(t, jose.ES256)
+	ctx := context.Background()
+	bind := func(k dpoptest.Key) dpop.Binding { return dpop.Binding{KeyID: "apk_1", APIKey: key, JKT: k.JKT} }
 
 	for _, alg := range []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256, jose.PS256} {
 		t.Run("accepts "+string(alg), func(t *testing.T) {
 			v, err := dpop.New(dpop.Options{Now: clock})
 			require.NoError(t, err)
 			kk := dpoptest.NewKey(t, alg)
-			require.NoError(t, v.Verify(kk.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, key, kk.JKT))
+			require.NoError(t, v.Verify(ctx, kk.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, bind(kk)))
 		})
 	}
 
@@ -36,7 +39,7 @@ func TestVerifier(t *testing.T) {
 		v, err := dpop.New(dpop.Options{Now: clock})
 		require.NoError(t, err)
 		p := k.Proof(t, dpoptest.Claims("GET", "HTTPS://Proxy.Example.com:443/v1/connections/conn_1/token?x=1#f", key, now), nil)
-		require.NoError(t, v.Verify(p, "GET", htu, key, k.JKT))
+		require.NoError(t, v.Verify(ctx, p, "GET", htu, bind(k)))
 	})
 
 	refusals := []struct {
@@ -97,7 +100,7 @@ func TestVerifier(t *testing.T) {
 		t.Run("refuses "+tc.name, func(t *testing.T) {
 			v, err := dpop.New(dpop.Options{Now: clock})
 			require.NoError(t, err)
-			err = v.Verify(tc.proof(), "GET", htu, key, k.JKT)
+			err = v.Verify(ctx, tc.proof(), "GET", htu, bind(k))
 			var p *problem.Problem
 			require.True(t, errors.As(err, &p), "err: %v", err)
 			require.Equal(t, tc.code, p.Code)
@@ -110,15 +113,32 @@ func TestVerifier(t *testing.T) {
 		v, err := dpop.New(dpop.Options{Now: clock})
 		require.NoError(t, err)
 		p := k.Proof(t, dpoptest.Claims("GET", htu, key, now), nil)
-		require.NoError(t, v.Verify(p, "GET", htu, key, k.JKT))
-		err = v.Verify(p, "GET", htu, key, k.JKT)
+		require.NoError(t, v.Verify(ctx, p, "GET", htu, bind(k)))
+		err = v.Verify(ctx, p, "GET", htu, bind(k))
 		require.ErrorContains(t, err, "jti was used before")
+	})
+
+	t.Run("one key's flood does not block another key", func(t *testing.T) {
+		v, err := dpop.New(dpop.Options{Now: clock, ReplayPerKey: 3})
+		require.NoError(t, err)
+		for range 3 {
+			require.NoError(t, v.Verify(ctx, k.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, bind(k)))
+		}
+		err = v.Verify(ctx, k.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, bind(k))
+		var p *problem.Problem
+		require.True(t, errors.As(err, &p), "err: %v", err)
+		require.Equal(t, "rate_limited", p.Code)
+		require.Equal(t, 429, p.Status)
+		require.Positive(t, p.RetryAfter())
+		const key2 = "ap_second0123456789abcdefghijklmnopqrstuvwx"
+		b2 := dpop.Binding{KeyID: "apk_2", APIKey: key2, JKT: other.JKT}
+		require.NoError(t, v.Verify(ctx, other.Proof(t, dpoptest.Claims("GET", htu, key2, now), nil), "GET", htu, b2))
 	})
 
 	t.Run("server nonce", func(t *testing.T) {
 		v, err := dpop.New(dpop.Options{Nonces: true, Now: clock})
 		require.NoError(t, err)
-		err = v.Verify(k.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, key, k.JKT)
+		err = v.Verify(ctx, k.Proof(t, dpoptest.Claims("GET", htu, key, now), nil), "GET", htu, bind(k))
 		var p *problem.Problem
 		require.True(t, errors.As(err, &p))
 		require.Equal(t, "use_dpop_nonce", p.Code)
@@ -126,11 +146,11 @@ func TestVerifier(t *testing.T) {
 
 		c := dpoptest.Claims("GET", htu, key, now)
 		c["nonce"] = "forged-nonce"
-		require.Error(t, v.Verify(k.Proof(t, c, nil), "GET", htu, key, k.JKT))
+		require.Error(t, v.Verify(ctx, k.Proof(t, c, nil), "GET", htu, bind(k)))
 
 		c = dpoptest.Claims("GET", htu, key, now)
 		c["nonce"] = v.Nonce()
-		require.NoError(t, v.Verify(k.Proof(t, c, nil), "GET", htu, key, k.JKT))
+		require.NoError(t, v.Verify(ctx, k.Proof(t, c, nil), "GET", htu, bind(k)))
 	})
 }
 

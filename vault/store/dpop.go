@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -45,4 +46,42 @@ func (s *Store) APIKeyDPoPJKT(ctx context.Context, keyID string) (string, error)
 		return "", nil
 	}
 	return rows[0].JKT, nil
+}
+
+// ClaimDPoPJTI records a DPoP proof's jti for the API key keyID until expires (rounded up
+// to the second) and reports whether it was new: false when the pair is recorded and not
+// expired, which is a replay on this or another replica. An expired row of the pair is
+// taken over. It is the shared store of internal/dpop (dpop.ReplayStore).
+func (s *Store) ClaimDPoPJTI(ctx context.Context, keyID, jti string, expires time.Time) (bool, error) {
+	exp := expires.Unix()
+	if expires.Nanosecond() != 0 {
+		exp++
+	}
+	res := s.db.WithContext(ctx).Exec(`INSERT INTO dpop_jti (api_key_id, jti, expires_at) VALUES (?, ?, ?)
+		ON CONFLICT (api_key_id, jti) DO UPDATE SET expires_at = excluded.expires_at
+		WHERE dpop_jti.expires_at < ?`, keyID, jti, exp, s.now().Unix())
+	if res.Error != nil {
+		return false, s.classify(res.Error)
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// DeleteExpiredDPoPJTIs deletes the DPoP jtis that expired before cutoff, batch rows per
+// statement (default 5,000), and returns how many went.
+func (s *Store) DeleteExpiredDPoPJTIs(ctx context.Context, cutoff time.Time, batch int) (int64, error) {
+	if batch <= 0 {
+		batch = 5000
+	}
+	var total int64
+	for {
+		res := s.db.WithContext(ctx).Exec(`DELETE FROM dpop_jti WHERE (api_key_id, jti) IN
+			(SELECT api_key_id, jti FROM dpop_jti WHERE expires_at < ? LIMIT ?)`, cutoff.Unix(), batch)
+		if res.Error != nil {
+			return total, s.classify(res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < int64(batch) {
+			return total, nil
+		}
+	}
 }
