@@ -40,7 +40,7 @@ type EdgeConfig struct {
 	// DPoPWindow is how far a proof's iat may be from now (default 60 s).
 	DPoPWindow time.Duration
 	// DPoPPerKey is how many DPoP proofs one API key may have in flight (accepted, not yet
-	// expired) on this replica (default 50,000; internal/dpop).
+	// expired) on this replica (default 100,000; internal/dpop).
 	DPoPPerKey int
 }
 

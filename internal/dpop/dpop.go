@@ -139,7 +139,7 @@ type Options struct {
 	// a proof accepted by one replica is refused by all. Nil keeps them in this process.
 	Replay ReplayStore
 	// ReplayPerKey is how many proofs one API key may have in flight (accepted, not yet
-	// expired) on this replica; default 50,000.
+	// expired) on this replica; default 100,000.
 	ReplayPerKey int
 	// ReplayMax bounds the jtis this process keeps without a ReplayStore; default 500,000.
 	ReplayMax int

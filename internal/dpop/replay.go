@@ -24,7 +24,7 @@ import (
 //     cache fails closed, it never forgets a live jti to make room).
 
 const (
-	defaultReplayPerKey = 50_000
+	defaultReplayPerKey = 100_000
 	defaultReplayMax    = 500_000
 	// ringSize generations of span window/2 cover every live expiry: a proof accepted now
 	// expires within [now, now+2·window], which touches at most 5 consecutive spans.
