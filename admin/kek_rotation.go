@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -94,7 +95,7 @@ func (k *KEKRotation) run(actor string) {
 		})
 		if err != nil {
 			// Keep going with the other purpose: its KMS may well be up.
-			failure = k.s.code(err)
+			failure = problem.From(err).Code
 			if errors.Is(err, vault.ErrRewrapIncomplete) {
 				failure = "rewrap_incomplete"
 			} else {

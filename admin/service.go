@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -41,10 +40,6 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
-// WithErrorCode sets how a failed KEK rotation's error becomes the problem code GET
-// /v1/keys reports (default problem.From(err).Code).
-func WithErrorCode(code func(error) string) Option { return func(s *Service) { s.code = code } }
-
 // Service is the administration of one deployment (one per process: it holds the key
 // sets, the authentication cache and the state of a KEK rotation running here).
 type Service struct {
@@ -53,7 +48,6 @@ type Service struct {
 	secrets *vault.Keyring
 	log     *slog.Logger
 	now     func() time.Time
-	code    func(error) string
 
 	hasher      *KeyHasher
 	state       *KeySet
@@ -71,7 +65,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 		cfg.AuthCacheTTL = time.Second
 	}
 	s := &Service{store: deps.Store, creds: deps.Creds, secrets: deps.Secrets, log: slog.New(slog.DiscardHandler),
-		now: time.Now, code: func(err error) string { return problem.From(err).Code }}
+		now: time.Now}
 	for _, o := range opts {
 		o(s)
 	}

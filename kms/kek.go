@@ -10,6 +10,8 @@ package kms
 import (
 	"context"
 	"errors"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // KEK wraps and unwraps data keys. Implementations are safe for concurrent use.
@@ -40,7 +42,8 @@ type WrappedKey struct {
 // with 503) from a key that will never open.
 var (
 	// ErrUnavailable: the KMS or HSM cannot be reached, timed out or throttled.
-	ErrUnavailable = errors.New("kms: unavailable")
+	// Requests that need the KEK answer 503 kms_unavailable.
+	ErrUnavailable = problem.Sentinel(problem.ErrKMSUnavailable, "kms: unavailable")
 	// ErrDecrypt: authentication failed (wrong associated data, tampered ciphertext).
 	ErrDecrypt = errors.New("kms: unwrap failed")
 	// ErrUnknownKey: the wrapped key names a KEK that is not configured.

@@ -44,11 +44,6 @@ type EdgeConfig struct {
 	DPoPPerKey int
 }
 
-var (
-	errTokenInURL = problem.New(http.StatusBadRequest, "token_in_url",
-		"Credentials must not be sent in the URL; use the Authorization header")
-)
-
 // edge is the state of the edge middleware.
 type edge struct {
 	trusted []netip.Prefix
@@ -96,7 +91,7 @@ func (s *Server) edgeMiddleware(c *gin.Context) {
 	ip, _ := s.edge.resolveClient(c.Request) // the scheme matters only to DPoP, which checks htu against PublicURL
 	requestOf(c).clientIP = ip
 	if tokenInURL(c.Request.URL.RawQuery) {
-		fail(c, errTokenInURL)
+		fail(c, problem.ErrTokenInURL)
 		return
 	}
 	limit, forward := int64(MaxBodyBytes), strings.HasPrefix(c.Request.URL.Path, "/v1/proxy/")
@@ -141,7 +136,7 @@ func formBodyAllowed(c *gin.Context) bool {
 		fail(c, problem.ErrInvalidRequest.WithDetail("could not read the request body"))
 		return false
 	case formscan.HasAccessToken(body):
-		fail(c, errTokenInURL.WithDetail("Credentials must not be sent in a form body; use the Authorization header"))
+		fail(c, problem.ErrTokenInURL.WithDetail("Credentials must not be sent in a form body; use the Authorization header"))
 		return false
 	}
 	c.Request.Body = io.NopCloser(bytes.NewReader(body))

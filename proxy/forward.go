@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -54,15 +53,8 @@ const (
 	forwardDefaultBudget = 2 * time.Minute // whole forward, body included
 )
 
-// Problems of the forwarding proxy.
-var (
-	errInvalidPath    = problem.New(http.StatusBadRequest, "invalid_path", "Path leaves the provider's API base URL")
-	errNoAPIBaseURL   = problem.New(http.StatusBadRequest, "no_api_base_url", "The provider has no usable api_base_url")
-	errGatewayTimeout = problem.New(http.StatusGatewayTimeout, "gateway_timeout", "Provider did not answer in time")
-)
-
-// tokenRefresher refreshes an oauth2 connection's access token now. The refresh issue's
-// refresher implements it; with none set the proxy does not retry a 401.
+// tokenRefresher refreshes an oauth2 connection's access token now, after a provider's 401:
+// the tokens service (Deps.Tokens) unless WithTokenRefresher sets another.
 type tokenRefresher interface {
 	// ForceRefresh refreshes the connection's tokens (single-flight with every other
 	// refresh of it) and returns the new access token.
@@ -117,19 +109,19 @@ func (s *Server) handleForward(c *gin.Context) {
 	id := c.Param("connection_id")
 	suffix, ok := rawForwardSuffix(c.Request.URL.EscapedPath(), id)
 	if !ok {
-		fail(c, errInvalidPath)
+		fail(c, problem.ErrInvalidPath)
 		return
 	}
 	tok, err := s.tokens.Credential(ctx, p.WorkspaceID, id, 0) // refreshed first when it must be (refresher.Tokens)
 	if err != nil {
-		fail(c, refreshProblem(err))
+		fail(c, err)
 		return
 	}
 	cc := tok.Conn
 	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
 	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, cc.Provider)
 	if errors.Is(err, store.ErrNotFound) {
-		err = errNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
+		err = problem.ErrNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
 	}
 	if err != nil {
 		fail(c, err)
@@ -159,7 +151,7 @@ func (s *Server) handleForward(c *gin.Context) {
 	}
 	resp, err := s.forwardWithRetries(c, hc, target, prov, cred, body, replayable, p.WorkspaceID, cc.ID)
 	if err != nil {
-		fail(c, forwardError(err))
+		fail(c, problem.Upstream(outbound.Redact(err)))
 		return
 	}
 	defer resp.Body.Close()
@@ -186,19 +178,19 @@ func rawForwardSuffix(escaped, id string) (string, bool) {
 // forwardTarget joins the base URL, the confined path and the caller's query.
 func forwardTarget(base, rawSuffix, rawQuery string) (*url.URL, error) {
 	if base == "" || strings.Contains(base, "{") {
-		return nil, errNoAPIBaseURL.WithDetail("the provider's api_base_url is empty or needs per-account values")
+		return nil, problem.ErrNoAPIBaseURL.WithDetail("the provider's api_base_url is empty or needs per-account values")
 	}
 	b, err := url.Parse(base)
 	if err != nil || (b.Scheme != "https" && b.Scheme != "http") || b.Host == "" || b.User != nil {
-		return nil, errNoAPIBaseURL.WithDetail("the provider's api_base_url is not an absolute http(s) URL")
+		return nil, problem.ErrNoAPIBaseURL.WithDetail("the provider's api_base_url is not an absolute http(s) URL")
 	}
 	escaped, err := confinePath(b.EscapedPath(), rawSuffix)
 	if err != nil {
-		return nil, errInvalidPath.WithDetail(err.Error())
+		return nil, problem.ErrInvalidPath.WithDetail(err.Error())
 	}
 	decoded, err := url.PathUnescape(escaped)
 	if err != nil {
-		return nil, errInvalidPath
+		return nil, problem.ErrInvalidPath
 	}
 	u := &url.URL{Scheme: b.Scheme, Host: b.Host, Path: decoded, RawPath: escaped, RawQuery: rawQuery}
 	if b.RawQuery != "" {
@@ -208,27 +200,4 @@ func forwardTarget(base, rawSuffix, rawQuery string) (*url.URL, error) {
 		}
 	}
 	return u, nil
-}
-
-// forwardError maps a transport failure to a problem without quoting the URL.
-func forwardError(err error) error {
-	var p *problem.Problem
-	switch {
-	case errors.As(err, &p):
-		return p
-	case isTooLarge(err):
-		return problem.ErrPayloadTooLarge
-	case errors.Is(err, outbound.ErrUnsafeURL):
-		return problem.ErrUnsafeURLUpstream.WithCause(outbound.Redact(err))
-	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
-		return errGatewayTimeout.WithCause(outbound.Redact(err))
-	case errors.Is(err, context.Canceled):
-		return problem.ErrBadGateway.WithDetail("the request was cancelled").WithCause(outbound.Redact(err))
-	}
-	return problem.ErrBadGateway.WithDetail("the provider could not be reached").WithCause(outbound.Redact(err))
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -24,7 +24,7 @@ func buildForwardRequest(ctx context.Context, in *http.Request, target *url.URL,
 	u := *target
 	out, err := http.NewRequestWithContext(ctx, in.Method, u.String(), nil)
 	if err != nil {
-		return nil, errInvalidPath
+		return nil, problem.ErrInvalidPath
 	}
 	out.URL = &u
 	out.Body = body()

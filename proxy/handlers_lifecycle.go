@@ -196,7 +196,7 @@ func auditRefusedRead(events *audit.Batcher, now func() time.Time, log *slog.Log
 		if len(c.Errors) == 0 {
 			return
 		}
-		code := toProblem(c.Errors.Last().Err).Code
+		code := problem.From(c.Errors.Last().Err).Code
 		if !refusedRead(code) {
 			return
 		}

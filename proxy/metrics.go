@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // tokenRoute is the hot path's route template; its requests also count as token reads.
@@ -63,7 +64,7 @@ func (s *Server) observeRequest(c *gin.Context) {
 	if status >= 400 {
 		outcome = metrics.Other
 		if len(c.Errors) > 0 {
-			outcome = toProblem(c.Errors[0].Err).Code
+			outcome = problem.From(c.Errors[0].Err).Code
 		}
 	}
 	s.metrics.TokenRead(requestOf(c).credType, outcome)

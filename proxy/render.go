@@ -1,17 +1,12 @@
 package proxy
 
 import (
-	"errors"
 	"log/slog"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
-	"github.com/authpipe/authpipe-proxy/kms"
-	"github.com/authpipe/authpipe-proxy/vault"
-	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 // fail records err on the context for the error middleware and stops the chain.
@@ -20,29 +15,6 @@ func fail(c *gin.Context, err error) {
 	c.Abort()
 }
 
-// toProblem maps lower layers' sentinels onto the API's problems, in one place.
-func toProblem(err error) *problem.Problem {
-	var p *problem.Problem
-	switch {
-	case errors.As(err, &p):
-		return p
-	case errors.Is(err, vault.ErrKMSUnavailable), errors.Is(err, kms.ErrUnavailable):
-		return problem.ErrKMSUnavailable.WithCause(err)
-	case errors.Is(err, store.ErrUnavailable):
-		return problem.ErrDatabaseUnavailable.WithCause(err)
-	case errors.Is(err, audit.ErrUnavailable):
-		return problem.ErrAuditUnavailable.WithCause(err)
-	case errors.Is(err, store.ErrNotFound):
-		return problem.ErrNotFound.WithCause(err)
-	case errors.Is(err, store.ErrConflict):
-		return problem.ErrConflict.WithCause(err)
-	}
-	return problem.ErrInternal.WithCause(err)
-}
-
-// ProblemCode is the problem code err maps to (admin.WithErrorCode).
-func ProblemCode(err error) string { return toProblem(err).Code }
-
 // errorMiddleware writes the one problem+json response for the first error of a request.
 func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -50,7 +22,7 @@ func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 		if len(c.Errors) == 0 {
 			return
 		}
-		p := toProblem(c.Errors[0].Err)
+		p := problem.From(c.Errors[0].Err) // the one mapping (internal/problem)
 		if p.Status >= 500 {
 			// The cause goes to the log only; lower layers keep secrets out of errors.
 			log.LogAttrs(c.Request.Context(), slog.LevelError, "request failed",

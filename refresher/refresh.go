@@ -39,20 +39,23 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// Errors of on-demand refreshes. The proxy maps them to its problems.
+// Errors of on-demand refreshes, each carrying the problem the API answers with.
 var (
-	// ErrNeedsReauth: the provider refused the refresh token; the user must reconnect.
-	ErrNeedsReauth = errors.New("refresher: connection needs re-authorization")
-	// ErrDisconnected: the connection is disconnected or has no credential.
-	ErrDisconnected = errors.New("refresher: connection disconnected")
+	// ErrNeedsReauth: the provider refused the refresh token; the user must reconnect (409).
+	ErrNeedsReauth = problem.Sentinel(problem.ErrNeedsReauth, "refresher: connection needs re-authorization")
+	// ErrDisconnected: the connection is disconnected or has no credential (410).
+	ErrDisconnected = problem.Sentinel(problem.ErrDisconnected, "refresher: connection disconnected")
 	// ErrUnavailable: the token could not be refreshed now (provider down, rate limited,
-	// cooling down, another replica still busy) and the current one has expired.
-	ErrUnavailable = errors.New("refresher: refresh unavailable")
+	// cooling down, another replica still busy, the caller's deadline) and the current one
+	// has expired (503, Retry-After 5 s).
+	ErrUnavailable = problem.Sentinel(problem.ErrRefreshUnavailable.
+			WithDetail("the provider could not refresh the token now").WithRetryAfter(5), "refresher: refresh unavailable")
 )
 
 // Store is what the refresher needs of the store.
@@ -330,13 +333,22 @@ func (r *Refresher) shared(ctx context.Context, workspaceID, connectionID string
 	})
 	select {
 	case <-ctx.Done():
-		return result{}, ctx.Err()
+		return result{}, unavailableOnDeadline(ctx.Err())
 	case res := <-ch:
 		if res.Err != nil {
-			return result{}, res.Err
+			return result{}, unavailableOnDeadline(res.Err)
 		}
 		return res.Val.(result), nil
 	}
+}
+
+// unavailableOnDeadline makes a deadline that ran out while a refresh was awaited an
+// ErrUnavailable (503 refresh_unavailable), keeping the deadline in the chain.
+func unavailableOnDeadline(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrUnavailable) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // audit data helpers -------------------------------------------------------------------

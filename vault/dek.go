@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // Purpose separates the two keyrings of a workspace. Each purpose has its own KEK, its own
@@ -42,8 +44,8 @@ type DEKStore interface {
 }
 
 var (
-	// ErrNotFound: no such row.
-	ErrNotFound = errors.New("vault: not found")
+	// ErrNotFound: no such row (404 not_found).
+	ErrNotFound = problem.Sentinel(problem.ErrNotFound, "vault: not found")
 	// ErrDEKExists: a DEK for this workspace and purpose already exists.
 	ErrDEKExists = errors.New("vault: workspace already has a DEK for this purpose")
 )

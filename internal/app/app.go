@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	if a.Admin, err = admin.New(admin.Config{}, admin.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets},
-		admin.WithLogger(a.Log), admin.WithClock(o.now), admin.WithErrorCode(proxy.ProblemCode)); err != nil {
+		admin.WithLogger(a.Log), admin.WithClock(o.now)); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -2,16 +2,17 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // ErrUnavailable: the batch writer cannot take the event (queue full, or it has not been
 // able to write for longer than the grace period). The caller must fail closed.
-var ErrUnavailable = errors.New("audit: log unavailable")
+var ErrUnavailable = problem.Sentinel(problem.ErrAuditUnavailable, "audit: log unavailable")
 
 // Appender persists events in one transaction. vault/store implements it.
 type Appender interface {

@@ -6,14 +6,17 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // Sentinel errors. They are wrapped with %w; classify with errors.Is.
 var (
 	// ErrUnsafeURL: the URL, or the address a host name resolved to, is not allowed
 	// (private, loopback, link-local, ... and not inside Policy.AllowCIDRs), or the URL is
-	// malformed in a way that could hide such an address. Maps to the API code unsafe_url.
-	ErrUnsafeURL = errors.New("outbound: unsafe url")
+	// malformed in a way that could hide such an address: 502 unsafe_url from a call that
+	// was refused at use (configuration validation answers 400 unsafe_url itself).
+	ErrUnsafeURL = problem.Sentinel(problem.ErrUnsafeURLUpstream, "outbound: unsafe url")
 	// ErrPinMismatch: the server's verified chain contains none of the pinned keys.
 	// Never retry.
 	ErrPinMismatch = errors.New("outbound: certificate pin mismatch")
@@ -24,7 +27,8 @@ var (
 )
 
 // UnsafeAddressError reports a destination refused at dial time (or by CheckURL for an IP
-// literal). errors.Is(err, ErrUnsafeURL) is true. Its message names the host and address,
+// literal). It wraps ErrUnsafeURL, so errors.Is(err, ErrUnsafeURL) is true and the problem
+// it carries (502 unsafe_url) reaches the client. Its message names the host and address,
 // never a path or query.
 type UnsafeAddressError struct {
 	Host   string     // the host name or literal as dialed, without port
@@ -40,8 +44,8 @@ func (e *UnsafeAddressError) Error() string {
 	return msg + ": " + e.Reason
 }
 
-// Is makes errors.Is(err, ErrUnsafeURL) true.
-func (e *UnsafeAddressError) Is(target error) bool { return target == ErrUnsafeURL }
+// Unwrap returns ErrUnsafeURL.
+func (e *UnsafeAddressError) Unwrap() error { return ErrUnsafeURL }
 
 // Redact returns err with the URL of a *url.Error in its chain reduced to scheme, host and
 // path: http.Client puts the full request URL, query included, into its errors, and a

@@ -6,7 +6,9 @@
 package problem
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
 )
 
@@ -98,6 +100,9 @@ var (
 	ErrUnsafeURL           = New(http.StatusBadRequest, "unsafe_url", "URL points at a private address")
 	ErrInvalidState        = New(http.StatusBadRequest, "invalid_state", "Invalid or expired state")
 	ErrIssuerMismatch      = New(http.StatusBadRequest, "issuer_mismatch", "Issuer mismatch")
+	ErrTokenInURL          = New(http.StatusBadRequest, "token_in_url", "Credentials must not be sent in the URL; use the Authorization header")
+	ErrInvalidPath         = New(http.StatusBadRequest, "invalid_path", "Path leaves the provider's API base URL")
+	ErrNoAPIBaseURL        = New(http.StatusBadRequest, "no_api_base_url", "The provider has no usable api_base_url")
 	ErrUnauthorized        = New(http.StatusUnauthorized, "unauthorized", "Unauthorized")
 	ErrForbidden           = New(http.StatusForbidden, "forbidden", "Forbidden")
 	ErrNotFound            = New(http.StatusNotFound, "not_found", "Not found")
@@ -115,14 +120,63 @@ var (
 	ErrKMSUnavailable      = New(http.StatusServiceUnavailable, "kms_unavailable", "Key management service unavailable")
 	ErrAuditUnavailable    = New(http.StatusServiceUnavailable, "audit_unavailable", "Audit log unavailable")
 	ErrRefreshUnavailable  = New(http.StatusServiceUnavailable, "refresh_unavailable", "Token refresh unavailable")
+	ErrGatewayTimeout      = New(http.StatusGatewayTimeout, "gateway_timeout", "Provider did not answer in time")
 )
 
-// From converts any error to a Problem: a *Problem in the chain is returned as is;
-// anything else is a 500 whose cause is kept for the log only.
+// sentinel is a lower layer's error value that carries the problem it means at the HTTP
+// boundary, as fosite's RFC6749Error sentinels carry theirs: errors.Is compares the value
+// itself (store.ErrNotFound is not any not_found), errors.As finds the problem.
+type sentinel struct {
+	msg string
+	p   *Problem
+}
+
+func (e *sentinel) Error() string { return e.msg }
+func (e *sentinel) Unwrap() error { return e.p }
+
+// Sentinel returns a new error value whose message is msg and whose problem is p. Lower
+// layers declare their sentinels with it (store.ErrNotFound, refresher.ErrNeedsReauth,
+// kms.ErrUnavailable, ...), so the mapping to codes and statuses is written where the
+// error is, once, and From needs no list of packages.
+func Sentinel(p *Problem, msg string) error { return &sentinel{msg: msg, p: p} }
+
+// From is the one mapping of an error to the problem the client sees:
+//   - a problem anywhere in the chain (directly, or carried by a Sentinel) is returned,
+//     keeping err as the cause for the log;
+//   - a request body over its limit is 413;
+//   - anything else is a 500 whose cause is kept for the log only.
 func From(err error) *Problem {
 	var p *Problem
 	if errors.As(err, &p) {
-		return p
+		if p == err {
+			return p
+		}
+		return p.WithCause(err)
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return ErrPayloadTooLarge.WithCause(err)
 	}
 	return ErrInternal.WithCause(err)
+}
+
+// Upstream maps the failure of a call to a provider (forwarding): a problem in the chain
+// as From does, a timeout 504, a cancelled request or any other transport failure 502. The
+// caller passes an error already stripped of the URL (outbound.Redact).
+func Upstream(err error) *Problem {
+	var p *Problem
+	var ne net.Error
+	switch {
+	case errors.As(err, &p):
+		return From(err)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ErrGatewayTimeout.WithCause(err)
+	case errors.Is(err, context.Canceled):
+		return ErrBadGateway.WithDetail("the request was cancelled").WithCause(err)
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return ErrPayloadTooLarge.WithCause(err)
+	}
+	return ErrBadGateway.WithDetail("the provider could not be reached").WithCause(err)
 }

@@ -11,7 +11,6 @@ package store
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -29,6 +28,7 @@ import (
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -43,10 +43,10 @@ const (
 
 // ErrUnavailable wraps any failure to reach the database: callers answer 503
 // database_unavailable and retry later.
-var ErrUnavailable = errors.New("store: database unavailable")
+var ErrUnavailable = problem.Sentinel(problem.ErrDatabaseUnavailable, "store: database unavailable")
 
-// ErrConflict: a unique constraint or a compare-and-swap failed.
-var ErrConflict = errors.New("store: conflict")
+// ErrConflict: a unique constraint or a compare-and-swap failed (409 conflict).
+var ErrConflict = problem.Sentinel(problem.ErrConflict, "store: conflict")
 
 // ErrNotFound is vault.ErrNotFound, so that the vault's DEK lookups and the store agree.
 var ErrNotFound = vault.ErrNotFound
