@@ -29,6 +29,9 @@ type Deps struct {
 	Store   Store
 	Creds   *vault.Keyring // purpose credentials: workspace DEKs, webhook secrets
 	Secrets *vault.Keyring // purpose client_secrets: workspace DEKs, the proxy's own keys
+	// Revoker revokes a workspace's grants at the providers before the workspace is
+	// deleted (refresher.Revocations); without it DeleteWorkspace refuses.
+	Revoker WorkspaceRevoker
 }
 
 // Option configures a Service.
@@ -43,6 +46,7 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 // Service is the administration of one deployment (one per process: it holds the key
 // sets, the authentication cache and the state of a KEK rotation running here).
 type Service struct {
+	revoker WorkspaceRevoker
 	store   Store
 	creds   *vault.Keyring
 	secrets *vault.Keyring
@@ -64,7 +68,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	if cfg.AuthCacheTTL <= 0 {
 		cfg.AuthCacheTTL = time.Second
 	}
-	s := &Service{store: deps.Store, creds: deps.Creds, secrets: deps.Secrets, log: slog.New(slog.DiscardHandler),
+	s := &Service{store: deps.Store, creds: deps.Creds, secrets: deps.Secrets, revoker: deps.Revoker, log: slog.New(slog.DiscardHandler),
 		now: time.Now}
 	for _, o := range opts {
 		o(s)

@@ -24,6 +24,8 @@ type WorkspaceStore interface {
 	CreateWorkspace(ctx context.Context, ws store.Workspace, deks []vault.DEKRecord, key store.APIKey, evs ...audit.Event) error
 	ListWorkspaces(ctx context.Context) ([]store.Workspace, error)
 	SetAuditRetention(ctx context.Context, workspaceID string, retention *time.Duration, evs ...audit.Event) (store.Workspace, error)
+	Workspace(ctx context.Context, id string) (store.Workspace, error)
+	DeleteWorkspace(ctx context.Context, workspaceID, actor string) (store.WorkspaceDeletion, error)
 }
 
 // KeySetStore keeps the proxy's own keys (proxy_keys).

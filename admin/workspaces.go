@@ -107,3 +107,46 @@ func (s *Service) SetAuditRetention(ctx context.Context, workspaceID string, d *
 	}
 	return workspaceOf(ws), nil
 }
+
+// WorkspaceRevoker revokes at the providers the grants a workspace's connections hold
+// (refresher.Revocations satisfies it).
+type WorkspaceRevoker interface {
+	RevokeWorkspace(ctx context.Context, workspaceID string, budget time.Duration) (int, error)
+}
+
+// workspaceRevokeBudget bounds the revocations made before a workspace is deleted.
+const workspaceRevokeBudget = 60 * time.Second
+
+// WorkspaceDeletion is what deleting a workspace did.
+type WorkspaceDeletion struct {
+	store.WorkspaceDeletion
+	Revoked int // grants revoked at their providers
+}
+
+// DeleteWorkspace erases a workspace: revoke what can be revoked (one attempt each,
+// within a budget), then crypto-shred its DEKs and delete its rows in one transaction,
+// and drop its DEKs from both keyrings' caches. The workspace's audit chain goes with it;
+// its final head is recorded in the default workspace's chain (workspace.deleted). The
+// default workspace cannot be deleted (409 conflict); an unknown one is 404.
+func (s *Service) DeleteWorkspace(ctx context.Context, id, actor string) (WorkspaceDeletion, error) {
+	if id == DefaultWorkspaceID {
+		return WorkspaceDeletion{}, problem.ErrConflict.WithDetail("the default workspace cannot be deleted")
+	}
+	if _, err := s.store.Workspace(ctx, id); err != nil {
+		return WorkspaceDeletion{}, err
+	}
+	if s.revoker == nil {
+		return WorkspaceDeletion{}, errors.New("admin: no revocation service to delete a workspace with")
+	}
+	revoked, err := s.revoker.RevokeWorkspace(ctx, id, workspaceRevokeBudget)
+	if err != nil {
+		return WorkspaceDeletion{}, err
+	}
+	del, err := s.store.DeleteWorkspace(ctx, id, actor)
+	if err != nil {
+		return WorkspaceDeletion{}, err
+	}
+	s.creds.Forget(id)
+	s.secrets.Forget(id)
+	return WorkspaceDeletion{WorkspaceDeletion: del, Revoked: revoked}, nil
+}

@@ -20,7 +20,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/refresher"
-	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -29,19 +28,15 @@ import (
 type Revocations interface {
 	Disconnect(ctx context.Context, workspaceID, id, actor string) (store.Connection, bool, error)
 	EraseEndUser(ctx context.Context, workspaceID, endUser, actor string) (int64, []store.Connection, error)
-	RevokeWorkspace(ctx context.Context, workspaceID string, budget time.Duration) (int, error)
 }
 
 var _ Revocations = (*refresher.Revocations)(nil)
-
-// workspaceRevokeBudget bounds the revocations made before a workspace is deleted.
-const workspaceRevokeBudget = 60 * time.Second
 
 // lifecycleAPI is the lifecycle's HTTP side.
 type lifecycleAPI struct {
 	store          *store.Store
 	revocations    Revocations // nil: disconnects, erasures and workspace deletions fail
-	keyrings       []*vault.Keyring
+	admin          *admin.Service
 	events         EventSink
 	checkpointKeys *admin.CheckpointKeys
 	log            *slog.Logger
@@ -135,42 +130,17 @@ func (a *lifecycleAPI) handleExportEndUser(c *gin.Context) {
 		"exported_at": a.now().UTC(), "connections": out})
 }
 
-// handleDeleteWorkspace is DELETE /v1/workspaces/{id} (scope workspaces:write): revoke
-// what can be revoked (one attempt each, within a budget), then crypto-shred the
-// workspace's DEKs and delete its rows in one transaction (store.DeleteWorkspace), and
-// drop its DEKs from both keyrings' caches. The workspace's audit chain goes with it; its
-// final head is recorded in the default workspace's chain (workspace.deleted). The
-// default workspace cannot be deleted (409 conflict).
+// handleDeleteWorkspace is DELETE /v1/workspaces/{id} (scope workspaces:write): revoke,
+// crypto-shred and delete (admin.DeleteWorkspace).
 func (a *lifecycleAPI) handleDeleteWorkspace(c *gin.Context) {
 	ctx := c.Request.Context()
-	p := principal(c)
 	id := c.Param("id")
-	if id == store.DefaultWorkspaceID {
-		fail(c, problem.ErrConflict.WithDetail("the default workspace cannot be deleted"))
-		return
-	}
-	if _, err := a.store.Workspace(ctx, id); err != nil {
-		fail(c, err)
-		return
-	}
-	if a.revocations == nil {
-		fail(c, errNoRevocations)
-		return
-	}
-	revoked, err := a.revocations.RevokeWorkspace(ctx, id, workspaceRevokeBudget)
+	del, err := a.admin.DeleteWorkspace(ctx, id, principal(c).KeyID)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	del, err := a.store.DeleteWorkspace(ctx, id, p.KeyID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	for _, kr := range a.keyrings {
-		kr.Forget(id)
-	}
-	a.log.InfoContext(ctx, "workspace deleted", "workspace", id, "connections", del.Connections, "revoked", revoked,
+	a.log.InfoContext(ctx, "workspace deleted", "workspace", id, "connections", del.Connections, "revoked", del.Revoked,
 		"deks_destroyed", del.DEKs, "final_audit_seq", del.FinalHead.Seq)
 	c.Status(http.StatusNoContent)
 }

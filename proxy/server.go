@@ -129,7 +129,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
-	s.life = &lifecycleAPI{store: deps.Store, revocations: deps.Revocations, keyrings: []*vault.Keyring{deps.Creds, deps.Secrets},
+	s.life = &lifecycleAPI{store: deps.Store, revocations: deps.Revocations, admin: deps.Admin,
 		events: s.events, checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log, now: s.now}
 	if err := s.initMetrics(); err != nil {
 		return nil, err

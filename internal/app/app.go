@@ -189,7 +189,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	if a.Admin, err = admin.New(admin.Config{}, admin.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets},
+	if a.Admin, err = admin.New(admin.Config{}, admin.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets,
+		Revoker: a.Revocations},
 		admin.WithLogger(a.Log), admin.WithClock(o.now)); err != nil {
 		a.Close()
 		return nil, err
