@@ -7,27 +7,17 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
-// routes is the whole HTTP surface (API.md). docs/openapi.yaml documents each of these
-// routes; TestOpenAPICoversRoutes keeps the two in step.
-func (s *Server) routes() *gin.Engine {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.HandleMethodNotAllowed = true
-	r.RemoveExtraSlash = false
-	r.RedirectTrailingSlash = false
-	r.RedirectFixedPath = false
-	s.configureEngine(r) // trusted proxies (edge.go)
-	// edgeMiddleware: client address via trusted proxies, ?access_token= refused (and an
-	// access_token form parameter in the body, except on /v1/proxy), body limit (1 MiB;
-	// 32 MiB for /v1/proxy).
-	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
-	r.Use(recovery(s.log), stampRequest, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
-	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
-	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
-
-	r.GET("/healthz", s.handleHealthz)
-	r.GET("/readyz", s.handleReadyz)
-	r.GET("/metrics", s.handleMetrics) // no API key: restrict by network policy
+// routes is the whole HTTP surface (API.md): the API on s.engine, and /healthz, /readyz
+// and /metrics on s.ops and, unless Config.SeparateOps, on s.engine too. docs/openapi.yaml
+// documents each of these routes; TestOpenAPICoversRoutes keeps the two in step.
+func (s *Server) routes() {
+	s.ops = s.newEngine()
+	s.opsRoutes(s.ops)
+	r := s.newEngine()
+	s.engine = r
+	if !s.cfg.SeparateOps {
+		s.opsRoutes(r)
+	}
 
 	api := r.Group("/v1", s.limitAuthFailures, s.authenticate, s.checkDPoP, s.limitByKey)
 	providersAPI{svc: s.providers}.routes(api) // handlers_providers.go: /v1/catalog, /v1/providers
@@ -57,5 +47,31 @@ func (s *Server) routes() *gin.Engine {
 	pub := r.Group("/v1", s.limitByIP) // per client address, before anything else (ratelimit.go)
 	pub.GET("/connect/:session", s.connect.handleStart)
 	pub.GET("/oauth/callback", s.connect.handleCallback)
+}
+
+// newEngine is a gin engine with the middleware every route has.
+func (s *Server) newEngine() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RemoveExtraSlash = false
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	s.configureEngine(r) // trusted proxies (edge.go)
+	// edgeMiddleware: client address via trusted proxies, ?access_token= refused (and an
+	// access_token form parameter in the body, except on /v1/proxy), body limit (1 MiB;
+	// 32 MiB for /v1/proxy).
+	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
+	r.Use(recovery(s.log), stampRequest, accessLog(s.log), errorMiddleware(s.log), s.edgeMiddleware)
+	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
+	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })
 	return r
+}
+
+// opsRoutes are the operations endpoints: no API key, restrict them by network policy (or
+// serve them on their own listener, AUTHPIPE_OPS_LISTEN_ADDR).
+func (s *Server) opsRoutes(r *gin.Engine) {
+	r.GET("/healthz", s.handleHealthz)
+	r.GET("/readyz", s.handleReadyz)
+	r.GET("/metrics", s.handleMetrics)
 }

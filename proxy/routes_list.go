@@ -7,10 +7,13 @@ type RouteInfo struct {
 	Path   string
 }
 
-// Routes lists every registered route. The OpenAPI test compares it with
+// Routes lists every registered route, of both handlers. The OpenAPI test compares it with
 // docs/openapi.yaml.
 func (s *Server) Routes() []RouteInfo {
 	rs := s.engine.Routes()
+	if s.cfg.SeparateOps {
+		rs = append(rs, s.ops.Routes()...)
+	}
 	out := make([]RouteInfo, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, RouteInfo{Method: r.Method, Path: r.Path})

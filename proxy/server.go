@@ -34,6 +34,9 @@ type Config struct {
 	OutboundAllowCIDRs []netip.Prefix
 	// Edge configures trusted proxies, rate limits and DPoP (edge.go).
 	Edge EdgeConfig
+	// SeparateOps serves /healthz, /readyz and /metrics on OpsHandler only (their own
+	// listener, AUTHPIPE_OPS_LISTEN_ADDR); otherwise Handler serves them too.
+	SeparateOps bool
 }
 
 // Deps are the lower layers the server drives.
@@ -78,8 +81,9 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	ready     atomic.Bool
-	health    *health.Checker // handlers_health.go
-	engine    *gin.Engine
+	health    *health.Checker  // handlers_health.go
+	engine    *gin.Engine      // routes.go: the API
+	ops       *gin.Engine      // routes.go: /healthz, /readyz, /metrics
 	metrics   *metrics.Metrics // metrics.go
 
 	edge      *edge            // edge.go: client address, rate limits, DPoP
@@ -137,12 +141,17 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if err := s.initEdge(); err != nil {
 		return nil, err
 	}
-	s.engine = s.routes()
+	s.routes()
 	return s, nil
 }
 
-// Handler returns the http.Handler of the API.
+// Handler returns the http.Handler of the API (with the operations endpoints unless
+// Config.SeparateOps).
 func (s *Server) Handler() http.Handler { return s.engine }
+
+// OpsHandler returns the http.Handler of the operations endpoints alone: /healthz,
+// /readyz and /metrics.
+func (s *Server) OpsHandler() http.Handler { return s.ops }
 
 // SetReady marks start-up work (migrations, bootstrap) done; /readyz reports it.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }

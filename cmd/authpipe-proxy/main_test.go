@@ -245,3 +245,32 @@ func TestImageRefusesDevOnTheNetwork(t *testing.T) {
 	startServe(t, t.TempDir(), strings.Replace(addr, "127.0.0.1", "0.0.0.0", 1), append(env, "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true")...)
 	waitFor(t, "http://"+addr+"/healthz", 10*time.Second, 200)
 }
+
+// With AUTHPIPE_OPS_LISTEN_ADDR, /healthz, /readyz and /metrics answer on their own
+// listener and no longer on the main one, which keeps serving the API.
+func TestOpsEndpointsOnTheirOwnListener(t *testing.T) {
+	addr, opsAddr := freeAddr(t), freeAddr(t)
+	startServe(t, t.TempDir(), addr, "AUTHPIPE_OPS_LISTEN_ADDR="+opsAddr)
+	waitFor(t, "http://"+opsAddr+"/healthz", 10*time.Second, 200)
+	waitFor(t, "http://"+opsAddr+"/readyz", 10*time.Second, 200)
+	get := func(url string) (int, string) {
+		t.Helper()
+		res, err := http.Get(url)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var body bytes.Buffer
+		_, _ = body.ReadFrom(res.Body)
+		return res.StatusCode, body.String()
+	}
+	status, body := get("http://" + opsAddr + "/metrics")
+	require.Equal(t, 200, status)
+	require.Contains(t, body, "# TYPE ")
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		status, _ := get("http://" + addr + p)
+		require.Equal(t, 404, status, "the main listener does not serve %s", p)
+	}
+	status, _ = get("http://" + addr + "/v1/connections")
+	require.Equal(t, 401, status, "the main listener serves the API")
+	status, _ = get("http://" + opsAddr + "/v1/connections")
+	require.Equal(t, 404, status, "the ops listener serves nothing else")
+}

@@ -199,6 +199,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		PublicURL:          cfg.PublicURL,
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
+		SeparateOps:        cfg.OpsListenAddr != "",
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Providers: a.Providers,

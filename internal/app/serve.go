@@ -14,36 +14,40 @@ import (
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
-// Serve runs the HTTP server until ctx ends, then shuts down gracefully: in-flight
+// Serve runs the HTTP server (and the operations endpoints' own one when
+// AUTHPIPE_OPS_LISTEN_ADDR is set) until ctx ends, then shuts down gracefully: in-flight
 // requests finish (bounded by the shutdown timeout) and queued audit events are written.
 // Start-up work that needs the database or the KMS runs in the background and is retried
 // until it succeeds, so a dependency that is down never stops the server: /healthz
 // answers at once, /readyz says 503 until everything is reachable.
 func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
-	ln, err := net.Listen("tcp", a.Config.ListenAddr)
-	if err != nil {
-		return &ConfigError{Var: "AUTHPIPE_LISTEN_ADDR", Err: err}
-	}
+	var tlsConfig *tls.Config
 	if a.Config.TLSEnabled() {
 		files, err := newTLSFiles(a.Config.TLSCertFile, a.Config.TLSKeyFile, a.Config.TLSClientCAFile, a.Log)
 		if err != nil {
-			_ = ln.Close()
 			return &ConfigError{Var: config.EnvTLSCertFile, Err: err}
 		}
-		ln = tls.NewListener(ln, files.serverConfig())
+		tlsConfig = files.serverConfig()
+	}
+	ln, err := listen(a.Config.ListenAddr, config.EnvListenAddr, tlsConfig)
+	if err != nil {
+		return err
+	}
+	srv := a.httpServer(a.Server.Handler())
+	// The operations endpoints on their own listener (AUTHPIPE_OPS_LISTEN_ADDR), so that
+	// an Ingress in front of the main one never exposes them.
+	var ops *http.Server
+	if a.Config.OpsListenAddr != "" {
+		opsLn, err := listen(a.Config.OpsListenAddr, config.EnvOpsListenAddr, tlsConfig)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		ops = a.httpServer(a.Server.OpsHandler())
+		go func() { _ = ops.Serve(opsLn) }()
+		a.Log.Info("operations endpoints listening", "addr", opsLn.Addr().String())
 	}
 	logTransportSecurity(a.Log, a.Config, a.catalog())
-	srv := &http.Server{
-		Handler:           a.Server.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      120 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		// TLS handshake failures (a TLS 1.2 client, a client certificate from another CA,
-		// scanners) go to the app's logger at debug level, not to stderr.
-		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug),
-	}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -75,9 +79,15 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	case <-ctx.Done():
 		a.Log.Info("shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+		if ops != nil {
+			_ = ops.Shutdown(sctx)
+		}
 		err = srv.Shutdown(sctx)
 		a.Audit.Stop(sctx)
 		cancel()
+	}
+	if ops != nil {
+		_ = ops.Close() // the main server failed: stop the probes answering too
 	}
 	stopBG()
 	wg.Wait()
@@ -85,6 +95,34 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		err = nil
 	}
 	return err
+}
+
+// listen opens a TCP listener on addr (the setting name for errors), TLS when tlsConfig
+// is set.
+func listen(addr, setting string, tlsConfig *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, &ConfigError{Var: setting, Err: err}
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	return ln, nil
+}
+
+// httpServer is the http.Server of a listener: bounded reads and headers.
+func (a *App) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// TLS handshake failures (a TLS 1.2 client, a client certificate from another CA,
+		// scanners) go to the app's logger at debug level, not to stderr.
+		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelDebug),
+	}
 }
 
 func (a *App) bootstrapLoop(ctx context.Context) {

@@ -33,6 +33,7 @@ const (
 	EnvProfile                     = "AUTHPIPE_PROFILE"
 	EnvListenAddr                  = "AUTHPIPE_LISTEN_ADDR"
 	EnvDevAllowNetworkListen       = "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN"
+	EnvOpsListenAddr               = "AUTHPIPE_OPS_LISTEN_ADDR"
 	EnvPublicURL                   = "AUTHPIPE_PUBLIC_URL"
 	EnvDatabaseURL                 = "AUTHPIPE_DATABASE_URL"
 	EnvDatabaseAllowPlaintext      = "AUTHPIPE_DATABASE_ALLOW_PLAINTEXT"
@@ -75,6 +76,9 @@ type Config struct {
 	ListenAddr string
 	// DevAllowNetworkListen lets the dev profile listen on a non-loopback address.
 	DevAllowNetworkListen bool
+	// OpsListenAddr, when set, is where /healthz, /readyz and /metrics are served instead
+	// of ListenAddr.
+	OpsListenAddr string
 	// PublicURL is an absolute http(s) URL without path, query or fragment; Load trims
 	// a trailing slash.
 	PublicURL string

@@ -59,6 +59,7 @@ func Settings() []Setting {
 			}),
 		setting(EnvListenAddr, "127.0.0.1:8080", "Address (host:port) the HTTP server listens on.", stringField(func(c *Config) *string { return &c.ListenAddr })),
 		boolSetting(EnvDevAllowNetworkListen, "Let the dev profile listen on a non-loopback `AUTHPIPE_LISTEN_ADDR` (all interfaces, a pod IP). Without it the dev profile refuses to: its relaxations (SQLite, a generated local KEK, loopback outbound ranges, plain-HTTP URLs) are only safe when nothing but the host reaches the server. Ignored in production.", func(c *Config) *bool { return &c.DevAllowNetworkListen }),
+		setting(EnvOpsListenAddr, "", "Address (host:port) of a second listener that serves `/healthz`, `/readyz` and `/metrics`, which the main listener then no longer serves (so an Ingress in front of it never exposes them); HTTPS like the main one when TLS is configured. Unset = they stay on `AUTHPIPE_LISTEN_ADDR`.", stringField(func(c *Config) *string { return &c.OpsListenAddr })),
 		setting(EnvPublicURL, "http://127.0.0.1:8080", "The URL end users' browsers reach: absolute `http(s)`, no path, query or fragment (a trailing slash is dropped). The default OAuth callback is `<public url>/v1/oauth/callback`.",
 			field{
 				parse: func(c *Config, raw string) string { c.PublicURL = strings.TrimSuffix(raw, "/"); return "" },

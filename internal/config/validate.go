@@ -95,6 +95,13 @@ func (c Config) check() []Issue {
 		add(EnvListenAddr, "%q is not a loopback address, which the dev profile refuses: set %s=production (with its database, KEK and public URL settings), or %s=true to run dev on the network anyway",
 			c.ListenAddr, EnvProfile, EnvDevAllowNetworkListen)
 	}
+	if c.OpsListenAddr != "" {
+		if msg := checkListenAddr(c.OpsListenAddr); msg != "" {
+			add(EnvOpsListenAddr, "%s", msg)
+		} else if _, port, _ := net.SplitHostPort(c.OpsListenAddr); port != "0" && c.OpsListenAddr == c.ListenAddr {
+			add(EnvOpsListenAddr, "must differ from %s", EnvListenAddr)
+		}
+	}
 	addMsg(EnvPublicURL, checkPublicURL(c.PublicURL, prod))
 	addMsg(EnvDatabaseURL, checkDatabaseURL(c.DatabaseURL, prod, c.DatabaseAllowPlaintext))
 

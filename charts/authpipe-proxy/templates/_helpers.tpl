@@ -71,6 +71,16 @@ app.kubernetes.io/part-of: authpipe
 {{- regexFind "[0-9]+$" .Values.config.listenAddr | int }}
 {{- end }}
 
+{{/* The ops port (config.opsListenAddr), 0 when the operations endpoints stay on http. */}}
+{{- define "authpipe-proxy.opsPort" -}}
+{{- with .Values.config.opsListenAddr }}{{ regexFind "[0-9]+$" . | int }}{{ else }}0{{ end }}
+{{- end }}
+
+{{/* The named container port that serves /healthz, /readyz and /metrics. */}}
+{{- define "authpipe-proxy.opsPortName" -}}
+{{- if .Values.config.opsListenAddr }}ops{{ else }}http{{ end }}
+{{- end }}
+
 {{- define "authpipe-proxy.scheme" -}}
 {{- if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end }}
 {{- end }}
@@ -84,6 +94,9 @@ renders it as env entries.
 {{- $c := .Values.config -}}
 AUTHPIPE_PROFILE: {{ $c.profile | quote }}
 AUTHPIPE_LISTEN_ADDR: {{ $c.listenAddr | quote }}
+{{- with $c.opsListenAddr }}
+AUTHPIPE_OPS_LISTEN_ADDR: {{ . | quote }}
+{{- end }}
 {{- with $c.publicURL }}
 AUTHPIPE_PUBLIC_URL: {{ . | quote }}
 {{- end }}
