@@ -119,6 +119,26 @@ func TestServeInEmptyDirectoryKeepsStateAcrossRestart(t *testing.T) {
 	require.Contains(t, body.String(), `"end_user_id":"u"`, "the key and the connection survived the restart")
 }
 
+// serveExit2 runs serve in dir with env, which must stop start-up: exit status 2 and one
+// line on stderr, which it returns.
+func serveExit2(t *testing.T, dir string, env ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve")
+	cmd.Dir = dir
+	cmd.Env = cleanEnv(env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	require.Equal(t, 2, ee.ExitCode(), "stderr: %s", stderr.String())
+	out := strings.TrimRight(stderr.String(), "\n")
+	require.NotContains(t, out, "\n", "one line")
+	return out
+}
+
 func TestBadSettingsExit2WithOneLine(t *testing.T) {
 	cases := map[string][]string{
 		"retention":        {"AUTHPIPE_RETENTION=800h"},
@@ -130,19 +150,7 @@ func TestBadSettingsExit2WithOneLine(t *testing.T) {
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, binary, "serve")
-			cmd.Dir = t.TempDir()
-			cmd.Env = cleanEnv(env...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			var ee *exec.ExitError
-			require.ErrorAs(t, err, &ee)
-			require.Equal(t, 2, ee.ExitCode(), "stderr: %s", stderr.String())
-			out := strings.TrimRight(stderr.String(), "\n")
-			require.NotContains(t, out, "\n", "one line")
+			out := serveExit2(t, t.TempDir(), env...)
 			require.Contains(t, out, "AUTHPIPE_", "names the variable")
 			require.NotContains(t, out, "hunter2SENTINEL")
 		})
@@ -216,22 +224,12 @@ func imageEnv(t *testing.T) []string {
 // AUTHPIPE_PROFILE=production or an explicit opt-in, serve exits 2 naming both.
 func TestImageRefusesDevOnTheNetwork(t *testing.T) {
 	env := imageEnv(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "serve")
-	cmd.Dir = t.TempDir()
-	cmd.Env = cleanEnv(env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee)
-	require.Equal(t, 2, ee.ExitCode(), "stderr: %s", stderr.String())
-	out := stderr.String()
+	dir := t.TempDir()
+	out := serveExit2(t, dir, env...)
 	require.Contains(t, out, "AUTHPIPE_LISTEN_ADDR")
 	require.Contains(t, out, "AUTHPIPE_PROFILE=production")
 	require.Contains(t, out, "AUTHPIPE_DEV_ALLOW_NETWORK_LISTEN=true")
-	_, err = os.Stat(filepath.Join(cmd.Dir, "data"))
+	_, err := os.Stat(filepath.Join(dir, "data"))
 	require.ErrorIs(t, err, os.ErrNotExist, "nothing created: no database, no generated key")
 
 	// The explicit opt-in runs dev on the network.
