@@ -69,7 +69,13 @@ func (o *oauthRun) connect(sessionPath string, body map[string]any) string {
 		require.NoError(t, err)
 		return u
 	}
-	authURL := hop(o.p.base+"/v1/connect/"+sess["id"].(string), http.StatusFound)
+	// The connect page, then its form, posted from the public URL's origin.
+	res, err := oauthtest.StartConnect(b, o.p.base+"/v1/connect/"+sess["id"].(string), o.p.app.Config.PublicURL)
+	require.NoError(t, err)
+	_ = res.Body.Close()
+	require.Equal(t, http.StatusFound, res.StatusCode)
+	authURL, err := url.Parse(res.Header.Get("Location"))
+	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(authURL.String(), o.as.AuthorizationURL()))
 	cb := hop(authURL.String(), http.StatusSeeOther)
 	code, state := cb.Query().Get("code"), cb.Query().Get("state")

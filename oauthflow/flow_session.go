@@ -119,27 +119,23 @@ type Started struct {
 	Nonce   string
 }
 
-// Start is the browser's first request for session id: it makes the state, the PKCE
-// verifier and (unless nonce, the browser's flow cookie, is a well-formed one already:
-// a browser in two flows keeps one nonce, so both stay bound) the browser nonce, and
+// Start is the browser's POST of the connect page's form for session id (flow_page.go):
+// with formToken, the page's token for this session, it makes the state, the PKCE
+// verifier and (unless nonce, the browser's flow cookie, is a well-formed one already: a
+// browser in two flows keeps one nonce, so both stay bound) the browser nonce, and
 // records them in the session once.
-func (f *Flows) Start(ctx context.Context, id, nonce string) (Started, error) {
-	// The id's MAC before anything else: an id this deployment did not make never reaches
-	// the store.
-	switch ok, err := f.keys.CheckSessionID(ctx, id); {
-	case err != nil:
-		return Started{}, err
-	case !ok:
-		return Started{}, problem.ErrNotFound
-	}
-	cs, err := f.store.ConnectSession(ctx, id)
+func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started, error) {
+	cs, err := f.pendingSession(ctx, id)
 	if err != nil {
 		return Started{}, err
 	}
-	now := f.now().UTC()
-	if cs.StartedAt != nil || cs.UsedAt != nil || !now.Before(cs.ExpiresAt) {
-		return Started{}, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired")
+	switch ok, err := f.keys.CheckFormToken(ctx, cs.ID, formToken); {
+	case err != nil:
+		return Started{}, err
+	case !ok:
+		return Started{}, problem.ErrForbidden.WithDetail("the connect form's token does not match this connect link")
 	}
+	now := f.now().UTC()
 	cfg, err := f.providers.FlowConfig(ctx, cs.WorkspaceID, cs.Provider)
 	if err != nil {
 		return Started{}, err

@@ -13,14 +13,16 @@ import (
 )
 
 // The connect flows as a service (API.md "Connect", docs/oauth.md): a connect session is
-// created for an application (CreateSession, Reconnect), started by the end user's
-// browser (Start: state, PKCE verifier, browser binding, authorization URL) and completed
+// created for an application (CreateSession, Reconnect), shown to the end user's browser
+// (Preview: the connect page, flow_page.go), started by the page's form (Start: state,
+// PKCE verifier, browser binding, authorization URL) and completed
 // at the callback (Complete: MAC'd state, single use, RFC 9207 issuer, code exchange,
 // sealed tokens, the connection with its audit event). The HTTP layer only parses,
 // sets the flow cookie, redirects and renders; everything it needs decided is decided
 // here, once.
 //
-// The session id in the connect URL is the browser's capability to start the flow, once.
+// The session id in the connect URL is the browser's capability to start the flow, once,
+// by the POST of the connect page's form.
 // The state, PKCE verifier and browser nonce are made when the browser starts it: the
 // store keeps the state's SHA-256, the verifier sealed, and an HMAC of the nonce. The
 // state and the session id carry their own MACs, checked before the store is asked
@@ -29,6 +31,7 @@ import (
 // FlowStore is what the connect flows need of the store (vault/store satisfies it).
 type FlowStore interface {
 	Connection(ctx context.Context, workspaceID, id string) (store.Connection, error)
+	Workspace(ctx context.Context, id string) (store.Workspace, error)
 	CreateConnectSession(ctx context.Context, cs store.ConnectSession) error
 	ConnectSession(ctx context.Context, id string) (store.ConnectSession, error)
 	StartConnectSession(ctx context.Context, id string, st store.SessionStart, now time.Time) error
@@ -71,6 +74,10 @@ type FlowKeys interface {
 	// BindBrowser returns the stored binding of session sessionID to the browser nonce.
 	BindBrowser(ctx context.Context, sessionID, nonce string) ([]byte, error)
 	VerifyBrowser(ctx context.Context, sessionID, nonce string, stored []byte) (bool, error)
+	// FormToken returns the connect page's form token for session sessionID;
+	// CheckFormToken checks one (hmac.Equal).
+	FormToken(ctx context.Context, sessionID string) (string, error)
+	CheckFormToken(ctx context.Context, sessionID, token string) (bool, error)
 }
 
 // Sealer seals and opens the flows' secrets (vault.Keyring of purpose credentials).

@@ -37,7 +37,9 @@ func chromiumPath(t *testing.T) string {
 // application's return page; then the application fetches the token.
 func TestConnectFlowInChromium(t *testing.T) {
 	bin := chromiumPath(t)
-	f := newFlow(t, store.SQLite, oauthtest.Options{}) // login form, no auto-consent
+	// The public URL is the server's own address: the connect page's POST must come
+	// from its origin.
+	f := newFlowEnv(t, store.SQLite, oauthtest.Options{}, map[string]string{"AUTHPIPE_PUBLIC_URL": "self"}) // login form, no auto-consent
 	f.as.SetIss(oauthtest.IssCorrect)
 	_, connectURL := f.session(nil)
 
@@ -61,18 +63,29 @@ func TestConnectFlowInChromium(t *testing.T) {
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
 
-	err := chromedp.Do(bctx,
-		chromedp.Navigate(connectURL),
+	// The connect page: which provider, for which application. A GET consumes nothing,
+	// so the page is loaded twice before its button is clicked.
+	err := chromedp.Do(bctx, chromedp.Navigate(connectURL), chromedp.WaitVisible(chromedp.ID("continue")))
+	if errors.Is(err, exec.ErrNotFound) {
+		storetest.RequireOrSkip(t, "Chromium", err)
+	}
+	require.NoError(t, err)
+	provider, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("provider")))
+	require.NoError(t, err)
+	require.Equal(t, "Fosite", provider)
+	application, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("application")))
+	require.NoError(t, err)
+	require.Equal(t, "default", application, "the workspace's name")
+	require.NoError(t, chromedp.Do(bctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("continue"))))
+
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.ID("continue")),
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), "alice"),
 		chromedp.SendKeys(chromedp.ID("password"), "wonderland"),
 		chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("done")),
-	)
-	if errors.Is(err, exec.ErrNotFound) {
-		storetest.RequireOrSkip(t, "Chromium", err)
-	}
-	require.NoError(t, err)
+	))
 	landed, err := chromedp.Run(bctx, chromedp.Location())
 	require.NoError(t, err)
 	page, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("done")))

@@ -3,8 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
+	"strings"
 
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -63,4 +66,38 @@ func (fk *flowKeys) verifyLegacyBinding(ctx context.Context, sessionID, nonce st
 		return false, nil
 	}
 	return oauthflow.VerifyBinding(k.MAC([]byte(legacyFlowKeyLabel)), sessionID, nonce, stored), nil
+}
+
+// The connect page's form token (oauthflow.Flows.Preview): kid ‖ ":" ‖ base64url of
+// HMAC-SHA256(state key, formTokenLabel ‖ session id), under the active state key and
+// checked under the key its kid names (verify-only keys outlive a session).
+const formTokenLabel = "authpipe-proxy connect form token v1"
+
+// FormToken returns the connect page's form token for session sessionID.
+func (fk *flowKeys) FormToken(ctx context.Context, sessionID string) (string, error) {
+	k, err := fk.state.Active(ctx)
+	if err != nil {
+		return "", fmt.Errorf("proxy: form token key: %w", err)
+	}
+	return k.KID() + string(flowBindingSep) + base64.RawURLEncoding.EncodeToString(k.MAC([]byte(formTokenLabel), []byte(sessionID))), nil
+}
+
+// CheckFormToken reports whether token is session sessionID's form token.
+func (fk *flowKeys) CheckFormToken(ctx context.Context, sessionID, token string) (bool, error) {
+	kid, mac, ok := strings.Cut(token, string(flowBindingSep))
+	if !ok || kid == "" || len(token) > 200 {
+		return false, nil
+	}
+	got, err := base64.RawURLEncoding.DecodeString(mac)
+	if err != nil {
+		return false, nil
+	}
+	k, err := fk.state.ByKid(ctx, kid)
+	if err != nil {
+		return false, fmt.Errorf("proxy: form token key: %w", err)
+	}
+	if k == nil {
+		return false, nil
+	}
+	return hmac.Equal(k.MAC([]byte(formTokenLabel), []byte(sessionID)), got), nil
 }

@@ -47,6 +47,10 @@ func newClockHarness(t *testing.T, dialect string, env map[string]string, clock 
 	for k, v := range env {
 		vars[k] = v
 	}
+	srv := httptest.NewUnstartedServer(nil)
+	if vars["AUTHPIPE_PUBLIC_URL"] == "self" { // the server's own address: what a real browser reaches
+		vars["AUTHPIPE_PUBLIC_URL"] = "http://" + srv.Listener.Addr().String()
+	}
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	require.NoError(t, err)
 	logs := &syncBuffer{}
@@ -57,7 +61,9 @@ func newClockHarness(t *testing.T, dialect string, env map[string]string, clock 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Audit.Run(ctx); close(done) }()
-	h := &harness{t: t, app: a, logs: logs, srv: httptest.NewServer(a.Server.Handler())}
+	srv.Config.Handler = a.Server.Handler()
+	srv.Start()
+	h := &harness{t: t, app: a, logs: logs, srv: srv}
 	t.Cleanup(func() {
 		h.srv.Close()
 		a.Audit.Stop(context.Background())
@@ -79,6 +85,7 @@ type flow struct {
 	callback string
 	ret      string
 	key      string // connections:write + tokens:read
+	origin   string // the public URL's origin, which the connect page's POST comes from
 
 	mu      sync.Mutex
 	secrets []string // codes, states and verifiers seen: none may reach a log or a body
@@ -87,8 +94,18 @@ type flow struct {
 
 func newFlow(t *testing.T, dialect string, opts oauthtest.Options) *flow {
 	t.Helper()
-	f := &flow{t: t, clock: &testClock{}}
-	f.h = newClockHarness(t, dialect, nil, f.clock)
+	return newFlowEnv(t, dialect, opts, nil)
+}
+
+// newFlowEnv is newFlow with more settings; AUTHPIPE_PUBLIC_URL "self" is the harness's
+// own address (what a real browser must reach).
+func newFlowEnv(t *testing.T, dialect string, opts oauthtest.Options, env map[string]string) *flow {
+	t.Helper()
+	f := &flow{t: t, clock: &testClock{}, origin: "http://127.0.0.1:8080"}
+	f.h = newClockHarness(t, dialect, env, f.clock)
+	if env["AUTHPIPE_PUBLIC_URL"] == "self" {
+		f.origin = f.h.srv.URL
+	}
 	f.callback = f.h.srv.URL + "/v1/oauth/callback"
 	f.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		f.appHits.Add(1)
@@ -125,7 +142,27 @@ func (f *flow) browser() *browser {
 
 func (b *browser) get(raw string) (*http.Response, string) {
 	b.f.t.Helper()
-	res, err := b.c.Get(raw)
+	req, err := http.NewRequest(http.MethodGet, raw, nil)
+	require.NoError(b.f.t, err)
+	return b.do(req)
+}
+
+// start reads the connect page and posts its form from the public URL's origin: the
+// response is the flow's 302 to the provider.
+func (b *browser) start(connectURL string) *http.Response {
+	b.f.t.Helper()
+	res, page := b.get(connectURL)
+	require.Equal(b.f.t, http.StatusOK, res.StatusCode, page)
+	require.Empty(b.f.t, res.Header.Values("Set-Cookie"), "the page sets no cookie")
+	token, ok := oauthtest.ConnectFormToken(page)
+	require.True(b.f.t, ok, page)
+	res, _ = b.do(oauthtest.ConnectPost(connectURL, token, b.f.origin))
+	return res
+}
+
+func (b *browser) do(req *http.Request) (*http.Response, string) {
+	b.f.t.Helper()
+	res, err := b.c.Do(req)
 	require.NoError(b.f.t, err)
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
@@ -154,7 +191,7 @@ func (f *flow) session(body map[string]any) (string, string) {
 	id := r.Body["id"].(string)
 	require.True(f.t, strings.HasPrefix(id, "cs_"))
 	connectURL := r.Body["connect_url"].(string)
-	require.Equal(f.t, "http://127.0.0.1:8080/v1/connect/"+id, connectURL, "built from AUTHPIPE_PUBLIC_URL")
+	require.Equal(f.t, f.origin+"/v1/connect/"+id, connectURL, "built from AUTHPIPE_PUBLIC_URL")
 	exp, err := time.Parse(time.RFC3339, r.Body["expires_at"].(string))
 	require.NoError(f.t, err)
 	require.WithinDuration(f.t, f.clock.now().Add(10*time.Minute), exp, 5*time.Second)
@@ -165,7 +202,7 @@ func (f *flow) session(body map[string]any) (string, string) {
 // endpoint and returns the callback URL the provider redirected to (not yet followed).
 func (f *flow) toCallback(b *browser, connectURL string) *url.URL {
 	f.t.Helper()
-	res, _ := b.get(connectURL)
+	res := b.start(connectURL)
 	authURL := location(f.t, res)
 	q := authURL.Query()
 	require.Equal(f.t, f.as.AuthorizationURL(), authURL.Scheme+"://"+authURL.Host+authURL.Path)
@@ -383,7 +420,7 @@ func TestConnectRejectedCallbacks(t *testing.T) {
 	})
 	t.Run("connect link used twice or expired", func(t *testing.T) {
 		_, connectURL := f.session(nil)
-		res, _ := b.get(connectURL)
+		res := b.start(connectURL)
 		require.Equal(t, http.StatusFound, res.StatusCode)
 		res, body := b.get(connectURL)
 		require.Equal(t, http.StatusBadRequest, res.StatusCode, body)
@@ -444,7 +481,7 @@ func TestConnectProviderError(t *testing.T) {
 	b := f.browser()
 	for provided, want := range map[string]string{"access_denied": "access_denied", "<b>evil</b> text": "provider_error"} {
 		_, connectURL := f.session(nil)
-		res, _ := b.get(connectURL)
+		res := b.start(connectURL)
 		state := location(t, res).Query().Get("state")
 		res, body := b.get(f.callback + "?" + url.Values{"state": {state}, "error": {provided},
 			"error_description": {"SENTINEL provider text"}}.Encode())
@@ -463,7 +500,7 @@ func TestConnectProviderError(t *testing.T) {
 		"callback_urls": []string{f.callback}, "authorization_url": f.as.AuthorizationURL(), "token_url": f.as.TokenURL(),
 	}), 200, "")
 	_, connectURL := f.session(map[string]any{"provider": "noreturn", "end_user_id": "u"})
-	res, _ := b.get(connectURL)
+	res := b.start(connectURL)
 	state := location(t, res).Query().Get("state")
 	res, body := b.get(f.callback + "?" + url.Values{"state": {state}, "error": {"access_denied"}}.Encode())
 	require.Equal(t, http.StatusOK, res.StatusCode)
@@ -543,8 +580,8 @@ func TestFlowCookieOnHTTPSPublicURL(t *testing.T) {
 		"client_secret": clientSecret}), 200, "")
 	r := h.expect(h.do("POST", "/v1/connect/sessions", bootstrapKey, map[string]any{"provider": "gh", "end_user_id": "u"}), 201, "")
 	require.True(t, strings.HasPrefix(r.Body["connect_url"].(string), "https://proxy.example.com/v1/connect/cs_"))
-	res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).
-		Get(h.srv.URL + "/v1/connect/" + r.Body["id"].(string))
+	res, err := oauthtest.StartConnect(&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		h.srv.URL+"/v1/connect/"+r.Body["id"].(string), "https://proxy.example.com")
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusFound, res.StatusCode)

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/providers"
@@ -20,7 +21,8 @@ import (
 // oauthflow.Flows:
 //
 //	POST /v1/connect/sessions         the application asks for a session    (API key)
-//	GET  /v1/connect/{session}        the browser starts it: 302 to provider (no API key)
+//	GET  /v1/connect/{session}        the browser's connect page, consumes nothing (no API key)
+//	POST /v1/connect/{session}        the page's form starts it: 302 to provider (no API key)
 //	GET  /v1/oauth/callback           the provider sends the browser back    (no API key)
 //	POST /v1/connections/{id}/reconnect  a session that restores a connection (API key)
 
@@ -87,12 +89,47 @@ func (a *connectAPI) renderSession(c *gin.Context, cs store.ConnectSession, err 
 		ExpiresAt: cs.ExpiresAt})
 }
 
-// handleStart is the browser's first request: the flow is started, the flow
-// cookie set and the browser redirected to the provider.
+// handlePage is the browser's GET of a connect link: the connect page, which consumes
+// nothing (a link scanner's GET leaves the session as it was).
+func (a *connectAPI) handlePage(c *gin.Context) {
+	page, err := a.flows.Preview(c.Request.Context(), c.Param("session"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	nonce := ids.Random(16)
+	h := c.Writer.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "same-origin") // the POST carries Origin and Referer; the provider gets neither path nor query
+	h.Set("X-Frame-Options", "DENY")
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	c.Status(http.StatusOK)
+	_ = connectPage.Execute(c.Writer, map[string]string{"Nonce": nonce, "Provider": page.Provider,
+		"Application": page.Application, "Action": a.publicURL + "/v1/connect/" + c.Param("session"), "Token": page.FormToken})
+}
+
+var connectPage = template.Must(template.New("connect").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Connect {{.Provider}}</title>
+<style nonce="{{.Nonce}}">body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1rem;padding:.5rem 1rem}</style></head>
+<body><h1>Connect {{.Provider}}</h1>
+<p><strong id="application">{{.Application}}</strong> asks to connect your <strong id="provider">{{.Provider}}</strong> account.
+You will sign in at {{.Provider}} and choose what to allow.</p>
+<form method="post" action="{{.Action}}"><input type="hidden" name="form_token" value="{{.Token}}">
+<button type="submit" id="continue">Continue to {{.Provider}}</button></form>
+</body></html>`))
+
+// handleStart is the connect page's POST: after the origin check (the request comes from
+// a page of the public URL) and the form token, the flow is started, the flow cookie set
+// and the browser redirected to the provider. A refused POST consumes nothing.
 func (a *connectAPI) handleStart(c *gin.Context) {
+	if !sameOrigin(c.Request, a.publicURL) {
+		fail(c, problem.ErrForbidden.WithDetail("the connect form must be posted from the connect page"))
+		return
+	}
 	cookieName, secure := a.flowCookieName()
 	nonce, _ := c.Cookie(cookieName)
-	st, err := a.flows.Start(c.Request.Context(), c.Param("session"), nonce)
+	st, err := a.flows.Start(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), nonce)
 	if err != nil {
 		fail(c, err)
 		return
@@ -100,6 +137,30 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: st.Nonce, Path: "/", MaxAge: int(oauthflow.SessionLifetime / time.Second),
 		Secure: secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	redirect(c, st.AuthURL)
+}
+
+// sameOrigin reports whether r comes from a page of publicURL's origin: its Origin
+// header, or without one its Referer, names that origin.
+func sameOrigin(r *http.Request, publicURL string) bool {
+	want := originOf(publicURL)
+	got := r.Header.Get("Origin")
+	if got == "" {
+		got = r.Header.Get("Referer")
+	}
+	return want != "" && originOf(got) == want
+}
+
+// originOf is the serialized origin (RFC 6454) of an absolute http(s) URL, or "".
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return ""
+	}
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); u.Scheme == "https" && p == "443" || u.Scheme == "http" && p == "80" {
+		host = strings.ToLower(u.Hostname())
+	}
+	return u.Scheme + "://" + host
 }
 
 // redirect answers 302 with only a Location header: no body that would repeat the URL

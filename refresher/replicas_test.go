@@ -183,7 +183,7 @@ func (cl *cluster) connect() string {
 	require.Equal(cl.t, 201, code, "%v", body)
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar}
-	res, err := browser.Get(body["connect_url"].(string))
+	res, err := oauthtest.StartConnect(browser, body["connect_url"].(string), "") // the connect page, then its form
 	require.NoError(cl.t, err)
 	res.Body.Close()
 	id := res.Request.URL.Query().Get("connection_id")

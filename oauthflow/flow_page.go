@@ -1,0 +1,70 @@
+package oauthflow
+
+import (
+	"context"
+
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// The connect page. A connect link is a bearer capability, and mail and chat link scanners
+// open links: so GET /v1/connect/{session} only shows a page (Preview) saying which
+// provider the end user is about to connect and for which application, whose one form
+// POSTs back to the same URL with a form token bound to the session; only that POST
+// (Start, after the HTTP layer's origin check) starts the flow and uses the session up.
+
+// Page is what the connect page shows and carries.
+type Page struct {
+	// Provider is the provider's display name.
+	Provider string
+	// Application is the name of the workspace the session belongs to.
+	Application string
+	// FormToken goes back in the form's POST (FlowKeys.FormToken).
+	FormToken string
+}
+
+// Preview checks session id as Start does (its MAC, then that it exists, is unused and
+// unexpired) and returns the page, changing nothing.
+func (f *Flows) Preview(ctx context.Context, id string) (Page, error) {
+	cs, err := f.pendingSession(ctx, id)
+	if err != nil {
+		return Page{}, err
+	}
+	cfg, err := f.providers.FlowConfig(ctx, cs.WorkspaceID, cs.Provider)
+	if err != nil {
+		return Page{}, err
+	}
+	ws, err := f.store.Workspace(ctx, cs.WorkspaceID)
+	if err != nil {
+		return Page{}, err
+	}
+	token, err := f.keys.FormToken(ctx, cs.ID)
+	if err != nil {
+		return Page{}, err
+	}
+	name := cfg.DisplayName
+	if name == "" {
+		name = cs.Provider
+	}
+	return Page{Provider: name, Application: ws.Name, FormToken: token}, nil
+}
+
+// pendingSession returns session id when it may still be started: its MAC holds (checked
+// before the store is asked, so an id this deployment did not make never reaches it), and
+// it exists, was never started or used, and has not expired.
+func (f *Flows) pendingSession(ctx context.Context, id string) (store.ConnectSession, error) {
+	switch ok, err := f.keys.CheckSessionID(ctx, id); {
+	case err != nil:
+		return store.ConnectSession{}, err
+	case !ok:
+		return store.ConnectSession{}, problem.ErrNotFound
+	}
+	cs, err := f.store.ConnectSession(ctx, id)
+	if err != nil {
+		return store.ConnectSession{}, err
+	}
+	if cs.StartedAt != nil || cs.UsedAt != nil || !f.now().UTC().Before(cs.ExpiresAt) {
+		return store.ConnectSession{}, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired")
+	}
+	return cs, nil
+}
