@@ -332,6 +332,7 @@ func TestDeleteWorkspace(t *testing.T) {
 	conn := h.expect(h.do("POST", "/v1/connections", key, map[string]any{"provider": "stripe", "end_user_id": "u",
 		"api_key": stripeKeyAlice}), 201, "").Body["id"].(string)
 	h.expect(h.do("GET", "/v1/connections/"+conn+"/token", key, nil), 200, "")
+	h.expect(h.do("GET", "/v1/audit/verify", key, nil), 200, "") // leaves its verified checkpoint
 	db := h.app.Store.DB()
 	var deks int64
 	require.NoError(t, db.Table("deks").Where("workspace_id = ?", wsID).Count(&deks).Error)
@@ -340,7 +341,7 @@ func TestDeleteWorkspace(t *testing.T) {
 	h.expect(h.do("DELETE", "/v1/workspaces/"+store.DefaultWorkspaceID, bootstrapKey, nil), 409, "conflict")
 	h.expect(h.do("DELETE", "/v1/workspaces/"+wsID, key, nil), 403, "forbidden")
 	h.expect(h.do("DELETE", "/v1/workspaces/"+wsID, bootstrapKey, nil), 204, "")
-	for _, table := range []string{"deks", "connections", "credentials", "api_keys", "audit_events", "audit_heads"} {
+	for _, table := range []string{"deks", "connections", "credentials", "api_keys", "audit_events", "audit_heads", "audit_verifications"} {
 		var n int64
 		require.NoError(t, db.Table(table).Where("workspace_id = ?", wsID).Count(&n).Error)
 		require.Zero(t, n, table)

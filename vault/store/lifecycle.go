@@ -355,7 +355,7 @@ func (s *Store) DeleteWorkspace(ctx context.Context, workspaceID, actor string) 
 			}
 		}
 		for _, m := range []any{&Credential{}, &Revocation{}, &ProviderSecret{}, &Provider{}, &APIKey{}, &ConnectSession{},
-			&WebhookDelivery{}, &WebhookEndpoint{}, &auditRow{}, &auditHead{}, &auditAnchor{}} {
+			&WebhookDelivery{}, &WebhookEndpoint{}, &auditRow{}, &auditHead{}, &auditAnchor{}, &auditVerification{}} {
 			if err := tx.Where("workspace_id = ?", workspaceID).Delete(m).Error; err != nil {
 				return err
 			}
