@@ -81,7 +81,7 @@ func refreshBench(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer st.DB().Exec(`DELETE FROM workspaces WHERE id = ?`, ws.ID)
-	if err := seedDue(ctx, st, creds, ws.ID, *n); err != nil {
+	if err := seedDue(ctx, st, creds, ws.ID, *n, p); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -134,7 +134,8 @@ func benchStore(ctx context.Context, dir, dbURL string) (*store.Store, *vault.Ke
 }
 
 // seedDue inserts n OAuth connections due now, with sealed tokens, in batches.
-func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, wsID string, n int) error {
+func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, wsID string, n int, p oauthflow.Provider) error {
+	access, refresh := p.AccessTokenOrigins(), p.RefreshTokenOrigins()
 	now := time.Now().UTC()
 	exp := now.Add(time.Minute)
 	conns := make([]store.Connection, 0, n)
@@ -144,15 +145,16 @@ func seedDue(ctx context.Context, st *store.Store, creds *vault.Keyring, wsID st
 		conns = append(conns, store.Connection{ID: id, WorkspaceID: wsID, Provider: "bench-refresh", EndUserID: "u",
 			AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{}, ExpiresAt: &exp, NextRefreshAt: &exp,
 			Version: 1, CreatedAt: now, UpdatedAt: now})
-		at, err := creds.Seal(ctx, vault.AccessTokenBinding(wsID, id), vault.NewSecret("at"))
+		at, err := creds.Seal(ctx, vault.AccessTokenBinding(wsID, id, access), vault.NewSecret("at"))
 		if err != nil {
 			return err
 		}
-		rt, err := creds.Seal(ctx, vault.RefreshTokenBinding(wsID, id), vault.NewSecret("rt"))
+		rt, err := creds.Seal(ctx, vault.RefreshTokenBinding(wsID, id, refresh), vault.NewSecret("rt"))
 		if err != nil {
 			return err
 		}
-		cs = append(cs, store.Credential{ConnectionID: id, WorkspaceID: wsID, AccessToken: at, RefreshToken: rt, UpdatedAt: now})
+		cs = append(cs, store.Credential{ConnectionID: id, WorkspaceID: wsID, AccessToken: at, RefreshToken: rt, UpdatedAt: now,
+			AccessOrigins: store.StoredOrigins(access), RefreshOrigins: store.StoredOrigins(refresh)})
 	}
 	if err := st.DB().CreateInBatches(conns, 500).Error; err != nil {
 		return err

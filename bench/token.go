@@ -87,12 +87,12 @@ func tokenBench(ctx context.Context, args []string, out io.Writer) error {
 	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: ws.ID, Provider: "github", EndUserID: "bench",
 		AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{"repo"}, ExpiresAt: &exp, NextRefreshAt: &next,
 		Version: 1, CreatedAt: now, UpdatedAt: now}
-	at, err := a.Creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret("gho_"+ids.Random(27)))
+	at, err := a.Creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, vault.Origins{}), vault.NewSecret("gho_"+ids.Random(27)))
 	if err != nil {
 		return err
 	}
 	if err := a.Store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, AccessToken: at,
-		TokenType: "Bearer", UpdatedAt: now}); err != nil {
+		TokenType: "Bearer", AccessOrigins: store.StoredOrigins(vault.Origins{}), UpdatedAt: now}); err != nil {
 		return err
 	}
 	var keys []string // many, so that the per-key rate limit (1000/s, burst 2000) never binds; it still runs

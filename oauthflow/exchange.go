@@ -19,6 +19,8 @@ import (
 type ClientCredentials struct {
 	ClientID     string
 	ClientSecret vault.Secret
+	// SecretOrigins are the origins the client secret is bound to (nil: not bound yet).
+	SecretOrigins vault.Origins
 }
 
 // Token is a token response (RFC 6749 section 5.1) with its secrets wrapped.

@@ -123,12 +123,17 @@ func (e *flowError) Error() string { return "connect: " + e.code }
 // exchange exchanges the code with the sealed verifier and stores the connection (a new
 // one, or the one the session reconnects) with its sealed tokens and its audit event.
 func (f *Flows) exchange(ctx context.Context, cs store.ConnectSession, p Provider, code string, now time.Time) (store.Connection, error) {
-	verifier, err := f.creds.Open(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID), cs.PKCEVerifier)
+	verifierOrigins := store.BoundOrigins(cs.VerifierOrigins)
+	verifier, err := f.creds.Open(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID, verifierOrigins), cs.PKCEVerifier)
 	if err != nil {
 		return store.Connection{}, err
 	}
 	client, err := f.providers.ClientCredentials(ctx, cs.WorkspaceID, cs.Provider)
 	if err != nil {
+		return store.Connection{}, err
+	}
+	use := vault.Use{WorkspaceID: cs.WorkspaceID, ConnectionID: cs.ReconnectConnectionID, Actor: cs.ID, Purpose: vault.UseCodeExchange}
+	if err := vault.CheckOrigin(ctx, f.audit, use, p.TokenURL, append(client.SecretBindings(), verifierOrigins)...); err != nil {
 		return store.Connection{}, err
 	}
 	hc, err := f.clientFor(p)
@@ -169,12 +174,16 @@ func (f *Flows) exchange(ctx context.Context, cs store.ConnectSession, p Provide
 	if !tok.RefreshToken.IsZero() && tok.ExpiresAt != nil {
 		conn.NextRefreshAt = tok.ExpiresAt
 	}
-	cred := store.Credential{ConnectionID: connID, WorkspaceID: cs.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now}
-	if cred.AccessToken, err = f.creds.Seal(ctx, vault.AccessTokenBinding(cs.WorkspaceID, connID), tok.AccessToken); err != nil {
+	// Bound to the provider's origins as configured now: a later change of its URLs does
+	// not move these tokens.
+	access, refresh := p.AccessTokenOrigins(), p.RefreshTokenOrigins()
+	cred := store.Credential{ConnectionID: connID, WorkspaceID: cs.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now,
+		AccessOrigins: store.StoredOrigins(access), RefreshOrigins: store.StoredOrigins(refresh)}
+	if cred.AccessToken, err = f.creds.Seal(ctx, vault.AccessTokenBinding(cs.WorkspaceID, connID, access), tok.AccessToken); err != nil {
 		return store.Connection{}, err
 	}
 	if !tok.RefreshToken.IsZero() {
-		if cred.RefreshToken, err = f.creds.Seal(ctx, vault.RefreshTokenBinding(cs.WorkspaceID, connID), tok.RefreshToken); err != nil {
+		if cred.RefreshToken, err = f.creds.Seal(ctx, vault.RefreshTokenBinding(cs.WorkspaceID, connID, refresh), tok.RefreshToken); err != nil {
 			return store.Connection{}, err
 		}
 	}

@@ -158,7 +158,8 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 	if err != nil {
 		return Started{}, problem.ErrInvalidRequest.WithDetail("the provider configuration cannot make an authorization request").WithCause(err)
 	}
-	sealed, err := f.creds.Seal(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID),
+	verifierOrigins := cfg.Provider.VerifierOrigins()
+	sealed, err := f.creds.Seal(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID, verifierOrigins),
 		vault.NewSecret(verifier))
 	if err != nil {
 		return Started{}, err
@@ -168,7 +169,7 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 		return Started{}, err
 	}
 	err = f.store.StartConnectSession(ctx, cs.ID, store.SessionStart{StateHash: stateHash, PKCEVerifier: sealed,
-		BrowserBinding: binding}, now)
+		VerifierOrigins: store.StoredOrigins(verifierOrigins), BrowserBinding: binding}, now)
 	if errors.Is(err, store.ErrConflict) {
 		return Started{}, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired")
 	}

@@ -113,6 +113,7 @@ type Flows struct {
 	keys      FlowKeys
 	creds     Sealer
 	clientFor func(Provider) (*http.Client, error)
+	audit     audit.Appender // records origin-check refusals: the store, when it is an Appender
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -124,6 +125,7 @@ func NewFlows(deps FlowDeps, opts ...FlowOption) (*Flows, error) {
 	}
 	f := &Flows{store: deps.Store, providers: deps.Providers, keys: deps.Keys, creds: deps.Creds, clientFor: deps.ClientFor,
 		log: slog.New(slog.DiscardHandler), now: time.Now}
+	f.audit, _ = deps.Store.(audit.Appender)
 	for _, o := range opts {
 		o(f)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,11 +24,20 @@ import (
 type plainSealer struct{}
 
 func (plainSealer) Seal(_ context.Context, b vault.Binding, s vault.Secret) ([]byte, error) {
-	return []byte(b.WorkspaceID + "|" + b.OwnerID + "|" + b.Field + "|" + s.Reveal()), nil
+	return []byte(plainPrefix(b) + s.Reveal()), nil
+}
+
+// plainPrefix is what stands in for the associated data: the binding, origins included.
+func plainPrefix(b vault.Binding) string {
+	p := b.WorkspaceID + "|" + b.OwnerID + "|" + b.Field + "|"
+	if b.Origins.Bound() {
+		p += "origins=" + strings.Join(b.Origins, ",") + "|"
+	}
+	return p
 }
 
 func (plainSealer) Open(_ context.Context, b vault.Binding, env []byte) (vault.Secret, error) {
-	prefix := b.WorkspaceID + "|" + b.OwnerID + "|" + b.Field + "|"
+	prefix := plainPrefix(b)
 	if len(env) < len(prefix) || string(env[:len(prefix)]) != prefix {
 		return vault.Secret{}, errors.New("binding mismatch")
 	}
@@ -39,8 +49,12 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 
 func newService(t *testing.T) (*providers.Service, *store.Store, *clock) {
+	return newServiceOn(t, store.SQLite)
+}
+
+func newServiceOn(t *testing.T, dialect string) (*providers.Service, *store.Store, *clock) {
 	t.Helper()
-	st := storetest.Open(t, store.SQLite)
+	st := storetest.Open(t, dialect)
 	require.NoError(t, st.EnsureDefaultWorkspace(context.Background()))
 	cat, err := oauthflow.LoadCatalog()
 	require.NoError(t, err)

@@ -55,7 +55,8 @@ func (s *Service) Client(ctx context.Context, e Entry) (oauthflow.ClientCredenti
 	case err != nil:
 		return oauthflow.ClientCredentials{}, err
 	}
-	if client.ClientSecret, err = s.secrets.Open(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID), sec.Sealed); err != nil {
+	client.SecretOrigins = store.BoundOrigins(sec.Origins)
+	if client.ClientSecret, err = s.secrets.Open(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID, client.SecretOrigins), sec.Sealed); err != nil {
 		return oauthflow.ClientCredentials{}, err
 	}
 	return client, nil

@@ -99,11 +99,14 @@ func (s *Service) Put(ctx context.Context, workspaceID, actor string, r Request,
 	}
 	var ps *store.ProviderSecret
 	if secret != nil && !secret.IsZero() {
-		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id), *secret)
+		// Bound to the token, refresh and revocation origins of the configuration stored
+		// with it; a secret kept by a later update keeps its binding.
+		origins := cfg.RefreshTokenOrigins()
+		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *secret)
 		if err != nil {
 			return View{}, err
 		}
-		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), UpdatedAt: now}
+		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), Origins: store.StoredOrigins(origins), UpdatedAt: now}
 	}
 	doc, err := json.Marshal(cfg)
 	if err != nil {

@@ -52,7 +52,9 @@ func TestTokenCacheAcrossReplicas(t *testing.T) {
 		ok    func(r resp) bool
 	}{
 		{"reconnect: a new credential", func(t *testing.T, ws, id string) {
-			sealed, err := h1.app.Creds.Seal(context.Background(), vault.APIKeyBinding(ws, id),
+			var cr store.Credential
+			require.NoError(t, h1.app.Store.DB().Where("connection_id = ?", id).Take(&cr).Error)
+			sealed, err := h1.app.Creds.Seal(context.Background(), vault.APIKeyBinding(ws, id, store.BoundOrigins(cr.AccessOrigins)),
 				vault.NewSecret("sk_test_second00000000000"))
 			require.NoError(t, err)
 			require.NoError(t, h1.app.Store.DB().Model(&store.Credential{}).Where("connection_id = ?", id).

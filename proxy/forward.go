@@ -149,6 +149,10 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	if hc, err = s.boundClient(ctx, hc, target, tok, p.KeyID); err != nil { // forward_origin.go
+		fail(c, err)
+		return
+	}
 	resp, err := s.forwardWithRetries(c, hc, target, prov, cred, body, replayable, p.WorkspaceID, cc.ID)
 	if err != nil {
 		fail(c, problem.Upstream(outbound.Redact(err)))

@@ -500,12 +500,16 @@ func addOAuthConn(t *testing.T, h *harness, at string, exp *time.Time) string {
 	t.Helper()
 	now := time.Now().UTC()
 	connID := ids.New(ids.Connection)
-	sealed, err := h.app.Creds.Seal(t.Context(), vault.AccessTokenBinding(store.DefaultWorkspaceID, connID), vault.NewSecret(at))
+	prov, err := h.app.Providers.ResolveCached(t.Context(), store.DefaultWorkspaceID, "oprov")
+	require.NoError(t, err)
+	origins := prov.AccessTokenOrigins() // bound as the callback binds a new connection
+	sealed, err := h.app.Creds.Seal(t.Context(), vault.AccessTokenBinding(store.DefaultWorkspaceID, connID, origins), vault.NewSecret(at))
 	require.NoError(t, err)
 	require.NoError(t, h.app.Store.CreateConnection(t.Context(), store.Connection{ID: connID, WorkspaceID: store.DefaultWorkspaceID,
 		Provider: "oprov", EndUserID: "u", AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{},
 		ExpiresAt: exp, Version: 1, CreatedAt: now, UpdatedAt: now},
-		store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer", UpdatedAt: now}))
+		store.Credential{ConnectionID: connID, WorkspaceID: store.DefaultWorkspaceID, AccessToken: sealed, TokenType: "Bearer",
+			AccessOrigins: store.StoredOrigins(origins), UpdatedAt: now}))
 	return connID
 }
 

@@ -103,12 +103,14 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		EndUserID: req.EndUserID, AuthMode: string(oauthflow.AuthModeAPIKey), Status: store.StatusActive,
 		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now,
 		NextRefreshAt: &now} // the refresher's sweep health-checks it (or unschedules it if the provider has no check)
-	sealed, err := s.creds.Seal(ctx, vault.APIKeyBinding(p.WorkspaceID, conn.ID), req.APIKey)
+	origins := prov.APIKeyOrigins() // the key goes to these origins only, whatever the provider says later
+	sealed, err := s.creds.Seal(ctx, vault.APIKeyBinding(p.WorkspaceID, conn.ID, origins), req.APIKey)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: p.WorkspaceID, APIKey: sealed, UpdatedAt: now}
+	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: p.WorkspaceID, APIKey: sealed,
+		AccessOrigins: store.StoredOrigins(origins), UpdatedAt: now}
 	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionCreated, Actor: p.KeyID,
 		ConnectionID: conn.ID, Outcome: audit.Success, Data: dataJSON("provider", req.Provider)}
 	if err := s.store.CreateConnection(ctx, conn, cred, ev); err != nil {

@@ -44,12 +44,13 @@ func (f *flow) storedTokens(id string) (access, refresh string) {
 	f.t.Helper()
 	var cred store.Credential
 	require.NoError(f.t, f.h.app.Store.DB().Where("connection_id = ?", id).Take(&cred).Error)
-	open := func(bind func(workspaceID, connectionID string) vault.Binding, env []byte) string {
-		sec, err := f.h.app.Creds.Open(context.Background(), bind(store.DefaultWorkspaceID, id), env)
+	open := func(bind func(workspaceID, connectionID string, o vault.Origins) vault.Binding, o *store.Strings, env []byte) string {
+		sec, err := f.h.app.Creds.Open(context.Background(), bind(store.DefaultWorkspaceID, id, store.BoundOrigins(o)), env)
 		require.NoError(f.t, err)
 		return sec.Reveal()
 	}
-	return open(vault.AccessTokenBinding, cred.AccessToken), open(vault.RefreshTokenBinding, cred.RefreshToken)
+	return open(vault.AccessTokenBinding, cred.AccessOrigins, cred.AccessToken),
+		open(vault.RefreshTokenBinding, cred.RefreshOrigins, cred.RefreshToken)
 }
 
 // refreshAtProvider tries a refresh grant with token at the provider and returns the status.

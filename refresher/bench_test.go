@@ -68,20 +68,22 @@ func seed(b *testing.B, e *env, n int) {
 	exp := now.Add(time.Minute)
 	conns := make([]store.Connection, 0, n)
 	creds := make([]store.Credential, 0, n)
+	ao, ro := e.bindings()
 	for range n {
 		id := ids.New(ids.Connection)
 		conns = append(conns, store.Connection{ID: id, WorkspaceID: store.DefaultWorkspaceID, Provider: "bench", EndUserID: "u",
 			AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{}, ExpiresAt: &exp, NextRefreshAt: &exp,
 			Version: 1, CreatedAt: now, UpdatedAt: now})
-		at, err := e.creds.Seal(ctx, vault.AccessTokenBinding(store.DefaultWorkspaceID, id), vault.NewSecret("at"))
+		at, err := e.creds.Seal(ctx, vault.AccessTokenBinding(store.DefaultWorkspaceID, id, ao), vault.NewSecret("at"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		rt, err := e.creds.Seal(ctx, vault.RefreshTokenBinding(store.DefaultWorkspaceID, id), vault.NewSecret("rt"))
+		rt, err := e.creds.Seal(ctx, vault.RefreshTokenBinding(store.DefaultWorkspaceID, id, ro), vault.NewSecret("rt"))
 		if err != nil {
 			b.Fatal(err)
 		}
-		creds = append(creds, store.Credential{ConnectionID: id, WorkspaceID: store.DefaultWorkspaceID, AccessToken: at, RefreshToken: rt, UpdatedAt: now})
+		creds = append(creds, store.Credential{ConnectionID: id, WorkspaceID: store.DefaultWorkspaceID, AccessToken: at, RefreshToken: rt, UpdatedAt: now,
+			AccessOrigins: store.StoredOrigins(ao), RefreshOrigins: store.StoredOrigins(ro)})
 	}
 	if err := e.store.DB().CreateInBatches(conns, 500).Error; err != nil {
 		b.Fatal(err)

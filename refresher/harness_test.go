@@ -48,7 +48,11 @@ type fakeProviders struct {
 
 func (f *fakeProviders) Provider(context.Context, string, string) (oauthflow.Provider, oauthflow.ClientCredentials, error) {
 	f.calls.Add(1)
-	return *f.p.Load(), f.cc, nil
+	p, cc := *f.p.Load(), f.cc
+	if !cc.ClientSecret.IsZero() && cc.SecretOrigins == nil {
+		cc.SecretOrigins = p.RefreshTokenOrigins() // as if stored with the current configuration
+	}
+	return p, cc, nil
 }
 
 func newEnv(t testing.TB, dialect string) *env {
@@ -81,6 +85,14 @@ func (e *env) setProvider(p oauthflow.Provider, cc oauthflow.ClientCredentials) 
 	e.provs.cc = cc
 }
 
+// bindings are the origins a credential stored now is bound to: the current provider's.
+func (e *env) bindings() (access, refresh vault.Origins) {
+	if p := e.provs.p.Load(); p != nil {
+		return p.AccessTokenOrigins(), p.RefreshTokenOrigins()
+	}
+	return vault.Origins{}, vault.Origins{}
+}
+
 func (e *env) refresher(cfg refresher.Config, opts ...refresher.Option) *refresher.Refresher {
 	e.t.Helper()
 	r, err := refresher.New(cfg, refresher.Deps{Store: e.store, Creds: e.creds, Providers: e.provs, HTTPClient: e.hc}, opts...)
@@ -102,15 +114,33 @@ func (e *env) addConn(access, refresh string, exp time.Time) store.Connection {
 	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "test", EndUserID: "u",
 		AuthMode: "oauth2", Status: store.StatusActive, Scopes: store.Strings{"read"}, ExpiresAt: &exp, NextRefreshAt: &exp,
 		Version: 1, CreatedAt: now, UpdatedAt: now}
-	cred := store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, TokenType: "Bearer", UpdatedAt: now}
+	ao, ro := e.bindings()
+	cred := store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, TokenType: "Bearer", UpdatedAt: now,
+		AccessOrigins: store.StoredOrigins(ao), RefreshOrigins: store.StoredOrigins(ro)}
 	var err error
-	cred.AccessToken, err = e.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret(access))
+	cred.AccessToken, err = e.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, ao), vault.NewSecret(access))
 	require.NoError(e.t, err)
 	if refresh != "" {
-		cred.RefreshToken, err = e.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), vault.NewSecret(refresh))
+		cred.RefreshToken, err = e.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID, ro), vault.NewSecret(refresh))
 		require.NoError(e.t, err)
 	}
 	require.NoError(e.t, e.store.CreateConnection(ctx, c, cred))
+	return c
+}
+
+// addAPIKeyConn stores an API-key connection of provider "stripe" due for a health check,
+// its key bound to the current provider's origins.
+func (e *env) addAPIKeyConn(key string) store.Connection {
+	e.t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "stripe", EndUserID: "u",
+		AuthMode: "api_key", Status: store.StatusActive, Scopes: store.Strings{}, NextRefreshAt: &now, Version: 1, CreatedAt: now, UpdatedAt: now}
+	o := e.provs.p.Load().APIKeyOrigins()
+	sealed, err := e.creds.Seal(ctx, vault.APIKeyBinding(c.WorkspaceID, c.ID, o), vault.NewSecret(key))
+	require.NoError(e.t, err)
+	require.NoError(e.t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID,
+		APIKey: sealed, AccessOrigins: store.StoredOrigins(o), UpdatedAt: now}))
 	return c
 }
 
@@ -122,12 +152,12 @@ func (e *env) row(id string) store.ConnectionCredential {
 }
 
 // open opens the connection's access token, or its refresh token when bind is
-// vault.RefreshTokenBinding.
-func (e *env) open(cc store.ConnectionCredential, bind func(workspaceID, connectionID string) vault.Binding) string {
+// vault.RefreshTokenBinding, with the binding stored beside it.
+func (e *env) open(cc store.ConnectionCredential, bind func(workspaceID, connectionID string, o vault.Origins) vault.Binding) string {
 	e.t.Helper()
-	b, blob := bind(cc.WorkspaceID, cc.ID), cc.Credential.AccessToken
-	if b == vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID) {
-		blob = cc.Credential.RefreshToken
+	b, blob := bind(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.AccessOrigins)), cc.Credential.AccessToken
+	if b.Field == vault.RefreshTokenBinding("", "", nil).Field {
+		b, blob = bind(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.RefreshOrigins)), cc.Credential.RefreshToken
 	}
 	sec, err := e.creds.Open(context.Background(), b, blob)
 	require.NoError(e.t, err)

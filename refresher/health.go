@@ -46,6 +46,11 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 	}
 	key := cred.Secret
 	defer key.Wipe()
+	use := vault.Use{WorkspaceID: cc.WorkspaceID, ConnectionID: cc.ID, Actor: actor, Purpose: vault.UseHealthCheck}
+	if err := vault.CheckOrigin(ctx, r.audit, use, prov.HealthCheckURL, cred.Origins); err != nil {
+		release(r.cfg.HealthInterval) // nothing sent; checked again later (a reconnect rebinds the key)
+		return
+	}
 	status, err := r.probe(ctx, prov, key)
 	next := now.Add(r.cfg.HealthInterval + r.cfg.Lead).UTC()
 	switch {

@@ -117,7 +117,8 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 	}
 	// A refresh that cannot even start (KMS down, provider configuration gone) backs off
 	// like a transient provider failure, so neither the sweep nor requests spin on it.
-	rt, err := r.creds.Open(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), cred.RefreshToken)
+	rtOrigins := store.BoundOrigins(cred.RefreshOrigins)
+	rt, err := r.creds.Open(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID, rtOrigins), cred.RefreshToken)
 	if err != nil {
 		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
 		if res.err != nil {
@@ -130,6 +131,14 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 	if err != nil {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
+	}
+	use := vault.Use{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor, Purpose: vault.UseRefresh}
+	if err := vault.CheckOrigin(ctx, r.audit, use, prov.RefreshTokenURL(), append(client.SecretBindings(), rtOrigins)...); err != nil {
+		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "origin_changed", cause: err})
+		if res.err != nil {
+			res.err = err
+		}
+		return res, retry
 	}
 	hc, err := r.clientFor(prov) // the provider's TLS floor and pins (provider_tls.go)
 	if err != nil {
@@ -171,9 +180,14 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 	if tok.Scopes != nil {
 		rc.Scopes = store.Strings(tok.Scopes)
 	}
+	// The new tokens keep the connection's binding, not the provider's current origins.
+	var access, refresh vault.Origins
+	if cred := cl.Row.Credential; cred != nil {
+		access, refresh = store.BoundOrigins(cred.AccessOrigins), store.BoundOrigins(cred.RefreshOrigins)
+	}
 	var err error
-	if rc.AccessToken, err = r.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
-		rc.RefreshToken, err = r.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID), tok.RefreshToken)
+	if rc.AccessToken, err = r.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, access), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
+		rc.RefreshToken, err = r.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID, refresh), tok.RefreshToken)
 	}
 	if err != nil {
 		// The provider answered but the vault cannot seal: the new tokens are lost. The

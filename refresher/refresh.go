@@ -197,6 +197,7 @@ type Refresher struct {
 	cfg       Config
 	store     Store
 	creds     Sealer
+	audit     audit.Appender // records origin-check refusals: the store, when it is an Appender
 	providers Providers
 	http      *http.Client
 	now       func() time.Time
@@ -232,6 +233,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Refresher, error) {
 	r := &Refresher{cfg: cfg, store: deps.Store, creds: deps.Creds, providers: deps.Providers, http: deps.HTTPClient,
 		now: time.Now, log: slog.New(slog.DiscardHandler), process: host + "/" + hex.EncodeToString(b[:]),
 		limits: newHostLimits(cfg.PerProvider), fail: loadFailpoint(), commits: committer{store: deps.Store, max: maxCommitters}}
+	r.audit, _ = deps.Store.(audit.Appender)
 	for _, o := range opts {
 		o(r)
 	}

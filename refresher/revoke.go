@@ -34,6 +34,7 @@ const (
 	codeRevocationUnsupported = "revocation_unsupported"
 	codeProviderUnavailable   = "provider_unavailable"
 	codeProviderMissing       = "provider_missing"
+	codeOriginChanged         = "origin_changed"
 )
 
 // revokeTimeout bounds one revocation attempt (both tokens).
@@ -60,6 +61,7 @@ var _ RevocationStore = (*store.Store)(nil)
 type Revocations struct {
 	store     RevocationStore
 	creds     Sealer
+	audit     audit.Appender
 	providers Providers
 	clientFor func(oauthflow.Provider) (*http.Client, error)
 	now       func() time.Time
@@ -72,7 +74,7 @@ func NewRevocations(r *Refresher, st RevocationStore) (*Revocations, error) {
 	if r == nil || st == nil {
 		return nil, errors.New("refresher: revocations need a Refresher and a store")
 	}
-	return &Revocations{store: st, creds: r.creds, providers: r.providers, clientFor: r.clientFor, now: r.now,
+	return &Revocations{store: st, creds: r.creds, audit: r.audit, providers: r.providers, clientFor: r.clientFor, now: r.now,
 		log: r.log}, nil
 }
 
@@ -105,16 +107,26 @@ func (v *Revocations) atProvider(ctx context.Context, cc store.ConnectionCredent
 	}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
+	use := vault.Use{WorkspaceID: cc.WorkspaceID, ConnectionID: cc.ID, Actor: actor, Purpose: vault.UseRevoke}
 	for _, t := range []struct {
 		bind vault.Binding
 		hint oauthflow.TokenTypeHint
 		env  []byte
 	}{
-		{vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
-		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), oauthflow.HintAccessToken, cc.Credential.AccessToken},
+		{vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.RefreshOrigins)),
+			oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
+		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.AccessOrigins)),
+			oauthflow.HintAccessToken, cc.Credential.AccessToken},
 	} {
 		if len(t.env) == 0 {
 			continue
+		}
+		if err := vault.CheckOrigin(ctx, v.audit, use, p.RevocationURL, append(client.SecretBindings(), t.bind.Origins)...); err != nil {
+			var oe *vault.OriginError
+			if errors.As(err, &oe) && oe.Unbound {
+				return v.retryable(ctx, cc, err) // bound by the binding migration, then tried again
+			}
+			return revokeAttempt{outcome: store.NotRevocable, code: codeOriginChanged}
 		}
 		tok, err := v.creds.Open(ctx, t.bind, t.env)
 		if err != nil {

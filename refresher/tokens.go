@@ -44,7 +44,11 @@ type Credential struct {
 	TokenType string             // an access token's type ("Bearer" when the provider named none)
 	ExpiresAt *time.Time         // an access token's expiry; nil when it does not expire
 	Scopes    []string           // the granted scopes as stored
-	Conn      store.Connection
+	// Origins are the origins Secret is bound to: every call that presents it passes
+	// vault.CheckOrigin with them first (the token endpoint hands it to the application
+	// and checks nothing).
+	Origins vault.Origins
+	Conn    store.Connection
 }
 
 // Tokens serves credentials: the decision above and the opening. Safe for concurrent use.
@@ -139,11 +143,12 @@ func openCredential(ctx context.Context, creds Opener, cc store.ConnectionCreden
 	}
 	var bind vault.Binding
 	var sealed []byte
+	out.Origins = store.BoundOrigins(cc.Credential.AccessOrigins)
 	switch out.Kind {
 	case oauthflow.AuthModeAPIKey:
-		bind, sealed = vault.APIKeyBinding(cc.WorkspaceID, cc.ID), cc.Credential.APIKey
+		bind, sealed = vault.APIKeyBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.APIKey
 	case oauthflow.AuthModeOAuth2:
-		bind, sealed = vault.AccessTokenBinding(cc.WorkspaceID, cc.ID), cc.Credential.AccessToken
+		bind, sealed = vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.AccessToken
 		out.TokenType, out.ExpiresAt = tokenType(cc.Credential.TokenType), cc.ExpiresAt
 	default:
 		return out, fmt.Errorf("refresher: connection %s: unknown auth mode %q", cc.ID, cc.AuthMode)

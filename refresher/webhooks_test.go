@@ -14,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/refresher"
@@ -109,12 +108,7 @@ func TestHealthChecksMarkErrorAndRecover(t *testing.T) {
 	e.setProvider(oauthflow.Provider{AuthMode: oauthflow.AuthModeAPIKey, HealthCheckURL: hs.URL + "/me",
 		APIKeyAuth: oauthflow.APIKeyHeader, APIKeyHeader: "X-Api-Key", APIKeyFormat: "{key}"}, oauthflow.ClientCredentials{})
 
-	now := time.Now().UTC()
-	c := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: store.DefaultWorkspaceID, Provider: "stripe", EndUserID: "u",
-		AuthMode: "api_key", Status: store.StatusActive, Scopes: store.Strings{}, NextRefreshAt: &now, Version: 1, CreatedAt: now, UpdatedAt: now}
-	sealed, err := e.creds.Seal(ctx, vault.APIKeyBinding(c.WorkspaceID, c.ID), vault.NewSecret("key-SECRET"))
-	require.NoError(t, err)
-	require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, APIKey: sealed, UpdatedAt: now}))
+	c := e.addAPIKeyConn("key-SECRET")
 
 	r := e.refresher(refresher.Config{HealthInterval: time.Millisecond, Lead: time.Minute})
 	st, err := r.Sweep(ctx)

@@ -1,9 +1,27 @@
 package vault
 
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+)
+
 // The bindings of every sealed value the proxy stores. Each part of a Binding goes into
 // the associated data, so these names and the system workspace id are part of every
 // stored ciphertext: changing one makes the values sealed under it unopenable.
 // bindings_test.go pins the encoded associated data of each constructor.
+//
+// A credential (access token, refresh token, API key, client secret, PKCE verifier) is
+// also bound to the origins it may be presented to (DESIGN.md "Where a credential may
+// go"): they are fixed when it is sealed, stored beside the ciphertext, and read back to
+// open it, so an edit of the stored origins makes it unopenable. CheckOrigin is the one
+// check every credential-bearing call makes before it sends anything.
 
 // Field names of sealed values.
 const (
@@ -16,34 +34,42 @@ const (
 	fieldProxyKey      = "key"
 )
 
+// originsPart introduces the origins in the associated data of a bound value.
+const originsPart = "origins"
+
 // SystemWorkspaceID is the workspace that owns the proxy's own keys (state, API-key hash,
 // webhook and checkpoint key sets), sealed under the client-secret keyring.
 const SystemWorkspaceID = "_system"
 
-// AccessTokenBinding is where a connection's sealed OAuth access token belongs.
-func AccessTokenBinding(workspaceID, connectionID string) Binding {
-	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAccessToken}
+// AccessTokenBinding is where a connection's sealed OAuth access token belongs, and the
+// origins it may be presented to (the API base, the health check, the revocation endpoint).
+func AccessTokenBinding(workspaceID, connectionID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAccessToken, Origins: origins}
 }
 
-// RefreshTokenBinding is where a connection's sealed OAuth refresh token belongs.
-func RefreshTokenBinding(workspaceID, connectionID string) Binding {
-	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldRefreshToken}
+// RefreshTokenBinding is where a connection's sealed OAuth refresh token belongs, and the
+// origins it may be presented to (the token, refresh and revocation endpoints).
+func RefreshTokenBinding(workspaceID, connectionID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldRefreshToken, Origins: origins}
 }
 
-// APIKeyBinding is where a connection's sealed API key belongs.
-func APIKeyBinding(workspaceID, connectionID string) Binding {
-	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAPIKey}
+// APIKeyBinding is where a connection's sealed API key belongs, and the origins it may be
+// presented to (the API base and the health check).
+func APIKeyBinding(workspaceID, connectionID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAPIKey, Origins: origins}
 }
 
-// PKCEVerifierBinding is where a connect session's sealed PKCE code verifier belongs.
-func PKCEVerifierBinding(workspaceID, sessionID string) Binding {
-	return Binding{WorkspaceID: workspaceID, OwnerID: sessionID, Field: fieldPKCEVerifier}
+// PKCEVerifierBinding is where a connect session's sealed PKCE code verifier belongs, and
+// the origin it may be presented to (the token endpoint).
+func PKCEVerifierBinding(workspaceID, sessionID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: sessionID, Field: fieldPKCEVerifier, Origins: origins}
 }
 
 // ClientSecretBinding is where a provider configuration's sealed OAuth client secret
-// belongs; providerID is the configuration's row id.
-func ClientSecretBinding(workspaceID, providerID string) Binding {
-	return Binding{WorkspaceID: workspaceID, OwnerID: providerID, Field: fieldClientSecret}
+// belongs (providerID is the configuration's row id), and the origins it may be presented
+// to (the token, refresh and revocation endpoints).
+func ClientSecretBinding(workspaceID, providerID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: providerID, Field: fieldClientSecret, Origins: origins}
 }
 
 // WebhookSecretBinding is where a workspace's sealed webhook signing secret belongs; the
@@ -56,3 +82,114 @@ func WebhookSecretBinding(workspaceID string) Binding {
 func ProxyKeyBinding(kid string) Binding {
 	return Binding{WorkspaceID: SystemWorkspaceID, OwnerID: kid, Field: fieldProxyKey}
 }
+
+// Origins is the canonical, sorted set of origins (scheme://host:port, lower case, the
+// default port explicit) a credential is bound to. nil means not bound (a value stored
+// before origin binding, until the binding migration binds it); a bound credential's
+// Origins is never nil, even when empty.
+type Origins []string
+
+// Bound reports whether o is a binding at all (see Origins).
+func (o Origins) Bound() bool { return o != nil }
+
+// Contains reports whether origin (canonical, OriginOf) is in o.
+func (o Origins) Contains(origin string) bool {
+	_, ok := slices.BinarySearch(o, origin)
+	return ok && origin != ""
+}
+
+// NewOrigins is the binding of the given endpoint URLs: their origins, canonical, sorted,
+// without duplicates. An empty URL, or one that names no usable origin (a template URL
+// still holding a {placeholder}), adds nothing: a credential is never bound to it. The
+// result is never nil.
+func NewOrigins(urls ...string) Origins {
+	out := Origins{}
+	for _, u := range urls {
+		if o := OriginOf(u); o != "" && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// OriginOf is the canonical origin of an absolute http(s) URL, or "" when raw has none.
+func OriginOf(raw string) string {
+	if raw == "" || strings.ContainsAny(raw, "{}") {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return ""
+	}
+	if s := strings.ToLower(u.Scheme); s != "https" && s != "http" {
+		return ""
+	}
+	return outbound.Origin(u.Scheme, u.Host)
+}
+
+// ErrOriginNotBound: a credential-bearing call's destination is not an origin the
+// credential is bound to (or the credential is not bound yet); nothing was sent. The HTTP
+// layer answers 409 origin_changed.
+var ErrOriginNotBound = problem.Sentinel(problem.ErrOriginChanged, "vault: destination origin is not bound to the credential")
+
+// Purposes of credential-bearing calls, as CheckOrigin's audit event names them.
+const (
+	UseCodeExchange = "code_exchange"
+	UseRefresh      = "refresh"
+	UseRevoke       = "revoke"
+	UseHealthCheck  = "health_check"
+	UseForward      = "forward"
+)
+
+// Use names one credential-bearing call for CheckOrigin's audit event.
+type Use struct {
+	WorkspaceID  string
+	ConnectionID string // "" when the call belongs to no connection yet (a code exchange)
+	Actor        string
+	Purpose      string // one of the Use… constants
+}
+
+// CheckOrigin is the one origin check of every credential-bearing call: the origin of
+// dest must be in every binding the call carries (the credential's, and the client
+// secret's when one is sent). A refusal is recorded as a credential.binding_refused event
+// through rec (when not nil: the refusal stands even if recording fails) and returned as an
+// error wrapping ErrOriginNotBound; the caller sends nothing. The event names the
+// workspace, connection, destination origin and purpose, never a secret.
+func CheckOrigin(ctx context.Context, rec audit.Appender, use Use, dest string, bound ...Origins) error {
+	origin := OriginOf(dest)
+	for _, b := range bound {
+		if b.Bound() && b.Contains(origin) {
+			continue
+		}
+		reason := "not_bound"
+		if !b.Bound() {
+			reason = "unbound"
+		}
+		if rec != nil {
+			data, _ := json.Marshal(map[string]string{"origin": origin, "purpose": use.Purpose, "reason": reason})
+			_ = rec.AppendEvents(context.WithoutCancel(ctx), audit.Event{WorkspaceID: use.WorkspaceID,
+				Type: audit.BindingRefused, Actor: use.Actor, ConnectionID: use.ConnectionID, Outcome: audit.Failure,
+				ErrorCode: "origin_changed", Data: string(data)})
+		}
+		return &OriginError{Origin: origin, Purpose: use.Purpose, Unbound: !b.Bound()}
+	}
+	return nil
+}
+
+// OriginError is CheckOrigin's refusal; errors.Is(err, ErrOriginNotBound) holds.
+type OriginError struct {
+	Origin  string // the destination's origin ("" when it had none)
+	Purpose string
+	Unbound bool // the credential is not bound yet (fail closed until the migration binds it)
+}
+
+func (e *OriginError) Error() string {
+	if e.Unbound {
+		return "vault: " + e.Purpose + " to " + e.Origin + " refused: the credential is not bound to origins yet"
+	}
+	return "vault: " + e.Purpose + " to " + e.Origin + " refused: not an origin the credential is bound to"
+}
+
+// Unwrap makes errors.Is(err, ErrOriginNotBound) hold (and carries its problem).
+func (e *OriginError) Unwrap() error { return ErrOriginNotBound }

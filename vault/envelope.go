@@ -49,6 +49,10 @@ type Binding struct {
 	OwnerID string
 	// Field names the sealed value (bindings.go has the constructor of each).
 	Field string
+	// Origins are the origins a sealed credential may be presented to (bindings.go); nil
+	// for a value that is not bound to origins, which encodes as the three parts above
+	// alone.
+	Origins Origins
 }
 
 func (b Binding) validate() error {
@@ -141,7 +145,12 @@ func appendLP[T string | []byte](dst []byte, parts ...T) []byte {
 
 func appendAAD(dst, header []byte, purpose Purpose, b Binding) []byte {
 	dst = appendLP(dst, header)
-	return appendLP(dst, b.WorkspaceID, b.OwnerID, b.Field, string(purpose))
+	dst = appendLP(dst, b.WorkspaceID, b.OwnerID, b.Field, string(purpose))
+	if b.Origins != nil {
+		dst = appendLP(dst, originsPart)
+		dst = appendLP(dst, b.Origins...)
+	}
+	return dst
 }
 
 // SealEnvelope seals plaintext under aead (an AES-256-GCM instance of the DEK named

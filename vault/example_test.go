@@ -29,7 +29,7 @@ func Example() {
 		panic(err)
 	}
 
-	b := vault.AccessTokenBinding("ws_1", "conn_1")
+	b := vault.AccessTokenBinding("ws_1", "conn_1", vault.NewOrigins("https://api.github.com/"))
 	sealed, err := kr.Seal(ctx, b, vault.NewSecret("gho_16C7e42F292c6912E7710c838347Ae178B4a"))
 	if err != nil {
 		panic(err)
@@ -40,7 +40,7 @@ func Example() {
 	}
 	fmt.Println(token, token.Prefix(4), token.Len())
 
-	_, err = kr.Open(ctx, vault.AccessTokenBinding("ws_1", "conn_2"), sealed)
+	_, err = kr.Open(ctx, vault.AccessTokenBinding("ws_1", "conn_2", vault.NewOrigins("https://api.github.com/")), sealed)
 	fmt.Println(err)
 	// Output:
 	// [REDACTED] gho_ 40

@@ -82,7 +82,7 @@ func rwKeyring(t testing.TB, s vault.DEKStore, ring *kms.Ring, opts ...vault.Opt
 const rwLoadPause = time.Millisecond
 
 func rwBinding(i int) vault.Binding {
-	return vault.AccessTokenBinding(fmt.Sprintf("ws_%06d", i), fmt.Sprintf("conn_%06d", i))
+	return vault.AccessTokenBinding(fmt.Sprintf("ws_%06d", i), fmt.Sprintf("conn_%06d", i), nil)
 }
 
 func rwRandInt(t testing.TB, n int) int {

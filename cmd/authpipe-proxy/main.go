@@ -8,6 +8,7 @@
 //	authpipe-proxy audit verify               verify every workspace's audit chain
 //	authpipe-proxy purge [--dry-run]          hard-delete what is past retention
 //	authpipe-proxy kek rotate|status          re-wrap every DEK under the current KEKs
+//	authpipe-proxy bind-origins               bind credentials stored before origin binding
 //	authpipe-proxy version
 //
 // Every command reads the configuration of serve (environment, --config FILE). Settings
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = keysCmd(ctx, rest, stdout)
 	case "purge":
 		err = purge(ctx, rest, stdout)
+	case "bind-origins":
+		err = bindOrigins(ctx, rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "authpipe-proxy", version)
 		return 0
@@ -91,6 +94,7 @@ commands:
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress
   keys rotate --purpose P               rotate a proxy key: apikey-hash|state|webhook|checkpoint
+  bind-origins                          bind credentials stored before origin binding (the server does it at start-up)
   version                               print the version
 
 Every command takes --config FILE and the settings of 'authpipe-proxy serve --help'.`

@@ -56,6 +56,11 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	go func() {
 		defer wg.Done()
 		a.bootstrapLoop(bg)
+		if bg.Err() == nil { // after migrations: the binding columns exist
+			// This goroutine still counts in wg, so Wait has not returned.
+			wg.Add(1)
+			go func() { defer wg.Done(); a.bindOriginsLoop(bg) }() // bindorigins.go
+		}
 		if a.ControlPlane != nil && bg.Err() == nil { // after migrations: the outbox exists
 			a.ControlPlane.Run(bg, configImport{a.Providers})
 		}

@@ -27,6 +27,9 @@ const (
 	WorkspaceCreated       = "workspace.created"
 	WorkspaceUpdated       = "workspace.updated"
 	KEKRotated             = "kek.rotated"
+	// BindingRefused: a credential-bearing call was not made because its destination's
+	// origin is not one the credential is bound to (vault.CheckOrigin).
+	BindingRefused = "credential.binding_refused"
 )
 
 // Outcomes.

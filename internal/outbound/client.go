@@ -153,7 +153,7 @@ func (c *Client) ForwardClient() *http.Client {
 			case base == nil:
 				c.report(Event{Kind: EventRedirectRefused, Host: req.URL.Hostname(), Detail: "no redirect scope"})
 				return http.ErrUseLastResponse
-			case origin(req.URL.Scheme, req.URL.Host) != origin(base.Scheme, base.Host):
+			case Origin(req.URL.Scheme, req.URL.Host) != Origin(base.Scheme, base.Host):
 				c.report(Event{Kind: EventRedirectRefused, Host: req.URL.Hostname(), Detail: "cross-origin"})
 				return http.ErrUseLastResponse
 			case !UnderBasePath(base.EscapedPath(), req.URL.EscapedPath()):
@@ -205,8 +205,9 @@ func UnderBasePath(basePath, p string) bool {
 // CloseIdleConnections closes pooled connections (on shutdown, or after a policy change).
 func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
 
-// origin is scheme://host:port in lower case with the default port made explicit.
-func origin(scheme, hostport string) string {
+// Origin is scheme://host:port in lower case with the default port made explicit (the
+// form vault's origin bindings keep).
+func Origin(scheme, hostport string) string {
 	scheme = strings.ToLower(scheme)
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {

@@ -301,12 +301,12 @@ func TestUnderBasePath(t *testing.T) {
 }
 
 func TestOrigin(t *testing.T) {
-	require.Equal(t, origin("https", "Example.com"), origin("HTTPS", "example.com:443"))
-	require.Equal(t, origin("http", "example.com"), origin("http", "example.com:80"))
-	require.NotEqual(t, origin("http", "example.com"), origin("https", "example.com"))
-	require.NotEqual(t, origin("https", "example.com"), origin("https", "example.com:8443"))
-	require.NotEqual(t, origin("https", "example.com"), origin("https", "example.com.evil"))
-	require.Equal(t, origin("https", "[::1]"), origin("https", "[::1]:443"))
+	require.Equal(t, Origin("https", "Example.com"), Origin("HTTPS", "example.com:443"))
+	require.Equal(t, Origin("http", "example.com"), Origin("http", "example.com:80"))
+	require.NotEqual(t, Origin("http", "example.com"), Origin("https", "example.com"))
+	require.NotEqual(t, Origin("https", "example.com"), Origin("https", "example.com:8443"))
+	require.NotEqual(t, Origin("https", "example.com"), Origin("https", "example.com.evil"))
+	require.Equal(t, Origin("https", "[::1]"), Origin("https", "[::1]:443"))
 }
 
 func TestRedact(t *testing.T) {

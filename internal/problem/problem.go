@@ -109,6 +109,7 @@ var (
 	ErrMethodNotAllowed    = New(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
 	ErrConflict            = New(http.StatusConflict, "conflict", "Conflict")
 	ErrNeedsReauth         = New(http.StatusConflict, "needs_reauth", "The connection needs to be re-authorized")
+	ErrOriginChanged       = New(http.StatusConflict, "origin_changed", "The destination is not an origin the credential is bound to")
 	ErrDisconnected        = New(http.StatusGone, "disconnected", "The connection is disconnected")
 	ErrPayloadTooLarge     = New(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body too large")
 	ErrUnsupportedMedia    = New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")

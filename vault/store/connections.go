@@ -39,12 +39,14 @@ type ConnectionCredential struct {
 
 type connCredRow struct {
 	Connection
-	CredConnectionID *string `gorm:"column:cred_connection_id"`
-	CredAccessToken  []byte  `gorm:"column:cred_access_token"`
-	CredRefreshToken []byte  `gorm:"column:cred_refresh_token"`
-	CredAPIKey       []byte  `gorm:"column:cred_api_key"`
-	CredTokenType    string  `gorm:"column:cred_token_type"`
-	CredUpdatedAt    *time.Time
+	CredConnectionID   *string  `gorm:"column:cred_connection_id"`
+	CredAccessToken    []byte   `gorm:"column:cred_access_token"`
+	CredRefreshToken   []byte   `gorm:"column:cred_refresh_token"`
+	CredAPIKey         []byte   `gorm:"column:cred_api_key"`
+	CredTokenType      string   `gorm:"column:cred_token_type"`
+	CredAccessOrigins  *Strings `gorm:"column:cred_access_origins"`
+	CredRefreshOrigins *Strings `gorm:"column:cred_refresh_origins"`
+	CredUpdatedAt      *time.Time
 }
 
 // ConnectionWithCredential is the hot path's one indexed read: the connection and its
@@ -59,7 +61,8 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 	err := s.db.WithContext(ctx).Table("connections AS c").
 		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
 			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
-			cr.token_type AS cred_token_type, cr.updated_at AS cred_updated_at`).
+			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
+			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at`).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
 		Where("c.id = ? AND c.workspace_id = ?", id, workspaceID).Take(&row).Error
 	if err != nil {
@@ -69,7 +72,7 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 	if row.CredConnectionID != nil {
 		out.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
 			AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
-			TokenType: row.CredTokenType}
+			TokenType: row.CredTokenType, AccessOrigins: row.CredAccessOrigins, RefreshOrigins: row.CredRefreshOrigins}
 		if row.CredUpdatedAt != nil {
 			out.Credential.UpdatedAt = *row.CredUpdatedAt
 		}

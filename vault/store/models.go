@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // Strings is a list of strings kept as a JSON array in one column.
@@ -34,6 +36,26 @@ func (s *Strings) Scan(v any) error {
 		return fmt.Errorf("store: cannot scan %T into Strings", v)
 	}
 	return json.Unmarshal(b, (*[]string)(s))
+}
+
+// BoundOrigins is a stored origin binding as vault.Origins: nil (not bound) for NULL.
+func BoundOrigins(s *Strings) vault.Origins {
+	switch {
+	case s == nil:
+		return nil
+	case *s == nil:
+		return vault.Origins{}
+	}
+	return vault.Origins(*s)
+}
+
+// StoredOrigins is the column value of a binding: NULL for nil (not bound).
+func StoredOrigins(o vault.Origins) *Strings {
+	if o == nil {
+		return nil
+	}
+	s := Strings(o)
+	return &s
 }
 
 // Workspace is a tenant: every other row belongs to one.
@@ -86,7 +108,9 @@ type ProviderSecret struct {
 	WorkspaceID string
 	Sealed      []byte
 	Prefix      string
-	UpdatedAt   time.Time
+	// Origins the secret is bound to (part of its associated data); nil: not bound yet.
+	Origins   *Strings
+	UpdatedAt time.Time
 }
 
 // TableName implements gorm's tabler.
@@ -132,7 +156,11 @@ type Credential struct {
 	RefreshToken []byte
 	APIKey       []byte `gorm:"column:api_key"`
 	TokenType    string
-	UpdatedAt    time.Time
+	// AccessOrigins are the origins the access token or API key is bound to, RefreshOrigins
+	// those of the refresh token (part of each one's associated data); nil: not bound yet.
+	AccessOrigins  *Strings
+	RefreshOrigins *Strings
+	UpdatedAt      time.Time
 }
 
 // TableName implements gorm's tabler.

@@ -202,7 +202,8 @@ func (s *Store) connectionsWithCredentials(ctx context.Context, idList []string)
 	err := s.db.WithContext(ctx).Table("connections AS c").
 		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
 			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
-			cr.token_type AS cred_token_type, cr.updated_at AS cred_updated_at`).
+			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
+			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at`).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
 		Where("c.id IN ?", idList).Order("c.next_refresh_at").Find(&rows).Error
 	if err != nil {
@@ -214,7 +215,7 @@ func (s *Store) connectionsWithCredentials(ctx context.Context, idList []string)
 		if row.CredConnectionID != nil {
 			cc.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
 				AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
-				TokenType: row.CredTokenType}
+				TokenType: row.CredTokenType, AccessOrigins: row.CredAccessOrigins, RefreshOrigins: row.CredRefreshOrigins}
 		}
 		out = append(out, cc)
 	}

@@ -24,7 +24,8 @@ type ConnectSession struct {
 	ReturnURL             string
 	Scopes                Strings
 	StateHash             []byte
-	PKCEVerifier          []byte `gorm:"column:pkce_verifier"`
+	PKCEVerifier          []byte   `gorm:"column:pkce_verifier"`
+	VerifierOrigins       *Strings // the verifier's origin binding (nil: not bound)
 	BrowserBinding        []byte
 	ReconnectConnectionID string
 	ExpiresAt             time.Time
@@ -38,9 +39,11 @@ func (ConnectSession) TableName() string { return "connect_sessions" }
 
 // SessionStart is what the browser's first visit writes into a session.
 type SessionStart struct {
-	StateHash      []byte
-	PKCEVerifier   []byte // sealed
-	BrowserBinding []byte
+	StateHash    []byte
+	PKCEVerifier []byte // sealed
+	// VerifierOrigins is the verifier's origin binding (the token endpoint's origin).
+	VerifierOrigins *Strings
+	BrowserBinding  []byte
 }
 
 // CreateConnectSession stores a new, unstarted session.
@@ -72,7 +75,7 @@ func (s *Store) StartConnectSession(ctx context.Context, id string, st SessionSt
 	res := s.db.WithContext(ctx).Model(&ConnectSession{}).
 		Where("id = ? AND started_at IS NULL AND used_at IS NULL AND expires_at > ?", id, now).
 		Updates(map[string]any{"state_hash": st.StateHash, "pkce_verifier": st.PKCEVerifier,
-			"browser_binding": st.BrowserBinding, "started_at": now})
+			"verifier_origins": st.VerifierOrigins, "browser_binding": st.BrowserBinding, "started_at": now})
 	if res.Error != nil {
 		return s.classify(res.Error)
 	}

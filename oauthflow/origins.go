@@ -1,0 +1,37 @@
+package oauthflow
+
+import "github.com/authpipe/authpipe-proxy/vault"
+
+// The origins each credential of a provider is bound to when it is stored (vault's origin
+// binding, DESIGN.md "Where a credential may go"). A credential keeps the binding it was
+// stored with; a later change of the provider's URLs does not move it.
+
+// AccessTokenOrigins: the API base, the health check and the revocation endpoint.
+func (p Provider) AccessTokenOrigins() vault.Origins {
+	return vault.NewOrigins(p.APIBaseURL, p.HealthCheckURL, p.RevocationURL)
+}
+
+// APIKeyOrigins: the API base and the health check.
+func (p Provider) APIKeyOrigins() vault.Origins {
+	return vault.NewOrigins(p.APIBaseURL, p.HealthCheckURL)
+}
+
+// RefreshTokenOrigins: the token, refresh and revocation endpoints. A client secret is
+// bound to the same origins.
+func (p Provider) RefreshTokenOrigins() vault.Origins {
+	return vault.NewOrigins(p.TokenURL, p.RefreshURL, p.RevocationURL)
+}
+
+// VerifierOrigins: the token endpoint, where the PKCE verifier goes with the code.
+func (p Provider) VerifierOrigins() vault.Origins {
+	return vault.NewOrigins(p.TokenURL)
+}
+
+// SecretBindings are the bindings a token-endpoint call carries for the client: the client
+// secret's when one is sent, none for a public client.
+func (c ClientCredentials) SecretBindings() []vault.Origins {
+	if c.ClientSecret.IsZero() {
+		return nil
+	}
+	return []vault.Origins{c.SecretOrigins}
+}
