@@ -154,6 +154,8 @@ func TestEndToEndOAuthMetadataOnly(t *testing.T) {
 		"AUTHPIPE_BOOTSTRAP_API_KEY":     e2eBootstrapKey,
 		"AUTHPIPE_CONTROL_PLANE_URL":     cp.URL,
 		"AUTHPIPE_CONTROL_PLANE_TOKEN":   cpToken,
+		// The forced refreshes below follow each other at once: no throttle.
+		"AUTHPIPE_FORCED_REFRESH_INTERVAL": "1ms",
 	})
 	st, body := p.do(t, "POST", "/v1/api-keys", e2eBootstrapKey, map[string]any{"name": "e2e-oauth",
 		"scopes": []string{"connections:write", "tokens:read", "providers:write"}})

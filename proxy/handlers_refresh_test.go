@@ -40,10 +40,17 @@ func TestTokenEndpointRefreshes(t *testing.T) {
 	require.NotEqual(t, second, third, "a token inside the lead window is refreshed before it is served")
 	require.Equal(t, calls+2, f.as.TokenCalls())
 
+	// A forced refresh is one per connection per AUTHPIPE_FORCED_REFRESH_INTERVAL (30s):
+	// inside it, POST /refresh answers with the last refresh's result.
+	f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", f.key, nil), 200, "")
+	require.Equal(t, calls+2, f.as.TokenCalls(), "refreshed just now: no provider call")
+	f.clock.advance(31 * time.Second)
 	r = f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", f.key, nil), 200, "")
 	require.Equal(t, "active", r.Body["status"])
 	require.NotNil(t, r.Body["last_refreshed_at"])
 	require.Equal(t, calls+3, f.as.TokenCalls())
+	f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", f.key, nil), 200, "")
+	require.Equal(t, calls+3, f.as.TokenCalls(), "inside the interval")
 	readOnly := f.h.createKey("tokens:read")
 	f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", readOnly, nil), 403, "forbidden")
 	f.h.expect(f.h.do("POST", "/v1/connections/conn_unknown/refresh", f.key, nil), 404, "not_found")

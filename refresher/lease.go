@@ -30,7 +30,10 @@ func (r *Refresher) holder() string {
 
 // onDemand claims the connection's lease (or finds it fresh, cooling down or busy), and
 // refreshes while it holds it. A busy lease is waited out and the row re-read: the waiter
-// gets the other replica's token instead of refreshing again.
+// gets the other replica's token instead of refreshing again. A forced refresh is one
+// per connection per Config.ForcedInterval across replicas (store.ClaimRequest.Force):
+// inside the interval it is decided as an unforced one, so the caller gets the last
+// refresh's token unless the token needs refreshing anyway.
 func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration, force bool) (result, error) {
 	waitUntil := r.now().Add(r.cfg.WaitBusy)
 	claimedOnce := false
@@ -38,9 +41,6 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 		now := r.now()
 		holder := r.holder()
 		needed := func(c store.Connection) bool {
-			if force && !claimedOnce {
-				return true
-			}
 			if !r.NeedsRefresh(c, minValidity) {
 				return false
 			}
@@ -49,7 +49,7 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 			return c.LastRefreshedAt == nil || now.Sub(*c.LastRefreshedAt) >= r.cfg.MinInterval || !stillValid(c, now)
 		}
 		cl, err := r.store.ClaimRefresh(ctx, store.ClaimRequest{WorkspaceID: workspaceID, ConnectionID: connectionID,
-			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force})
+			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force && !claimedOnce, ForceInterval: r.cfg.ForcedInterval})
 		if err != nil {
 			return result{}, err
 		}

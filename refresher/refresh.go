@@ -109,6 +109,10 @@ type Config struct {
 	// MinInterval: a token refreshed this recently is served rather than refreshed again
 	// for a min_validity it cannot meet (default 1s).
 	MinInterval time.Duration
+	// ForcedInterval: at most one forced refresh (POST .../refresh, a provider's 401 to a
+	// forwarded call) per connection per interval, across replicas; callers inside it get
+	// the last refresh's result (AUTHPIPE_FORCED_REFRESH_INTERVAL, default 30s).
+	ForcedInterval time.Duration
 	// WaitBusy bounds how long a request waits for another replica's refresh (default 15s).
 	WaitBusy time.Duration
 	// HealthInterval is how often API-key connections are checked (default 1h).
@@ -129,6 +133,7 @@ func (c *Config) defaults() {
 	set(&c.BackoffBase, 10*time.Second)
 	set(&c.BackoffMax, 30*time.Minute)
 	set(&c.MinInterval, time.Second)
+	set(&c.ForcedInterval, 30*time.Second)
 	set(&c.WaitBusy, 15*time.Second)
 	set(&c.HealthInterval, time.Hour)
 	if c.Workers == 0 {
@@ -148,7 +153,7 @@ func (c *Config) defaults() {
 func (c Config) validate() error {
 	var errs []error
 	for name, d := range map[string]time.Duration{"Lead": c.Lead, "LeaseTTL": c.LeaseTTL, "BackoffBase": c.BackoffBase,
-		"BackoffMax": c.BackoffMax, "MinInterval": c.MinInterval, "WaitBusy": c.WaitBusy, "HealthInterval": c.HealthInterval} {
+		"BackoffMax": c.BackoffMax, "MinInterval": c.MinInterval, "ForcedInterval": c.ForcedInterval, "WaitBusy": c.WaitBusy, "HealthInterval": c.HealthInterval} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}

@@ -31,7 +31,8 @@ func (a *App) newRefresher(now func() time.Time) error {
 	if a.ControlPlane != nil {
 		opts = append(opts, refresher.WithEvents(refresherEvents{a.ControlPlane})) // refreshed, refresh_failed, status_changed
 	}
-	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead},
+	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead,
+		ForcedInterval: a.Config.ForcedRefreshInterval},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
 			Providers: a.Providers}, opts...)
 	if err != nil {

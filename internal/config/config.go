@@ -50,6 +50,7 @@ const (
 	EnvRateLimitPerIP              = "AUTHPIPE_RATE_LIMIT_PER_IP"
 	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
+	EnvForcedRefreshInterval       = "AUTHPIPE_FORCED_REFRESH_INTERVAL"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
 	EnvAuditCheckpointFile         = "AUTHPIPE_AUDIT_CHECKPOINT_FILE"
@@ -111,8 +112,10 @@ type Config struct {
 	// RefreshSchedule is a cron spec (5 fields or a descriptor such as "@every 30s").
 	RefreshSchedule string
 	RefreshLead     time.Duration
-	Retention       time.Duration
-	AuditRetention  time.Duration
+	// ForcedRefreshInterval: at most one forced refresh per connection per interval.
+	ForcedRefreshInterval time.Duration
+	Retention             time.Duration
+	AuditRetention        time.Duration
 	// AuditCheckpointFile is where signed audit checkpoints are appended (JSON lines);
 	// empty = the log only.
 	AuditCheckpointFile string

@@ -88,6 +88,7 @@ func TestLoadDevDefaultsWithEmptyEnv(t *testing.T) {
 	require.Empty(t, cfg.TrustedProxies)
 	require.Equal(t, "@every 30s", cfg.RefreshSchedule)
 	require.Equal(t, 10*time.Minute, cfg.RefreshLead)
+	require.Equal(t, 30*time.Second, cfg.ForcedRefreshInterval)
 	require.Equal(t, 720*time.Hour, cfg.Retention)
 	require.Equal(t, 2160*time.Hour, cfg.AuditRetention)
 	require.Equal(t, 15*time.Minute, cfg.DEKCacheTTL)
@@ -210,6 +211,7 @@ func TestRules(t *testing.T) {
 		{"malformed duration", with(dev, config.EnvRefreshLead, "10 minutes"), config.EnvRefreshLead, "is not a duration"},
 		{"days are not a duration", with(dev, config.EnvRetention, "30d"), config.EnvRetention, "is not a duration"},
 		{"zero lead", with(dev, config.EnvRefreshLead, "0s"), config.EnvRefreshLead, "not a positive duration"},
+		{"zero forced refresh interval", with(dev, config.EnvForcedRefreshInterval, "0s"), config.EnvForcedRefreshInterval, "not a positive duration"},
 		{"negative DEK cache TTL", with(dev, config.EnvDEKCacheTTL, "-1m"), config.EnvDEKCacheTTL, "-1m is not a positive duration"},
 		{"zero shutdown timeout", with(dev, config.EnvShutdownTimeout, "0"), config.EnvShutdownTimeout, "not a positive"},
 		{"zero audit retention", with(dev, config.EnvAuditRetention, "0h"), config.EnvAuditRetention, "not a positive"},
@@ -436,6 +438,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvControlPlanePins:            "sha256/" + strings.Repeat("A", 43) + "=,sha256/" + strings.Repeat("B", 43) + "=",
 		config.EnvRefreshSchedule:             "@every 1m",
 		config.EnvRefreshLead:                 "2m",
+		config.EnvForcedRefreshInterval:       "5s",
 		config.EnvRetention:                   "24h",
 		config.EnvAuditRetention:              "100h",
 		config.EnvAuditCheckpointFile:         "/var/log/authpipe/checkpoints.jsonl",

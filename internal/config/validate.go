@@ -142,6 +142,7 @@ func (c Config) check() []Issue {
 
 	addMsg(EnvRefreshSchedule, checkCron(c.RefreshSchedule))
 	addMsg(EnvRefreshLead, positive(c.RefreshLead))
+	addMsg(EnvForcedRefreshInterval, positive(c.ForcedRefreshInterval))
 	if msg := positive(c.Retention); msg != "" {
 		add(EnvRetention, "%s", msg)
 	} else if c.Retention > MaxRetention {

@@ -20,6 +20,8 @@ var ErrLeaseLost = errors.New("store: refresh lease lost")
 
 // RefreshState is a connection's row of refresh_state: the cross-replica refresh lease
 // and the backoff of transient failures. A connection without a row has neither.
+// UpdatedAt is the time of the last refresh activity (a lease claimed or released, a
+// result or failure recorded): the throttle of forced refreshes reads it.
 type RefreshState struct {
 	ConnectionID   string `gorm:"primaryKey"`
 	LeaseHolder    string
@@ -65,8 +67,19 @@ type ClaimRequest struct {
 	// Needed says whether the connection, as read under the lock, still needs a refresh.
 	// nil means always.
 	Needed func(Connection) bool
-	// Force ignores the backoff of transient failures (not a 429's Retry-After).
-	Force bool
+	// Force refreshes whatever Needed says and ignores the backoff of transient failures
+	// (not a 429's Retry-After), unless the connection had refresh activity within
+	// ForceInterval before Now (RefreshState.UpdatedAt): then the claim is decided as an
+	// unforced one, except that a running backoff answers ClaimCooldown, so forced
+	// refreshes of a connection happen at most once per interval across replicas and
+	// callers inside it get the last refresh's result, success or failure.
+	Force         bool
+	ForceInterval time.Duration
+}
+
+// forced reports whether a claim's Force applies given the connection's refresh state.
+func (req ClaimRequest) forced(st RefreshState, now time.Time) bool {
+	return req.Force && (st.UpdatedAt.IsZero() || !now.Before(st.UpdatedAt.Add(req.ForceInterval)))
 }
 
 // Claim is ClaimRefresh's answer: the outcome, the locked row and its refresh state.
@@ -100,6 +113,8 @@ func (s *Store) ClaimRefresh(ctx context.Context, req ClaimRequest) (Claim, erro
 			return err
 		}
 		out.State = st
+		forced := req.forced(st, now)
+		backoff := st.BackoffUntil != nil && st.BackoffUntil.After(now)
 		switch {
 		case c.Status != StatusActive && !(c.Status == StatusError && c.AuthMode == "api_key"):
 			out.Outcome = ClaimInactive
@@ -113,10 +128,14 @@ func (s *Store) ClaimRefresh(ctx context.Context, req ClaimRequest) (Claim, erro
 			// re-reads rather than hand out a token that is about to die.
 			out.Outcome = ClaimBusy
 			return nil
-		case req.Needed != nil && !req.Needed(c):
+		case req.Force && !forced && backoff:
+			// A forced refresh inside the interval after a failed one: that failure stands.
+			out.Outcome = ClaimCooldown
+			return nil
+		case !forced && req.Needed != nil && !req.Needed(c):
 			out.Outcome = ClaimFresh
 			return nil
-		case st.BackoffUntil != nil && st.BackoffUntil.After(now) && (!req.Force || st.RateLimited):
+		case backoff && (!forced || st.RateLimited):
 			out.Outcome = ClaimCooldown
 			return nil
 		}
