@@ -9,7 +9,7 @@
 //	authpipe-proxy purge [--dry-run]          hard-delete what is past retention
 //	authpipe-proxy kek rotate|status          re-wrap every DEK under the current KEKs
 //	authpipe-proxy bind-origins               bind credentials stored before origin binding
-//	authpipe-proxy version
+//	authpipe-proxy version                    the build version and the deployment id
 //
 // Every command reads the configuration of serve (environment, --config FILE). Settings
 // that are malformed or unsafe for the profile stop it with one line and exit status 2.
@@ -66,8 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "bind-origins":
 		err = bindOrigins(ctx, rest, stdout)
 	case "version":
-		fmt.Fprintln(stdout, "authpipe-proxy", version)
-		return 0
+		err = versionCmd(ctx, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return 0
@@ -95,7 +94,7 @@ commands:
   kek status                            current KEKs, DEKs by KEK, rotation progress
   keys rotate --purpose P               rotate a proxy key: apikey-hash|state|webhook|checkpoint
   bind-origins                          bind credentials stored before origin binding (the server does it at start-up)
-  version                               print the version
+  version                               print the version and the deployment id (read from the database)
 
 Every command takes --config FILE and the settings of 'authpipe-proxy serve --help'.`
 
@@ -155,6 +154,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer a.Close()
 	return a.Serve(ctx, nil)
+}
+
+// versionCmd prints the build version, then this deployment's id, which it reads from
+// the configured database (AUTHPIPE_DATABASE_URL): "unknown" with the reason when the
+// database cannot say (not reachable, or neither serve nor migrate has run yet). Only the
+// version needs no database; the command fails only on bad arguments or settings.
+func versionCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fmt.Fprintln(stdout, "authpipe-proxy", version)
+	cfg, err := config.Load(args, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	id, err := app.DeploymentID(ctx, cfg)
+	switch {
+	case errors.Is(err, app.ErrNoDeploymentID):
+		fmt.Fprintln(stdout, "deployment: unknown (created by the first serve or migrate)")
+	case err != nil: // not quoted: a database error may name the URL
+		fmt.Fprintln(stdout, "deployment: unknown (the database at "+config.EnvDatabaseURL+" cannot be read)")
+	default:
+		fmt.Fprintln(stdout, "deployment:", id)
+	}
+	return nil
 }
 
 func migrate(ctx context.Context, args []string, stdout io.Writer) error {

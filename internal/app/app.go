@@ -16,6 +16,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
@@ -215,13 +216,20 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 }
 
 // Migrate brings the database to the current schema and makes sure the default
-// workspace exists; it returns the migrations it applied. It is idempotent.
+// workspace and the deployment id exist; it returns the migrations it applied. It is
+// idempotent.
 func (a *App) Migrate(ctx context.Context) ([]string, error) {
 	applied, err := a.Store.Migrate(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return applied, a.Store.EnsureDefaultWorkspace(ctx)
+	if err := a.Store.EnsureDefaultWorkspace(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := a.Store.EnsureDeploymentID(ctx, ids.New(ids.Deployment)); err != nil {
+		return nil, fmt.Errorf("deployment id: %w", err)
+	}
+	return applied, nil
 }
 
 // Bootstrap is Migrate, and makes sure the bootstrap key exists. It is idempotent.
@@ -258,4 +266,24 @@ func edgeLimit(l config.RateLimit) ratelimit.Limit {
 		return ratelimit.Limit{Rate: -1}
 	}
 	return ratelimit.Limit{Rate: l.PerSecond, Burst: l.Burst}
+}
+
+// ErrNoDeploymentID: the database holds no deployment id yet (neither serve nor migrate
+// has run on it).
+var ErrNoDeploymentID = errors.New("app: no deployment id yet")
+
+// DeploymentID reads this deployment's id from the configured database without opening
+// anything else (the CLI's version command); ErrNoDeploymentID before the first serve or
+// migrate has created it.
+func DeploymentID(ctx context.Context, cfg config.Config) (string, error) {
+	s, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return "", &ConfigError{Var: config.EnvDatabaseURL, Err: err}
+	}
+	defer s.Close()
+	id, err := s.DeploymentID(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrNoDeploymentID
+	}
+	return id, err
 }

@@ -21,6 +21,7 @@ const (
 	Provider       = "prv"
 	DEK            = "dek"
 	ProxyKey       = "pk"
+	Deployment     = "dep"
 )
 
 // DefaultWorkspace is the id of the workspace named "default" that always exists.
