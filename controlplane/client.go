@@ -53,6 +53,9 @@ type Store interface {
 	// ControlPlaneState returns ErrNoState for a name never set.
 	ControlPlaneState(ctx context.Context, name string) (string, error)
 	SetControlPlaneState(ctx context.Context, name, value string) error
+	// DeploymentID returns this deployment's id (^dep_[a-z2-7]{26}$), creating it on first
+	// use; it never changes afterwards.
+	DeploymentID(ctx context.Context) (string, error)
 	// ConnectionCounts reports statuses as the API shows them.
 	ConnectionCounts(ctx context.Context) ([]ConnectionCount, error)
 	AppendEvents(ctx context.Context, evs ...audit.Event) error
@@ -85,12 +88,17 @@ type ConfigApplier interface {
 	ApplyControlPlaneConfig(ctx context.Context, doc ConfigDocument) error
 }
 
-// ErrInvalidConfig marks a configuration document that fails validation.
-var ErrInvalidConfig = errors.New("controlplane: invalid configuration")
+// Errors a ConfigApplier returns for a document it refuses. ErrOriginChange and
+// ErrClientSecretChange wrap ErrInvalidConfig and give the refusal its own error code.
+var (
+	ErrInvalidConfig      = errors.New("controlplane: invalid configuration")
+	ErrOriginChange       = fmt.Errorf("%w: it would change an existing provider's endpoint origins", ErrInvalidConfig)
+	ErrClientSecretChange = fmt.Errorf("%w: it would change an existing provider's client secret", ErrInvalidConfig)
+)
 
 // Audit vocabulary of the link, in the default workspace's chain.
 const (
-	AuditConfigRejected = "controlplane.config_rejected"
+	AuditConfigRefused = "controlplane.config_refused"
 	// AuditActor is the actor of every audit event the link causes (provider.updated
 	// included).
 	AuditActor = "controlplane"
@@ -112,11 +120,12 @@ type Client struct {
 	auth   string
 	ranOne atomic.Bool
 
-	dropped, invalid, sent atomic.Int64
+	dropped, invalid, sent, refused atomic.Int64
 
 	mu           sync.Mutex
 	etag         string
 	lastRejected [32]byte
+	deploymentID string // cached once read
 }
 
 // New validates cfg and builds the link. httpClient must be the control-plane client of
@@ -159,6 +168,35 @@ func (c *Client) PullEnabled() bool { return c.cfg.PublicKey != nil }
 
 // Sent is the number of events the control plane has accepted since start.
 func (c *Client) Sent() int64 { return c.sent.Load() }
+
+// Refused is the number of pulled configuration documents refused since start (a
+// document served again at every poll counts each time).
+func (c *Client) Refused() int64 { return c.refused.Load() }
+
+// DeploymentHeader carries this deployment's id on every request to the control plane,
+// so that it knows which audience to sign a configuration document for.
+const DeploymentHeader = "Authpipe-Deployment-Id"
+
+// deployment returns this deployment's id (read once from the store, then cached).
+func (c *Client) deployment(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	id := c.deploymentID
+	c.mu.Unlock()
+	if id != "" {
+		return id, nil
+	}
+	id, err := c.store.DeploymentID(ctx)
+	if err != nil {
+		return "", fmt.Errorf("controlplane: deployment id: %w", err)
+	}
+	if !deploymentRE.MatchString(id) {
+		return "", errors.New("controlplane: the stored deployment id is malformed")
+	}
+	c.mu.Lock()
+	c.deploymentID = id
+	c.mu.Unlock()
+	return id, nil
+}
 
 // Run runs the link until ctx ends: the outbox writer, the sender, heartbeats, counts
 // and (with a pinned key) the configuration pull applied through applier. It returns
@@ -299,7 +337,7 @@ func (c *Client) post(ctx context.Context, body eventBatch) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	c.setHeaders(req)
+	c.setHeaders(ctx, req)
 	res, err := c.http.Do(req)
 	if err != nil {
 		return 0, err
@@ -309,9 +347,12 @@ func (c *Client) post(ctx context.Context, body eventBatch) (int, error) {
 	return res.StatusCode, nil
 }
 
-func (c *Client) setHeaders(req *http.Request) {
+func (c *Client) setHeaders(ctx context.Context, req *http.Request) {
 	req.Header.Set("Authorization", c.auth)
 	req.Header.Set("User-Agent", "authpipe-proxy/"+c.o.version)
+	if id, err := c.deployment(ctx); err == nil {
+		req.Header.Set(DeploymentHeader, id)
+	}
 }
 
 func (c *Client) heartbeatLoop(ctx context.Context) {
@@ -319,7 +360,8 @@ func (c *Client) heartbeatLoop(ctx context.Context) {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		h := c.o.health(hctx)
 		cancel()
-		c.Emit(ctx, Event{Type: EventHeartbeat, Version: c.o.version, Health: h})
+		id, _ := c.deployment(ctx) // omitted while the database cannot say
+		c.Emit(ctx, Event{Type: EventHeartbeat, Version: c.o.version, Health: h, DeploymentID: id})
 	})
 }
 

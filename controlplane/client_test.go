@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ type fakeApplier struct {
 	mu      sync.Mutex
 	applied []controlplane.ConfigDocument
 	fail    bool
+	err     error // returned instead of applying, when set
 }
 
 func (f *fakeApplier) ApplyControlPlaneConfig(_ context.Context, doc controlplane.ConfigDocument) error {
@@ -34,6 +36,9 @@ func (f *fakeApplier) ApplyControlPlaneConfig(_ context.Context, doc controlplan
 	defer f.mu.Unlock()
 	if f.fail {
 		return fmt.Errorf("%w: provider x: token_url must be https", controlplane.ErrInvalidConfig)
+	}
+	if f.err != nil {
+		return f.err
 	}
 	f.applied = append(f.applied, doc)
 	return nil
@@ -243,7 +248,7 @@ func rejections(t *testing.T, st *store.Store) []audit.Event {
 	require.NoError(t, err)
 	var out []audit.Event
 	for _, e := range evs {
-		if e.Type == controlplane.AuditConfigRejected {
+		if e.Type == controlplane.AuditConfigRefused {
 			out = append(out, e)
 		}
 	}
@@ -345,4 +350,70 @@ func TestPullRefusesAnotherKey(t *testing.T) {
 	require.Equal(t, controlplane.PullRejected, res)
 	require.Zero(t, ap.count())
 	require.Len(t, rejections(t, st), 1)
+}
+
+// TestPullRefusalCodes: each reason a verified document is refused has its own bounded
+// code in the config_refused audit event and the config.refused event; nothing is applied.
+func TestPullRefusalCodes(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		require.NoError(t, st.EnsureDefaultWorkspace(ctx))
+		cp := newCP(t)
+		c := newLink(t, cp, st)
+		ap := &fakeApplier{}
+		require.NoError(t, cp.SetConfig(doc(1)))
+		res, err := c.Pull(ctx, ap)
+		require.NoError(t, err)
+		require.Equal(t, controlplane.PullApplied, res)
+
+		now := time.Now().UTC()
+		at := func(d controlplane.ConfigDocument, issued, expires time.Time) controlplane.ConfigDocument {
+			d.IssuedAt, d.ExpiresAt = issued, expires
+			return d
+		}
+		foreign := doc(2)
+		foreign.Audience = "dep_" + strings.Repeat("b", 26)
+		for _, tc := range []struct {
+			name string
+			doc  controlplane.ConfigDocument
+			err  error
+			code controlplane.ErrorCode
+		}{
+			{"foreign", foreign, nil, controlplane.ErrorForeignConfig},
+			{"expired", at(doc(2), now.Add(-2*time.Hour), now.Add(-time.Second)), nil, controlplane.ErrorExpiredConfig},
+			{"stale", at(doc(2), now.Add(-controlplane.MaxConfigAge-time.Minute), now.Add(time.Hour)), nil, controlplane.ErrorStaleConfig},
+			{"future", at(doc(2), now.Add(controlplane.MaxConfigClockSkew+time.Minute), now.Add(time.Hour)), nil, controlplane.ErrorFutureConfig},
+			{"origin change", doc(2), fmt.Errorf("%w: gh", controlplane.ErrOriginChange), controlplane.ErrorConfigOriginChange},
+			{"client secret change", doc(3), fmt.Errorf("%w: gh", controlplane.ErrClientSecretChange), controlplane.ErrorConfigSecretChange},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ap.err = tc.err
+				require.NoError(t, cp.SetConfig(tc.doc))
+				res, err := c.Pull(ctx, ap)
+				require.NoError(t, err)
+				require.Equal(t, controlplane.PullRejected, res)
+				rej := rejections(t, st)
+				require.Equal(t, string(tc.code), rej[len(rej)-1].ErrorCode)
+				require.Equal(t, 1, ap.count(), "nothing applied")
+			})
+		}
+		ap.err = nil
+		require.EqualValues(t, 6, c.Refused())
+		stop := run(t, c, ap)
+		evs := waitN(t, cp, controlplane.EventConfigRefused, 6)
+		stop()
+		codes := map[controlplane.ErrorCode]bool{}
+		for _, e := range evs {
+			if e.Type == controlplane.EventConfigRefused {
+				require.NoError(t, e.Validate())
+				require.Regexp(t, `^dep_[a-z2-7]{26}$`, e.DeploymentID)
+				codes[e.ErrorCode] = true
+			}
+		}
+		require.Len(t, codes, 6)
+	})
+}
+
+func TestAuditConfigRefusedName(t *testing.T) {
+	require.Equal(t, "controlplane.config_refused", controlplane.AuditConfigRefused, "API.md's name")
 }

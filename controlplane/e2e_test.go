@@ -200,7 +200,7 @@ func TestEndToEndMetadataOnlyOfflineSafeAndSigned(t *testing.T) {
 		evs, err := p.app.Store.ListAudit(context.Background(), store.DefaultWorkspaceID, "", 1000)
 		require.NoError(t, err)
 		for _, e := range evs {
-			if e.Type == controlplane.AuditConfigRejected && e.ErrorCode == string(controlplane.ErrorBadSignature) {
+			if e.Type == controlplane.AuditConfigRefused && e.ErrorCode == string(controlplane.ErrorBadSignature) {
 				return true
 			}
 		}
@@ -220,7 +220,7 @@ func TestEndToEndMetadataOnlyOfflineSafeAndSigned(t *testing.T) {
 	require.Eventually(t, func() bool {
 		evs, _ := p.app.Store.ListAudit(context.Background(), store.DefaultWorkspaceID, "", 1000)
 		for _, e := range evs {
-			if e.Type == controlplane.AuditConfigRejected && e.ErrorCode == string(controlplane.ErrorInvalidConfig) {
+			if e.Type == controlplane.AuditConfigRefused && e.ErrorCode == string(controlplane.ErrorInvalidConfig) {
 				return true
 			}
 		}

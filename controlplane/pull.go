@@ -26,6 +26,16 @@ func KeyIDOf(pub ed25519.PublicKey) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// Freshness of a configuration document (docs/control-plane.md).
+const (
+	// MaxConfigAge is how long after its issued_at a document may still be applied: a
+	// signed document older than this is refused, whatever its expires_at.
+	MaxConfigAge = 24 * time.Hour
+	// MaxConfigClockSkew is how far in the future an issued_at may lie (clock skew
+	// between the control plane and this deployment).
+	MaxConfigClockSkew = 5 * time.Minute
+)
+
 // PullResult says what one pull did.
 type PullResult string
 
@@ -53,7 +63,10 @@ func (c *Client) Pull(ctx context.Context, applier ConfigApplier) (PullResult, e
 	if err != nil {
 		return "", err
 	}
-	c.setHeaders(req)
+	if _, err := c.deployment(ctx); err != nil {
+		return "", err // the audience cannot be checked yet
+	}
+	c.setHeaders(ctx, req)
 	req.Header.Set("Accept", "application/json")
 	c.mu.Lock()
 	if c.etag != "" {
@@ -95,10 +108,20 @@ func (c *Client) apply(ctx context.Context, body []byte, etag string, applier Co
 	}
 	var doc ConfigDocument
 	if err := strictJSON(sc.Payload, &doc); err != nil {
+		if carriesClientSecret(sc.Payload) {
+			return c.reject(ctx, body, ErrorConfigSecretChange, 0, "a provider carries a client secret")
+		}
 		return c.reject(ctx, body, ErrorInvalidConfig, 0, "malformed document")
 	}
 	if err := doc.Validate(); err != nil {
 		return c.reject(ctx, body, ErrorInvalidConfig, doc.Version, err.Error())
+	}
+	deployment, err := c.deployment(ctx)
+	if err != nil {
+		return "", err
+	}
+	if code, reason := checkBinding(doc, deployment, c.o.now()); code != "" {
+		return c.reject(ctx, body, code, doc.Version, reason)
 	}
 	applied, err := c.appliedVersion(ctx)
 	if err != nil {
@@ -112,7 +135,12 @@ func (c *Client) apply(ctx context.Context, body []byte, etag string, applier Co
 		return PullNotModified, nil
 	}
 	if err := applier.ApplyControlPlaneConfig(ctx, doc); err != nil {
-		if errors.Is(err, ErrInvalidConfig) {
+		switch {
+		case errors.Is(err, ErrOriginChange):
+			return c.reject(ctx, body, ErrorConfigOriginChange, doc.Version, err.Error())
+		case errors.Is(err, ErrClientSecretChange):
+			return c.reject(ctx, body, ErrorConfigSecretChange, doc.Version, err.Error())
+		case errors.Is(err, ErrInvalidConfig):
 			return c.reject(ctx, body, ErrorInvalidConfig, doc.Version, err.Error())
 		}
 		return "", fmt.Errorf("controlplane: apply config version %d: %w", doc.Version, err)
@@ -125,6 +153,45 @@ func (c *Client) apply(ctx context.Context, body []byte, etag string, applier Co
 	c.setETag(etag)
 	c.o.log.Info("controlplane: configuration applied", "version", doc.Version, "workspaces", len(doc.Workspaces))
 	return PullApplied, nil
+}
+
+// checkBinding refuses a document that is not for this deployment now: another audience,
+// expired, issued more than MaxConfigAge ago or more than MaxConfigClockSkew ahead. It
+// returns the refusal's code and reason, or "" to go on.
+func checkBinding(doc ConfigDocument, deployment string, now time.Time) (ErrorCode, string) {
+	switch {
+	case doc.Audience != deployment:
+		return ErrorForeignConfig, "the audience is not this deployment"
+	case doc.ExpiresAt.IsZero() || !now.Before(doc.ExpiresAt):
+		return ErrorExpiredConfig, "expired (or no expires_at)"
+	case doc.IssuedAt.IsZero() || now.Sub(doc.IssuedAt) > MaxConfigAge:
+		return ErrorStaleConfig, "issued more than " + MaxConfigAge.String() + " ago (or no issued_at)"
+	case doc.IssuedAt.Sub(now) > MaxConfigClockSkew:
+		return ErrorFutureConfig, "issued in the future"
+	}
+	return "", ""
+}
+
+// carriesClientSecret reports whether a document that does not decode names a
+// client_secret in one of its providers: no document may carry one (there is no field
+// for it), and that refusal has its own code.
+func carriesClientSecret(payload []byte) bool {
+	var probe struct {
+		Workspaces []struct {
+			Providers []map[string]json.RawMessage `json:"providers"`
+		} `json:"workspaces"`
+	}
+	if json.Unmarshal(payload, &probe) != nil {
+		return false
+	}
+	for _, ws := range probe.Workspaces {
+		for _, p := range ws.Providers {
+			if _, ok := p["client_secret"]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *Client) appliedVersion(ctx context.Context) (int64, error) {
@@ -151,11 +218,13 @@ func (c *Client) setETag(etag string) {
 	c.mu.Unlock()
 }
 
-// reject refuses a document: it logs the reason (never the payload) and appends
-// controlplane.config_rejected to the default workspace's chain, once per distinct body
-// so that a control plane (or an attacker) serving the same bad document at every poll
-// does not flood the chain. The last good configuration stays in force.
+// reject refuses a document: it counts it, logs the reason (never the payload), appends
+// controlplane.config_refused to the default workspace's chain and reports a
+// config.refused event to the control plane, both once per distinct body so that a
+// control plane (or an attacker) serving the same bad document at every poll does not
+// flood them. The last good configuration stays in force.
 func (c *Client) reject(ctx context.Context, body []byte, code ErrorCode, version int64, reason string) (PullResult, error) {
+	c.refused.Add(1)
 	sum := sha256.Sum256(body)
 	c.mu.Lock()
 	repeat := sum == c.lastRejected
@@ -166,8 +235,10 @@ func (c *Client) reject(ctx context.Context, body []byte, code ErrorCode, versio
 	if repeat {
 		return PullRejected, nil
 	}
+	deployment, _ := c.deployment(ctx)
+	c.Emit(ctx, Event{Type: EventConfigRefused, ErrorCode: code, ConfigVersion: max(version, 0), DeploymentID: deployment})
 	data, _ := json.Marshal(map[string]string{"body_sha256": hex.EncodeToString(sum[:]), "version": strconv.FormatInt(version, 10)})
-	ev := audit.Event{WorkspaceID: ids.DefaultWorkspace, At: c.o.now(), Type: AuditConfigRejected, Actor: AuditActor,
+	ev := audit.Event{WorkspaceID: ids.DefaultWorkspace, At: c.o.now(), Type: AuditConfigRefused, Actor: AuditActor,
 		Outcome: audit.Failure, ErrorCode: string(code), Data: string(data)}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

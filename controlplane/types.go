@@ -31,12 +31,16 @@ const (
 	// EventAuditCheckpoint carries a signed head of a workspace's audit chain, so that
 	// truncation evidence lives outside the database (see docs/lifecycle.md).
 	EventAuditCheckpoint EventType = "audit.checkpoint"
+	// EventConfigRefused says that a pulled configuration document was refused (the last
+	// good one stays in force): ErrorCode says why, ConfigVersion is the document's version
+	// (0 when it could not be read).
+	EventConfigRefused EventType = "config.refused"
 )
 
 // EventTypes lists every EventType, for validation and tests.
 var EventTypes = []EventType{EventConnectionCreated, EventConnectionDisconnected, EventConnectionErased,
 	EventConnectionRefreshed, EventConnectionRefreshFailed, EventConnectionStatusChanged, EventHeartbeat, EventCounts,
-	EventAuditCheckpoint}
+	EventAuditCheckpoint, EventConfigRefused}
 
 // Status is a connection status as the API reports it.
 type Status string
@@ -68,11 +72,20 @@ const (
 	ErrorUnknown           ErrorCode = "unknown"              // anything else
 	ErrorBadSignature      ErrorCode = "bad_signature"        // (audit only) a pulled config failed verification
 	ErrorInvalidConfig     ErrorCode = "invalid_config"       // (audit only) a verified config failed validation
-	ErrorStaleConfigReplay ErrorCode = "stale_config_version" // (audit only) an older version than the one applied
+	ErrorStaleConfigReplay ErrorCode = "stale_config_version" // (config) an older version than the one applied
+	// Refusals of a verified document that is not meant for this deployment now, or that
+	// would redirect credentials (docs/control-plane.md, "Refusals").
+	ErrorForeignConfig      ErrorCode = "foreign_config"              // audience is not this deployment's id
+	ErrorExpiredConfig      ErrorCode = "expired_config"              // expires_at has passed (or is missing)
+	ErrorStaleConfig        ErrorCode = "stale_config"                // issued_at older than MaxConfigAge (or missing)
+	ErrorFutureConfig       ErrorCode = "future_config"               // issued_at later than now + MaxConfigClockSkew
+	ErrorConfigOriginChange ErrorCode = "config_origin_change"        // would change an existing provider's origins
+	ErrorConfigSecretChange ErrorCode = "config_client_secret_change" // would set or change a client secret
 )
 
 var errorCodes = []ErrorCode{ErrorInvalidGrant, ErrorInvalidClient, ErrorRateLimited, ErrorProviderError, ErrorNetwork,
-	ErrorKMSUnavailable, ErrorRevocationFailed, ErrorUnknown, ErrorBadSignature, ErrorInvalidConfig, ErrorStaleConfigReplay}
+	ErrorKMSUnavailable, ErrorRevocationFailed, ErrorUnknown, ErrorBadSignature, ErrorInvalidConfig, ErrorStaleConfigReplay,
+	ErrorForeignConfig, ErrorExpiredConfig, ErrorStaleConfig, ErrorFutureConfig, ErrorConfigOriginChange, ErrorConfigSecretChange}
 
 // Health is the data plane's own summary in a heartbeat.
 type Health string
@@ -103,6 +116,11 @@ type Event struct {
 	// Version (type heartbeat): the data plane's build version, ^[0-9A-Za-z.+_-]{1,64}$.
 	Version string `json:"version,omitempty"`
 	Health  Health `json:"health,omitempty"`
+	// DeploymentID (types heartbeat and config.refused) is this deployment's id,
+	// ^dep_[a-z2-7]{26}$: the audience the control plane signs documents for.
+	DeploymentID string `json:"deployment_id,omitempty"`
+	// ConfigVersion (type config.refused) is the refused document's version.
+	ConfigVersion int64 `json:"config_version,omitempty"`
 	// Checkpoint (type audit.checkpoint): the signed chain head. Hashes, ids, a public key
 	// and a signature: all public by design, none a credential.
 	Checkpoint *AuditCheckpoint `json:"checkpoint,omitempty"`
@@ -136,8 +154,16 @@ type ConfigDocument struct {
 	// Version increases with every document the control plane issues. A document whose
 	// version is lower than the one applied is refused (a replayed old signature); an
 	// equal one is not re-applied.
-	Version    int64             `json:"version"`
+	Version int64 `json:"version"`
+	// Audience is the id of the one deployment the document is for (GET /v1/deployment,
+	// the heartbeat's deployment_id): any other deployment refuses it.
+	Audience string `json:"audience"`
+	// IssuedAt and ExpiresAt bound when the document may be applied: not after ExpiresAt,
+	// not once IssuedAt is older than MaxConfigAge, not before IssuedAt minus
+	// MaxConfigClockSkew. The control plane signs its document again (same version when
+	// the content is unchanged) before either limit.
 	IssuedAt   time.Time         `json:"issued_at"`
+	ExpiresAt  time.Time         `json:"expires_at"`
 	Workspaces []WorkspaceConfig `json:"workspaces"`
 }
 
@@ -194,6 +220,7 @@ var (
 	providerKeyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	idRE          = regexp.MustCompile(`^[a-z]{2,8}_[a-z0-9]{1,64}$`)
 	versionRE     = regexp.MustCompile(`^[0-9A-Za-z.+_-]{1,64}$`)
+	deploymentRE  = regexp.MustCompile(`^dep_[a-z2-7]{26}$`)
 	scopeRE       = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`) // RFC 6749 §3.3 scope-token
 	chainHashRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	ckptKIDRE     = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -239,6 +266,12 @@ func (e Event) Validate() error {
 	if e.Health != "" && e.Health != HealthOK && e.Health != HealthDegraded {
 		bad("health")
 	}
+	if e.DeploymentID != "" && (!deploymentRE.MatchString(e.DeploymentID) || (e.Type != EventHeartbeat && e.Type != EventConfigRefused)) {
+		bad("deployment_id")
+	}
+	if e.ConfigVersion < 0 || (e.ConfigVersion != 0 && e.Type != EventConfigRefused) {
+		bad("config_version")
+	}
 	for _, c := range e.Counts {
 		if !idRE.MatchString(c.WorkspaceID) || !providerKeyRE.MatchString(c.Provider) || !oneOf(c.Status, statuses) || c.N < 0 {
 			bad("counts")
@@ -256,6 +289,10 @@ func (e Event) Validate() error {
 	case EventAuditCheckpoint:
 		if e.Checkpoint == nil || e.WorkspaceID == "" || e.ConnectionID != "" || len(e.Counts) > 0 || e.Version != "" {
 			bad("field for an audit checkpoint")
+		}
+	case EventConfigRefused:
+		if e.ErrorCode == "" || e.ConnectionID != "" || len(e.Counts) > 0 || e.Version != "" || e.Checkpoint != nil {
+			bad("field for a refused configuration")
 		}
 	case EventHeartbeat:
 		if e.Version == "" || e.Health == "" || e.ConnectionID != "" || len(e.Counts) > 0 {

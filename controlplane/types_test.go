@@ -37,6 +37,8 @@ var boundedStrings = map[string]string{
 	"Event.ConnectionID":                 "opaque id, idRE",
 	"Event.Provider":                     "provider key, providerKeyRE",
 	"Event.Version":                      "build version, versionRE",
+	"Event.DeploymentID":                 "deployment id, deploymentRE",
+	"ConfigDocument.Audience":            "must equal this deployment's id (deploymentRE), checked in pull.go",
 	"Count.WorkspaceID":                  "opaque id, idRE",
 	"Count.Provider":                     "provider key, providerKeyRE",
 	"WorkspaceConfig.WorkspaceID":        "opaque id, idRE",

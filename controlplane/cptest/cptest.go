@@ -49,8 +49,10 @@ type Server struct {
 	seen     map[string]bool
 	down     bool
 	tamper   bool
-	signed   []byte // the SignedConfig body served, nil = 404
+	signed   []byte // the SignedConfig body served as is (SetSignedPayload), nil = none
 	etag     string
+	doc      *controlplane.ConfigDocument // SetConfig's document, signed per audience
+	perAud   map[string]signedDoc         // by audience
 	changed  chan struct{}
 
 	*httptest.Server // set by NewServer only
@@ -87,13 +89,52 @@ func (s *Server) SetDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() 
 // SetTamper makes the served configuration carry a signature that does not verify.
 func (s *Server) SetTamper(t bool) { s.mu.Lock(); s.tamper = t; s.mu.Unlock() }
 
-// SetConfig signs doc with the server's key and serves it from now on.
+// SetConfig serves doc from now on, signed with the server's key as a control plane
+// issues it: an empty Audience becomes the deployment id of the pulling data plane (its
+// Authpipe-Deployment-Id header), a zero IssuedAt the time of signing and a zero
+// ExpiresAt IssuedAt plus one hour. Each audience's document is signed once.
 func (s *Server) SetConfig(doc controlplane.ConfigDocument) error {
-	payload, err := json.Marshal(doc)
-	if err != nil {
+	if _, err := json.Marshal(doc); err != nil {
 		return err
 	}
-	return s.SetSignedPayload(payload, s.Sign(payload))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.doc, s.perAud, s.signed, s.etag = &doc, map[string]signedDoc{}, nil, ""
+	return nil
+}
+
+// signedDoc is the SetConfig document as signed for one audience.
+type signedDoc struct {
+	body, etag string
+	renewAt    time.Time // zero: never (the document's times were given)
+}
+
+// signedFor returns the SetConfig document signed for audience, and its ETag; a document
+// whose times the server chose is signed again after half its lifetime, as a control
+// plane must do. s.mu is held.
+func (s *Server) signedFor(audience string) ([]byte, string) {
+	if got, ok := s.perAud[audience]; ok && (got.renewAt.IsZero() || time.Now().Before(got.renewAt)) {
+		return []byte(got.body), got.etag
+	}
+	doc := *s.doc
+	var renewAt time.Time
+	if doc.IssuedAt.IsZero() && doc.ExpiresAt.IsZero() {
+		renewAt = time.Now().Add(30 * time.Minute)
+	}
+	if doc.Audience == "" {
+		doc.Audience = audience
+	}
+	if doc.IssuedAt.IsZero() {
+		doc.IssuedAt = time.Now().UTC().Truncate(time.Second)
+	}
+	if doc.ExpiresAt.IsZero() {
+		doc.ExpiresAt = doc.IssuedAt.Add(time.Hour)
+	}
+	payload, _ := json.Marshal(doc)
+	body, _ := json.Marshal(controlplane.SignedConfig{Payload: payload, Signature: s.Sign(payload), KeyID: controlplane.KeyIDOf(s.pub)})
+	etag := strconv.Quote(fmt.Sprintf("%x", ed25519.Sign(s.priv, body)[:8]))
+	s.perAud[audience] = signedDoc{body: string(body), etag: etag, renewAt: renewAt}
+	return body, etag
 }
 
 // Sign signs payload with the server's key.
@@ -108,7 +149,7 @@ func (s *Server) SetSignedPayload(payload, sig []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.signed = body
+	s.signed, s.doc = body, nil
 	s.etag = strconv.Quote(fmt.Sprintf("%x", ed25519.Sign(s.priv, body)[:8]))
 	return nil
 }
@@ -213,6 +254,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, body []byte) int {
 func (s *Server) config(w http.ResponseWriter, r *http.Request) int {
 	s.mu.Lock()
 	signed, etag, tamper := s.signed, s.etag, s.tamper
+	if s.doc != nil {
+		signed, etag = s.signedFor(r.Header.Get(controlplane.DeploymentHeader))
+	}
 	s.mu.Unlock()
 	if signed == nil {
 		return reply(w, http.StatusNotFound, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -25,6 +26,11 @@ func (s controlPlaneStore) OutboxBatch(ctx context.Context, limit int) ([]contro
 		out[i] = controlplane.OutboxEntry{ID: r.ID, Payload: r.Payload, Attempts: r.Attempts}
 	}
 	return out, nil
+}
+
+// DeploymentID is the deployment's id, created here when App.Migrate has not run yet.
+func (s controlPlaneStore) DeploymentID(ctx context.Context) (string, error) {
+	return s.Store.EnsureDeploymentID(ctx, ids.New(ids.Deployment))
 }
 
 func (s controlPlaneStore) ControlPlaneState(ctx context.Context, name string) (string, error) {
