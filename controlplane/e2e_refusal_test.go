@@ -146,6 +146,15 @@ func testControlPlaneRefusals(t *testing.T, dialect string) {
 		})
 	}
 	require.GreaterOrEqual(t, p.app.ControlPlane.Refused(), int64(6), "counted")
+	mfs, err := p.app.Metrics.Registry().Gather()
+	require.NoError(t, err)
+	var exported float64
+	for _, mf := range mfs {
+		if mf.GetName() == "authpipe_controlplane_config_refused_total" {
+			exported = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	require.GreaterOrEqual(t, exported, float64(6), "on /metrics")
 
 	// The id survives a restart on the same database; a document for it still applies.
 	p.stop()

@@ -48,6 +48,9 @@ func (a *App) newControlPlane(cfg config.Config, o options) (proxy.EventSink, er
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvControlPlaneURL, Err: err}
 	}
+	if err := a.Metrics.ObserveControlPlaneRefusals(a.ControlPlane.Refused); err != nil {
+		return nil, err
+	}
 	return a.ControlPlane, nil
 }
 

@@ -255,6 +255,14 @@ func (m *Metrics) ObserveDEKCache(purpose string, entries func() int) error {
 		func() float64 { return float64(entries()) }))
 }
 
+// ObserveControlPlaneRefusals exports how many pulled control-plane configuration
+// documents were refused (controlplane.Client.Refused).
+func (m *Metrics) ObserveControlPlaneRefusals(refused func() int64) error {
+	return register(m.reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace,
+		Name: "controlplane_config_refused_total", Help: "Pulled control-plane configuration documents refused (the last good one stays in force)."},
+		func() float64 { return float64(refused()) }))
+}
+
 // register registers c; registering the same family twice is an error.
 func register(reg *prometheus.Registry, c prometheus.Collector) error {
 	if err := reg.Register(c); err != nil {
