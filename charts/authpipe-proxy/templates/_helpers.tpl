@@ -111,6 +111,7 @@ AUTHPIPE_CLIENT_SECRET_KEK_URI: {{ . | quote }}
 {{- end }}
 AUTHPIPE_REFRESH_SCHEDULE: {{ $c.refreshSchedule | quote }}
 AUTHPIPE_REFRESH_LEAD: {{ $c.refreshLead | quote }}
+AUTHPIPE_FORCED_REFRESH_INTERVAL: {{ $c.forcedRefreshInterval | quote }}
 AUTHPIPE_RETENTION: {{ $c.retention | quote }}
 AUTHPIPE_LOG_LEVEL: {{ $c.logLevel | quote }}
 AUTHPIPE_LOG_FORMAT: {{ $c.logFormat | quote }}
