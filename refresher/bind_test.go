@@ -77,7 +77,8 @@ func TestBindLegacyCredentials(t *testing.T) {
 			conns, access[c.ID] = append(conns, c), "at-legacy-"+string(rune('a'+i))
 		}
 		sort.Slice(conns, func(i, j int) bool { return conns[i].ID < conns[j].ID })
-		r := e.refresher(refresher.Config{})
+		// Each forced refresh below must reach the origin check: no throttle (forced_test.go).
+		r := e.refresher(refresher.Config{ForcedInterval: time.Millisecond})
 
 		// Before: the access token opens (the token endpoint checks no origin), a refresh
 		// is refused without a provider call.
