@@ -3,7 +3,6 @@ package controlplane_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,17 +40,7 @@ func testControlPlaneRefusals(t *testing.T, dialect string) {
 		}}}
 	}
 	require.NoError(t, cp.SetConfig(good(1, "Iv1.one")))
-	dir := t.TempDir()
-	env := map[string]string{
-		"AUTHPIPE_LISTEN_ADDR":              "127.0.0.1:0",
-		"AUTHPIPE_DATABASE_URL":             storetest.URL(t, dialect),
-		"AUTHPIPE_KEK_URI":                  "local://" + filepath.Join(dir, "kek.key"),
-		"AUTHPIPE_CLIENT_SECRET_KEK_URI":    "local://" + filepath.Join(dir, "cs-kek.key"),
-		"AUTHPIPE_BOOTSTRAP_API_KEY":        e2eBootstrapKey,
-		"AUTHPIPE_CONTROL_PLANE_URL":        cp.URL,
-		"AUTHPIPE_CONTROL_PLANE_TOKEN":      cpToken,
-		"AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY": cp.PublicKeyBase64(),
-	}
+	env := linkedEnv(t, cp, dialect)
 	p := startProxy(t, env)
 	st, body := p.do(t, "POST", "/v1/api-keys", e2eBootstrapKey, map[string]any{"name": "e2e",
 		"scopes": []string{"providers:write", "tokens:read"}})

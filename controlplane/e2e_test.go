@@ -73,6 +73,22 @@ func startProxy(t *testing.T, env map[string]string) *running {
 	return r
 }
 
+// linkedEnv is the settings of a proxy on a fresh database of the dialect, linked to cp
+// with its key pinned.
+func linkedEnv(t *testing.T, cp *cptest.Server, dialect string) map[string]string {
+	dir := t.TempDir()
+	return map[string]string{
+		"AUTHPIPE_LISTEN_ADDR":              "127.0.0.1:0",
+		"AUTHPIPE_DATABASE_URL":             storetest.URL(t, dialect),
+		"AUTHPIPE_KEK_URI":                  "local://" + filepath.Join(dir, "kek.key"),
+		"AUTHPIPE_CLIENT_SECRET_KEK_URI":    "local://" + filepath.Join(dir, "cs-kek.key"),
+		"AUTHPIPE_BOOTSTRAP_API_KEY":        e2eBootstrapKey,
+		"AUTHPIPE_CONTROL_PLANE_URL":        cp.URL,
+		"AUTHPIPE_CONTROL_PLANE_TOKEN":      cpToken,
+		"AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY": cp.PublicKeyBase64(),
+	}
+}
+
 func (r *running) do(t *testing.T, method, path, key string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
@@ -116,17 +132,7 @@ func TestEndToEndMetadataOnlyOfflineSafeAndSigned(t *testing.T) {
 		WorkspaceID: store.DefaultWorkspaceID, Providers: []controlplane.ProviderConfigDoc{{Key: "openai-prod", Template: "openai"}},
 	}}}))
 
-	dir := t.TempDir()
-	env := map[string]string{
-		"AUTHPIPE_LISTEN_ADDR":              "127.0.0.1:0",
-		"AUTHPIPE_DATABASE_URL":             storetest.URL(t, store.SQLite),
-		"AUTHPIPE_KEK_URI":                  "local://" + filepath.Join(dir, "kek.key"),
-		"AUTHPIPE_CLIENT_SECRET_KEK_URI":    "local://" + filepath.Join(dir, "cs-kek.key"),
-		"AUTHPIPE_BOOTSTRAP_API_KEY":        e2eBootstrapKey,
-		"AUTHPIPE_CONTROL_PLANE_URL":        cp.URL,
-		"AUTHPIPE_CONTROL_PLANE_TOKEN":      cpToken,
-		"AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY": cp.PublicKeyBase64(),
-	}
+	env := linkedEnv(t, cp, store.SQLite)
 	p := startProxy(t, env)
 	st, body := p.do(t, "POST", "/v1/api-keys", e2eBootstrapKey, map[string]any{"name": "e2e",
 		"scopes": []string{"connections:write", "tokens:read", "providers:write", "audit:read"}})
@@ -285,17 +291,7 @@ func TestAuditCheckpointsReachTheControlPlane(t *testing.T) {
 	cp, err := cptest.NewServer(cpToken)
 	require.NoError(t, err)
 	defer cp.Close()
-	dir := t.TempDir()
-	p := startProxy(t, map[string]string{
-		"AUTHPIPE_LISTEN_ADDR":              "127.0.0.1:0",
-		"AUTHPIPE_DATABASE_URL":             storetest.URL(t, store.SQLite),
-		"AUTHPIPE_KEK_URI":                  "local://" + filepath.Join(dir, "kek.key"),
-		"AUTHPIPE_CLIENT_SECRET_KEK_URI":    "local://" + filepath.Join(dir, "cs-kek.key"),
-		"AUTHPIPE_BOOTSTRAP_API_KEY":        e2eBootstrapKey,
-		"AUTHPIPE_CONTROL_PLANE_URL":        cp.URL,
-		"AUTHPIPE_CONTROL_PLANE_TOKEN":      cpToken,
-		"AUTHPIPE_CONTROL_PLANE_PUBLIC_KEY": cp.PublicKeyBase64(),
-	})
+	p := startProxy(t, linkedEnv(t, cp, store.SQLite))
 	st, _ := p.do(t, "POST", "/v1/connections", e2eBootstrapKey,
 		map[string]any{"provider": "stripe", "end_user_id": "u", "api_key": "sk_test_SENTINEL0123456789abcdef"})
 	require.Equal(t, 201, st)
