@@ -208,7 +208,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, req KeyRequest) (CreatedKey,
 
 func apiKeyCreated(workspaceID, actor, id string) audit.Event {
 	return audit.Event{WorkspaceID: workspaceID, Type: audit.APIKeyCreated, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("api_key_id", id)}
+		Data: audit.Data("api_key_id", id)}
 }
 
 // ErrBootstrapKeyRevoked is EnsureBootstrapKey's answer for a bootstrap key that was
@@ -285,14 +285,10 @@ func (s *Service) ListAPIKeys(ctx context.Context, workspaceID string) ([]APIKey
 // refuses it at once, the others within their authentication cache's TTL.
 func (s *Service) RevokeAPIKey(ctx context.Context, workspaceID, id, actor string) error {
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.APIKeyRevoked, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("api_key_id", id)}
+		Data: audit.Data("api_key_id", id)}
 	if err := s.store.RevokeAPIKey(ctx, workspaceID, id, ev); err != nil {
 		return err
 	}
 	s.auth.forget()
 	return nil
 }
-
-// dataJSON renders the small metadata object of an audit event from key/value pairs of
-// identifiers. Never pass a secret.
-func dataJSON(kv ...string) string { return audit.Data(kv...) }

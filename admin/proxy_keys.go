@@ -22,7 +22,7 @@ var RotatablePurposes = []string{PurposeAPIKeyHash, PurposeState, PurposeWebhook
 
 func keyRotatedEvent(purpose, kid, actor string) audit.Event {
 	return audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: KeyRotated, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("purpose", purpose, "kid", kid)}
+		Data: audit.Data("purpose", purpose, "kid", kid)}
 }
 
 // keySet returns the key set of a purpose, or nil.
@@ -104,7 +104,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, workspaceID, actor st
 	kid := webhooksig.KID(secret.Bytes())
 	retire := s.now().UTC().Add(webhooksig.RetryWindow)
 	ev := keyRotatedEvent(PurposeWebhook, kid, actor)
-	ev.Data = dataJSON("purpose", PurposeWebhook, "kid", kid, "workspace_id", workspaceID)
+	ev.Data = audit.Data("purpose", PurposeWebhook, "kid", kid, "workspace_id", workspaceID)
 	if err := s.store.RotateWebhookSecret(ctx, workspaceID, sealed, retire, ev); err != nil {
 		return WebhookRotation{}, err
 	}

@@ -100,7 +100,7 @@ func (s *Service) SetAuditRetention(ctx context.Context, workspaceID string, d *
 		return Workspace{}, ErrInvalidRetention
 	}
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.WorkspaceUpdated, Actor: actor, Outcome: audit.Success,
-		Data: dataJSON("setting", "audit_retention")}
+		Data: audit.Data("setting", "audit_retention")}
 	ws, err := s.store.SetAuditRetention(ctx, workspaceID, d, ev)
 	if err != nil {
 		return Workspace{}, err

@@ -2,7 +2,6 @@ package oauthflow
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -187,11 +186,7 @@ func (f *Flows) exchange(ctx context.Context, cs store.ConnectSession, p Provide
 			return store.Connection{}, err
 		}
 	}
-	data, err := json.Marshal(map[string]string{"provider": cs.Provider})
-	if err != nil {
-		return store.Connection{}, err
-	}
 	ev := audit.Event{WorkspaceID: cs.WorkspaceID, Type: typ, Actor: cs.ID, ConnectionID: connID, Outcome: audit.Success,
-		Data: string(data)}
+		Data: audit.Data("provider", cs.Provider)}
 	return f.store.SaveOAuthConnection(ctx, conn, cred, cs.ReconnectConnectionID != "", ev)
 }

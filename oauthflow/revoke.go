@@ -36,10 +36,10 @@ const maxRevokeBody = 64 << 10
 // token endpoint (HTTP Basic for client_secret_basic, client_id/client_secret in the body
 // for client_secret_post). A 200 means revoked, or unknown to the provider, which RFC
 // 7009 section 2.2 treats the same. Anything else is a *ProviderError (503 with
-// Status 503, which the caller may retry) or a transport error. client must be the
+// Status 503, which the caller may retry) or a transport error. hc must be the
 // outbound TokenClient: a redirect is an error, never followed.
-func Revoke(ctx context.Context, client *http.Client, p Provider, cc ClientCredentials, token vault.Secret, hint TokenTypeHint) error {
-	if client == nil {
+func Revoke(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, token vault.Secret, hint TokenTypeHint) error {
+	if hc == nil {
 		return errors.New("oauthflow: Revoke needs an HTTP client")
 	}
 	if p.RevocationURL == "" {
@@ -55,11 +55,11 @@ func Revoke(ctx context.Context, client *http.Client, p Provider, cc ClientCrede
 	if hint != "" {
 		form.Set("token_type_hint", string(hint))
 	}
-	basic := p.TokenAuthMethod != ClientSecretPost && !cc.ClientSecret.IsZero()
+	basic := p.TokenAuthMethod != ClientSecretPost && !client.ClientSecret.IsZero()
 	if !basic {
-		form.Set("client_id", cc.ClientID)
-		if !cc.ClientSecret.IsZero() {
-			form.Set("client_secret", cc.ClientSecret.Reveal())
+		form.Set("client_id", client.ClientID)
+		if !client.ClientSecret.IsZero() {
+			form.Set("client_secret", client.ClientSecret.Reveal())
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RevocationURL, strings.NewReader(form.Encode()))
@@ -70,9 +70,9 @@ func Revoke(ctx context.Context, client *http.Client, p Provider, cc ClientCrede
 	req.Header.Set("Accept", "application/json")
 	if basic {
 		// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
-		req.SetBasicAuth(url.QueryEscape(cc.ClientID), url.QueryEscape(cc.ClientSecret.Reveal()))
+		req.SetBasicAuth(url.QueryEscape(client.ClientID), url.QueryEscape(client.ClientSecret.Reveal()))
 	}
-	res, err := client.Do(req)
+	res, err := hc.Do(req)
 	if err != nil {
 		return providerFailure("revoke", err)
 	}

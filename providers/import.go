@@ -63,7 +63,7 @@ func (s *Service) Import(ctx context.Context, actor string, version int64, works
 			rows = append(rows, store.Provider{ID: ids.New(ids.Provider), WorkspaceID: ws.WorkspaceID, Key: r.Key,
 				AuthMode: string(cfg.AuthMode), Config: string(doc), CreatedAt: now, UpdatedAt: now})
 			evs = append(evs, audit.Event{WorkspaceID: ws.WorkspaceID, Type: audit.ProviderUpdated, Actor: actor,
-				Outcome: audit.Success, Data: providerData(r.Key, "config_version", strconv.FormatInt(version, 10))})
+				Outcome: audit.Success, Data: audit.Data("provider", r.Key, "config_version", strconv.FormatInt(version, 10))})
 		}
 	}
 	if len(rows) == 0 {

@@ -115,7 +115,7 @@ func (s *Service) Put(ctx context.Context, workspaceID, actor string, r Request,
 	row := store.Provider{ID: id, WorkspaceID: workspaceID, Key: r.Key, AuthMode: string(cfg.AuthMode), Config: string(doc),
 		CreatedAt: now, UpdatedAt: now}
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: actor, Outcome: audit.Success,
-		Data: providerData(r.Key)}
+		Data: audit.Data("provider", r.Key)}
 	// keepSecret: an update without client_secret keeps the one set before.
 	saved, err := s.store.PutProvider(ctx, row, ps, true, ev)
 	if err != nil {
@@ -186,16 +186,6 @@ func (s *Service) view(ctx context.Context, row store.Provider) (View, error) {
 // provider.deleted event by actor.
 func (s *Service) Delete(ctx context.Context, workspaceID, actor, key string) error {
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderDeleted, Actor: actor, Outcome: audit.Success,
-		Data: providerData(key)}
+		Data: audit.Data("provider", key)}
 	return s.store.DeleteProvider(ctx, workspaceID, key, ev)
-}
-
-// providerData is a provider event's data: {"provider": key} and extra name/value pairs.
-func providerData(key string, extra ...string) string {
-	m := map[string]string{"provider": key}
-	for i := 0; i+1 < len(extra); i += 2 {
-		m[extra[i]] = extra[i+1]
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
 }

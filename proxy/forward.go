@@ -117,9 +117,9 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	cc := tok.Conn
+	conn := tok.Conn
 	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
-	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, cc.Provider)
+	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, conn.Provider)
 	if errors.Is(err, store.ErrNotFound) {
 		err = problem.ErrNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
 	}
@@ -153,17 +153,17 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	resp, err := s.forwardWithRetries(c, hc, target, prov, cred, body, replayable, p.WorkspaceID, cc.ID)
+	resp, err := s.forwardWithRetries(c, hc, target, prov, cred, body, replayable, p.WorkspaceID, conn.ID)
 	if err != nil {
 		fail(c, problem.Upstream(outbound.Redact(err)))
 		return
 	}
 	defer resp.Body.Close()
 	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: forwardEventType,
-		Actor: p.KeyID, ConnectionID: cc.ID, Outcome: audit.Success,
-		Data: dataJSON("method", c.Request.Method, "status", fmt.Sprint(resp.StatusCode))}); err != nil {
+		Actor: p.KeyID, ConnectionID: conn.ID, Outcome: audit.Success,
+		Data: audit.Data("method", c.Request.Method, "status", fmt.Sprint(resp.StatusCode))}); err != nil {
 		// The provider has already acted: answer, but make the gap visible.
-		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", cc.ID)
+		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", conn.ID)
 	}
 	writeForwardResponse(c, resp, cred.secret)
 }

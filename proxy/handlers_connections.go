@@ -42,10 +42,7 @@ func utc(t *time.Time) *time.Time {
 }
 
 func viewOf(c store.Connection) connectionView {
-	status := c.Status
-	if status == store.StatusRevokePending {
-		status = store.StatusDisconnected // the API's statuses; revoke_pending is internal
-	}
+	status := store.PublicStatus(c.Status)
 	scopes := []string(c.Scopes)
 	if scopes == nil {
 		scopes = []string{}
@@ -112,7 +109,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: p.WorkspaceID, APIKey: sealed,
 		AccessOrigins: store.StoredOrigins(origins), UpdatedAt: now}
 	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionCreated, Actor: p.KeyID,
-		ConnectionID: conn.ID, Outcome: audit.Success, Data: dataJSON("provider", req.Provider)}
+		ConnectionID: conn.ID, Outcome: audit.Success, Data: audit.Data("provider", req.Provider)}
 	if err := s.store.CreateConnection(ctx, conn, cred, ev); err != nil {
 		fail(c, err)
 		return

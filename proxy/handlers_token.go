@@ -64,7 +64,7 @@ type tokenResponse struct {
 func (s *Server) handleToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principal(c)
-	minValidity, err := minValidity(c) // handlers_refresh.go
+	minValidity, err := minValidity(c)
 	if err != nil {
 		fail(c, err)
 		return

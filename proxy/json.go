@@ -1,23 +1,14 @@
 package proxy
 
 import (
-	"encoding/json"
 	"time"
 	"unicode/utf8"
-
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
 
 // jsonContentType is the token response's Content-Type header value. It is shared by every
 // response (as gin shares its own): a header value slice is replaced or appended to, never
 // written in place, and its capacity of 1 makes an append copy it.
 var jsonContentType = []string{"application/json; charset=utf-8"}[:1:1]
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// dataJSON renders the small metadata object of an audit event (audit.Data). Never pass
-// a secret.
-func dataJSON(kv ...string) string { return audit.Data(kv...) }
 
 // appendJSON renders the token response without reflection (the hot path). The output is
 // byte for byte what encoding/json produces for the struct (TestTokenResponseJSON).

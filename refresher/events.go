@@ -46,10 +46,7 @@ func (r *Refresher) emit(ctx context.Context, typ EventType, c store.Connection,
 	if r.events == nil {
 		return
 	}
-	status := c.Status
-	if status == store.StatusRevokePending {
-		status = store.StatusDisconnected // the API's statuses; revoke_pending is internal
-	}
+	status := store.PublicStatus(c.Status)
 	r.events.Emit(ctx, Event{Type: typ, WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Provider: c.Provider,
 		Status: status, Code: code})
 }

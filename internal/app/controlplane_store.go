@@ -41,8 +41,7 @@ func (s controlPlaneStore) ControlPlaneState(ctx context.Context, name string) (
 	return v, err
 }
 
-// ConnectionCounts reports the store's internal revoke_pending as disconnected, as the
-// API does.
+// ConnectionCounts reports statuses as the API shows them (store.PublicStatus).
 func (s controlPlaneStore) ConnectionCounts(ctx context.Context) ([]controlplane.ConnectionCount, error) {
 	rows, err := s.Store.ConnectionCounts(ctx)
 	if err != nil {
@@ -50,11 +49,8 @@ func (s controlPlaneStore) ConnectionCounts(ctx context.Context) ([]controlplane
 	}
 	out := make([]controlplane.ConnectionCount, len(rows))
 	for i, r := range rows {
-		st := controlplane.Status(r.Status)
-		if r.Status == store.StatusRevokePending {
-			st = controlplane.StatusDisconnected
-		}
-		out[i] = controlplane.ConnectionCount{WorkspaceID: r.WorkspaceID, Provider: r.Provider, Status: st, N: r.N}
+		out[i] = controlplane.ConnectionCount{WorkspaceID: r.WorkspaceID, Provider: r.Provider,
+			Status: controlplane.Status(store.PublicStatus(r.Status)), N: r.N}
 	}
 	return out, nil
 }

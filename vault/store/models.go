@@ -125,6 +125,16 @@ const (
 	StatusRevokePending = "revoke_pending"
 )
 
+// PublicStatus is a connection status as the API, webhooks and the control plane show
+// it: revoke_pending (disconnected, revocation at the provider still to do) is internal
+// and shows as disconnected.
+func PublicStatus(status string) string {
+	if status == StatusRevokePending {
+		return StatusDisconnected
+	}
+	return status
+}
+
 // Connection is one end user's link to one provider: metadata only.
 type Connection struct {
 	ID               string `gorm:"primaryKey"`
