@@ -192,6 +192,8 @@ func TestCLIKeysWorkspacesAudit(t *testing.T) {
 	require.NotContains(t, run("apikey", "list"), "backend")
 	require.Contains(t, run("workspace", "create", "acme"), "admin key:    ap_")
 	require.Contains(t, run("audit", "verify"), "ok")
+	require.Contains(t, run("bind-origins"), "bound 0 client secret(s) and 0 credential(s)")
+	require.Contains(t, run("bind-origins"), "bound 0", "a rerun is harmless")
 	require.Contains(t, run("version"), "authpipe-proxy")
 }
 
