@@ -333,6 +333,11 @@ func TestDeleteWorkspace(t *testing.T) {
 	conn := h.expect(h.do("POST", "/v1/connections", key, map[string]any{"provider": "stripe", "end_user_id": "u",
 		"api_key": stripeKeyAlice}), 201, "").Body["id"].(string)
 	h.expect(h.do("GET", "/v1/connections/"+conn+"/token", key, nil), 200, "")
+	// The read's token.read event goes through the batched writer: wait until it is in the
+	// chain, so that the deletion below is what removes it.
+	require.Eventually(t, func() bool {
+		return strings.Contains(h.do("GET", "/v1/audit?limit=1000", key, nil).Raw, `"token.read"`)
+	}, 10*time.Second, 20*time.Millisecond)
 	h.expect(h.do("GET", "/v1/audit/verify", key, nil), 200, "") // leaves its verified checkpoint
 	db := h.app.Store.DB()
 	var deks int64
