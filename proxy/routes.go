@@ -59,6 +59,10 @@ func (s *Server) newEngine() *gin.Engine {
 	r.RemoveExtraSlash = false
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
+	// Routes match the path as sent, each parameter then percent-decoded: an encoded "/" in
+	// an id (an end user "tenant/42" is /v1/end-users/tenant%2F42) stays inside its segment.
+	r.UseRawPath = true
+	r.UnescapePathValues = true
 	s.configureEngine(r) // trusted proxies (edge.go)
 	// edgeMiddleware: client address via trusted proxies, ?access_token= refused (and an
 	// access_token form parameter in the body, except on /v1/proxy), body limit (1 MiB;
