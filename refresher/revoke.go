@@ -24,7 +24,10 @@ import (
 // longer served) and is revoked at the provider: on success its ciphertext is deleted, on
 // 5xx, 429 or a timeout the retry job tries again with backoff, and where the provider
 // cannot revoke, the sealed credential stays unusable until retention ends (purge). An
-// API key cannot be revoked: it is kept sealed until then.
+// API key cannot be revoked: it is kept sealed until then. A reconnect queues the grant it
+// replaces (store.SaveOAuthConnection), and the retry job revokes that grant the same way.
+// Every revocation ends: revoked, not revocable, or given up (audited) once it has been
+// pending for the retention window.
 
 // RevokeRetryActor is the actor of the retry job's audit events.
 const RevokeRetryActor = "system:revoke-retry"
@@ -35,6 +38,7 @@ const (
 	codeProviderUnavailable   = "provider_unavailable"
 	codeProviderMissing       = "provider_missing"
 	codeOriginChanged         = "origin_changed"
+	codeGivenUp               = "revocation_given_up"
 )
 
 // revokeTimeout bounds one revocation attempt (both tokens).
@@ -48,6 +52,7 @@ type RevocationStore interface {
 	Disconnect(ctx context.Context, workspaceID, id string, deleteCredential bool, evs ...audit.Event) (store.Connection, error)
 	BeginRevoke(ctx context.Context, workspaceID, id string, evs ...audit.Event) (store.Connection, bool, error)
 	FinishRevoke(ctx context.Context, workspaceID, id string, r store.RevokeResult, evs ...audit.Event) (store.Connection, error)
+	FinishGrantRevoke(ctx context.Context, id string, r store.RevokeResult, evs ...audit.Event) error
 	RevocationOf(ctx context.Context, id string) (store.Revocation, error)
 	ClaimRevocations(ctx context.Context, now, claimUntil time.Time, limit int) ([]store.Revocation, error)
 	EndUserConnections(ctx context.Context, workspaceID, endUserID string) ([]store.ConnectionCredential, error)
@@ -66,16 +71,18 @@ type Revocations struct {
 	clientFor func(oauthflow.Provider) (*http.Client, error)
 	now       func() time.Time
 	log       *slog.Logger
+	retention time.Duration // a revocation pending this long is given up
 }
 
 // NewRevocations builds the revocation service on st with r's sealer, providers, provider
-// clients, clock and logger.
-func NewRevocations(r *Refresher, st RevocationStore) (*Revocations, error) {
-	if r == nil || st == nil {
-		return nil, errors.New("refresher: revocations need a Refresher and a store")
+// clients, clock and logger; a revocation still failing after retention
+// (AUTHPIPE_RETENTION) is given up.
+func NewRevocations(r *Refresher, st RevocationStore, retention time.Duration) (*Revocations, error) {
+	if r == nil || st == nil || retention <= 0 {
+		return nil, errors.New("refresher: revocations need a Refresher, a store and a retention window")
 	}
 	return &Revocations{store: st, creds: r.creds, audit: r.audit, providers: r.providers, clientFor: r.clientFor, now: r.now,
-		log: r.log}, nil
+		log: r.log, retention: retention}, nil
 }
 
 // revokeAttempt is how one call to the provider ended.
@@ -180,10 +187,13 @@ func revokeBackoff(attempts int) time.Duration {
 	return d + jitter.Duration(d/5+1)
 }
 
-// pending makes one revocation attempt for a revoke_pending connection and records its
-// outcome: the ciphertext deleted (revoked), kept sealed until retention (cannot be
-// revoked), or a retry scheduled with backoff.
-func (v *Revocations) pending(ctx context.Context, workspaceID, id, actor string) (store.Connection, error) {
+// givenUp is the outcome of a revocation pending for the whole retention window.
+var givenUp = revokeAttempt{outcome: store.NotRevocable, code: codeGivenUp}
+
+// pending makes one revocation attempt for a revoke_pending connection (none when giveUp)
+// and records its outcome: the ciphertext deleted (revoked), kept sealed until retention
+// (cannot be revoked, or given up), or a retry scheduled with backoff.
+func (v *Revocations) pending(ctx context.Context, workspaceID, id, actor string, giveUp bool) (store.Connection, error) {
 	cc, err := v.store.ConnectionWithCredential(ctx, workspaceID, id)
 	if err != nil {
 		return store.Connection{}, err
@@ -191,29 +201,74 @@ func (v *Revocations) pending(ctx context.Context, workspaceID, id, actor string
 	if cc.Status != store.StatusRevokePending {
 		return v.store.FinishRevoke(ctx, workspaceID, id, store.RevokeResult{Outcome: store.Revoked}) // drops a stale revocation: ErrConflict
 	}
-	att := v.atProvider(ctx, cc)
-	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionRevoked, Actor: actor, ConnectionID: id,
-		Outcome: audit.Success, ErrorCode: att.code, Data: eventData("provider", cc.Provider)}
-	res := store.RevokeResult{Outcome: att.outcome, ErrorCode: att.code}
-	switch att.outcome {
-	case store.RetryLater:
-		ev.Outcome = audit.Failure
-		attempts := 0
+	att := givenUp
+	if !giveUp {
+		att = v.atProvider(ctx, cc)
+	}
+	attempts := 0
+	if att.outcome == store.RetryLater {
 		if r, err := v.store.RevocationOf(ctx, id); err == nil {
 			attempts = r.Attempts
 		}
-		res.Next = v.now().Add(revokeBackoff(attempts))
-		ev.Data = eventData("provider", cc.Provider, "retry", "scheduled")
-	case store.NotRevocable:
-		ev.Outcome = audit.Failure
-		ev.Data = eventData("provider", cc.Provider, "credential", "sealed_until_retention")
 	}
+	res, ev := v.outcome(cc.Connection, actor, att, attempts, false)
 	return v.store.FinishRevoke(ctx, workspaceID, id, res, ev)
 }
 
+// outcome is what records an attempt of a connection's own credential or of a grant that
+// a reconnect replaced: the store's result and the connection.revoked event.
+func (v *Revocations) outcome(conn store.Connection, actor string, att revokeAttempt, attempts int, replaced bool) (store.RevokeResult, audit.Event) {
+	ev := audit.Event{WorkspaceID: conn.WorkspaceID, Type: audit.ConnectionRevoked, Actor: actor, ConnectionID: conn.ID,
+		Outcome: audit.Failure, ErrorCode: att.code}
+	res := store.RevokeResult{Outcome: att.outcome, ErrorCode: att.code}
+	data := []string{"provider", conn.Provider}
+	if replaced {
+		data = append(data, "grant", "replaced")
+	}
+	switch {
+	case att.outcome == store.Revoked:
+		ev.Outcome = audit.Success
+	case att.outcome == store.RetryLater:
+		res.Next = v.now().Add(revokeBackoff(attempts))
+		data = append(data, "retry", "scheduled")
+	case att.code == codeGivenUp:
+		data = append(data, "revocation", "given_up")
+	}
+	if att.outcome == store.NotRevocable && !replaced {
+		data = append(data, "credential", "sealed_until_retention")
+	}
+	ev.Data = eventData(data...)
+	return res, ev
+}
+
+// replacedGrant makes one revocation attempt of a grant that a reconnect replaced (none
+// when giveUp) and records its outcome: the revocation and the grant's sealed tokens
+// deleted (revoked, not revocable or given up), or a retry scheduled with backoff. ended
+// reports the former.
+func (v *Revocations) replacedGrant(ctx context.Context, r store.Revocation, actor string, giveUp bool) (ended bool, err error) {
+	conn, err := v.store.Connection(ctx, r.WorkspaceID, r.ConnectionID)
+	if err != nil {
+		return false, err
+	}
+	att := givenUp
+	if !giveUp {
+		att = v.atProvider(ctx, store.ConnectionCredential{Connection: conn,
+			Credential: grantCredential(r)})
+	}
+	res, ev := v.outcome(conn, actor, att, r.Attempts, true)
+	return res.Outcome != store.RetryLater, v.store.FinishGrantRevoke(ctx, r.ID, res, ev)
+}
+
+// grantCredential is the replaced grant r carries, as the credential it was.
+func grantCredential(r store.Revocation) *store.Credential {
+	return &store.Credential{ConnectionID: r.ConnectionID, WorkspaceID: r.WorkspaceID, AccessToken: r.AccessToken,
+		RefreshToken: r.RefreshToken, AccessOrigins: r.AccessOrigins, RefreshOrigins: r.RefreshOrigins}
+}
+
 // Retry is the retry job: it claims up to limit revocations that are due and makes one
-// attempt each. It returns how many connections it has finished (revoked or found not
-// revocable).
+// attempt each; a revocation pending for the retention window is given up instead
+// (audited as connection.revoked, error_code revocation_given_up). It returns how many
+// revocations it has ended (revoked, found not revocable, or given up).
 func (v *Revocations) Retry(ctx context.Context, limit int) (int, error) {
 	now := v.now()
 	due, err := v.store.ClaimRevocations(ctx, now, now.Add(2*revokeTimeout+time.Minute), limit)
@@ -222,12 +277,20 @@ func (v *Revocations) Retry(ctx context.Context, limit int) (int, error) {
 	}
 	finished := 0
 	for _, r := range due {
-		c, err := v.pending(ctx, r.WorkspaceID, r.ConnectionID, RevokeRetryActor)
+		giveUp := !now.Before(r.CreatedAt.Add(v.retention))
+		ended := false
+		if r.Replaced() {
+			ended, err = v.replacedGrant(ctx, r, RevokeRetryActor, giveUp)
+		} else {
+			var c store.Connection
+			c, err = v.pending(ctx, r.WorkspaceID, r.ConnectionID, RevokeRetryActor, giveUp)
+			ended = c.Status == store.StatusDisconnected
+		}
 		switch {
 		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			v.log.WarnContext(ctx, "revocation retry failed", "connection", r.ConnectionID, "err", err)
-		case c.Status == store.StatusDisconnected:
+		case ended:
 			finished++
 		}
 	}
@@ -256,7 +319,7 @@ func (v *Revocations) Disconnect(ctx context.Context, workspaceID, id, actor str
 	if err != nil || !changed {
 		return conn, changed, err
 	}
-	if done, err := v.pending(ctx, workspaceID, id, actor); err == nil {
+	if done, err := v.pending(ctx, workspaceID, id, actor, false); err == nil {
 		conn = done
 	} else if !errors.Is(err, store.ErrConflict) {
 		// The disconnect itself committed: the retry job takes the revocation on.

@@ -38,7 +38,7 @@ func (a *App) newRefresher(now func() time.Time) error {
 	if err != nil {
 		return err
 	}
-	a.Revocations, err = refresher.NewRevocations(a.Refresher, a.Store)
+	a.Revocations, err = refresher.NewRevocations(a.Refresher, a.Store, a.Config.Retention)
 	return err
 }
 

@@ -22,6 +22,7 @@ const (
 	DEK            = "dek"
 	ProxyKey       = "pk"
 	Deployment     = "dep"
+	Revocation     = "rev"
 )
 
 // DefaultWorkspace is the id of the workspace named "default" that always exists.

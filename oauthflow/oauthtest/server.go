@@ -213,6 +213,13 @@ func (s *Server) Active(ctx context.Context, token string) bool {
 	return err == nil
 }
 
+// RefreshActive reports whether token is a valid, unrevoked refresh token of this server
+// (introspection, RFC 7662).
+func (s *Server) RefreshActive(ctx context.Context, token string) bool {
+	use, _, err := s.provider.IntrospectToken(ctx, token, fosite.RefreshToken, new(fosite.DefaultSession))
+	return err == nil && use == fosite.RefreshToken
+}
+
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html><head><title>Test provider: sign in</title></head><body>
 <h1>Sign in to the test provider</h1>

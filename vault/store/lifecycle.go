@@ -1,9 +1,9 @@
 package store
 
-// The credential lifecycle: revocation bookkeeping (disconnect → revoke_pending → deleted
-// ciphertext), the purge past retention, GDPR erasure of one end user and workspace
-// deletion (crypto-shredding). Every hard delete is recorded in the audit chain in the same
-// transaction. Audit-chain pruning is in audit_checkpoints.go.
+// The credential lifecycle: the purge past retention, GDPR erasure of one end user and
+// workspace deletion (crypto-shredding). Every hard delete is recorded in the audit chain
+// in the same transaction. Revocation bookkeeping is in revocations.go, audit-chain
+// pruning in audit_checkpoints.go.
 
 import (
 	"context"
@@ -13,163 +13,9 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
-
-// Revocation is a pending RFC 7009 revocation of a connection's tokens.
-type Revocation struct {
-	ConnectionID  string `gorm:"primaryKey"`
-	WorkspaceID   string
-	Attempts      int
-	NextAttemptAt time.Time
-	LastError     string // an error code, never a provider's text
-	CreatedAt     time.Time
-}
-
-// TableName implements gorm's tabler.
-func (Revocation) TableName() string { return "revocations" }
-
-// BeginRevoke marks a connection revoke_pending, takes it off the refresh schedule, bumps
-// its version (so a refresh in flight cannot commit) and records a revocation due now, with
-// evs, in one transaction. started is false, and nothing changes, when the connection is
-// already disconnected or revoke_pending.
-func (s *Store) BeginRevoke(ctx context.Context, workspaceID, id string, evs ...audit.Event) (c Connection, started bool, err error) {
-	err = s.tx(ctx, func(tx *gorm.DB) error {
-		if err := s.forUpdate(tx.Where("workspace_id = ? AND id = ?", workspaceID, id)).Take(&c).Error; err != nil {
-			return err
-		}
-		if c.Status == StatusDisconnected || c.Status == StatusRevokePending {
-			return nil
-		}
-		now := s.now().UTC()
-		if err := bumpConnection(tx, &c, map[string]any{"status": StatusRevokePending, "disconnected_at": now,
-			"next_refresh_at": nil}, now); err != nil {
-			return err
-		}
-		c.Status, c.DisconnectedAt, c.NextRefreshAt = StatusRevokePending, &now, nil
-		r := Revocation{ConnectionID: id, WorkspaceID: workspaceID, NextAttemptAt: now, CreatedAt: now}
-		if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "connection_id"}},
-			DoUpdates: clause.AssignmentColumns([]string{"next_attempt_at", "attempts", "last_error"})}).Create(&r).Error; err != nil {
-			return err
-		}
-		started = true
-		return s.appendEvents(tx, evs)
-	})
-	return c, started, notFound(err)
-}
-
-// bumpConnection updates c's row with fields, compare-and-swap on its version.
-func bumpConnection(tx *gorm.DB, c *Connection, fields map[string]any, now time.Time) error {
-	fields["updated_at"], fields["version"] = now, c.Version+1
-	res := tx.Model(&Connection{}).Where("id = ? AND version = ?", c.ID, c.Version).Updates(fields)
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected != 1 {
-		return ErrConflict
-	}
-	c.UpdatedAt, c.Version = now, c.Version+1
-	return nil
-}
-
-// RevokeOutcome is how a revocation attempt ended.
-type RevokeOutcome int
-
-// Outcomes of FinishRevoke.
-const (
-	// Revoked: the provider revoked the tokens; the ciphertext is deleted now.
-	Revoked RevokeOutcome = iota + 1
-	// NotRevocable: the provider cannot revoke (no endpoint, or a permanent refusal): the
-	// sealed credential is kept, unusable, until the retention window ends.
-	NotRevocable
-	// RetryLater: the provider was unavailable; the connection stays revoke_pending and the
-	// revocation is retried at Next.
-	RetryLater
-)
-
-// RevokeResult is what FinishRevoke records.
-type RevokeResult struct {
-	Outcome   RevokeOutcome
-	Next      time.Time // RetryLater
-	ErrorCode string    // RetryLater, NotRevocable
-}
-
-// FinishRevoke records the outcome of a revocation attempt of a revoke_pending connection,
-// with evs. A connection that is no longer revoke_pending (reconnected, purged) drops its
-// revocation and answers ErrConflict.
-func (s *Store) FinishRevoke(ctx context.Context, workspaceID, id string, r RevokeResult, evs ...audit.Event) (Connection, error) {
-	var c Connection
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		if err := s.forUpdate(tx.Where("workspace_id = ? AND id = ?", workspaceID, id)).Take(&c).Error; err != nil {
-			return err
-		}
-		if c.Status != StatusRevokePending {
-			if err := tx.Where("connection_id = ?", id).Delete(&Revocation{}).Error; err != nil {
-				return err
-			}
-			return ErrConflict
-		}
-		now := s.now().UTC()
-		switch r.Outcome {
-		case Revoked, NotRevocable:
-			if r.Outcome == Revoked {
-				if err := tx.Where("connection_id = ?", id).Delete(&Credential{}).Error; err != nil {
-					return err
-				}
-			}
-			if err := tx.Where("connection_id = ?", id).Delete(&Revocation{}).Error; err != nil {
-				return err
-			}
-			if err := bumpConnection(tx, &c, map[string]any{"status": StatusDisconnected}, now); err != nil {
-				return err
-			}
-			c.Status = StatusDisconnected
-		case RetryLater:
-			err := tx.Model(&Revocation{}).Where("connection_id = ?", id).Updates(map[string]any{
-				"attempts": gorm.Expr("attempts + 1"), "next_attempt_at": r.Next.UTC(), "last_error": r.ErrorCode}).Error
-			if err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("store: unknown revoke outcome %d", r.Outcome)
-		}
-		return s.appendEvents(tx, evs)
-	})
-	return c, notFound(err)
-}
-
-// RevocationOf returns a connection's pending revocation.
-func (s *Store) RevocationOf(ctx context.Context, id string) (Revocation, error) {
-	var r Revocation
-	err := s.db.WithContext(ctx).Where("connection_id = ?", id).Take(&r).Error
-	return r, s.classify(err)
-}
-
-// ClaimRevocations claims up to limit revocations due at now by moving their next attempt
-// to claimUntil (so another replica's sweep skips them; SKIP LOCKED on PostgreSQL), and
-// returns them.
-func (s *Store) ClaimRevocations(ctx context.Context, now, claimUntil time.Time, limit int) ([]Revocation, error) {
-	var out []Revocation
-	err := s.tx(ctx, func(tx *gorm.DB) error {
-		q := tx.Where("next_attempt_at <= ?", now.UTC()).Order("next_attempt_at").Limit(limit)
-		if s.dialect == Postgres {
-			q = q.Clauses(clause.Locking{Strength: "UPDATE", Options: "SKIP LOCKED"})
-		}
-		if err := q.Find(&out).Error; err != nil {
-			return err
-		}
-		for _, r := range out {
-			if err := tx.Model(&Revocation{}).Where("connection_id = ?", r.ConnectionID).
-				Update("next_attempt_at", claimUntil.UTC()).Error; err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return out, s.classify(err)
-}
 
 // PurgeActor is the actor of the purge job's events.
 const PurgeActor = "system:purge"

@@ -126,7 +126,8 @@ func (s *Store) DeleteExpiredConnectSessions(ctx context.Context, cutoff time.Ti
 //
 // With reconnect false, conn and cred are inserted. With reconnect true, conn.ID names an
 // existing OAuth connection of conn.WorkspaceID and conn.Provider: its credential is
-// replaced, and its status, scopes, prefix and expiry are reset from conn (the id, end
+// replaced (the grant it held is queued for revocation at the provider, see
+// queueReplacedGrant), and its status, scopes, prefix and expiry are reset from conn (the id, end
 // user and creation time are kept), its version incremented. The returned connection is
 // what is stored.
 func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred Credential, reconnect bool, evs ...audit.Event) (Connection, error) {
@@ -153,6 +154,9 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 		}
 		if cur.Provider != conn.Provider || cur.AuthMode != conn.AuthMode {
 			return ErrConflict
+		}
+		if err := s.queueReplacedGrant(tx, cur); err != nil {
+			return err
 		}
 		if err := tx.Where("connection_id = ?", conn.ID).Delete(&Credential{}).Error; err != nil {
 			return err
