@@ -133,3 +133,26 @@ func TestRevocationGivenUpAfterRetention(t *testing.T) {
 		})
 	}
 }
+
+// TestEraseRevokesReplacedGrants: erasing an end user also revokes the grants that their
+// reconnects replaced and whose revocation is still pending.
+func TestEraseRevokesReplacedGrants(t *testing.T) {
+	ctx := context.Background()
+	f := newFlow(t, store.SQLite, oauthtest.Options{AutoLogin: true})
+	gate := newRevokeGate(t, f.as.RevocationURL())
+	f.putProvider(gate.srv.URL + "/revoke")
+	id := f.connect("alice")
+	_, oldRefresh := f.storedTokens(id)
+	gate.down.Store(true)
+	f.reconnect(id)
+	_, newRefresh := f.storedTokens(id)
+	f.sentinel(oldRefresh, newRefresh)
+	gate.down.Store(false)
+
+	r := f.h.expect(f.h.do("DELETE", "/v1/end-users/alice", bootstrapKey, nil), 200, "")
+	require.EqualValues(t, 1, r.Body["deleted"])
+	require.False(t, f.as.RefreshActive(ctx, newRefresh))
+	require.False(t, f.as.RefreshActive(ctx, oldRefresh), "the replaced grant is revoked before it is deleted")
+	require.Zero(t, f.revocations(id))
+	f.noLeaks()
+}

@@ -54,6 +54,7 @@ type RevocationStore interface {
 	FinishRevoke(ctx context.Context, workspaceID, id string, r store.RevokeResult, evs ...audit.Event) (store.Connection, error)
 	FinishGrantRevoke(ctx context.Context, id string, r store.RevokeResult, evs ...audit.Event) error
 	RevocationOf(ctx context.Context, id string) (store.Revocation, error)
+	ConnectionRevocations(ctx context.Context, connectionID string) ([]store.Revocation, error)
 	ClaimRevocations(ctx context.Context, now, claimUntil time.Time, limit int) ([]store.Revocation, error)
 	EndUserConnections(ctx context.Context, workspaceID, endUserID string) ([]store.ConnectionCredential, error)
 	EraseEndUser(ctx context.Context, workspaceID, endUserID string, event func(store.Connection) audit.Event) (int64, error)
@@ -333,7 +334,8 @@ func (v *Revocations) Disconnect(ctx context.Context, workspaceID, id, actor str
 // erasure does not wait for a provider that is down) and hard-deleted now with its
 // ciphertext and the end user's connect sessions. Each deletion is audited as
 // connection.erased with the provider and the revocation's outcome, never a credential
-// or the end user's id. It returns how many connections were deleted and the ones listed
+// or the end user's id; grants that reconnects replaced and whose revocation is pending
+// get one attempt too (replaced_grants). It returns how many connections were deleted and the ones listed
 // before the deletion.
 func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, actor string) (int64, []store.Connection, error) {
 	conns, err := v.store.EndUserConnections(ctx, workspaceID, endUser)
@@ -341,9 +343,11 @@ func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, ac
 		return 0, nil, err
 	}
 	outcome := make(map[string]revokeAttempt, len(conns))
+	replaced := make(map[string]string, len(conns))
 	for _, cc := range conns {
 		if cc.AuthMode == string(oauthflow.AuthModeOAuth2) {
 			outcome[cc.ID] = v.atProvider(ctx, cc)
+			replaced[cc.ID] = v.revokeReplaced(ctx, cc.Connection)
 		} else {
 			outcome[cc.ID] = revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
 		}
@@ -360,7 +364,8 @@ func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, ac
 			revocation = "failed"
 		}
 		return audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionErased, Actor: actor, ConnectionID: conn.ID,
-			Outcome: audit.Success, ErrorCode: att.code, Data: eventData("provider", conn.Provider, "revocation", revocation)}
+			Outcome: audit.Success, ErrorCode: att.code, Data: eventData("provider", conn.Provider, "revocation", revocation,
+				"replaced_grants", replaced[conn.ID])}
 	})
 	if err != nil {
 		return 0, nil, err
@@ -370,6 +375,31 @@ func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, ac
 		listed[i] = cc.Connection
 	}
 	return n, listed, nil
+}
+
+// revokeReplaced makes one attempt at each pending revocation of a grant of conn that a
+// reconnect replaced, before an erasure deletes them: "" when there is none, "revoked"
+// when each was revoked, else "failed".
+func (v *Revocations) revokeReplaced(ctx context.Context, conn store.Connection) string {
+	rs, err := v.store.ConnectionRevocations(ctx, conn.ID)
+	if err != nil {
+		v.log.WarnContext(ctx, "revocation: pending grants not listed", "connection", conn.ID, "err", err)
+		return "failed"
+	}
+	result := ""
+	for _, r := range rs {
+		if !r.Replaced() {
+			continue
+		}
+		if result == "" {
+			result = "revoked"
+		}
+		cc := store.ConnectionCredential{Connection: conn, Credential: &store.Credential{AccessToken: r.AccessToken, RefreshToken: r.RefreshToken}}
+		if v.atProvider(ctx, cc).outcome != store.Revoked {
+			result = "failed"
+		}
+	}
+	return result
 }
 
 // RevokeWorkspace revokes the tokens of the workspace's OAuth connections that are not
