@@ -71,6 +71,7 @@ type Store interface {
 	WebhookStore
 	KEKStore
 	AuditStore
+	EndUserStore
 }
 
 var _ Store = (*store.Store)(nil)

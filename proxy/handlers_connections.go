@@ -4,11 +4,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
@@ -19,50 +18,12 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-type connectionView struct {
-	ID               string     `json:"id"`
-	Provider         string     `json:"provider"`
-	EndUserID        string     `json:"end_user_id"`
-	AuthMode         string     `json:"auth_mode"`
-	Status           string     `json:"status"`
-	Scopes           []string   `json:"scopes"`
-	CredentialPrefix string     `json:"credential_prefix"`
-	ExpiresAt        *time.Time `json:"expires_at"`
-	LastRefreshedAt  *time.Time `json:"last_refreshed_at"`
-	CreatedAt        time.Time  `json:"created_at"`
-	UpdatedAt        time.Time  `json:"updated_at"`
-}
+// connectionView is a connection's metadata as the API shows it (admin.ViewOf).
+type connectionView = admin.ConnectionView
 
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
+func viewOf(c store.Connection) connectionView { return admin.ViewOf(c) }
 
-func viewOf(c store.Connection) connectionView {
-	status := store.PublicStatus(c.Status)
-	scopes := []string(c.Scopes)
-	if scopes == nil {
-		scopes = []string{}
-	}
-	return connectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
-		Scopes: scopes, CredentialPrefix: c.CredentialPrefix, ExpiresAt: utc(c.ExpiresAt),
-		LastRefreshedAt: utc(c.LastRefreshedAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
-}
-
-func validEndUser(id string) bool {
-	if id == "" || len(id) > 256 || !utf8.ValidString(id) {
-		return false
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func validEndUser(id string) bool { return admin.ValidEndUserID(id) }
 
 func (s *Server) handleCreateConnection(c *gin.Context) {
 	var req struct {

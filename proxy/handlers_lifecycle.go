@@ -34,13 +34,11 @@ var _ Revocations = (*refresher.Revocations)(nil)
 
 // lifecycleAPI is the lifecycle's HTTP side.
 type lifecycleAPI struct {
-	store          *store.Store
 	revocations    Revocations // nil: disconnects, erasures and workspace deletions fail
-	admin          *admin.Service
+	admin          *admin.Service // end-user export, workspace deletion
 	events         EventSink
 	checkpointKeys *admin.CheckpointKeys
 	log            *slog.Logger
-	now            func() time.Time
 }
 
 func (a *lifecycleAPI) routes(api *gin.RouterGroup) {
@@ -80,8 +78,8 @@ func (a *lifecycleAPI) handleEraseEndUser(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principal(c)
 	endUser := c.Param("end_user_id")
-	if !validEndUser(endUser) {
-		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
+	if !admin.ValidEndUserID(endUser) {
+		fail(c, admin.ErrInvalidEndUserID)
 		return
 	}
 	if a.revocations == nil {
@@ -105,29 +103,12 @@ func (a *lifecycleAPI) handleEraseEndUser(c *gin.Context) {
 func (a *lifecycleAPI) handleExportEndUser(c *gin.Context) {
 	ctx := c.Request.Context()
 	p := principal(c)
-	endUser := c.Param("end_user_id")
-	if !validEndUser(endUser) {
-		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
+	exp, err := a.admin.ExportEndUser(ctx, p.WorkspaceID, c.Param("end_user_id"))
+	if err != nil {
+		fail(c, err)
 		return
 	}
-	out := []connectionView{}
-	after := ""
-	for {
-		list, err := a.store.ListConnections(ctx, p.WorkspaceID, store.ConnectionFilter{EndUserID: endUser, After: after, Limit: 200})
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		for _, conn := range list {
-			out = append(out, viewOf(conn))
-		}
-		if len(list) < 200 {
-			break
-		}
-		after = list[len(list)-1].ID
-	}
-	c.JSON(http.StatusOK, gin.H{"end_user_id": endUser, "workspace_id": p.WorkspaceID,
-		"exported_at": a.now().UTC(), "connections": out})
+	c.JSON(http.StatusOK, exp)
 }
 
 // handleDeleteWorkspace is DELETE /v1/workspaces/{id} (scope workspaces:write): revoke,

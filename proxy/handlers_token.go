@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -87,7 +88,7 @@ func (s *Server) handleToken(c *gin.Context) {
 	if cred.Kind == oauthflow.AuthModeAPIKey {
 		resp.APIKey = string(cred.Secret.Bytes())
 	} else {
-		resp.AccessToken, resp.TokenType, resp.ExpiresAt = string(cred.Secret.Bytes()), cred.TokenType, utc(cred.ExpiresAt)
+		resp.AccessToken, resp.TokenType, resp.ExpiresAt = string(cred.Secret.Bytes()), cred.TokenType, admin.UTC(cred.ExpiresAt)
 	}
 	// The read is audited before the credential leaves: if the log cannot take it, the
 	// request fails closed.

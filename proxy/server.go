@@ -133,8 +133,8 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
-	s.life = &lifecycleAPI{store: deps.Store, revocations: deps.Revocations, admin: deps.Admin,
-		events: s.events, checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log, now: s.now}
+	s.life = &lifecycleAPI{revocations: deps.Revocations, admin: deps.Admin, events: s.events,
+		checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log}
 	if err := s.initMetrics(); err != nil {
 		return nil, err
 	}

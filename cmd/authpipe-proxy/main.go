@@ -7,6 +7,7 @@
 //	authpipe-proxy workspace create NAME      create a workspace and its first admin key
 //	authpipe-proxy audit verify               verify every workspace's audit chain
 //	authpipe-proxy purge [--dry-run]          hard-delete what is past retention
+//	authpipe-proxy end-user erase|export ID   GDPR erasure or export of one end user
 //	authpipe-proxy kek rotate|status          re-wrap every DEK under the current KEKs
 //	authpipe-proxy bind-origins               bind credentials stored before origin binding
 //	authpipe-proxy version                    the build version and the deployment id
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = purge(ctx, rest, stdout)
 	case "bind-origins":
 		err = bindOrigins(ctx, rest, stdout)
+	case "end-user":
+		err = endUser(ctx, rest, stdout)
 	case "version":
 		err = versionCmd(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -90,6 +93,8 @@ commands:
   audit verify [--checkpoint FILE]      verify every workspace's audit chain (against signed checkpoints)
   audit checkpoint                      sign every chain head; append to AUTHPIPE_AUDIT_CHECKPOINT_FILE and print
   purge [--dry-run]                     hard-delete what is past AUTHPIPE_RETENTION / AUTHPIPE_AUDIT_RETENTION
+  end-user erase [--workspace WS] ID    GDPR erasure: revoke and hard-delete every connection of the end user
+  end-user export [--workspace WS] ID   everything held about the end user (metadata, JSON); -- before an id starting with -
   kek rotate [--purpose P]              re-wrap every DEK under the current KEKs (resumable)
   kek status                            current KEKs, DEKs by KEK, rotation progress
   keys rotate --purpose P               rotate a proxy key: apikey-hash|state|webhook|checkpoint
