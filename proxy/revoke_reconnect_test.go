@@ -156,3 +156,26 @@ func TestEraseRevokesReplacedGrants(t *testing.T) {
 	require.Zero(t, f.revocations(id))
 	f.noLeaks()
 }
+
+// TestStaleRevocationIsDropped: a revocation of a connection's own credential that is no
+// longer revoke_pending (as a reconnect left it before replaced grants were queued) is
+// deleted by the first retry that claims it, not re-claimed forever.
+func TestStaleRevocationIsDropped(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true})
+			id := f.connect("alice")
+			now := f.clock.now().UTC()
+			require.NoError(t, f.h.app.Store.DB().Exec(`INSERT INTO revocations (id, connection_id, workspace_id, attempts,
+				next_attempt_at, last_error, created_at) VALUES (?, ?, ?, 3, ?, 'provider_unavailable', ?)`,
+				id, id, store.DefaultWorkspaceID, now, now).Error) // a row as migration 00012 carries it over
+			f.retry()
+			require.Zero(t, f.revocations(id), "dropped: there is nothing left to revoke")
+			require.Equal(t, store.StatusActive, f.status(id))
+			calls := f.as.RevokeCalls()
+			f.clock.advance(2 * time.Hour)
+			require.Zero(t, f.retry())
+			require.Equal(t, calls, f.as.RevokeCalls())
+		})
+	}
+}
