@@ -34,7 +34,7 @@ var _ Revocations = (*refresher.Revocations)(nil)
 
 // lifecycleAPI is the lifecycle's HTTP side.
 type lifecycleAPI struct {
-	revocations    Revocations // nil: disconnects, erasures and workspace deletions fail
+	revocations    Revocations    // nil: disconnects, erasures and workspace deletions fail
 	admin          *admin.Service // end-user export, workspace deletion
 	events         EventSink
 	checkpointKeys *admin.CheckpointKeys
