@@ -168,7 +168,7 @@ func TestStaleRevocationIsDropped(t *testing.T) {
 			now := f.clock.now().UTC()
 			require.NoError(t, f.h.app.Store.DB().Exec(`INSERT INTO revocations (id, connection_id, workspace_id, attempts,
 				next_attempt_at, last_error, created_at) VALUES (?, ?, ?, 3, ?, 'provider_unavailable', ?)`,
-				id, id, store.DefaultWorkspaceID, now, now).Error) // a row as migration 00012 carries it over
+				id, id, store.DefaultWorkspaceID, now, now).Error) // a row as migration 00015 carries it over
 			f.retry()
 			require.Zero(t, f.revocations(id), "dropped: there is nothing left to revoke")
 			require.Equal(t, store.StatusActive, f.status(id))

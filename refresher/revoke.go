@@ -394,7 +394,7 @@ func (v *Revocations) revokeReplaced(ctx context.Context, conn store.Connection)
 		if result == "" {
 			result = "revoked"
 		}
-		cc := store.ConnectionCredential{Connection: conn, Credential: &store.Credential{AccessToken: r.AccessToken, RefreshToken: r.RefreshToken}}
+		cc := store.ConnectionCredential{Connection: conn, Credential: grantCredential(r)}
 		if v.atProvider(ctx, cc).outcome != store.Revoked {
 			result = "failed"
 		}
