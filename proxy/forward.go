@@ -112,13 +112,12 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, problem.ErrInvalidPath)
 		return
 	}
-	tok, err := s.tokens.Credential(ctx, p.WorkspaceID, id, 0) // refreshed first when it must be (refresher.Tokens)
+	cc, err := s.tokens.Usable(ctx, p.WorkspaceID, id) // the row, refused if it may not be used
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	conn := tok.Conn
-	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
+	conn := cc.Connection
 	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, conn.Provider)
 	if errors.Is(err, store.ErrNotFound) {
 		err = problem.ErrNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
@@ -132,6 +131,14 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	// The target is known and allowed: only now is the credential opened (refreshed first
+	// when it must be, refresher.Tokens).
+	tok, err := s.tokens.Open(ctx, cc, 0)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
 	// Redirects are followed only within the origin and under the path of api_base_url.
 	base, _ := url.Parse(prov.APIBaseURL) // forwardTarget has parsed it
 	c.Request = c.Request.WithContext(outbound.WithRedirectScope(ctx, base))

@@ -538,6 +538,11 @@ func TestExpiredTokenWithoutRefresher(t *testing.T) {
 	require.Contains(t, string(body), "refresh_unavailable")
 	require.NotContains(t, string(body), "at_STORED_token")
 	require.Zero(t, up.hits.Load(), "an expired token never reaches the provider")
+	// The target is checked before the credential is opened (or refreshed): a path that
+	// leaves the base URL is refused as such, whatever the token's state.
+	res, body = send(t, srv.URL, "GET", "/v1/proxy/"+expired+"/%2e%2e/escape", bearerHdr(reader), nil)
+	require.Equal(t, 400, res.StatusCode, "body: %s", body)
+	require.Contains(t, string(body), "invalid_path")
 
 	res, body = send(t, srv.URL, "GET", "/v1/connections/"+valid+"/token", bearerHdr(reader), nil)
 	require.Equal(t, 200, res.StatusCode, "body: %s", body)

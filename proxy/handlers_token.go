@@ -21,6 +21,8 @@ import (
 // one decision "serve, refresh first, or refuse" and the opening of the credential.
 type TokenService interface {
 	Credential(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration) (refresher.Credential, error)
+	Usable(ctx context.Context, workspaceID, connectionID string) (store.ConnectionCredential, error)
+	Open(ctx context.Context, cc store.ConnectionCredential, minValidity time.Duration) (refresher.Credential, error)
 	Refresh(ctx context.Context, workspaceID, connectionID string) (store.Connection, error)
 	ForceRefresh(ctx context.Context, workspaceID, connectionID string) (vault.Secret, error)
 }

@@ -74,13 +74,32 @@ func NewTokens(st TokenStore, creds Opener, r *Refresher, now func() time.Time) 
 // the Credential still names the connection (Conn) once it was read, and its Kind once it
 // was not refused.
 func (t *Tokens) Credential(ctx context.Context, workspaceID, connectionID string, minValidity time.Duration) (Credential, error) {
-	cc, err := t.store.ConnectionWithCredential(ctx, workspaceID, connectionID)
+	cc, err := t.Usable(ctx, workspaceID, connectionID)
 	if err != nil {
-		return Credential{}, err
-	}
-	if err := refusal(cc); err != nil {
 		return Credential{Conn: cc.Connection}, err
 	}
+	return t.Open(ctx, cc, minValidity)
+}
+
+// Usable reads the connection with its sealed credential (one indexed read, or the store's
+// sealed-row cache) and refuses one whose credential may not be used: needs_reauth (409),
+// disconnected, revocation pending or no credential (410). On a refusal the row is still
+// returned. Callers that must check something else before the credential is opened (the
+// forwarding proxy checks its target) call Usable, then Open.
+func (t *Tokens) Usable(ctx context.Context, workspaceID, connectionID string) (store.ConnectionCredential, error) {
+	cc, err := t.store.ConnectionWithCredential(ctx, workspaceID, connectionID)
+	if err != nil {
+		return cc, err
+	}
+	return cc, refusal(cc)
+}
+
+// Open decides for a row that Usable accepted: an API key is opened; an OAuth access token
+// outside the lead window and valid for minValidity is opened from the row (no further
+// query, no provider call); otherwise it is refreshed first, or refused when it has expired
+// and cannot be.
+func (t *Tokens) Open(ctx context.Context, cc store.ConnectionCredential, minValidity time.Duration) (Credential, error) {
+	workspaceID, connectionID := cc.WorkspaceID, cc.ID
 	if cc.AuthMode != string(oauthflow.AuthModeOAuth2) {
 		return openCredential(ctx, t.creds, cc)
 	}
