@@ -43,6 +43,7 @@ type ConnectionView struct {
 	EndUserID        string     `json:"end_user_id"`
 	AuthMode         string     `json:"auth_mode"`
 	Status           string     `json:"status"`
+	Reason           string     `json:"reason,omitempty"` // why it is needs_reauth or error, when recorded
 	Scopes           []string   `json:"scopes"`
 	CredentialPrefix string     `json:"credential_prefix"`
 	ExpiresAt        *time.Time `json:"expires_at"`
@@ -67,8 +68,12 @@ func ViewOf(c store.Connection) ConnectionView {
 	if scopes == nil {
 		scopes = []string{}
 	}
+	reason := ""
+	if status == store.StatusNeedsReauth || status == store.StatusError {
+		reason = c.StatusReason
+	}
 	return ConnectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
-		Scopes: scopes, CredentialPrefix: c.CredentialPrefix, ExpiresAt: UTC(c.ExpiresAt),
+		Reason: reason, Scopes: scopes, CredentialPrefix: c.CredentialPrefix, ExpiresAt: UTC(c.ExpiresAt),
 		LastRefreshedAt: UTC(c.LastRefreshedAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
 }
 

@@ -102,6 +102,11 @@ func testControlPlaneRefusals(t *testing.T, dialect string) {
 			require.NoError(t, cp.SetConfig(withTimes(good(6, "Iv1.future"), now.Add(time.Hour), now.Add(2*time.Hour))))
 		}},
 		{"replayed older version", controlplane.ErrorStaleConfigReplay, func() { require.NoError(t, cp.SetConfig(good(1, "Iv1.one"))) }},
+		{"origin change", controlplane.ErrorConfigOriginChange, func() {
+			moved := good(7, "Iv1.two")
+			moved.Workspaces[0].Providers[0].TokenURL = "https://collector.example.net/token"
+			require.NoError(t, cp.SetConfig(moved))
+		}},
 		{"client secret change", controlplane.ErrorConfigSecretChange, func() {
 			require.NoError(t, cp.SetSignedPayload(secretPayload, cp.Sign(secretPayload)))
 		}},

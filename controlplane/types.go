@@ -75,17 +75,19 @@ const (
 	ErrorStaleConfigReplay ErrorCode = "stale_config_version" // (config) an older version than the one applied
 	// Refusals of a verified document that is not meant for this deployment now, or that
 	// would redirect credentials (docs/control-plane.md, "Refusals").
-	ErrorForeignConfig      ErrorCode = "foreign_config"              // audience is not this deployment's id
-	ErrorExpiredConfig      ErrorCode = "expired_config"              // expires_at has passed (or is missing)
-	ErrorStaleConfig        ErrorCode = "stale_config"                // issued_at older than MaxConfigAge (or missing)
-	ErrorFutureConfig       ErrorCode = "future_config"               // issued_at later than now + MaxConfigClockSkew
-	ErrorConfigOriginChange ErrorCode = "config_origin_change"        // would change an existing provider's origins
-	ErrorConfigSecretChange ErrorCode = "config_client_secret_change" // would set or change a client secret
+	ErrorForeignConfig         ErrorCode = "foreign_config"              // audience is not this deployment's id
+	ErrorExpiredConfig         ErrorCode = "expired_config"              // expires_at has passed (or is missing)
+	ErrorStaleConfig           ErrorCode = "stale_config"                // issued_at older than MaxConfigAge (or missing)
+	ErrorFutureConfig          ErrorCode = "future_config"               // issued_at later than now + MaxConfigClockSkew
+	ErrorConfigOriginChange    ErrorCode = "config_origin_change"        // would change an existing provider's origins
+	ErrorConfigSecretChange    ErrorCode = "config_client_secret_change" // would set or change a client secret
+	ErrorProviderOriginChanged ErrorCode = "provider_origin_changed"     // (connection.status_changed) an admin moved the provider's endpoint origins
 )
 
 var errorCodes = []ErrorCode{ErrorInvalidGrant, ErrorInvalidClient, ErrorRateLimited, ErrorProviderError, ErrorNetwork,
 	ErrorKMSUnavailable, ErrorRevocationFailed, ErrorUnknown, ErrorBadSignature, ErrorInvalidConfig, ErrorStaleConfigReplay,
-	ErrorForeignConfig, ErrorExpiredConfig, ErrorStaleConfig, ErrorFutureConfig, ErrorConfigOriginChange, ErrorConfigSecretChange}
+	ErrorForeignConfig, ErrorExpiredConfig, ErrorStaleConfig, ErrorFutureConfig, ErrorConfigOriginChange, ErrorConfigSecretChange,
+	ErrorProviderOriginChanged}
 
 // Health is the data plane's own summary in a heartbeat.
 type Health string

@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -12,8 +13,8 @@ import (
 )
 
 // A client secret is sealed bound to its configuration's token, refresh and revocation
-// origins; a secret kept by an update that moves the token endpoint keeps its old binding
-// (so it is never sent to the new origin); a secret stored before origin binding opens as
+// origins; a secret kept when the token endpoint moves (a database edit: the API asks for
+// the secret again) keeps its old binding (so it is never sent to the new origin); a secret stored before origin binding opens as
 // it was sealed, is bound by the migration to the origins configured when it runs, and a
 // rerun does nothing.
 func TestClientSecretBinding(t *testing.T) {
@@ -22,16 +23,24 @@ func TestClientSecretBinding(t *testing.T) {
 			svc, st, _ := newServiceOn(t, dialect)
 			ctx := context.Background()
 			secret := vault.NewSecret("s3cr3t-client")
-			_, err := svc.Put(ctx, store.DefaultWorkspaceID, "key_1", custom(), &secret)
+			_, err := svc.Put(ctx, store.DefaultWorkspaceID, writer, custom(), &secret)
 			require.NoError(t, err)
 			_, client, err := svc.Provider(ctx, store.DefaultWorkspaceID, "acme")
 			require.NoError(t, err)
 			require.Equal(t, vault.Origins{"https://auth.example.com:443"}, client.SecretOrigins)
 
+			// The API refuses this move without the client secret (origins.go); a database
+			// edit of the configuration makes it, and the kept secret keeps its binding.
 			moved := custom()
 			moved.Overrides["token_url"] = raw("https://evil.example.com/token")
-			_, err = svc.Put(ctx, store.DefaultWorkspaceID, "key_1", moved, nil)
+			_, err = svc.Put(ctx, store.DefaultWorkspaceID, adminCaller, moved, nil)
+			require.Equal(t, "client_secret_required", code(err))
+			cfg, err := svc.Build(moved)
 			require.NoError(t, err)
+			doc, err := json.Marshal(cfg)
+			require.NoError(t, err)
+			require.NoError(t, st.DB().Model(&store.Provider{}).Where("workspace_id = ? AND key = ?",
+				store.DefaultWorkspaceID, "acme").Update("config", string(doc)).Error)
 			p, client, err := svc.Provider(ctx, store.DefaultWorkspaceID, "acme")
 			require.NoError(t, err)
 			require.Equal(t, vault.Origins{"https://auth.example.com:443"}, client.SecretOrigins, "the kept secret keeps its binding")

@@ -32,14 +32,17 @@ type Entry struct {
 }
 
 // View is a stored provider as the API shows it: the configuration and whether a client
-// secret is set (with its first characters), never the secret.
+// secret is set (with its first characters), never the secret. OriginsDifferFromTemplate
+// says its endpoint origins differ from those of the catalog template it names or whose
+// name it takes as its key.
 type View struct {
 	Key string `json:"key"`
 	Config
-	ClientSecretSet    bool      `json:"client_secret_set"`
-	ClientSecretPrefix string    `json:"client_secret_prefix,omitempty"`
-	CreatedAt          time.Time `json:"created_at"`
-	UpdatedAt          time.Time `json:"updated_at"`
+	ClientSecretSet           bool      `json:"client_secret_set"`
+	ClientSecretPrefix        string    `json:"client_secret_prefix,omitempty"`
+	OriginsDifferFromTemplate bool      `json:"origins_differ_from_template"`
+	CreatedAt                 time.Time `json:"created_at"`
+	UpdatedAt                 time.Time `json:"updated_at"`
 }
 
 var keyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -8,7 +8,11 @@
 //
 // The providers API (PUT /v1/providers/{key}) and the control-plane import both go
 // through Build, so an imported configuration is validated exactly like one the API
-// takes. The forwarding proxy, the connect flows, revocation and the refresher resolve
+// takes. Both also apply the origin rules (origins.go), decided under the provider's row
+// lock: a change of a provider's endpoint origins needs a Caller with Admin (and, for
+// oauth2, the client secret) and puts its connections into needs_reauth in the same
+// transaction; the import refuses it, and any client secret, whole (ErrOriginChange,
+// ErrClientSecretChange). The forwarding proxy, the connect flows, revocation and the refresher resolve
 // providers here.
 //
 // It is its own package rather than part of oauthflow because it persists (through the

@@ -18,8 +18,10 @@ type WorkspaceImport struct {
 	Providers   []Request
 }
 
-// ImportError is an import refused by validation: a workspace that does not exist, or a
-// provider that Build refuses (Err). Nothing of the import was written.
+// ImportError is an import refused by validation: a workspace that does not exist, a
+// provider that Build refuses, or one that would change an existing provider's endpoint
+// origins (Err is ErrOriginChange) or client secret (ErrClientSecretChange). Nothing of
+// the import was written.
 type ImportError struct {
 	WorkspaceID string
 	Key         string
@@ -37,9 +39,12 @@ func (e *ImportError) Unwrap() error { return e.Err }
 
 // Import builds and validates every provider with Build, exactly as the providers API
 // does, and then writes them all in one transaction: one invalid provider and nothing is
-// written (an *ImportError). Client secrets are not part of an import: a replaced
-// provider keeps the one it has. Each provider.updated event names actor and carries
-// version (the imported document's, 0 for none) as config_version.
+// written (an *ImportError). An import may create providers and change anything of an
+// existing one but its endpoint origins (ErrOriginChange, decided under the row lock
+// like the API's rule, origins.go) and its client secret: it never carries one
+// (ErrClientSecretChange), and a replaced provider keeps the one it has. Each
+// provider.updated event names actor and carries version (the imported document's, 0
+// for none) as config_version.
 func (s *Service) Import(ctx context.Context, actor string, version int64, workspaces []WorkspaceImport) error {
 	now := s.now().UTC()
 	var rows []store.Provider
@@ -52,6 +57,9 @@ func (s *Service) Import(ctx context.Context, actor string, version int64, works
 			return err
 		}
 		for _, r := range ws.Providers {
+			if _, ok := r.Overrides["client_secret"]; ok {
+				return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: ErrClientSecretChange}
+			}
 			cfg, err := s.Build(r)
 			if err != nil {
 				return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: err}
@@ -69,6 +77,17 @@ func (s *Service) Import(ctx context.Context, actor string, version int64, works
 	if len(rows) == 0 {
 		return nil
 	}
-	_, err := s.store.PutProviders(ctx, rows, evs...)
+	guard := func(stored *store.Provider, next store.Provider) error {
+		e, err := entryOf(next)
+		if err != nil {
+			return err
+		}
+		changed, err := s.originChanged(next.Key, stored, e.Config)
+		if err != nil || !changed {
+			return err
+		}
+		return &ImportError{WorkspaceID: next.WorkspaceID, Key: next.Key, Err: ErrOriginChange}
+	}
+	_, err := s.store.PutProviders(ctx, rows, guard, evs...)
 	return err
 }

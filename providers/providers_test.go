@@ -66,6 +66,12 @@ func newServiceOn(t *testing.T, dialect string) (*providers.Service, *store.Stor
 	return svc, st, c
 }
 
+// writer is a caller with scope providers:write only; adminCaller holds admin.
+var (
+	writer      = providers.Caller{Actor: "key_1"}
+	adminCaller = providers.Caller{Actor: "key_admin", Admin: true}
+)
+
 func raw(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 
 func custom() providers.Request {
@@ -165,7 +171,7 @@ func TestImportValidatesLikeTheAPI(t *testing.T) {
 	bad := custom()
 	bad.Key = "bad"
 	bad.Overrides["token_url"] = raw("https://10.0.0.1/t")
-	_, putErr := svc.Put(ctx, store.DefaultWorkspaceID, "key_1", bad, nil)
+	_, putErr := svc.Put(ctx, store.DefaultWorkspaceID, writer, bad, nil)
 	require.Equal(t, "unsafe_url", code(putErr))
 
 	good := custom()
@@ -195,11 +201,11 @@ func TestPutKeepsSecretAndResolveOpensIt(t *testing.T) {
 	svc, _, _ := newService(t)
 	ctx := context.Background()
 	secret := vault.NewSecret("s3cr3t-client")
-	v, err := svc.Put(ctx, store.DefaultWorkspaceID, "key_1", custom(), &secret)
+	v, err := svc.Put(ctx, store.DefaultWorkspaceID, writer, custom(), &secret)
 	require.NoError(t, err)
 	require.True(t, v.ClientSecretSet)
 	require.Equal(t, "s3cr", v.ClientSecretPrefix)
-	v, err = svc.Put(ctx, store.DefaultWorkspaceID, "key_1", custom(), nil)
+	v, err = svc.Put(ctx, store.DefaultWorkspaceID, writer, custom(), nil)
 	require.NoError(t, err)
 	require.True(t, v.ClientSecretSet, "an update without a secret keeps it")
 
@@ -246,15 +252,15 @@ func TestResolveFallsBackToAPIKeyTemplatesOnly(t *testing.T) {
 func TestResolveCachedForOneSecond(t *testing.T) {
 	svc, _, c := newService(t)
 	ctx := context.Background()
-	_, err := svc.Put(ctx, store.DefaultWorkspaceID, "key_1", custom(), nil)
+	_, err := svc.Put(ctx, store.DefaultWorkspaceID, writer, custom(), nil)
 	require.NoError(t, err)
 	p, err := svc.ResolveCached(ctx, store.DefaultWorkspaceID, "acme")
 	require.NoError(t, err)
 	require.Equal(t, "https://auth.example.com/token", p.TokenURL)
 
 	changed := custom()
-	changed.Overrides["token_url"] = raw("https://auth2.example.com/token")
-	_, err = svc.Put(ctx, store.DefaultWorkspaceID, "key_1", changed, nil)
+	changed.Overrides["token_url"] = raw("https://auth.example.com/token2") // same origin: providers:write suffices
+	_, err = svc.Put(ctx, store.DefaultWorkspaceID, writer, changed, nil)
 	require.NoError(t, err)
 	p, err = svc.ResolveCached(ctx, store.DefaultWorkspaceID, "acme")
 	require.NoError(t, err)
@@ -262,5 +268,5 @@ func TestResolveCachedForOneSecond(t *testing.T) {
 	c.t = c.t.Add(time.Second)
 	p, err = svc.ResolveCached(ctx, store.DefaultWorkspaceID, "acme")
 	require.NoError(t, err)
-	require.Equal(t, "https://auth2.example.com/token", p.TokenURL, "expired after a second")
+	require.Equal(t, "https://auth.example.com/token2", p.TokenURL, "expired after a second")
 }

@@ -20,8 +20,8 @@ type Store interface {
 	Provider(ctx context.Context, workspaceID, key string) (store.Provider, error)
 	ListProviders(ctx context.Context, workspaceID string) ([]store.Provider, error)
 	ProviderSecret(ctx context.Context, providerID string) (store.ProviderSecret, error)
-	PutProvider(ctx context.Context, p store.Provider, secret *store.ProviderSecret, keepSecret bool, evs ...audit.Event) (store.Provider, error)
-	PutProviders(ctx context.Context, ps []store.Provider, evs ...audit.Event) ([]store.Provider, error)
+	WriteProvider(ctx context.Context, w store.ProviderWrite) (store.ProviderWritten, error)
+	PutProviders(ctx context.Context, ps []store.Provider, guard func(stored *store.Provider, next store.Provider) error, evs ...audit.Event) ([]store.Provider, error)
 	DeleteProvider(ctx context.Context, workspaceID, key string, evs ...audit.Event) error
 }
 
@@ -82,46 +82,82 @@ func (s *Service) Catalog() *oauthflow.Catalog { return s.catalog }
 // URLPolicy is the rule every provider endpoint URL passes; webhook URLs pass it too.
 func (s *Service) URLPolicy() URLPolicy { return s.set.URLs }
 
+// PutResult is a written provider's view with the number of its connections the write
+// put into needs_reauth (an origin change); Reauthed are those connections as stored.
+type PutResult struct {
+	View
+	ConnectionsNeedingReauth int                `json:"connections_needing_reauth"`
+	Reauthed                 []store.Connection `json:"-"`
+}
+
 // Put builds and validates r (Build) and creates or replaces the workspace's provider,
-// with a provider.updated event by actor. A nil or empty secret keeps the client secret
-// set before.
-func (s *Service) Put(ctx context.Context, workspaceID, actor string, r Request, secret *vault.Secret) (View, error) {
+// with a provider.updated event by the caller. A nil or empty secret keeps the client
+// secret set before.
+//
+// A write that changes the provider's endpoint origins (origins.go) needs by.Admin (403
+// forbidden) and, for oauth2, a secret (400 client_secret_required); it is decided under
+// the provider's row lock, and in the same transaction every active or errored
+// connection of the provider becomes needs_reauth (reason provider_origin_changed), each
+// with a connection.needs_reauth event. Nothing is written when it is refused.
+func (s *Service) Put(ctx context.Context, workspaceID string, by Caller, r Request, secret *vault.Secret) (PutResult, error) {
 	cfg, err := s.Build(r)
 	if err != nil {
-		return View{}, err
+		return PutResult{}, err
 	}
 	now := s.now().UTC()
 	id := ids.New(ids.Provider)
 	if existing, err := s.store.Provider(ctx, workspaceID, r.Key); err == nil {
 		id = existing.ID
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return View{}, err
+		return PutResult{}, err
 	}
+	secretGiven := secret != nil && !secret.IsZero()
 	var ps *store.ProviderSecret
-	if secret != nil && !secret.IsZero() {
+	if secretGiven {
 		// Bound to the token, refresh and revocation origins of the configuration stored
 		// with it; a secret kept by a later update keeps its binding.
 		origins := cfg.RefreshTokenOrigins()
 		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *secret)
 		if err != nil {
-			return View{}, err
+			return PutResult{}, err
 		}
 		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), Origins: store.StoredOrigins(origins), UpdatedAt: now}
 	}
 	doc, err := json.Marshal(cfg)
 	if err != nil {
-		return View{}, err
+		return PutResult{}, err
 	}
 	row := store.Provider{ID: id, WorkspaceID: workspaceID, Key: r.Key, AuthMode: string(cfg.AuthMode), Config: string(doc),
 		CreatedAt: now, UpdatedAt: now}
-	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: actor, Outcome: audit.Success,
+	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: by.Actor, Outcome: audit.Success,
 		Data: audit.Data("provider", r.Key)}
-	// keepSecret: an update without client_secret keeps the one set before.
-	saved, err := s.store.PutProvider(ctx, row, ps, true, ev)
+	w, err := s.store.WriteProvider(ctx, store.ProviderWrite{Row: row, Secret: ps,
+		KeepSecret: true, // an update without client_secret keeps the one set before
+		Events:     []audit.Event{ev},
+		Guard: func(stored *store.Provider) (string, error) {
+			changed, err := s.originChanged(r.Key, stored, cfg)
+			if err != nil || !changed {
+				return "", err
+			}
+			if err := checkOriginChange(by, cfg, secretGiven); err != nil {
+				return "", err
+			}
+			return store.ReasonProviderOriginChanged, nil
+		},
+		Reauth: func(c store.Connection) audit.Event {
+			return audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionNeedsReauth, Actor: by.Actor,
+				ConnectionID: c.ID, Outcome: audit.Success, ErrorCode: c.StatusReason,
+				Data: audit.Data("provider", r.Key, "status", store.StatusNeedsReauth)}
+		},
+	})
 	if err != nil {
-		return View{}, err
+		return PutResult{}, err
 	}
-	return s.view(ctx, saved)
+	v, err := s.view(ctx, w.Provider)
+	if err != nil {
+		return PutResult{}, err
+	}
+	return PutResult{View: v, ConnectionsNeedingReauth: len(w.Reauthed), Reauthed: w.Reauthed}, nil
 }
 
 // Get returns the provider configured in the workspace under key, or store.ErrNotFound.
@@ -172,7 +208,8 @@ func (s *Service) view(ctx context.Context, row store.Provider) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	v := View{Key: e.Key, Config: e.Config, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC()}
+	v := View{Key: e.Key, Config: e.Config, OriginsDifferFromTemplate: s.differsFromTemplate(e),
+		CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC()}
 	switch sec, err := s.store.ProviderSecret(ctx, row.ID); {
 	case err == nil:
 		v.ClientSecretSet, v.ClientSecretPrefix = true, sec.Prefix

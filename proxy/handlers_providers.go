@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/admin"
+	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/providers"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
@@ -14,7 +15,8 @@ import (
 // providersAPI is /v1/providers and /v1/catalog: the handlers parse and render; the
 // providers service builds, validates, stores and resolves.
 type providersAPI struct {
-	svc *providers.Service
+	svc    *providers.Service
+	events EventSink
 }
 
 func (a providersAPI) routes(api *gin.RouterGroup) {
@@ -45,14 +47,19 @@ func (a providersAPI) handlePut(c *gin.Context) {
 	var overrides map[string]json.RawMessage // every other field overrides the template's
 	_ = json.Unmarshal(mustBody(c), &overrides)
 	p := principal(c)
-	view, err := a.svc.Put(c.Request.Context(), p.WorkspaceID, p.KeyID, providers.Request{Key: key, Template: req.Template,
+	// The service decides what the caller's authority allows (an origin change needs admin).
+	by := providers.Caller{Actor: p.KeyID, Admin: p.Has(admin.ScopeAdmin)}
+	res, err := a.svc.Put(c.Request.Context(), p.WorkspaceID, by, providers.Request{Key: key, Template: req.Template,
 		ClientID: req.ClientID, Scopes: req.Scopes, CallbackURLs: req.CallbackURLs, ReturnURLs: req.ReturnURLs,
 		Overrides: overrides}, req.ClientSecret)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, view)
+	for _, conn := range res.Reauthed {
+		emitConnection(c.Request.Context(), a.events, controlplane.EventConnectionStatusChanged, conn, controlplane.ErrorProviderOriginChanged)
+	}
+	c.JSON(http.StatusOK, res)
 }
 
 // mustBody returns the body bindJSON already read (kept by gin's body cache, or re-read).

@@ -20,7 +20,7 @@ func (s *Server) routes() {
 	}
 
 	api := r.Group("/v1", s.limitAuthFailures, s.authenticate, s.checkDPoP, s.limitByKey)
-	providersAPI{svc: s.providers}.routes(api) // handlers_providers.go: /v1/catalog, /v1/providers
+	providersAPI{svc: s.providers, events: s.events}.routes(api) // handlers_providers.go: /v1/catalog, /v1/providers
 
 	api.POST("/connections", require(admin.ScopeConnectionsWrite), s.handleCreateConnection)
 	api.GET("/connections", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleListConnections)

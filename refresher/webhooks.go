@@ -45,8 +45,10 @@ type WebhookData struct {
 }
 
 // MapEvent turns an audit event into a webhook: connection.created (and reconnected),
-// connection.disconnected (and erased), and the token.refresh failures the refresher marks
-// as webhook-worthy (connection.needs_reauth; connection.refresh_failed once per streak).
+// connection.disconnected (and erased), connection.needs_reauth (a provider change put the
+// connection there; error_code is the reason, e.g. provider_origin_changed), and the
+// token.refresh failures the refresher marks as webhook-worthy (connection.needs_reauth;
+// connection.refresh_failed once per streak).
 func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 	var data map[string]string
 	if e.Data != "" {
@@ -60,6 +62,8 @@ func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 		typ, d.Reconnected = EventCreated, true
 	case (e.Type == audit.ConnectionDisconnected || e.Type == audit.ConnectionErased) && e.Outcome == audit.Success:
 		typ = EventDisconnected
+	case e.Type == audit.ConnectionNeedsReauth && e.Outcome == audit.Success:
+		typ, d.ErrorCode = EventNeedsReauth, e.ErrorCode
 	case e.Type == audit.TokenRefresh && e.Outcome == audit.Failure &&
 		(data["webhook"] == EventNeedsReauth || data["webhook"] == EventRefreshFailed):
 		typ, d.ErrorCode = data["webhook"], e.ErrorCode

@@ -62,7 +62,9 @@ type configImport struct{ svc *providers.Service }
 var _ controlplane.ConfigApplier = configImport{}
 
 // ApplyControlPlaneConfig implements controlplane.ConfigApplier. A refused document's
-// error wraps controlplane.ErrInvalidConfig.
+// error wraps controlplane.ErrInvalidConfig: controlplane.ErrOriginChange or
+// ErrClientSecretChange (which wrap it) when it would change an existing provider's
+// origins or client secret.
 func (ci configImport) ApplyControlPlaneConfig(ctx context.Context, doc controlplane.ConfigDocument) error {
 	workspaces := make([]providers.WorkspaceImport, 0, len(doc.Workspaces))
 	for _, ws := range doc.Workspaces {
@@ -74,6 +76,12 @@ func (ci configImport) ApplyControlPlaneConfig(ctx context.Context, doc controlp
 	}
 	err := ci.svc.Import(ctx, controlplane.AuditActor, doc.Version, workspaces)
 	if ie := (*providers.ImportError)(nil); errors.As(err, &ie) {
+		switch {
+		case errors.Is(err, providers.ErrOriginChange):
+			return fmt.Errorf("%w: %w", controlplane.ErrOriginChange, err)
+		case errors.Is(err, providers.ErrClientSecretChange):
+			return fmt.Errorf("%w: %w", controlplane.ErrClientSecretChange, err)
+		}
 		return fmt.Errorf("%w: %w", controlplane.ErrInvalidConfig, err)
 	}
 	return err

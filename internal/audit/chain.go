@@ -18,6 +18,7 @@ const (
 	ConnectionDisconnected = "connection.disconnected"
 	ConnectionErased       = "connection.erased"
 	ConnectionReconnected  = "connection.reconnected"
+	ConnectionNeedsReauth  = "connection.needs_reauth" // put into needs_reauth by a provider change; ErrorCode is the reason
 	TokenRefresh           = "token.refresh"
 	TokenRead              = "token.read"
 	ProviderUpdated        = "provider.updated"

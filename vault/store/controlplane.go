@@ -132,8 +132,10 @@ func (s *Store) ConnectionCounts(ctx context.Context) ([]ConnectionCount, error)
 
 // PutProviders creates or replaces several providers (by workspace and key) in one
 // transaction with the audit events: all are written or none. A replaced provider keeps
-// its id, its creation time and its client secret.
-func (s *Store) PutProviders(ctx context.Context, ps []Provider, evs ...audit.Event) ([]Provider, error) {
+// its id, its creation time and its client secret: this never writes a client secret.
+// guard, when set, sees each provider under its row lock with the row as stored (nil
+// when the key is new); its error aborts the whole write and is returned as is.
+func (s *Store) PutProviders(ctx context.Context, ps []Provider, guard func(stored *Provider, next Provider) error, evs ...audit.Event) ([]Provider, error) {
 	out := make([]Provider, len(ps))
 	copy(out, ps)
 	err := s.tx(ctx, func(tx *gorm.DB) error {
@@ -141,6 +143,15 @@ func (s *Store) PutProviders(ctx context.Context, ps []Provider, evs ...audit.Ev
 			p := &out[i]
 			var existing Provider
 			err := s.forUpdate(tx.Where("workspace_id = ? AND key = ?", p.WorkspaceID, p.Key)).Take(&existing).Error
+			if guard != nil && (err == nil || errors.Is(err, gorm.ErrRecordNotFound)) {
+				stored := &existing
+				if err != nil {
+					stored = nil
+				}
+				if gerr := guard(stored, *p); gerr != nil {
+					return gerr
+				}
+			}
 			switch {
 			case err == nil:
 				p.ID, p.CreatedAt = existing.ID, existing.CreatedAt

@@ -106,7 +106,7 @@ func TestPutProvidersIsAtomicAndKeepsSecrets(t *testing.T) {
 			Config: `{}`, CreatedAt: now, UpdatedAt: now}
 		bad := store.Provider{ID: ids.New(ids.Provider), WorkspaceID: "ws_missing", Key: "x", AuthMode: "oauth2", Config: `{}`,
 			CreatedAt: now, UpdatedAt: now}
-		_, err = s.PutProviders(ctx, []store.Provider{upd, slack, bad},
+		_, err = s.PutProviders(ctx, []store.Provider{upd, slack, bad}, nil,
 			audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: audit.ProviderUpdated, Actor: "controlplane", Outcome: audit.Success})
 		require.Error(t, err)
 		got, err := s.Provider(ctx, store.DefaultWorkspaceID, "github")
@@ -118,7 +118,7 @@ func TestPutProvidersIsAtomicAndKeepsSecrets(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, evs)
 
-		out, err := s.PutProviders(ctx, []store.Provider{upd, slack},
+		out, err := s.PutProviders(ctx, []store.Provider{upd, slack}, nil,
 			audit.Event{WorkspaceID: store.DefaultWorkspaceID, Type: audit.ProviderUpdated, Actor: "controlplane", Outcome: audit.Success})
 		require.NoError(t, err)
 		require.Equal(t, saved.ID, out[0].ID, "a replaced provider keeps its id")

@@ -135,14 +135,21 @@ func PublicStatus(status string) string {
 	return status
 }
 
+// ReasonProviderOriginChanged is the StatusReason of a connection put into needs_reauth
+// because its provider's endpoint origins changed.
+const ReasonProviderOriginChanged = "provider_origin_changed"
+
 // Connection is one end user's link to one provider: metadata only.
 type Connection struct {
-	ID               string `gorm:"primaryKey"`
-	WorkspaceID      string
-	Provider         string
-	EndUserID        string
-	AuthMode         string
-	Status           string
+	ID          string `gorm:"primaryKey"`
+	WorkspaceID string
+	Provider    string
+	EndUserID   string
+	AuthMode    string
+	Status      string
+	// StatusReason is why the connection is not active, as a stable code ('' when none
+	// is recorded): ReasonProviderOriginChanged.
+	StatusReason     string
 	Scopes           Strings
 	CredentialPrefix string
 	ExpiresAt        *time.Time

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -13,11 +14,56 @@ import (
 // nil it replaces the client secret; keepSecret=false with a nil secret removes it.
 // The stored provider keeps its id across updates so sealed client secrets stay bound.
 func (s *Store) PutProvider(ctx context.Context, p Provider, secret *ProviderSecret, keepSecret bool, evs ...audit.Event) (Provider, error) {
+	w, err := s.WriteProvider(ctx, ProviderWrite{Row: p, Secret: secret, KeepSecret: keepSecret, Events: evs})
+	return w.Provider, err
+}
+
+// ProviderWrite is a provider to create or replace with WriteProvider.
+type ProviderWrite struct {
+	Row Provider
+	// Secret, when not nil, replaces the client secret; KeepSecret=false with a nil
+	// Secret removes it.
+	Secret     *ProviderSecret
+	KeepSecret bool
+	Events     []audit.Event
+	// Guard, when set, decides under the provider's row lock, with the row as stored
+	// (nil when the key is new): an error aborts the write (returned as is); a non-empty
+	// reason puts every active or errored connection of the provider into needs_reauth
+	// with that StatusReason, each with the audit event Reauth makes of it.
+	Guard  func(stored *Provider) (reason string, err error)
+	Reauth func(c Connection) audit.Event
+}
+
+// ProviderWritten is what WriteProvider stored: the provider, and the connections it
+// put into needs_reauth (as stored).
+type ProviderWritten struct {
+	Provider Provider
+	Reauthed []Connection
+}
+
+// WriteProvider creates or replaces a provider as PutProvider does, and in the same
+// transaction applies the Guard's decision: the provider's connections become
+// needs_reauth, with their events, or nothing is written.
+func (s *Store) WriteProvider(ctx context.Context, w ProviderWrite) (ProviderWritten, error) {
+	var out ProviderWritten
 	err := s.tx(ctx, func(tx *gorm.DB) error {
+		p, secret := w.Row, w.Secret
 		var existing Provider
 		err := s.forUpdate(tx.Where("workspace_id = ? AND key = ?", p.WorkspaceID, p.Key)).Take(&existing).Error
+		stored := &existing
 		switch {
-		case err == nil:
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			stored = nil
+		case err != nil:
+			return err
+		}
+		reason := ""
+		if w.Guard != nil {
+			if reason, err = w.Guard(stored); err != nil {
+				return err
+			}
+		}
+		if stored != nil {
 			if secret != nil && p.ID != existing.ID {
 				// The secret was sealed for another id: a concurrent create won.
 				return ErrConflict
@@ -27,12 +73,8 @@ func (s *Store) PutProvider(ctx context.Context, p Provider, secret *ProviderSec
 				Updates(map[string]any{"auth_mode": p.AuthMode, "config": p.Config, "updated_at": p.UpdatedAt}).Error; err != nil {
 				return err
 			}
-		case !errors.Is(err, gorm.ErrRecordNotFound):
+		} else if err := tx.Create(&p).Error; err != nil {
 			return err
-		default:
-			if err := tx.Create(&p).Error; err != nil {
-				return err
-			}
 		}
 		switch {
 		case secret != nil:
@@ -40,14 +82,55 @@ func (s *Store) PutProvider(ctx context.Context, p Provider, secret *ProviderSec
 			if err := tx.Save(secret).Error; err != nil {
 				return err
 			}
-		case !keepSecret:
+		case !w.KeepSecret:
 			if err := tx.Where("provider_id = ?", p.ID).Delete(&ProviderSecret{}).Error; err != nil {
 				return err
 			}
 		}
+		evs := w.Events
+		if reason != "" {
+			cs, err := s.reauthProvider(tx, p.WorkspaceID, p.Key, reason, p.UpdatedAt)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if w.Reauth != nil {
+					evs = append(evs, w.Reauth(c))
+				}
+			}
+			out.Reauthed = cs
+		}
+		out.Provider = p
 		return s.appendEvents(tx, evs)
 	})
-	return p, err
+	if err != nil {
+		return ProviderWritten{}, err
+	}
+	return out, nil
+}
+
+// reauthProvider puts every active or errored connection of the workspace's provider
+// into needs_reauth with reason (unscheduled, version moved, so a refresh in flight loses
+// its lease) and returns them as stored.
+func (s *Store) reauthProvider(tx *gorm.DB, workspaceID, provider, reason string, now time.Time) ([]Connection, error) {
+	now = now.UTC()
+	scope := func() *gorm.DB {
+		return tx.Model(&Connection{}).Where("workspace_id = ? AND provider = ? AND status IN ?",
+			workspaceID, provider, []string{StatusActive, StatusError})
+	}
+	var cs []Connection
+	if err := s.forUpdate(scope()).Order("id").Find(&cs).Error; err != nil || len(cs) == 0 {
+		return nil, err
+	}
+	if err := scope().Updates(map[string]any{"status": StatusNeedsReauth, "status_reason": reason,
+		"next_refresh_at": nil, "version": gorm.Expr("version + 1"), "updated_at": now}).Error; err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		c := &cs[i]
+		c.Status, c.StatusReason, c.NextRefreshAt, c.Version, c.UpdatedAt = StatusNeedsReauth, reason, nil, c.Version+1, now
+	}
+	return cs, nil
 }
 
 // Provider returns a workspace's provider by key, or ErrNotFound.

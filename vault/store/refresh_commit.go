@@ -211,7 +211,8 @@ type RefreshFailure struct {
 	WorkspaceID, ConnectionID, Holder string
 	Version                           int64
 	// Status, when set, becomes the connection's status (needs_reauth after a definitive
-	// invalid_grant, error after a failed health check) and its version moves.
+	// invalid_grant, error after a failed health check), ErrorCode its status reason, and
+	// its version moves.
 	Status    string
 	ErrorCode string
 	// BackoffUntil is the cooldown of a transient failure (nil: none); RateLimited says it
@@ -242,8 +243,8 @@ func (s *Store) FailRefresh(ctx context.Context, f RefreshFailure) (Connection, 
 		}
 		upd := map[string]any{"next_refresh_at": f.NextRefreshAt, "updated_at": now}
 		if f.Status != "" && f.Status != c.Status {
-			upd["status"], upd["version"] = f.Status, c.Version+1
-			c.Status, c.Version = f.Status, c.Version+1
+			upd["status"], upd["status_reason"], upd["version"] = f.Status, f.ErrorCode, c.Version+1
+			c.Status, c.StatusReason, c.Version = f.Status, f.ErrorCode, c.Version+1
 		}
 		if res := tx.Model(&Connection{}).Where("id = ? AND version = ?", c.ID, f.Version).Updates(upd); res.Error != nil {
 			return res.Error

@@ -127,7 +127,7 @@ func (s *Store) DeleteExpiredConnectSessions(ctx context.Context, cutoff time.Ti
 // With reconnect false, conn and cred are inserted. With reconnect true, conn.ID names an
 // existing OAuth connection of conn.WorkspaceID and conn.Provider: its credential is
 // replaced (the grant it held is queued for revocation at the provider, see
-// queueReplacedGrant), and its status, scopes, prefix and expiry are reset from conn (the id, end
+// queueReplacedGrant), and its status (and status reason), scopes, prefix and expiry are reset from conn (the id, end
 // user and creation time are kept), its version incremented. The returned connection is
 // what is stored.
 func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred Credential, reconnect bool, evs ...audit.Event) (Connection, error) {
@@ -165,7 +165,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 			return err
 		}
 		res := tx.Model(&Connection{}).Where("id = ? AND version = ?", cur.ID, cur.Version).Updates(map[string]any{
-			"status": conn.Status, "scopes": conn.Scopes, "credential_prefix": conn.CredentialPrefix,
+			"status": conn.Status, "status_reason": conn.StatusReason, "scopes": conn.Scopes, "credential_prefix": conn.CredentialPrefix,
 			"expires_at": conn.ExpiresAt, "last_refreshed_at": conn.LastRefreshedAt, "next_refresh_at": conn.NextRefreshAt,
 			"disconnected_at": nil, "updated_at": conn.UpdatedAt, "version": cur.Version + 1,
 		})
@@ -176,7 +176,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 			return ErrConflict
 		}
 		out = cur
-		out.Status, out.Scopes, out.CredentialPrefix = conn.Status, conn.Scopes, conn.CredentialPrefix
+		out.Status, out.StatusReason, out.Scopes, out.CredentialPrefix = conn.Status, conn.StatusReason, conn.Scopes, conn.CredentialPrefix
 		out.ExpiresAt, out.LastRefreshedAt, out.NextRefreshAt = conn.ExpiresAt, conn.LastRefreshedAt, conn.NextRefreshAt
 		out.DisconnectedAt, out.UpdatedAt, out.Version = nil, conn.UpdatedAt, cur.Version+1
 		return s.appendEvents(tx, evs)
