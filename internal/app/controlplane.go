@@ -61,6 +61,9 @@ type configImport struct{ svc *providers.Service }
 
 var _ controlplane.ConfigApplier = configImport{}
 
+// ConfigImport is the ConfigApplier the control-plane link applies pulled documents with.
+func (a *App) ConfigImport() controlplane.ConfigApplier { return configImport{a.Providers} }
+
 // ApplyControlPlaneConfig implements controlplane.ConfigApplier. A refused document's
 // error wraps controlplane.ErrInvalidConfig: controlplane.ErrOriginChange or
 // ErrClientSecretChange (which wrap it) when it would change an existing provider's

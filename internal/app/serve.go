@@ -62,7 +62,7 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 			go func() { defer wg.Done(); a.bindOriginsLoop(bg) }() // bindorigins.go
 		}
 		if a.ControlPlane != nil && bg.Err() == nil { // after migrations: the outbox exists
-			a.ControlPlane.Run(bg, configImport{a.Providers})
+			a.ControlPlane.Run(bg, a.ConfigImport())
 		}
 	}()
 
