@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/jitter"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -94,7 +95,7 @@ func newForwarder(main *outbound.Client, cidrs []netip.Prefix) (*forwarder, erro
 	if err != nil {
 		return nil, err
 	}
-	return &forwarder{client: main.ForwardClient(), client12: legacy.ForwardClient(), sleep: sleepCtx}, nil
+	return &forwarder{client: main.ForwardClient(), client12: legacy.ForwardClient(), sleep: jitter.Sleep}, nil
 }
 
 // credential is what gets injected: an oauth2 access token or an API key.

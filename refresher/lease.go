@@ -64,7 +64,7 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 			if !r.now().Before(waitUntil) {
 				return result{row: cl.Row, err: ErrUnavailable}, nil
 			}
-			if err := sleep(ctx, 20*time.Millisecond+jitter.Duration(40*time.Millisecond)); err != nil {
+			if err := jitter.Sleep(ctx, 20*time.Millisecond+jitter.Duration(40*time.Millisecond)); err != nil {
 				return result{}, err
 			}
 			continue
@@ -85,17 +85,6 @@ func inactiveErr(cc store.ConnectionCredential) error {
 		return err
 	}
 	return ErrUnavailable
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // perform refreshes one leased connection. retry says the caller should re-read: the
@@ -202,7 +191,7 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 		if err == nil || errors.Is(err, store.ErrLeaseLost) || !errors.Is(err, store.ErrUnavailable) || attempt == 4 {
 			break
 		}
-		if sleep(ctx, time.Duration(100<<attempt)*time.Millisecond) != nil {
+		if jitter.Sleep(ctx, time.Duration(100<<attempt)*time.Millisecond) != nil {
 			break
 		}
 	}

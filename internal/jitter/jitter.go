@@ -4,6 +4,7 @@
 package jitter
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"time"
@@ -30,3 +31,16 @@ func Duration(d time.Duration) time.Duration { return time.Duration(Int64N(int64
 
 // Bool returns a fair coin.
 func Bool() bool { return Int64N(2) == 1 }
+
+// Sleep waits d, or until ctx ends (then it returns ctx's error): the wait between a
+// backoff's attempts.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
