@@ -127,3 +127,4 @@ func TestLoneCommitIsAGroupOfOne(t *testing.T) {
 type metricsFunc func(provider, outcome string)
 
 func (f metricsFunc) Refresh(provider, outcome string) { f(provider, outcome) }
+func (metricsFunc) SweepCompleted(time.Time)           {}

@@ -84,9 +84,11 @@ type Providers interface {
 }
 
 // Metrics receives refresh outcomes (internal/metrics satisfies it): outcome is success,
-// needs_reauth, unavailable or error.
+// needs_reauth, unavailable or error; and the end of each sweep that ran to completion
+// (the chart's "sweep stalled" alert watches it).
 type Metrics interface {
 	Refresh(provider, outcome string)
+	SweepCompleted(at time.Time)
 }
 
 // Config tunes the refresher. Zero fields take the defaults.

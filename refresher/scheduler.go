@@ -92,6 +92,9 @@ func (r *Refresher) sweepOnce(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh sweep", slog.Any("err", err))
 	}
+	if err == nil && r.metrics != nil {
+		r.metrics.SweepCompleted(r.now())
+	}
 	if st.Claimed > 0 {
 		r.log.LogAttrs(ctx, slog.LevelInfo, "refresh sweep", slog.Int("claimed", st.Claimed),
 			slog.Int("refreshed", int(st.Refreshed)), slog.Int("failed", int(st.Failed)), slog.Int("checked", int(st.Checked)))

@@ -46,6 +46,7 @@ type Metrics struct {
 	refreshes  *prometheus.CounterVec
 	providers  atomic.Pointer[map[string]struct{}]
 	catalog    prometheus.Gauge
+	sweepDone  prometheus.Gauge
 
 	kmsDuration *prometheus.HistogramVec
 	kmsErrors   *prometheus.CounterVec
@@ -76,6 +77,8 @@ func New(info BuildInfo) *Metrics {
 		refreshes: f.counterVec("token_refreshes_total",
 			"Token refreshes by provider (catalog name, or custom) and outcome.", "provider", "outcome"),
 		catalog: f.gauge("provider_catalog_size", "Number of provider templates in the built-in catalog."),
+		sweepDone: f.gauge("refresh_sweep_last_success_timestamp_seconds",
+			"Unix time at which the last refresh sweep of this process ran to completion (0 before the first)."),
 		kmsDuration: f.histogramVec("kms_request_duration_seconds",
 			"Latency of KEK calls by backend (local, awskms, vault-transit, pkcs11) and operation (wrap, unwrap, ping).",
 			[]float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -219,6 +222,12 @@ func (m *Metrics) Refresh(provider, outcome string) {
 		outcome = OutcomeError
 	}
 	m.refreshes.WithLabelValues(m.ProviderLabel(provider), outcome).Inc()
+}
+
+// SweepCompleted records the end of a refresh sweep that ran to completion, as
+// authpipe_refresh_sweep_last_success_timestamp_seconds.
+func (m *Metrics) SweepCompleted(at time.Time) {
+	m.sweepDone.Set(float64(at.UnixNano()) / 1e9)
 }
 
 // ---- audit, caches ----
