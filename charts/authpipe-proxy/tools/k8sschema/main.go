@@ -34,13 +34,18 @@ type gvk struct {
 
 func main() {
 	in := flag.String("in", "", "OpenAPI v2 document (swagger.json) to read")
+	crd := flag.Bool("crd", false, "read CustomResourceDefinition YAML files (the arguments) instead of -in")
 	out := flag.String("out", "", "directory to write the schemas into")
 	flag.Parse()
-	if *in == "" || *out == "" {
-		fmt.Fprintln(os.Stderr, "usage: k8sschema -in swagger.json -out DIR")
+	if *out == "" || (*in == "") == !*crd || (*crd && flag.NArg() == 0) {
+		fmt.Fprintln(os.Stderr, "usage: k8sschema -in swagger.json -out DIR | k8sschema -crd -out DIR CRD.yaml...")
 		os.Exit(2)
 	}
-	n, err := run(*in, *out)
+	run := func() (int, error) { return runSwagger(*in, *out) }
+	if *crd {
+		run = func() (int, error) { return runCRDs(flag.Args(), *out) }
+	}
+	n, err := run()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "k8sschema:", err)
 		os.Exit(1)
@@ -48,7 +53,7 @@ func main() {
 	fmt.Printf("k8sschema: wrote %d schemas to %s\n", n, *out)
 }
 
-func run(in, out string) (int, error) {
+func runSwagger(in, out string) (int, error) {
 	raw, err := os.ReadFile(in)
 	if err != nil {
 		return 0, fmt.Errorf("read OpenAPI document: %w", err)
@@ -57,6 +62,11 @@ func run(in, out string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return write(files, out)
+}
+
+// write puts each schema at out/rel.
+func write(files map[string][]byte, out string) (int, error) {
 	for rel, body := range files {
 		path := filepath.Join(out, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -265,7 +275,7 @@ func strictify(node any) any {
 			}
 			out[key] = strictify(v)
 		}
-		if _, hasProps := out["properties"]; hasProps {
+		if _, hasProps := out["properties"]; hasProps && n["x-kubernetes-preserve-unknown-fields"] != true {
 			if _, set := out["additionalProperties"]; !set {
 				out["additionalProperties"] = false
 			}

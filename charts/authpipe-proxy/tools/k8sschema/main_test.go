@@ -97,7 +97,7 @@ func TestRunWritesFiles(t *testing.T) {
 	in := filepath.Join(dir, "swagger.json")
 	require.NoError(t, os.WriteFile(in, []byte(tinySwagger), 0o600))
 	out := filepath.Join(dir, "schemas")
-	n, err := run(in, out)
+	n, err := runSwagger(in, out)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 	_, err = os.Stat(filepath.Join(out, "apps", "v1", "deployment.json"))
