@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Chart checks for charts/authpipe-proxy, run by scripts/test.sh (and on its own):
-#   1. installs helm and kubeconform into ./.tools/bin if absent (go install, Go module proxy);
+#   1. installs helm, kubeconform and helm-unittest into ./.tools/bin if absent (Go module proxy);
 #   2. generates strict Kubernetes JSON schemas offline from the OpenAPI document shipped in
 #      the k8s.io/cli-runtime module (a helm dependency), with charts/authpipe-proxy/tools/k8sschema;
-#   3. helm lint --strict and helm template over the default values, every ci/*-values.yaml
-#      and the all-features fixture, then kubeconform -strict on each rendering;
+#   3. helm lint --strict and helm template over the required values, every ci/*-values.yaml
+#      and the all-features fixture, then kubeconform -strict on each rendering (the Prometheus
+#      Operator kinds against schemas vendored from its CRDs in tools/crd-schemas);
 #   4. checks the rendered defaults keep the promises of the chart (security context, rollout,
 #      probes, hook);
 #   5. negative fixtures: broken manifests must fail kubeconform for the expected reason, a
 #      broken rendering must fail, invalid values must fail helm;
-#   6. every key of values.yaml has a row in the chart README, and every row names a key.
+#   6. every key of values.yaml has a row in the chart README, and every row names a key;
+#   7. the render assertions in charts/authpipe-proxy/unittests (helm-unittest);
+#   8. every bootstrap-key recipe in the chart docs makes a key the server accepts.
 # Idempotent: tools and schemas are reused when already there at the pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +30,13 @@ SCHEMA_MODULE_VERSION=v0.34.0
 SCHEMA_SOURCE=artifacts/openapi/swagger-with-shared-parameters.json
 KUBE_VERSION=1.28.0
 SCHEMA_DIR="$PWD/.tools/k8s-schemas/cli-runtime-$SCHEMA_MODULE_VERSION"
-# No schema for the Prometheus Operator CRD is available offline: ServiceMonitor is the one
-# kind rendered but not validated.
-SKIP_KINDS=ServiceMonitor
+# ServiceMonitor and PrometheusRule: strict schemas generated from the Prometheus Operator's
+# CRDs (tools/k8sschema -crd), vendored in the chart's tools/crd-schemas.
+CRD_SCHEMA_DIR="$PWD/$CHART/tools/crd-schemas"
+# helm-unittest is a helm plugin; its module has replace directives, so `go install` refuses
+# it: build it from the downloaded module instead.
+UNITTEST_MODULE=github.com/helm-unittest/helm-unittest
+UNITTEST_VERSION=v1.1.2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -56,6 +63,19 @@ ensure_tool helm "$HELM_MODULE" "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 ensure_tool kubeconform "$KUBECONFORM_MODULE" "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
 HELM="$TOOLS_BIN/helm"
 KUBECONFORM="$TOOLS_BIN/kubeconform"
+UNITTEST="$TOOLS_BIN/helm-unittest"
+# Built inside its module, the binary says "(devel)": a stamp file records the version.
+if ! { [ -x "$UNITTEST" ] && [ "$(cat "$UNITTEST.version" 2>/dev/null)" = "$UNITTEST_VERSION" ]; }; then
+	echo "== building helm-unittest $UNITTEST_VERSION from the Go module proxy"
+	start=$SECONDS
+	unittest_dir=$(cd "$work" && go mod download -json "$UNITTEST_MODULE@$UNITTEST_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -d "$unittest_dir" ] || die "cannot download $UNITTEST_MODULE@$UNITTEST_VERSION"
+	mkdir -p "$TOOLS_BIN"
+	(cd "$unittest_dir" && GOFLAGS=-mod=readonly go build -trimpath -o "$UNITTEST" ./cmd/helm-unittest)
+	echo "$UNITTEST_VERSION" >"$UNITTEST.version"
+	echo "== built helm-unittest in $((SECONDS - start))s"
+fi
 
 # Schemas: regenerated when missing or when the generator changed.
 generator_sum=$(cat "$CHART"/tools/k8sschema/*.go | sha256sum | cut -d' ' -f1)
@@ -76,9 +96,10 @@ for kind in apps/v1/deployment batch/v1/job v1/v1/service v1/v1/serviceaccount v
 done
 
 kubeconform() {
-	"$KUBECONFORM" -strict -summary -skip "$SKIP_KINDS" \
+	"$KUBECONFORM" -strict -summary \
 		-kubernetes-version "$KUBE_VERSION" \
-		-schema-location "$SCHEMA_DIR/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json" "$@"
+		-schema-location "$SCHEMA_DIR/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json" \
+		-schema-location "$CRD_SCHEMA_DIR/{{ .Group }}/{{ .ResourceAPIVersion }}/{{ .ResourceKind }}.json" "$@"
 }
 
 render() { # render NAME [helm args...]: writes $work/NAME.yaml
@@ -87,8 +108,10 @@ render() { # render NAME [helm args...]: writes $work/NAME.yaml
 	"$HELM" template authpipe "$CHART" --namespace authpipe --kube-version "$KUBE_VERSION" "$@" >"$work/$name.yaml"
 }
 
-# 1. lint, render and validate every values set that must work.
-value_sets=("default:")
+# 1. lint, render and validate every values set that must work. "default" is the chart's
+# defaults plus the few values production requires (without them rendering must fail, below).
+REQUIRED="$CHART/testdata/required-values.yaml"
+value_sets=("default:$REQUIRED")
 for f in "$CHART"/ci/*-values.yaml "$CHART"/testdata/all-features-values.yaml; do
 	value_sets+=("$(basename "$f" .yaml):$f")
 done
@@ -146,7 +169,10 @@ expect aws-kms-irsa-values '^    - port: ops$'
 expect all-features-values '^                  name: http$'
 expect default 'image: "ghcr.io/authpipe/authpipe-proxy:0.1.0"'
 expect_not default 'kind: (HorizontalPodAutoscaler|ServiceMonitor|Ingress)$'
-expect_not default 'AUTHPIPE_KEK_URI'
+expect default 'AUTHPIPE_KEK_URI: "awskms://alias/authpipe-credentials'
+expect default 'helm.sh/hook: test'
+expect all-features-values 'kind: PrometheusRule'
+expect all-features-values 'example.com/cost-center: security'
 expect aws-kms-irsa-values 'eks.amazonaws.com/role-arn: arn:aws:iam::'
 expect aws-kms-irsa-values 'AUTHPIPE_KEK_URI: "awskms://'
 expect aws-kms-irsa-values 'kind: HorizontalPodAutoscaler'
@@ -164,7 +190,7 @@ expect all-features-values '@sha256:'
 # The Service and the PodDisruptionBudget select the server pods only, never the migration
 # Job's (which share the name and instance labels).
 for t in service poddisruptionbudget; do
-	"$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" --show-only "templates/$t.yaml" >"$work/$t.yaml"
+	"$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" -f "$REQUIRED" --show-only "templates/$t.yaml" >"$work/$t.yaml"
 	grep -A4 -E '^  (selector|  matchLabels):$' "$work/$t.yaml" | grep -q 'app.kubernetes.io/component: server' ||
 		die "the $t does not select app.kubernetes.io/component: server"
 	pass "the $t selects the server pods only"
@@ -186,7 +212,7 @@ for f in "$CHART"/testdata/invalid-manifests/*.yaml; do
 done
 [ "$n_bad" -ge 5 ] || die "expected at least 5 broken-manifest fixtures, found $n_bad"
 
-render render-bad -f "$CHART/testdata/render-bad-values.yaml" || die "helm template (render-bad-values)"
+render render-bad -f "$REQUIRED" -f "$CHART/testdata/render-bad-values.yaml" || die "helm template (render-bad-values)"
 if out=$(kubeconform "$work/render-bad.yaml" 2>&1); then
 	die "kubeconform accepted the broken rendering of testdata/render-bad-values.yaml"
 fi
@@ -196,7 +222,7 @@ pass "kubeconform rejects the rendering of render-bad-values.yaml"
 for f in "$CHART"/testdata/invalid-values/*.yaml; do
 	reason=$(expected_reason "$f")
 	[ -n "$reason" ] || die "$f has no '# expect:' line"
-	if out=$("$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" -f "$f" 2>&1); then
+	if out=$("$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" -f "$REQUIRED" -f "$f" 2>&1); then
 		die "helm accepted the invalid values $f"
 	fi
 	grep -qF -- "$reason" <<<"$out" || { echo "$out" >&2; die "$f failed, but not with: $reason"; }
@@ -237,4 +263,27 @@ stale=$(comm -13 "$work/leaves.txt" "$work/readme-keys.txt")
 [ "$(wc -l <"$work/leaves.txt")" -ge 100 ] || die "suspiciously few values keys parsed"
 pass "README documents all $(wc -l <"$work/leaves.txt") values keys"
 
-echo "== chart checks: $checks checks ok (kinds not validated: $SKIP_KINDS)"
+# The chart's defaults alone (production profile) must not render: a release that cannot
+# start should fail at `helm install`, naming what is missing, not crash-loop.
+if out=$("$HELM" template authpipe "$CHART" --kube-version "$KUBE_VERSION" 2>&1); then
+	die "the production defaults rendered without publicURL, KEK URIs and the Secret"
+fi
+grep -qF "config.profile=production needs: config.publicURL" <<<"$out" || { echo "$out" >&2; die "the defaults failed for another reason"; }
+pass "the production defaults alone fail, naming what is missing"
+
+# 7. render assertions (helm-unittest suites in the chart's unittests/).
+"$UNITTEST" --color=false -f 'unittests/*_test.yaml' "$CHART" >"$work/unittest.log" 2>&1 || { cat "$work/unittest.log" >&2; die "helm-unittest"; }
+pass "helm-unittest: $(grep -E '^Tests:' "$work/unittest.log" | tr -s ' ')"
+
+# 8. every bootstrap-key recipe in the chart's docs makes a key the server accepts
+# (admin.ValidKeyFormat: ap_ and at least 32 URL-safe characters).
+n_recipes=0
+while IFS= read -r recipe; do
+	key=$(bash -c "printf '%s' $recipe") || die "bootstrap-key recipe failed: $recipe"
+	[[ "$key" =~ ^ap_[A-Za-z0-9_-]{32,}$ ]] || die "bootstrap-key recipe $recipe makes an invalid key"
+	n_recipes=$((n_recipes + 1))
+done < <(grep -rhoE 'bootstrap-api-key="[^"]*"' "$CHART/README.md" "$CHART"/ci/*.yaml README.md 2>/dev/null | sed 's/^bootstrap-api-key=//')
+[ "$n_recipes" -ge 3 ] || die "expected at least 3 bootstrap-key recipes, found $n_recipes"
+pass "all $n_recipes bootstrap-key recipes make valid keys"
+
+echo "== chart checks: $checks checks ok"

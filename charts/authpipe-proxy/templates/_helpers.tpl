@@ -38,6 +38,9 @@ helm.sh/chart: {{ include "authpipe-proxy.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: authpipe
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "authpipe-proxy.serviceAccountName" -}}
@@ -113,6 +116,7 @@ AUTHPIPE_REFRESH_SCHEDULE: {{ $c.refreshSchedule | quote }}
 AUTHPIPE_REFRESH_LEAD: {{ $c.refreshLead | quote }}
 AUTHPIPE_FORCED_REFRESH_INTERVAL: {{ $c.forcedRefreshInterval | quote }}
 AUTHPIPE_RETENTION: {{ $c.retention | quote }}
+AUTHPIPE_SHUTDOWN_DELAY: {{ $c.shutdownDelay | quote }}
 AUTHPIPE_LOG_LEVEL: {{ $c.logLevel | quote }}
 AUTHPIPE_LOG_FORMAT: {{ $c.logFormat | quote }}
 AUTHPIPE_OUTBOUND_ALLOW_CIDRS: {{ join "," $c.outboundAllowCIDRs | quote }}
@@ -160,9 +164,8 @@ AUTHPIPE_OUTBOUND_CA_FILE: {{ printf "%s/ca.crt" .Values.outboundCA.mountPath | 
 {{- end }}
 {{- end }}
 {{- end }}
-{{- range .Values.extraEnv }}
-- name: {{ .name | quote }}
-  value: {{ .value | quote }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -244,6 +247,16 @@ AUTHPIPE_OUTBOUND_CA_FILE: {{ printf "%s/ca.crt" .Values.outboundCA.mountPath | 
 
 {{/* Fail rendering on combinations the schema cannot express. */}}
 {{- define "authpipe-proxy.validate" -}}
+{{- if eq .Values.config.profile "production" }}
+{{- $missing := list }}
+{{- if not .Values.config.publicURL }}{{ $missing = append $missing "config.publicURL (the https URL browsers reach)" }}{{ end }}
+{{- if not .Values.config.kekURI }}{{ $missing = append $missing "config.kekURI" }}{{ end }}
+{{- if not .Values.config.clientSecretKekURI }}{{ $missing = append $missing "config.clientSecretKekURI" }}{{ end }}
+{{- if not .Values.secrets.existingSecret }}{{ $missing = append $missing "secrets.existingSecret (holding AUTHPIPE_DATABASE_URL)" }}{{ end }}
+{{- if $missing }}
+{{- fail (printf "config.profile=production needs: %s. See the chart README, \"Install\"." (join ", " $missing)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.pkcs11.enabled (not .Values.pkcs11.pinSecretName) }}
 {{- fail "pkcs11.enabled needs pkcs11.pinSecretName" }}
 {{- end }}
@@ -259,4 +272,22 @@ AUTHPIPE_OUTBOUND_CA_FILE: {{ printf "%s/ca.crt" .Values.outboundCA.mountPath | 
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled (not $np.egress.database.cidrs) (not $np.egress.database.to) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.egress.database.cidrs or .to: without either the pods cannot reach PostgreSQL (or set networkPolicy.enabled=false)" }}
+{{- end }}
+{{- if ge (include "authpipe-proxy.seconds" .Values.config.shutdownDelay | int) (int .Values.terminationGracePeriodSeconds) }}
+{{- fail "config.shutdownDelay must be shorter than terminationGracePeriodSeconds: the pod would be killed while still draining" }}
+{{- end }}
+{{- end }}
+
+{{/* Whole seconds of a Go duration (e.g. 1m30s; sub-second parts are dropped); 0 when empty. */}}
+{{- define "authpipe-proxy.seconds" -}}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|h|m|s)" (default "0s" .) -1 }}
+{{- $n := regexFind "^[0-9]+" . | int }}
+{{- if regexMatch "(ns|us|µs|ms)$" . }}{{/* below a second */}}
+{{- else if hasSuffix "h" . }}{{ $total = add $total (mul $n 3600) }}{{ else if hasSuffix "m" . }}{{ $total = add $total (mul $n 60) }}{{ else }}{{ $total = add $total $n }}{{ end }}
+{{- end }}
+{{- $total }}
 {{- end }}
