@@ -20,6 +20,11 @@ go test -race -count=1 -timeout 15m ./... 2>&1 | tee /tmp/authpipe-go-test.log
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "go test failed (status $status)"; exit "$status"; }
 
+# The Go client (sdk/go) is its own module: `go test ./...` above runs its integration test
+# against the real server (proxy/sdk_test.go); its own tests and examples run here.
+echo "== sdk/go: go vet, go test -race"
+(cd sdk/go && go vet ./... && go test -race -count=1 ./...)
+
 # The race detector slows the pure-Go SQLite driver ~15x, so under -race the rotation-under-load
 # test shrinks to 1,000 workspaces per dialect. Run it once more at the size issue 3 asks
 # for (10,000 workspaces, 8 goroutines reading and writing throughout), without -race.

@@ -26,6 +26,7 @@ const module = "github.com/authpipe/authpipe-proxy"
 // (or of its own subtree, or leaves). Keys are module-relative paths; a key covers its
 // subtree. A package that matches no key fails the test until it is placed here.
 var rank = map[string]int{
+	"sdk":            0, // the client SDKs: separate modules, on nothing of the server's (forbidden below)
 	"kms":            10,
 	"internal/audit": 15,
 	"vault":          20,
@@ -61,6 +62,7 @@ var forbidden = []struct{ from, to, why string }{
 	{"refresher", module + "/controlplane", "the refresher declares the event sink it needs; internal/app adapts it"},
 	{"controlplane", module + "/vault/store", "the control-plane link cannot name the credential store"},
 	{"proxy", "gorm.io", "the HTTP layer never reaches into gorm"},
+	{"sdk", module + "/", "a client SDK is its own module and never depends on the server's packages"},
 }
 
 // onlyFrom are imports that one package (subtree) alone may make.
@@ -164,6 +166,10 @@ func violations(pkgs []pkg) []string {
 				if !under(imp, o.to) {
 					continue
 				}
+				// The client SDKs (separate modules) talk to the proxy, not to token endpoints.
+				if under(from, "sdk") {
+					continue
+				}
 				if o.owner == "" && p.Name != "main" || o.owner != "" && !under(from, o.owner) {
 					bad = append(bad, from+" → "+imp+": "+o.why)
 				}
@@ -214,6 +220,7 @@ func TestRulesCatchBadEdges(t *testing.T) {
 		"cp imports the store":         {ImportPath: m("controlplane"), Name: "controlplane", Imports: []string{m("vault/store")}},
 		"unplaced package":             {ImportPath: m("newthing"), Name: "newthing"},
 		"proxy uses x/oauth2 directly": {ImportPath: m("proxy"), Name: "proxy", Imports: []string{"golang.org/x/oauth2"}},
+		"the Go client imports vault":  {ImportPath: m("sdk/go"), Name: "authpipe", Imports: []string{m("vault")}},
 	} {
 		if v := violations([]pkg{p}); len(v) == 0 {
 			t.Errorf("%s: no violation reported", name)
@@ -224,6 +231,8 @@ func TestRulesCatchBadEdges(t *testing.T) {
 		{ImportPath: m("proxy"), Name: "proxy", Imports: []string{m("admin"), m("providers"), m("refresher"), m("internal/problem")}},
 		{ImportPath: m("kms/backends"), Name: "backends", Imports: []string{m("kms/awskms"), m("kms")}},
 		{ImportPath: m("internal/tlsutil"), Name: "tlsutil", Imports: []string{m("internal/ids")}},
+		{ImportPath: m("sdk/go"), Name: "authpipe", Imports: []string{"golang.org/x/oauth2", "net/http"}},
+		{ImportPath: m("proxy"), Name: "proxy_test", Imports: []string{m("sdk/go")}},
 	}
 	if v := violations(ok); len(v) != 0 {
 		t.Errorf("allowed edges reported: %v", v)
