@@ -2,6 +2,7 @@
 // path and prints its figures next to a baseline measured in the same run on the same
 // machine, as ratios, so that numbers from different machines can be compared:
 //
+//	go run ./bench external [-stores postgres,sqlite] [-c 32] [-duration 5s] [-rounds 3]
 //	go run ./bench rotation [-n 5000] [-batch 200] [-workers 4] [-database-url URL]
 //	go run ./bench list
 //
@@ -33,10 +34,13 @@ type command struct {
 // commands is the table of benchmarks, by name.
 func commands() map[string]command {
 	return map[string]command{
-		"forward":  {"forwarding proxy (/v1/proxy) vs calling the same local upstream directly: req/s, p99, ratio", forwardBench},
-		"rotation": {"KEK rotation throughput (DEKs/s): local and SoftHSM2 backends vs a bare AES-GCM wrap loop", rotationBench},
-		"refresh":  {"refresher sweep of N due connections vs the ideal workers ÷ provider latency (refreshes/s)", refreshBench},
-		"token":    {"token endpoint (cached, valid token) vs a bare net/http handler with the same body: req/s, p99, ratio", tokenBench},
+		"external":   {"the server binary as its own process (PostgreSQL, SQLite) under load from other processes (own generator, wrk): token endpoint vs bare net/http, forwarding vs bare httputil.ReverseProxy; req/s, p50, p99, every non-2xx", externalBench},
+		"loadgen":    {"(used by external) keep-alive load generator printing one JSON result", loadgenCmd},
+		"serve-bare": {"(used by external) the baselines: a local upstream, a bare net/http server, a bare httputil.ReverseProxy", serveBareCmd},
+		"forward":    {"forwarding proxy (/v1/proxy) vs calling the same local upstream directly: req/s, p99, ratio", forwardBench},
+		"rotation":   {"KEK rotation throughput (DEKs/s): local and SoftHSM2 backends vs a bare AES-GCM wrap loop", rotationBench},
+		"refresh":    {"refresher sweep of N due connections vs the ideal workers ÷ provider latency (refreshes/s)", refreshBench},
+		"token":      {"token endpoint (cached, valid token) vs a bare net/http handler with the same body: req/s, p99, ratio", tokenBench},
 	}
 }
 
@@ -61,8 +65,10 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) int {
 		usage(errOut, cmds)
 		return 2
 	}
-	fmt.Fprintf(out, "# %s — %s, %s/%s, %d CPUs (GOMAXPROCS %d), %s\n", args[0], runtime.Version(),
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	if args[0] != "loadgen" && args[0] != "serve-bare" { // their stdout is read by external
+		fmt.Fprintf(out, "# %s — %s, %s/%s, %d CPUs (GOMAXPROCS %d), %s\n", args[0], runtime.Version(),
+			runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	}
 	if err := c.run(ctx, args[1:], out); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
