@@ -30,7 +30,7 @@ import (
 // figure is the proxy's cost, not the limiter's refusals.
 func forwardBench(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("forward", flag.ContinueOnError)
-	conc := fs.Int("c", 8, "concurrent keep-alive clients (the outbound pool keeps 10 idle connections per host)")
+	conc := fs.Int("c", 8, "concurrent keep-alive clients (the outbound pool keeps 128 idle connections per host)")
 	dur := fs.Duration("duration", 6*time.Second, "total measuring time per side")
 	rounds := fs.Int("rounds", 6, "interleaved rounds")
 	size := fs.Int("size", 512, "upstream response body bytes")

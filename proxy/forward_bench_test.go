@@ -93,7 +93,7 @@ func benchForward(b *testing.B, dialect string) {
 	reader := call("POST", srv.URL+"/v1/api-keys", bootstrapKey, map[string]any{"name": "r", "scopes": []string{"tokens:read"}})["key"].(string)
 
 	run := func(b *testing.B, url string, auth bool) {
-		b.SetParallelism(4) // 8 concurrent clients on 2 CPUs (within the outbound pool of 10 idle connections per host)
+		b.SetParallelism(4) // 8 concurrent clients on 2 CPUs (within the outbound pool of 128 idle connections per host)
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {

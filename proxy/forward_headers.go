@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -83,21 +84,27 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Te", "Trailer", "Transfer-E
 // droppedRequestHeader reports caller headers never forwarded: credentials, cookies,
 // proxy and forwarding metadata, this API's own headers, and framing.
 func droppedRequestHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "cookie", "cookie2", "forwarded", "host", "content-length", "expect",
-		"dpop", "x-real-ip", "x-request-id", "connection", "keep-alive", "te", "trailer",
-		"transfer-encoding", "upgrade", "proxy-connection":
+	if droppedRequestHeaders[http.CanonicalHeaderKey(name)] { // no allocation for a canonical name
 		return true
 	}
-	return strings.HasPrefix(n, "proxy-") || strings.HasPrefix(n, "x-forwarded-") || strings.HasPrefix(n, "x-authpipe-")
+	return hasPrefixFold(name, "proxy-") || hasPrefixFold(name, "x-forwarded-") || hasPrefixFold(name, "x-authpipe-")
+}
+
+var droppedRequestHeaders = map[string]bool{
+	"Authorization": true, "Cookie": true, "Cookie2": true, "Forwarded": true, "Host": true, "Content-Length": true,
+	"Expect": true, "Dpop": true, "X-Real-Ip": true, "X-Request-Id": true, "Connection": true, "Keep-Alive": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy-Connection": true,
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 func forwardRequestHeaders(in http.Header, prov oauthflow.Provider) http.Header {
 	out := make(http.Header, len(in))
 	named := connectionTokens(in)
 	for k, vs := range in {
-		if droppedRequestHeader(k) || named[strings.ToLower(k)] {
+		if droppedRequestHeader(k) || (named != nil && named[strings.ToLower(k)]) {
 			continue
 		}
 		if prov.APIKeyHeader != "" && strings.EqualFold(k, prov.APIKeyHeader) {
@@ -109,7 +116,11 @@ func forwardRequestHeaders(in http.Header, prov oauthflow.Provider) http.Header 
 }
 
 // connectionTokens are the header names listed in Connection (RFC 9110 section 7.6.1).
+// Nil (no allocation) when there is no Connection header, the common case.
 func connectionTokens(h http.Header) map[string]bool {
+	if len(h["Connection"]) == 0 {
+		return nil
+	}
 	m := map[string]bool{}
 	for _, v := range h.Values("Connection") {
 		for _, f := range strings.Split(v, ",") {
@@ -136,7 +147,7 @@ func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secr
 	h := c.Writer.Header()
 	for k, vs := range resp.Header {
 		ck := http.CanonicalHeaderKey(k)
-		if ownResponseHeaders[ck] || named[strings.ToLower(k)] || originScoped(ck) ||
+		if ownResponseHeaders[ck] || (named != nil && named[strings.ToLower(k)]) || originScoped(ck) ||
 			ck == "Authorization" || ck == "Proxy-Authenticate" || ck == "Proxy-Authorization" || isHopByHop(ck) {
 			continue
 		}
@@ -183,10 +194,16 @@ func carriesSecret(vs []string, key string) bool {
 	return false
 }
 
+// streamBufs holds streamBody's copy buffers: one 32 KiB allocation per forward was the
+// forwarding path's largest.
+var streamBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // streamBody copies without holding the body; chunked answers (server-sent events, long
 // polls) are flushed as they arrive.
 func streamBody(w gin.ResponseWriter, body io.Reader, flush bool) {
-	buf := make([]byte, 32<<10)
+	bp := streamBufs.Get().(*[]byte)
+	defer streamBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
