@@ -43,6 +43,7 @@ func externalBench(ctx context.Context, args []string, out io.Writer) error {
 	size := fs.Int("size", 512, "upstream response bytes")
 	profile := fs.String("profile", "", "directory: build the server with -tags authpipe_benchpprof and save CPU profiles of it under load (last round)")
 	limited := fs.Bool("limited", true, "also run with the default per-key rate limit")
+	only := fs.String("only", "", "token or forward: measure only that pair (default both)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func externalBench(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("unknown generator %q", g)
 		}
 	}
-	e := &ext{self: self, bin: bin, dir: dir, conc: *conc, dur: *dur, size: *size, profile: *profile, gens: generators}
+	e := &ext{only: *only, self: self, bin: bin, dir: dir, conc: *conc, dur: *dur, size: *size, profile: *profile, gens: generators}
 	up, err := e.start(ctx, "upstream", self, []string{"serve-bare", "-upstream-addr", freeAddr(), "-size", fmt.Sprint(*size)}, nil)
 	if err != nil {
 		return err
@@ -89,10 +90,10 @@ func externalBench(ctx context.Context, args []string, out io.Writer) error {
 }
 
 type ext struct {
-	self, bin, dir, upstream, profile string
-	conc, size                        int
-	dur                               time.Duration
-	gens                              []string
+	self, bin, dir, upstream, profile, only string
+	conc, size                              int
+	dur                                     time.Duration
+	gens                                    []string
 }
 
 // proc is a started child process listening on addr.
@@ -286,6 +287,15 @@ func (e *ext) store(ctx context.Context, out io.Writer, st, pgURL string, nkeys,
 		{"GET /v1/proxy/{id}/..., 1 key", base + "/v1/proxy/" + sc.fwdConn + fwdPath, sc.keys[:1], 3},
 		{fmt.Sprintf("GET /v1/proxy/{id}/..., %d keys", len(sc.keys)), base + "/v1/proxy/" + sc.fwdConn + fwdPath, sc.keys, 3},
 	}
+	switch e.only {
+	case "token":
+		ts = ts[:3]
+	case "forward":
+		ts = ts[3:]
+		for i := range ts {
+			ts[i].base = min(ts[i].base, 0)
+		}
+	}
 	fmt.Fprintf(out, "\n## store %s — load average %s; server: separate process, AUTHPIPE_RATE_LIMIT_PER_KEY=off, log level info (default); %d connections, %s per run, %d interleaved rounds, token body %d bytes, upstream body %d bytes\n",
 		st, loadavg(), e.conc, e.dur, rounds, len(sc.body), e.size)
 	// Warm up every target (caches, connection pools, JIT of nothing: Go), not counted.
@@ -304,7 +314,7 @@ func (e *ext) store(ctx context.Context, out io.Writer, st, pgURL string, nkeys,
 				var prof chan error
 				if pprofAddr != "" && r == rounds-1 && gen == "loadgen" && t.base >= 0 && len(t.keys) > 1 {
 					prof = make(chan error, 1)
-					name := filepath.Join(e.profile, st+"-"+map[bool]string{true: "token", false: "forward"}[t.base == 0]+".pprof")
+					name := filepath.Join(e.profile, st+"-"+map[bool]string{true: "token", false: "forward"}[strings.Contains(t.url, "/token")]+".pprof")
 					go func() { prof <- fetchProfile(pprofAddr, e.dur-time.Second, name) }()
 				}
 				l, err := e.measure(ctx, gen, t, e.dur)
@@ -335,7 +345,7 @@ func (e *ext) store(ctx context.Context, out io.Writer, st, pgURL string, nkeys,
 		}
 		defer srv2.stop()
 		fmt.Fprintf(out, "\n### default per-key rate limit (AUTHPIPE_RATE_LIMIT_PER_KEY unset), loadgen, %s each\n", e.dur)
-		lim := []target{ts[0], ts[1], ts[2]}
+		lim := ts[:min(3, len(ts))]
 		var ls [][]load
 		for _, t := range lim {
 			l, err := e.measure(ctx, "loadgen", t, e.dur)
