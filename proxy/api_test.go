@@ -121,6 +121,12 @@ func TestAuthentication(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := h.expect(h.do("GET", "/v1/connections", tc.key, nil), 401, "unauthorized")
 			require.NotContains(t, r.Raw, "revoked", "every 401 looks the same")
+			// RFC 6750 section 3: a challenge on every 401; invalid_token when a key was presented.
+			want := `Bearer realm="authpipe", error="invalid_token"`
+			if tc.key == "" {
+				want = `Bearer realm="authpipe"`
+			}
+			require.Equal(t, []string{want}, r.Header.Values("WWW-Authenticate"))
 		})
 	}
 	// A key presented for a workspace that is not its own.

@@ -197,6 +197,11 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		for _, c := range codes {
 			require.Contains(t, enum, c, "problem code %q is not listed in components.schemas.ProblemCode", c)
 		}
+		seen := map[any]bool{}
+		for _, c := range enum {
+			require.False(t, seen[c], "ProblemCode lists %q twice", c)
+			seen[c] = true
+		}
 	})
 }
 

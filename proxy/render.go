@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"log/slog"
+	"net/http"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -37,6 +38,9 @@ func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 }
 
 func writeProblem(c *gin.Context, p *problem.Problem) {
+	if p.Status == http.StatusUnauthorized && c.Writer.Header().Get("WWW-Authenticate") == "" {
+		c.Header("WWW-Authenticate", bearerChallenge(c.GetHeader("Authorization") != ""))
+	}
 	if p.RetryAfter() > 0 {
 		c.Header("Retry-After", strconv.Itoa(p.RetryAfter()))
 	}
@@ -46,4 +50,14 @@ func writeProblem(c *gin.Context, p *problem.Problem) {
 		body.Detail = "" // never render an unknown error
 	}
 	c.JSON(body.Status, body)
+}
+
+// bearerChallenge is the RFC 6750 (section 3) challenge of a 401: with error="invalid_token"
+// when a credential was presented (unknown, revoked, malformed and wrong-workspace keys
+// alike), without an error code when none was. A DPoP refusal sets its own (dpop.go).
+func bearerChallenge(presented bool) string {
+	if presented {
+		return `Bearer realm="authpipe", error="invalid_token"`
+	}
+	return `Bearer realm="authpipe"`
 }

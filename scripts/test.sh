@@ -15,6 +15,11 @@ done
 echo "== go vet"
 go vet ./...
 
+if [ -n "${AUTHPIPE_OPENAPI_LINT:-}" ]; then
+	echo "== OpenAPI lint (redocly.yaml)"
+	"$AUTHPIPE_OPENAPI_LINT" lint docs/openapi.yaml --config redocly.yaml --format=stylish
+fi
+
 echo "== go test -race"
 go test -race -count=1 -timeout 15m ./... 2>&1 | tee /tmp/authpipe-go-test.log
 status=${PIPESTATUS[0]}
