@@ -34,6 +34,8 @@ require (
 	gorm.io/gorm v1.31.2
 )
 
+require github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
+
 require (
 	github.com/asaskevich/govalidator v0.0.0-20230301143203-a9d515a09cc2 // indirect
 	github.com/authpipe/authpipe-proxy/sdk/go v0.0.0
