@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
+
+	"github.com/authpipe/authpipe-proxy/internal/ids"
 )
 
 // The sealed-row cache of the token hot path (DESIGN.md "The hot path"): ConnectionWithCredential
@@ -253,33 +255,106 @@ func (s *Store) invalidateFrom(db *gorm.DB) {
 	s.conns.evictAll() // autocommit: the write is already committed
 }
 
+// Invalidation is how the sealed-row cache learns of other replicas' writes (/readyz
+// reports it as cache_invalidation).
+type Invalidation int32
+
+// Invalidation modes.
+const (
+	// InvalidationNone: the cache is off (turned off, or the PostgreSQL listener is not
+	// connected); every read goes to the database.
+	InvalidationNone Invalidation = iota
+	// InvalidationProcess: SQLite, one process; its own writes invalidate.
+	InvalidationProcess
+	// InvalidationListen: a listener receives every replica's writes by NOTIFY.
+	InvalidationListen
+	// InvalidationTTL: LISTEN does not deliver on the listener's connection (a
+	// transaction-pooling PgBouncer and no AUTHPIPE_DATABASE_LISTEN_URL): another
+	// replica's write is seen once the cached row's TTL (at most 1 s) has run out.
+	InvalidationTTL
+)
+
+func (i Invalidation) String() string {
+	switch i {
+	case InvalidationProcess:
+		return "process"
+	case InvalidationListen:
+		return "listen"
+	case InvalidationTTL:
+		return "ttl"
+	}
+	return "none"
+}
+
+// Invalidation reports how the sealed-row cache is kept in step with other replicas now.
+func (s *Store) Invalidation() Invalidation { return Invalidation(s.invalidate.Load()) }
+
+const (
+	// listenProbeWait bounds the wait for the listener's own probe notification.
+	listenProbeWait = 3 * time.Second
+	// listenRetryTTL is how long the TTL fallback lasts before LISTEN is tried again.
+	listenRetryTTL = 5 * time.Minute
+	// probePrefix marks the listener's probe payloads (never a connection id).
+	probePrefix = "probe:"
+)
+
+// listenOutcome is how one listener connection ended.
+type listenOutcome int
+
+const (
+	listenFailed      listenOutcome = iota // could not connect or LISTEN
+	listenLost                             // listened, then the connection failed
+	listenUndelivered                      // LISTEN "worked" but its probe never arrived
+)
+
 // listenConnections keeps a dedicated connection LISTENing on ConnCacheChannel until ctx
-// ends, evicting each notified id; the cache is on only while it is connected.
+// ends, evicting each notified id; the cache is on only while it is connected, or, when
+// notifications do not arrive on that connection (a pooler), on with the TTL alone.
 func (s *Store) listenConnections(ctx context.Context, dsn string) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		connected := s.listenOnce(ctx, dsn)
-		s.conns.setOn(false)
-		if connected {
+		wait := backoff
+		switch s.listenOnce(ctx, dsn) {
+		case listenLost:
 			backoff = 100 * time.Millisecond
+			wait = backoff
+			s.setInvalidation(InvalidationNone)
+		case listenUndelivered:
+			s.log.Warn("store: LISTEN on the database URL does not deliver notifications (a transaction-pooling PgBouncer?); "+
+				"other replicas' writes reach the connection cache only through its 1 s TTL: set AUTHPIPE_DATABASE_LISTEN_URL "+
+				"to a direct connection", "retry_in", listenRetryTTL.String())
+			s.setInvalidation(InvalidationTTL)
+			wait = listenRetryTTL
+		default:
+			if s.Invalidation() != InvalidationTTL { // a failed retry keeps the TTL fallback
+				s.setInvalidation(InvalidationNone)
+			}
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+	s.setInvalidation(InvalidationNone)
 }
 
-// listenOnce connects, LISTENs and evicts until the connection fails. It reports whether
-// it got as far as listening.
-func (s *Store) listenOnce(ctx context.Context, dsn string) bool {
+// setInvalidation records the mode and turns the cache on (listen, ttl) or off; either
+// way it starts empty.
+func (s *Store) setInvalidation(m Invalidation) {
+	s.invalidate.Store(int32(m))
+	s.conns.setOn(m == InvalidationListen || m == InvalidationTTL)
+}
+
+// listenOnce connects, LISTENs, proves with a probe sent through the pool that
+// notifications arrive, and evicts until the connection fails.
+func (s *Store) listenOnce(ctx context.Context, dsn string) listenOutcome {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := pgx.Connect(cctx, dsn)
 	cancel()
 	if err != nil {
 		s.log.Debug("store: connection cache listener cannot connect", "err", err)
-		return false
+		return listenFailed
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -288,9 +363,37 @@ func (s *Store) listenOnce(ctx context.Context, dsn string) bool {
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+ConnCacheChannel); err != nil {
 		s.log.Debug("store: connection cache listener cannot listen", "err", err)
-		return false
+		return listenFailed
 	}
-	s.conns.setOn(true) // empty: anything may have been missed while off
+	// The probe goes through the pool, as other replicas' writes do: behind a
+	// transaction-pooling PgBouncer, LISTEN succeeds on some server connection that is
+	// no longer this one's, and the probe never arrives.
+	probe := probePrefix + ids.Random(12)
+	pctx, cancel := context.WithTimeout(ctx, listenProbeWait)
+	defer cancel()
+	if err := s.db.WithContext(pctx).Exec("SELECT pg_notify(?, ?)", ConnCacheChannel, probe).Error; err != nil {
+		s.log.Debug("store: connection cache listener cannot probe", "err", err)
+		return listenFailed
+	}
+	for {
+		n, err := conn.WaitForNotification(pctx)
+		if err != nil {
+			if ctx.Err() == nil && pctx.Err() != nil {
+				// Best effort: the pooler most likely hands this connection the server
+				// connection that took the LISTEN, which then stops listening.
+				uctx, ucancel := context.WithTimeout(ctx, time.Second)
+				_, _ = conn.Exec(uctx, "UNLISTEN *")
+				ucancel()
+				return listenUndelivered
+			}
+			return listenFailed
+		}
+		if n.Payload == probe {
+			break
+		}
+		s.evictNotified(n.Payload)
+	}
+	s.setInvalidation(InvalidationListen) // empty: anything may have been missed while off
 	s.listens.Add(1)
 	for {
 		n, err := conn.WaitForNotification(ctx)
@@ -299,12 +402,20 @@ func (s *Store) listenOnce(ctx context.Context, dsn string) bool {
 			if ctx.Err() == nil {
 				s.log.Warn("store: connection cache listener lost; cache off until it reconnects", "err", err)
 			}
-			return true
+			return listenLost
 		}
-		if n.Payload == "" {
-			s.conns.evictAll()
-		} else {
-			s.conns.evict(n.Payload)
-		}
+		s.evictNotified(n.Payload)
+	}
+}
+
+// evictNotified evicts a notification's connection id (all on an empty payload; nothing
+// on another replica's probe).
+func (s *Store) evictNotified(payload string) {
+	switch {
+	case payload == "":
+		s.conns.evictAll()
+	case strings.HasPrefix(payload, probePrefix):
+	default:
+		s.conns.evict(payload)
 	}
 }

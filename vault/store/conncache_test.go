@@ -99,12 +99,13 @@ func twoReplicas(t *testing.T) (*store.Store, *store.Store) {
 	u := storetest.URL(t, store.Postgres)
 	var out []*store.Store
 	for range 2 {
-		s, err := store.Open(context.Background(), u)
+		s, err := store.Open(context.Background(), u, store.WithListenURL(storetest.ListenURL(t, u)))
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = s.Close() })
 		_, err = s.Migrate(context.Background())
 		require.NoError(t, err)
 		require.Eventually(t, s.ConnCacheOn, 5*time.Second, 10*time.Millisecond, "the listener connects")
+		require.Equal(t, store.InvalidationListen, s.Invalidation())
 		out = append(out, s)
 	}
 	return out[0], out[1]
@@ -246,4 +247,39 @@ func TestConnCacheCanBeTurnedOff(t *testing.T) {
 	require.False(t, s.ConnCacheOn())
 	on := storetest.Open(t, store.SQLite)
 	require.True(t, on.ConnCacheOn(), "SQLite (one process) caches from the start")
+}
+
+// Behind a transaction-pooling PgBouncer without a listen URL, LISTEN "succeeds" but no
+// notification arrives: the listener's probe finds out, the cache falls back to its TTL
+// (on, said by Invalidation), and another replica's write is seen within the TTL. With the
+// direct listen URL, notifications arrive again.
+func TestConnCacheBehindPgBouncer(t *testing.T) {
+	if !storetest.ThroughPgBouncer() {
+		t.Skip("runs in the PgBouncer pass of scripts/test.sh (" + storetest.PgBouncerEnv + ")")
+	}
+	u := storetest.URL(t, store.Postgres)
+	pooled, err := store.Open(context.Background(), u)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = pooled.Close() })
+	_, err = pooled.Migrate(context.Background())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return pooled.Invalidation() == store.InvalidationTTL }, 10*time.Second, 10*time.Millisecond)
+	require.True(t, pooled.ConnCacheOn(), "the cache serves, bounded by its TTL")
+
+	direct, err := store.Open(context.Background(), u, store.WithListenURL(storetest.ListenURL(t, u)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = direct.Close() })
+	require.Eventually(t, func() bool { return direct.Invalidation() == store.InvalidationListen }, 10*time.Second, 10*time.Millisecond)
+
+	c := cacheConn(t, pooled, 1)
+	read(t, pooled, c.ID)
+	read(t, direct, c.ID)
+	written := time.Now()
+	require.NoError(t, pooled.DB().Model(&store.Credential{}).Where("connection_id = ?", c.ID).Update("api_key", []byte{2}).Error)
+	require.Eventually(t, func() bool { return read(t, direct, c.ID).Credential.APIKey[0] == 2 }, time.Second, 2*time.Millisecond)
+	require.Less(t, time.Since(written), 500*time.Millisecond, "the direct listener hears the write")
+	written = time.Now()
+	require.NoError(t, direct.DB().Model(&store.Credential{}).Where("connection_id = ?", c.ID).Update("api_key", []byte{3}).Error)
+	require.Eventually(t, func() bool { return read(t, pooled, c.ID).Credential.APIKey[0] == 3 }, 2*time.Second, 5*time.Millisecond)
+	require.Less(t, time.Since(written), 1500*time.Millisecond, "the TTL bounds the pooled replica's staleness")
 }

@@ -63,6 +63,8 @@ type Store struct {
 	stopListen context.CancelFunc
 	listenDone chan struct{}
 	listens    atomic.Uint64 // times the listener got as far as LISTEN (each turns the cache on, empty)
+	listenURL  string        // WithListenURL: a direct connection for LISTEN behind a pooler
+	invalidate atomic.Int32  // how the cache learns of other replicas' writes (Invalidation)
 }
 
 // Option configures a Store.
@@ -79,6 +81,12 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 func WithConnCacheTTL(d time.Duration) Option {
 	return func(s *Store) { s.connTTL = max(0, min(d, connCacheTTL)) }
 }
+
+// WithListenURL names the PostgreSQL connection that the sealed-row cache's listener uses
+// (AUTHPIPE_DATABASE_LISTEN_URL): a direct one to the same database when the database URL
+// goes through a transaction-pooling PgBouncer, which cannot carry LISTEN. "" = the
+// database URL.
+func WithListenURL(u string) Option { return func(s *Store) { s.listenURL = u } }
 
 // Open connects to the database that url names (sqlite://path or postgres://...). It does
 // not migrate; call Migrate. Open does not fail when a PostgreSQL server is down: the pool
@@ -116,6 +124,9 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 		}
 		s.db, s.dialect = db, SQLite
 		s.conns = newConnCache(s.connTTL, time.Now, true) // one process: in-process invalidation
+		if s.connTTL > 0 {
+			s.invalidate.Store(int32(InvalidationProcess))
+		}
 		sqlDB, _ := db.DB()
 		// One writer at a time is what SQLite does anyway; a single connection also keeps
 		// ":memory:" databases whole.
@@ -135,6 +146,14 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 		s.db, s.dialect = db, Postgres
 		s.conns = newConnCache(s.connTTL, time.Now, false) // on once the listener is connected
 		listenDSN = dsn
+		if s.listenURL != "" {
+			if !strings.HasPrefix(s.listenURL, "postgres://") && !strings.HasPrefix(s.listenURL, "postgresql://") {
+				return nil, fmt.Errorf("store: the listen URL must be a postgres:// URL")
+			}
+			if listenDSN, err = withConnectTimeout(s.listenURL); err != nil {
+				return nil, err
+			}
+		}
 		sqlDB, _ := db.DB()
 		sqlDB.SetMaxOpenConns(32)
 		sqlDB.SetMaxIdleConns(16)

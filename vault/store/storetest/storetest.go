@@ -2,6 +2,11 @@
 // fresh database on a real PostgreSQL server (AUTHPIPE_TEST_POSTGRES_URL, default
 // postgres://postgres@127.0.0.1:5432/postgres). On CI (CI=true) a missing PostgreSQL fails
 // the test; locally it skips loudly.
+//
+// With AUTHPIPE_TEST_PGBOUNCER_URL set (scripts/test.sh's PgBouncer pass), the fresh
+// databases are still created and dropped on the server directly, but the stores connect
+// to them through that PgBouncer (transaction pooling), and ListenURL gives the direct
+// connection that AUTHPIPE_DATABASE_LISTEN_URL names in that set-up.
 package storetest
 
 import (
@@ -11,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +41,9 @@ func ForEachDialect(t *testing.T, fn func(t *testing.T, s *store.Store)) {
 func Open(t testing.TB, dialect string, opts ...store.Option) *store.Store {
 	t.Helper()
 	u := URL(t, dialect)
+	if l := ListenURL(t, u); l != "" {
+		opts = append([]store.Option{store.WithListenURL(l)}, opts...)
+	}
 	s, err := store.Open(context.Background(), u, opts...)
 	if err != nil {
 		t.Fatalf("open %s store: %v", dialect, err)
@@ -100,9 +109,39 @@ func freshPostgres(t testing.TB) string {
 		_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 		_ = db.Close()
 	})
-	u, err := url.Parse(admin)
+	base := admin
+	if p := os.Getenv(PgBouncerEnv); p != "" {
+		base = p
+	}
+	return withDatabase(t, base, name)
+}
+
+// PgBouncerEnv names the PgBouncer that the stores of a PgBouncer pass connect through.
+const PgBouncerEnv = "AUTHPIPE_TEST_PGBOUNCER_URL"
+
+// ThroughPgBouncer reports whether this run's PostgreSQL stores connect through PgBouncer.
+func ThroughPgBouncer() bool { return os.Getenv(PgBouncerEnv) != "" }
+
+// ListenURL returns the direct (not pooled) URL of the database that databaseURL names:
+// what AUTHPIPE_DATABASE_LISTEN_URL is set to when the stores go through PgBouncer; ""
+// when they do not, or for SQLite.
+func ListenURL(t testing.TB, databaseURL string) string {
+	t.Helper()
+	if !ThroughPgBouncer() || !strings.HasPrefix(databaseURL, "postgres") {
+		return ""
+	}
+	u, err := url.Parse(databaseURL)
 	if err != nil {
-		t.Fatalf("AUTHPIPE_TEST_POSTGRES_URL: %v", err)
+		t.Fatalf("database URL: %v", err)
+	}
+	return withDatabase(t, AdminURL(), strings.TrimPrefix(u.Path, "/"))
+}
+
+func withDatabase(t testing.TB, base, name string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("PostgreSQL test URL: %v", err)
 	}
 	u.Path = "/" + name
 	return fmt.Sprint(u)
