@@ -47,6 +47,7 @@ func newClockHarness(t *testing.T, dialect string, env map[string]string, clock 
 	for k, v := range env {
 		vars[k] = v
 	}
+	withListenURL(t, vars)
 	srv := httptest.NewUnstartedServer(nil)
 	if vars["AUTHPIPE_PUBLIC_URL"] == "self" { // the server's own address: what a real browser reaches
 		vars["AUTHPIPE_PUBLIC_URL"] = "http://" + srv.Listener.Addr().String()

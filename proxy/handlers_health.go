@@ -45,5 +45,8 @@ func (s *Server) handleReadyz(c *gin.Context) {
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	c.JSON(status, gin.H{"ready": ok, "checks": checks})
+	// Informational, never a reason to be unready: how the connection cache hears of other
+	// replicas' writes (listen, ttl behind a pooler without AUTHPIPE_DATABASE_LISTEN_URL,
+	// process on SQLite, none while the cache is off).
+	c.JSON(status, gin.H{"ready": ok, "checks": checks, "cache_invalidation": s.store.Invalidation().String()})
 }

@@ -69,7 +69,19 @@ func newHarness(t *testing.T, dialect string, env map[string]string) *harness {
 	for k, v := range env {
 		vars[k] = v
 	}
+	withListenURL(t, vars)
 	return startHarness(t, vars)
+}
+
+// withListenURL: in the PgBouncer pass (storetest), LISTEN goes on a direct connection, as
+// documented, unless the test set AUTHPIPE_DATABASE_LISTEN_URL itself.
+func withListenURL(t *testing.T, vars map[string]string) {
+	t.Helper()
+	if _, set := vars["AUTHPIPE_DATABASE_LISTEN_URL"]; !set {
+		if l := storetest.ListenURL(t, vars["AUTHPIPE_DATABASE_URL"]); l != "" {
+			vars["AUTHPIPE_DATABASE_LISTEN_URL"] = l
+		}
+	}
 }
 
 // restart starts another server with the same settings on the same database and keys, as

@@ -91,6 +91,7 @@ func TestReadyzWithBlackHoledDatabase(t *testing.T) {
 		checks := body["checks"].(map[string]any)
 		require.Equal(t, "unavailable", checks["database"], body)
 		require.Equal(t, "ok", checks["kms"], body)
+		require.Equal(t, "none", body["cache_invalidation"], "no listener, no cache")
 		res, err := (&http.Client{Timeout: time.Second}).Get(srv.URL + "/healthz")
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, res.StatusCode)
@@ -146,4 +147,32 @@ func TestReadyzAsksTheKMSAtMostOncePer5s(t *testing.T) {
 				7*time.Second, 100*time.Millisecond)
 		})
 	}
+}
+
+// /readyz says how the connection cache hears of other replicas' writes: by LISTEN on
+// PostgreSQL, in-process on SQLite, and by its TTL behind a transaction-pooling PgBouncer
+// without AUTHPIPE_DATABASE_LISTEN_URL (the PgBouncer pass of scripts/test.sh), which is
+// no reason to be unready.
+func TestReadyzSaysHowTheCacheIsInvalidated(t *testing.T) {
+	want := map[string]string{"sqlite": "process", "postgres": "listen"}
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			h := newHarness(t, d, nil)
+			require.Eventually(t, func() bool {
+				status, body := getReadyz(t, h.srv.URL)
+				return status == http.StatusOK && body["cache_invalidation"] == want[d]
+			}, 10*time.Second, 20*time.Millisecond)
+		})
+	}
+	t.Run("pgbouncer without a listen URL", func(t *testing.T) {
+		if !storetest.ThroughPgBouncer() {
+			t.Skip("runs in the PgBouncer pass of scripts/test.sh (" + storetest.PgBouncerEnv + ")")
+		}
+		h := newHarness(t, "postgres", map[string]string{"AUTHPIPE_DATABASE_LISTEN_URL": ""})
+		require.Eventually(t, func() bool {
+			status, body := getReadyz(t, h.srv.URL)
+			return status == http.StatusOK && body["cache_invalidation"] == "ttl"
+		}, 15*time.Second, 50*time.Millisecond)
+		require.Contains(t, h.logs.String(), "AUTHPIPE_DATABASE_LISTEN_URL", "the log says what to set")
+	})
 }

@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	a.Metrics = metrics.New(metrics.BuildInfo{})
 	credRing, secRing = kms.ObserveRing(credRing, a.Metrics.KEKObserver), kms.ObserveRing(secRing, a.Metrics.KEKObserver)
 	a.rings = []*kms.Ring{credRing, secRing}
-	a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.WithLogger(a.Log), store.WithClock(o.now))
+	a.Store, err = store.Open(ctx, cfg.DatabaseURL, store.WithLogger(a.Log), store.WithClock(o.now), store.WithListenURL(cfg.DatabaseListenURL))
 	if err != nil {
 		a.Close()
 		return nil, &ConfigError{Var: config.EnvDatabaseURL, Err: err}

@@ -37,6 +37,7 @@ const (
 	EnvPublicURL                   = "AUTHPIPE_PUBLIC_URL"
 	EnvDatabaseURL                 = "AUTHPIPE_DATABASE_URL"
 	EnvDatabaseAllowPlaintext      = "AUTHPIPE_DATABASE_ALLOW_PLAINTEXT"
+	EnvDatabaseListenURL           = "AUTHPIPE_DATABASE_LISTEN_URL"
 	EnvKEKURI                      = "AUTHPIPE_KEK_URI"
 	EnvKEKPreviousURIs             = "AUTHPIPE_KEK_PREVIOUS_URIS"
 	EnvClientSecretKEKURI          = "AUTHPIPE_CLIENT_SECRET_KEK_URI"
@@ -87,6 +88,10 @@ type Config struct {
 	// password: log RedactedDatabaseURL, never this field.
 	DatabaseURL            string
 	DatabaseAllowPlaintext bool
+	// DatabaseListenURL, when set, is the direct PostgreSQL connection that the connection
+	// cache's LISTEN uses while DatabaseURL goes through a transaction-pooling PgBouncer.
+	// It may carry a password too.
+	DatabaseListenURL string
 
 	KEKURI                      string
 	KEKPreviousURIs             []string

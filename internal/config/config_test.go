@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -424,6 +425,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvPublicURL:                   "https://p.example.com",
 		config.EnvDatabaseURL:                 "postgres://db/x?sslmode=verify-full",
 		config.EnvDatabaseAllowPlaintext:      "true",
+		config.EnvDatabaseListenURL:           "postgres://db-direct/x?sslmode=verify-full",
 		config.EnvKEKURI:                      "awskms://alias/a",
 		config.EnvKEKPreviousURIs:             "awskms://alias/old",
 		config.EnvClientSecretKEKURI:          "awskms://alias/b",
@@ -460,6 +462,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 	require.Equal(t, 3*time.Second, want.ShutdownTimeout)
 	require.Equal(t, "ca.pem", want.TLSClientCAFile)
 	require.Equal(t, "corp-ca.pem", want.OutboundCAFile)
+	require.Equal(t, "postgres://db-direct/x?sslmode=verify-full", want.DatabaseListenURL)
 	require.Len(t, want.ControlPlanePins, 2)
 	def, err := config.Load(nil, env(nil))
 	require.NoError(t, err)
@@ -650,6 +653,42 @@ func TestControlPlanePins(t *testing.T) {
 			var ve *config.ValidationError
 			require.ErrorAs(t, err, &ve)
 			require.Equal(t, []string{config.EnvControlPlanePins}, ve.Vars())
+		})
+	}
+}
+
+// AUTHPIPE_DATABASE_LISTEN_URL is a PostgreSQL URL for a PostgreSQL database, under the
+// same TLS rules, and its password is never shown.
+func TestDatabaseListenURL(t *testing.T) {
+	base := map[string]string{config.EnvDatabaseURL: "postgres://u@pgbouncer:6432/authpipe?sslmode=disable&default_query_exec_mode=exec"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cfg, err := config.Load(nil, env(with(config.EnvDatabaseListenURL, "postgres://u:hunter2SENTINEL@db:5432/authpipe?sslmode=disable")))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://u:hunter2SENTINEL@db:5432/authpipe?sslmode=disable", cfg.DatabaseListenURL)
+	require.NotContains(t, fmt.Sprint(cfg), "hunter2SENTINEL")
+	j, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NotContains(t, string(j), "hunter2SENTINEL")
+
+	for name, vars := range map[string]map[string]string{
+		"not postgres":      with(config.EnvDatabaseListenURL, "mysql://u:hunter2SENTINEL@db/x"),
+		"for SQLite":        {config.EnvDatabaseURL: "sqlite://./x.db", config.EnvDatabaseListenURL: "postgres://db/x"},
+		"plaintext in prod": with(config.EnvProfile, "production", config.EnvDatabaseURL, "postgres://pgb/x?sslmode=verify-full", config.EnvDatabaseListenURL, "postgres://u:hunter2SENTINEL@db/x"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Load(nil, env(vars))
+			require.Error(t, err)
+			require.Contains(t, err.Error(), config.EnvDatabaseListenURL)
+			require.NotContains(t, err.Error(), "hunter2SENTINEL")
 		})
 	}
 }

@@ -67,6 +67,46 @@ ever appears in that line or in the start-up log.
 - a plain-HTTP ` + "`AUTHPIPE_PUBLIC_URL`" + ` or ` + "`AUTHPIPE_CONTROL_PLANE_URL`" + `;
 - an ` + "`AUTHPIPE_OUTBOUND_ALLOW_CIDRS`" + ` range that contains a loopback address.
 
+## Behind PgBouncer
+
+` + "`AUTHPIPE_DATABASE_URL`" + ` may point at a PgBouncer in transaction pooling mode (` + "`pool_mode = transaction`" + `),
+in front of one PostgreSQL database. The test suite runs the store and server tests through
+one (` + "`scripts/deps/50-pgbouncer.sh`" + `). Three things differ from a direct connection:
+
+- **Prepared statements.** A server connection belongs to the client for one transaction
+  only, so pgx's default cache of named prepared statements breaks. Add
+  ` + "`default_query_exec_mode=exec`" + ` to the URL (unnamed statements, still one round trip),
+  or run PgBouncer 1.21 or later with ` + "`max_prepared_statements`" + ` set above zero. For example
+  ` + "`postgres://authpipe@pgbouncer:6432/authpipe?sslmode=verify-full&default_query_exec_mode=exec`" + `.
+- **` + "`LISTEN`" + `.** The hot path's connection cache hears about other replicas' writes through
+  ` + "`LISTEN`/`NOTIFY`" + `, which needs a session of its own. Set ` + "`AUTHPIPE_DATABASE_LISTEN_URL`" + ` to a
+  direct connection to the same database (one connection per replica, used for nothing
+  else). Without it, the listener notices that ` + "`LISTEN`" + ` through the pooler delivers nothing
+  (it sends itself a probe through the pool and it never arrives), logs a warning naming
+  the setting, and the cache falls back to its TTL: another replica's change (a revoked or
+  reconnected credential) may be served for up to 1 s. ` + "`/readyz`" + ` says which:
+  ` + "`\"cache_invalidation\": \"listen\"`" + `, ` + "`\"ttl\"`" + `, ` + "`\"process\"`" + ` (SQLite) or ` + "`\"none\"`" + ` (the
+  listener is not connected; every read goes to the database). It is never a reason to be
+  unready.
+- **Session state.** Nothing else depends on a session: the refresh leases are rows locked
+  in a transaction (` + "`FOR UPDATE SKIP LOCKED`" + `), settings are ` + "`SET LOCAL`" + `, and no advisory lock
+  is held across transactions. Migrations (` + "`authpipe-proxy migrate`" + `, or at start-up) run
+  through the pooler too.
+
+## When PostgreSQL restarts
+
+A restart or fail-over (fast or immediate shutdown) never stops the server. While the
+database is down, requests that need it answer ` + "`503 database_unavailable`" + ` within seconds,
+the connection cache is off (its listener is gone), ` + "`/readyz`" + ` answers 503; an acknowledged
+write (a ` + "`201`" + `) was committed and is there afterwards. When the database is back, the pool
+reconnects on the next request and reads resume at once (within a second in
+` + "`TestPostgresRestartUnderLoad`" + `); the listener reconnects with a backoff of at most 5 s. A
+refresh whose provider answer arrives while the database is down keeps the new tokens in
+memory and retries its commit for up to the refresh lease (2 min): a provider that rotates
+refresh tokens has already retired the stored one, so dropping the answer would leave the
+connection ` + "`needs_reauth`" + ` at its next refresh. Only an outage longer than the lease, or the
+process dying in that window, loses such an answer.
+
 ## The dev profile on the network
 
 The dev profile (the default) refuses an ` + "`AUTHPIPE_LISTEN_ADDR`" + ` that is not loopback

@@ -71,6 +71,11 @@ func Settings() []Setting {
 				show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
 			}),
 		boolSetting(EnvDatabaseAllowPlaintext, "Allow a PostgreSQL connection without TLS (`sslmode` missing, `disable`, `allow` or `prefer`) in the production profile.", func(c *Config) *bool { return &c.DatabaseAllowPlaintext }),
+		setting(EnvDatabaseListenURL, "", "A direct `postgres://` connection to the same database, used only for `LISTEN` (the connection cache's cross-replica invalidation), when `AUTHPIPE_DATABASE_URL` goes through a transaction-pooling PgBouncer, which cannot carry `LISTEN`. Unset = `LISTEN` on `AUTHPIPE_DATABASE_URL`; when that delivers nothing (a pooler), another replica's change reaches the cache through its TTL (at most 1 s) instead, and `/readyz` says `\"cache_invalidation\":\"ttl\"`. Same TLS rules as `AUTHPIPE_DATABASE_URL`; a password in it is redacted.",
+			field{
+				parse: func(c *Config, raw string) string { c.DatabaseListenURL = raw; return "" },
+				show:  func(c *Config) string { return redactURI(c.DatabaseListenURL) },
+			}),
 		setting(EnvKEKURI, "local://./data/kek.key", "The KEK that wraps the credential DEKs: `local:///path/key` (dev: created 0600 when missing), `awskms://<key id or arn>?region=..&endpoint=..`, `vault-transit://<host:port>/<mount>/<key>[?tls=false]` or `pkcs11:token=..;object=..?module-path=..&pin-source=..`.", uriField(func(c *Config) *string { return &c.KEKURI })),
 		listSetting(EnvKEKPreviousURIs, "Comma-separated earlier credential KEKs, used only to unwrap until rotation has re-wrapped everything (a `local://` one is allowed here in production, to migrate away from it).", uriListField(func(c *Config) *[]string { return &c.KEKPreviousURIs })),
 		setting(EnvClientSecretKEKURI, "local://./data/client-secret-kek.key", "The KEK for OAuth client secrets, same forms as `AUTHPIPE_KEK_URI`; must differ from it.", uriField(func(c *Config) *string { return &c.ClientSecretKEKURI })),

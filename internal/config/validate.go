@@ -104,6 +104,15 @@ func (c Config) check() []Issue {
 	}
 	addMsg(EnvPublicURL, checkPublicURL(c.PublicURL, prod))
 	addMsg(EnvDatabaseURL, checkDatabaseURL(c.DatabaseURL, prod, c.DatabaseAllowPlaintext))
+	if c.DatabaseListenURL != "" {
+		if scheme, _, _ := strings.Cut(strings.ToLower(c.DatabaseListenURL), "://"); scheme != "postgres" && scheme != "postgresql" {
+			add(EnvDatabaseListenURL, "must be a postgres:// URL (the value is not shown)")
+		} else if scheme, _, _ := strings.Cut(strings.ToLower(c.DatabaseURL), "://"); scheme != "postgres" && scheme != "postgresql" {
+			add(EnvDatabaseListenURL, "is for a PostgreSQL %s only", EnvDatabaseURL)
+		} else {
+			addMsg(EnvDatabaseListenURL, checkDatabaseURL(c.DatabaseListenURL, prod, c.DatabaseAllowPlaintext))
+		}
+	}
 
 	addMsg(EnvKEKURI, checkKEKURI(c.KEKURI, prod, false))
 	for i, u := range c.KEKPreviousURIs {
