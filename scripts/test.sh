@@ -41,6 +41,16 @@ AUTHPIPE_TEST_ROTATION_SIZES=10000,10000 go test -count=1 -timeout 10m -run '^Te
 echo "== allocation pins (no -race)"
 go test -count=1 -run '^(TestTokenRouteAllocations|TestMetricsMiddlewareAddsNoAllocations)$' ./proxy/
 
+# The PostgreSQL store tests and the server's end-to-end tests once more, connected through
+# PgBouncer in transaction pooling mode (scripts/deps/50-pgbouncer.sh; docs/configuration.md
+# "Behind PgBouncer"), without -race: the stores' queries go through the pooler, databases
+# are still created directly, and LISTEN uses the direct AUTHPIPE_DATABASE_LISTEN_URL
+# except in the tests that show the TTL fallback without it.
+if [ -n "${AUTHPIPE_TEST_PGBOUNCER:-}" ]; then
+	echo "== store and server tests through PgBouncer (transaction pooling, no -race)"
+	AUTHPIPE_TEST_PGBOUNCER_URL="$AUTHPIPE_TEST_PGBOUNCER" go test -count=1 -timeout 15m ./vault/store/ ./proxy/
+fi
+
 if [ -x scripts/chart-check.sh ]; then
 	echo "== chart checks"
 	scripts/chart-check.sh
