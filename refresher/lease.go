@@ -185,13 +185,24 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, t
 		r.count(c.Provider, "error")
 		return result{row: cl.Row, err: err}, false
 	}
+	// The provider has answered: with a rotating provider the stored refresh token is now
+	// spent, and these tokens are the only valid ones. A database that is unreachable
+	// (restarting, failing over) is waited for, for as long as the lease would run, so
+	// that they are not thrown away. Committing late is safe: the commit is fenced on the
+	// lease holder and the row's version, and a lease that ran out and was taken by
+	// another holder makes it ErrLeaseLost.
 	var conn store.Connection
+	giveUp := time.Now().Add(r.cfg.LeaseTTL) // real time, as the sleeps are
 	for attempt := 0; ; attempt++ {
 		conn, err = r.commits.commit(ctx, rc) // grouped with other ready results (commit.go)
-		if err == nil || errors.Is(err, store.ErrLeaseLost) || !errors.Is(err, store.ErrUnavailable) || attempt == 4 {
+		if err == nil || errors.Is(err, store.ErrLeaseLost) || !errors.Is(err, store.ErrUnavailable) || !time.Now().Before(giveUp) {
 			break
 		}
-		if jitter.Sleep(ctx, time.Duration(100<<attempt)*time.Millisecond) != nil {
+		if attempt == 0 {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: database unavailable at commit; retrying with the new tokens held",
+				slog.String("connection", c.ID), slog.Any("err", err))
+		}
+		if jitter.Sleep(ctx, min(time.Duration(100<<min(attempt, 5))*time.Millisecond, 2*time.Second)) != nil {
 			break
 		}
 	}
