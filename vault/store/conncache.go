@@ -28,7 +28,11 @@ import (
 //     with the connection id after every insert, update or delete of either table, and a
 //     listener on a dedicated connection evicts that id. While the listener is not
 //     connected (not yet, or lost), the cache is OFF: every read goes to the database, and
-//     when it (re)connects the cache starts empty, since notifications may have been missed;
+//     when it (re)connects the cache starts empty, since notifications may have been missed.
+//     It counts as connected once a probe it sends itself through the pool has arrived:
+//     behind a transaction-pooling PgBouncer LISTEN "succeeds" and delivers nothing, so
+//     without a direct AUTHPIPE_DATABASE_LISTEN_URL (WithListenURL) the cache runs on its
+//     TTL alone (InvalidationTTL) and tries LISTEN again every listenRetryTTL;
 //   - fills that raced a write: the cache's generation is read before the query and the row
 //     is kept only if no invalidation happened in between;
 //   - the TTL, as the backstop of last resort (a listener silently cut off).

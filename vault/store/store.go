@@ -62,7 +62,7 @@ type Store struct {
 	conns      *connCache
 	stopListen context.CancelFunc
 	listenDone chan struct{}
-	listens    atomic.Uint64 // times the listener got as far as LISTEN (each turns the cache on, empty)
+	listens    atomic.Uint64 // times the listener listened and heard its probe (each turns the cache on, empty)
 	listenURL  string        // WithListenURL: a direct connection for LISTEN behind a pooler
 	invalidate atomic.Int32  // how the cache learns of other replicas' writes (Invalidation)
 }
@@ -139,12 +139,6 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 		if err != nil {
 			return nil, err
 		}
-		db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), cfg)
-		if err != nil {
-			return nil, fmt.Errorf("store: open postgres: %w", err)
-		}
-		s.db, s.dialect = db, Postgres
-		s.conns = newConnCache(s.connTTL, time.Now, false) // on once the listener is connected
 		listenDSN = dsn
 		if s.listenURL != "" {
 			if !strings.HasPrefix(s.listenURL, "postgres://") && !strings.HasPrefix(s.listenURL, "postgresql://") {
@@ -154,6 +148,12 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 				return nil, err
 			}
 		}
+		db, err := gorm.Open(postgres.New(postgres.Config{DSN: dsn}), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		s.db, s.dialect = db, Postgres
+		s.conns = newConnCache(s.connTTL, time.Now, false) // on once the listener is connected
 		sqlDB, _ := db.DB()
 		sqlDB.SetMaxOpenConns(32)
 		sqlDB.SetMaxIdleConns(16)
