@@ -3,8 +3,9 @@ package controlplane
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
 	"time"
+
+	"github.com/authpipe/authpipe-proxy/internal/buildinfo"
 )
 
 // Defaults of the link's timing and bounds.
@@ -54,8 +55,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithClock injects the clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithVersion sets the version reported in heartbeats (default: the module's build
-// version). It must match ^[0-9A-Za-z.+_-]{1,64}$.
+// WithVersion sets the version reported in heartbeats and the User-Agent (default: the
+// build's, internal/buildinfo). It must match ^[0-9A-Za-z.+_-]{1,64}$.
 func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 
 // WithHealth sets the function that sums up the data plane's health for heartbeats.
@@ -111,12 +112,6 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// buildVersion is the main module's version from the build information, made to fit the
-// heartbeat's version pattern ("(devel)" becomes "devel").
-func buildVersion() string {
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && versionRE.MatchString(bi.Main.Version) {
-		v = bi.Main.Version
-	}
-	return v
-}
+// buildVersion is the running build's version (internal/buildinfo: the linker's, or the
+// toolchain's), which already fits the heartbeat's version pattern.
+func buildVersion() string { return buildinfo.Get().Version }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authpipe/authpipe-proxy/internal/buildinfo"
 )
 
 const namespace = "authpipe"
@@ -59,8 +60,8 @@ type Metrics struct {
 
 // BuildInfo names the running binary in authpipe_build_info.
 type BuildInfo struct {
-	Version  string // default: the main module's version from the build info
-	Revision string // default: the vcs.revision build setting
+	Version  string // default: internal/buildinfo's (the linker's, or the toolchain's)
+	Revision string // default: internal/buildinfo's
 }
 
 // New returns metrics on a fresh registry with the Go runtime and process collectors.
@@ -315,22 +316,13 @@ func (f factory) histogramVec(name, help string, buckets []float64, labels ...st
 }
 
 func buildLabels(info BuildInfo) []string {
+	b := buildinfo.Get()
 	version, revision := info.Version, info.Revision
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if version == "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && revision == "" {
-				revision = s.Value
-			}
-		}
-	}
 	if version == "" {
-		version = Unknown
+		version = b.Version
 	}
 	if revision == "" {
-		revision = Unknown
+		revision = b.Revision
 	}
 	return []string{version, revision, runtime.Version()}
 }
