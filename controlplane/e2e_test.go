@@ -41,6 +41,7 @@ func startProxy(t *testing.T, env map[string]string) *running {
 	t.Helper()
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	require.NoError(t, err)
+	cfg.ShutdownDelay = 0 // no drain delay in tests
 	a, err := app.New(context.Background(), cfg, app.WithLogOutput(io.Discard), app.WithControlPlaneOptions(
 		controlplane.WithIntervals(100*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond),
 		controlplane.WithBatching(100, 50*time.Millisecond),

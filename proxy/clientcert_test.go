@@ -59,6 +59,7 @@ func TestClientCertBinding(t *testing.T) {
 	}
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	require.NoError(t, err)
+	cfg.ShutdownDelay = 0 // no drain delay in tests
 	logs := &syncBuffer{}
 	a, err := app.New(context.Background(), cfg, app.WithLogOutput(logs))
 	require.NoError(t, err)

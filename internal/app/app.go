@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/admin"
@@ -64,7 +65,9 @@ type App struct {
 	ControlPlane *controlplane.Client
 
 	rings []*kms.Ring
-	lc    lifecycleState // lifecycle.go: purge, revocation retries, audit checkpoints
+	// draining: shutdown has begun; /readyz stays 503 (serve.go).
+	draining atomic.Bool
+	lc       lifecycleState // lifecycle.go: purge, revocation retries, audit checkpoints
 }
 
 // Option configures New.
@@ -77,7 +80,14 @@ type options struct {
 	// kekRings, when set, replace the rings AUTHPIPE_KEK_URI and
 	// AUTHPIPE_CLIENT_SECRET_KEK_URI name (credentials, client secrets).
 	kekRings [2]*kms.Ring
+	// existing: create nothing (WithExisting).
+	existing bool
 }
+
+// WithExisting makes New open only what already exists: a missing local KEK file or
+// SQLite database is an error, not created (the read-only commands: kek status,
+// config check).
+func WithExisting() Option { return func(o *options) { o.existing = true } }
 
 // WithKEKs makes New use these KEK rings instead of opening the configured URIs (tests
 // inject KEKs they can switch off). The App closes them.
@@ -116,7 +126,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		f(&o)
 	}
 	a := &App{Config: cfg, Log: NewLogger(cfg, o.logOut), lc: lifecycleState{now: o.now}}
-	kopts := backends.Options{CreateLocal: !cfg.Production(), Logger: a.Log}
+	kopts := backends.Options{CreateLocal: !cfg.Production() && !o.existing, Logger: a.Log}
+	if path, ok := cfg.SQLitePath(); ok && o.existing && path != ":memory:" {
+		if _, err := os.Stat(path); err != nil {
+			return nil, &ConfigError{Var: config.EnvDatabaseURL, Err: fmt.Errorf("no database at %s (serve or migrate creates it)", path)}
+		}
+	}
 	credRing, err := openRing(ctx, o.kekRings[0], cfg.KEKURI, cfg.KEKPreviousURIs, kopts)
 	if err != nil {
 		return nil, &ConfigError{Var: config.EnvKEKURI, Err: err}
@@ -276,6 +291,11 @@ var ErrNoDeploymentID = errors.New("app: no deployment id yet")
 // anything else (the CLI's version command); ErrNoDeploymentID before the first serve or
 // migrate has created it.
 func DeploymentID(ctx context.Context, cfg config.Config) (string, error) {
+	if path, ok := cfg.SQLitePath(); ok && path != ":memory:" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return "", ErrNoDeploymentID // not created by asking
+		}
+	}
 	s, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return "", &ConfigError{Var: config.EnvDatabaseURL, Err: err}

@@ -15,8 +15,11 @@ import (
 )
 
 // Serve runs the HTTP server (and the operations endpoints' own one when
-// AUTHPIPE_OPS_LISTEN_ADDR is set) until ctx ends, then shuts down gracefully: in-flight
-// requests finish (bounded by the shutdown timeout) and queued audit events are written.
+// AUTHPIPE_OPS_LISTEN_ADDR is set) until ctx ends, then shuts down gracefully (drain):
+// /readyz answers 503 at once, so load balancers and Kubernetes stop sending requests;
+// after AUTHPIPE_SHUTDOWN_DELAY the listeners close and in-flight requests finish
+// (bounded by AUTHPIPE_SHUTDOWN_TIMEOUT); then the background workers stop and queued
+// audit events are written.
 // Start-up work that needs the database or the KMS runs in the background and is retried
 // until it succeeds, so a dependency that is down never stops the server: /healthz
 // answers at once, /readyz says 503 until everything is reachable.
@@ -82,12 +85,21 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		a.Log.Info("shutting down")
+		a.draining.Store(true)
+		a.Server.SetReady(false)
+		a.Log.Info("shutting down: /readyz answers 503; draining", "delay_ms", a.Config.ShutdownDelay.Milliseconds())
+		var failed error
+		select {
+		case failed = <-errc: // the listener failed while draining
+		case <-time.After(a.Config.ShutdownDelay):
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
 		if ops != nil {
 			_ = ops.Shutdown(sctx)
 		}
-		err = srv.Shutdown(sctx)
+		if err = srv.Shutdown(sctx); failed != nil {
+			err = failed
+		}
 		a.Audit.Stop(sctx)
 		cancel()
 	}
@@ -138,6 +150,9 @@ func (a *App) bootstrapLoop(ctx context.Context) {
 		cancel()
 		if err == nil {
 			a.Server.SetReady(true)
+			if a.draining.Load() { // shutdown began meanwhile: stay not ready
+				a.Server.SetReady(false)
+			}
 			a.Log.Info("ready")
 			return
 		}

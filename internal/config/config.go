@@ -63,6 +63,7 @@ const (
 	EnvTLSKeyFile                  = "AUTHPIPE_TLS_KEY_FILE"
 	EnvTLSClientCAFile             = "AUTHPIPE_TLS_CLIENT_CA_FILE"
 	EnvShutdownTimeout             = "AUTHPIPE_SHUTDOWN_TIMEOUT"
+	EnvShutdownDelay               = "AUTHPIPE_SHUTDOWN_DELAY"
 	EnvLogLevel                    = "AUTHPIPE_LOG_LEVEL"
 	EnvLogFormat                   = "AUTHPIPE_LOG_FORMAT"
 )
@@ -138,8 +139,10 @@ type Config struct {
 	TLSClientCAFile string
 
 	ShutdownTimeout time.Duration
-	LogLevel        slog.Level
-	LogFormat       LogFormat
+	// ShutdownDelay is how long /readyz answers 503 before the listener closes.
+	ShutdownDelay time.Duration
+	LogLevel      slog.Level
+	LogFormat     LogFormat
 }
 
 // Production reports whether the production profile is selected.

@@ -451,6 +451,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvTLSKeyFile:                  "k.pem",
 		config.EnvTLSClientCAFile:             "ca.pem",
 		config.EnvShutdownTimeout:             "3s",
+		config.EnvShutdownDelay:               "0s",
 		config.EnvLogLevel:                    "debug",
 		config.EnvLogFormat:                   "text",
 	}

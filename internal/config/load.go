@@ -40,8 +40,9 @@ func Load(args []string, lookupEnv func(string) (string, bool)) (Config, error) 
 		}
 	}
 
+	lookupEnv, fileVarIssues := withFileVariants(settings, lookupEnv)
 	var cfg Config
-	parseIssues := append([]Issue(nil), fileIssues...)
+	parseIssues := append(append([]Issue(nil), fileIssues...), fileVarIssues...)
 	for _, s := range settings {
 		raw, given := resolve(s, fromFlags, lookupEnv, fromFile)
 		if s.Name == EnvOutboundAllowCIDRs {

@@ -26,6 +26,13 @@ Precedence: **flag > environment > file > default**. An empty value counts as no
 except for ` + "`AUTHPIPE_OUTBOUND_ALLOW_CIDRS`" + `, where set but empty means none.
 Surrounding blanks are trimmed. Durations use Go syntax (` + "`720h`, `10m`, `30s`" + `).
 
+Secrets can come from files (a Kubernetes Secret volume, a CSI driver, a Vault agent):
+` + "`AUTHPIPE_DATABASE_URL_FILE`, `AUTHPIPE_BOOTSTRAP_API_KEY_FILE`" + ` and
+` + "`AUTHPIPE_CONTROL_PLANE_TOKEN_FILE`" + ` name a file whose content (blanks and the final
+newline trimmed) is the value. Setting both a variable and its ` + "`_FILE`" + ` variant is an error
+that names both. An ` + "`AUTHPIPE_*`" + ` variable that is no setting (a typo) is reported as a
+warning at start-up and by ` + "`authpipe-proxy config check`" + `, with the nearest setting's name.
+
 A setting that is malformed, or unsafe for the profile, stops start-up with exit status 2
 and one line naming every variable at fault and what is wrong with it. No secret
 (the bootstrap API key, the control-plane token, a password in the database URL)
@@ -49,6 +56,9 @@ ever appears in that line or in the start-up log.
 		desc := s.Description
 		if s.Secret {
 			desc += " Secret: never shown or logged."
+		}
+		if s.FromFile {
+			desc += " Or `" + s.Name + FileSuffix + "`: a file holding it."
 		}
 		fmt.Fprintf(&b, "| `%s` | `--%s%s` | `%s` | %s | %s |\n",
 			s.Name, s.Flag, flagArg, s.Key, cell(def), cell(desc))

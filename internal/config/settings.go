@@ -37,6 +37,9 @@ type Setting struct {
 	List bool
 	// Bool marks a true/false setting (a flag that may be given without a value).
 	Bool bool
+	// FromFile means NAME_FILE may name a file holding the value instead (secrets mounted
+	// by a CSI driver or an agent); setting both NAME and NAME_FILE is an error.
+	FromFile bool
 	// EmptyIsValue means an explicitly empty value is a value ("set but empty = none"),
 	// where for every other setting an empty value counts as not set.
 	EmptyIsValue bool
@@ -65,11 +68,15 @@ func Settings() []Setting {
 				parse: func(c *Config, raw string) string { c.PublicURL = strings.TrimSuffix(raw, "/"); return "" },
 				show:  func(c *Config) string { return redactURI(c.PublicURL) },
 			}),
-		setting(EnvDatabaseURL, "sqlite://./data/authpipe.db", "`sqlite:///abs/path.db`, `sqlite://./relative.db` or `postgres://user@host/db?sslmode=verify-full` (`postgresql://` too). A password in it is redacted everywhere it is shown.",
-			field{
-				parse: func(c *Config, raw string) string { c.DatabaseURL = raw; return "" },
-				show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
-			}),
+		func() Setting {
+			s := setting(EnvDatabaseURL, "sqlite://./data/authpipe.db", "`sqlite:///abs/path.db`, `sqlite://./relative.db` or `postgres://user@host/db?sslmode=verify-full` (`postgresql://` too). A password in it is redacted everywhere it is shown.",
+				field{
+					parse: func(c *Config, raw string) string { c.DatabaseURL = raw; return "" },
+					show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
+				})
+			s.FromFile = true
+			return s
+		}(),
 		boolSetting(EnvDatabaseAllowPlaintext, "Allow a PostgreSQL connection without TLS (`sslmode` missing, `disable`, `allow` or `prefer`) in the production profile.", func(c *Config) *bool { return &c.DatabaseAllowPlaintext }),
 		setting(EnvDatabaseListenURL, "", "A direct `postgres://` connection to the same database, used only for `LISTEN` (the connection cache's cross-replica invalidation), when `AUTHPIPE_DATABASE_URL` goes through a transaction-pooling PgBouncer, which cannot carry `LISTEN`. Unset = `LISTEN` on `AUTHPIPE_DATABASE_URL`; when that delivers nothing (a pooler), another replica's change reaches the cache through its TTL (at most 1 s) instead, and `/readyz` says `\"cache_invalidation\":\"ttl\"`. Same TLS rules as `AUTHPIPE_DATABASE_URL`; a password in it is redacted.",
 			field{
@@ -111,7 +118,8 @@ func Settings() []Setting {
 		setting(EnvTLSCertFile, "", "PEM certificate chain: serve HTTPS (TLS 1.3 only). Set together with `AUTHPIPE_TLS_KEY_FILE`; unset = plain HTTP.", stringField(func(c *Config) *string { return &c.TLSCertFile })),
 		setting(EnvTLSKeyFile, "", "PEM private key for `AUTHPIPE_TLS_CERT_FILE`.", stringField(func(c *Config) *string { return &c.TLSKeyFile })),
 		setting(EnvTLSClientCAFile, "", "PEM CA bundle for client certificates (needs the TLS certificate and key). A certificate, when presented, must chain to it; API-key requests must then present one that names their key (URI SAN `authpipe:apikey:<key id>`). Browser routes (connect, OAuth callback) and health probes need none.", stringField(func(c *Config) *string { return &c.TLSClientCAFile })),
-		setting(EnvShutdownTimeout, "15s", "How long a graceful shutdown waits for requests in flight.", durationField(func(c *Config) *time.Duration { return &c.ShutdownTimeout })),
+		setting(EnvShutdownDelay, "5s", "On SIGTERM or SIGINT, how long `/readyz` answers `503` (so load balancers and Kubernetes stop sending new requests) before the listener closes; `0s` = close at once.", durationField(func(c *Config) *time.Duration { return &c.ShutdownDelay })),
+		setting(EnvShutdownTimeout, "15s", "After the shutdown delay, how long a graceful shutdown waits for requests in flight.", durationField(func(c *Config) *time.Duration { return &c.ShutdownTimeout })),
 		setting(EnvLogLevel, "info", "`debug`, `info`, `warn` or `error`.",
 			field{
 				parse: func(c *Config, raw string) string {
@@ -213,6 +221,7 @@ func secretSetting(name, desc string, p func(*Config) *secret.Secret) Setting {
 		},
 	})
 	s.Secret = true
+	s.FromFile = true
 	return s
 }
 

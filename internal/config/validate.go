@@ -179,6 +179,9 @@ func (c Config) check() []Issue {
 	}
 
 	addMsg(EnvShutdownTimeout, positive(c.ShutdownTimeout))
+	if c.ShutdownDelay < 0 {
+		addMsg(EnvShutdownDelay, "must not be negative")
+	}
 	switch c.LogFormat {
 	case LogFormatJSON, LogFormatText:
 	default:
