@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,32 +11,30 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 )
 
-// auditCheckpoint is `authpipe-proxy audit checkpoint`: sign the head of every
+// auditCheckpointCommand is `authpipe-proxy audit checkpoint`: sign the head of every
 // workspace's chain now, append the checkpoints to AUTHPIPE_AUDIT_CHECKPOINT_FILE (when
 // set) and print them, one JSON line each, for operators to ship.
-func auditCheckpoint(ctx context.Context, args []string, stdout io.Writer) error {
-	rest, cfgArgs, err := sub("audit checkpoint", args, func(*flag.FlagSet) {})
-	if err != nil {
-		return err
+func auditCheckpointCommand() *command {
+	return &command{
+		path: "audit checkpoint", summary: "sign every chain head; append to AUTHPIPE_AUDIT_CHECKPOINT_FILE and print",
+		run: func(ctx context.Context, c *call) error {
+			a, err := c.openReady(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			cps, err := a.Checkpoints(ctx)
+			if err != nil {
+				return err
+			}
+			for _, cp := range cps {
+				if _, err := c.stdout.Write(cp.Line()); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 	}
-	if len(rest) != 0 {
-		return usageError{msg: "audit checkpoint: takes no arguments"}
-	}
-	a, err := openReady(ctx, cfgArgs)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	cps, err := a.Checkpoints(ctx)
-	if err != nil {
-		return err
-	}
-	for _, cp := range cps {
-		if _, err := stdout.Write(cp.Line()); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // checkpointVerify is `audit verify --checkpoint FILE`: every workspace's chain against

@@ -19,40 +19,84 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
-// kekCmd: `kek rotate` re-wraps every DEK under the current KEKs (AUTHPIPE_KEK_URI and
-// AUTHPIPE_CLIENT_SECRET_KEK_URI), unwrapping with AUTHPIPE_KEK_PREVIOUS_URIS; `kek
-// status` prints the current KEKs, the DEKs by KEK and the saved rotation progress.
-// Rotation runs while servers serve, and resumes where a killed run stopped.
-func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "rotate" && args[0] != "status") {
-		return usageError{msg: "kek: want rotate or status"}
-	}
+// kekRotateCommand: `kek rotate` re-wraps every DEK under the current KEKs
+// (AUTHPIPE_KEK_URI and AUTHPIPE_CLIENT_SECRET_KEK_URI), unwrapping with
+// AUTHPIPE_KEK_PREVIOUS_URIS. Rotation runs while servers serve, and resumes where a
+// killed run stopped.
+func kekRotateCommand() *command {
 	var purpose string
 	var batch, workers int
-	rest, cfgArgs, err := sub("kek "+args[0], args[1:], func(fs *flag.FlagSet) {
-		fs.StringVar(&purpose, "purpose", "all", "credentials, client_secrets or all")
-		fs.IntVar(&batch, "batch-size", 200, "DEKs per transaction")
-		fs.IntVar(&workers, "workers", 4, "concurrent KMS calls")
-	})
-	if err != nil {
-		return err
+	return &command{
+		path: "kek rotate", usage: "[--purpose P] [--batch-size N] [--workers N]",
+		summary: "re-wrap every DEK under the current KEKs (resumable)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&purpose, "purpose", "all", "credentials, client_secrets or all")
+			fs.IntVar(&batch, "batch-size", 200, "DEKs per transaction")
+			fs.IntVar(&workers, "workers", 4, "concurrent KMS calls")
+		},
+		args: func(args []string) error {
+			if len(args) != 0 {
+				return usageError{msg: "kek rotate: unexpected argument " + args[0]}
+			}
+			if batch < 1 || workers < 1 {
+				return usageError{msg: "kek rotate: --batch-size and --workers must be at least 1"}
+			}
+			return checkPurpose("kek rotate", purpose)
+		},
+		run: func(ctx context.Context, c *call) error {
+			a, err := c.openReady(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			return kekRotate(ctx, a.Admin.KEKs(), purpose, batch, workers, c.stdout, c.stderr)
+		},
 	}
-	if len(rest) != 0 {
-		return usageError{msg: "kek " + args[0] + ": unexpected argument " + rest[0]}
+}
+
+// checkPurpose: the keyring purposes --purpose may name (admin.KEKRotation.Keyrings).
+func checkPurpose(path, purpose string) error {
+	switch purpose {
+	case "all", string(vault.PurposeCredentials), string(vault.PurposeClientSecrets):
+		return nil
 	}
-	a, err := openReady(ctx, cfgArgs)
-	if err != nil {
-		return err
+	return usageError{msg: path + ": --purpose must be credentials, client_secrets or all"}
+}
+
+// kekStatusCommand: `kek status` prints the current KEKs, the DEKs by KEK and the saved
+// rotation progress. It opens what exists and creates nothing (no key file, no database,
+// no migration).
+func kekStatusCommand() *command {
+	var purpose, out string
+	return &command{
+		path: "kek status", usage: "[--purpose P] [--output json]", summary: "current KEKs, DEKs by KEK, rotation progress",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&purpose, "purpose", "all", "credentials, client_secrets or all")
+			outputFlag(fs, &out)
+		},
+		args: func(args []string) error {
+			if len(args) != 0 {
+				return usageError{msg: "kek status: unexpected argument " + args[0]}
+			}
+			if err := checkOutput("kek status", out); err != nil {
+				return err
+			}
+			return checkPurpose("kek status", purpose)
+		},
+		run: func(ctx context.Context, c *call) error {
+			a, err := c.openExisting(ctx)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			keks := a.Admin.KEKs()
+			return kekStatus(ctx, keks, keks.Keyrings(purpose), out == "json", c.stdout)
+		},
 	}
-	defer a.Close()
-	keks := a.Admin.KEKs()
+}
+
+func kekRotate(ctx context.Context, keks *admin.KEKRotation, purpose string, batch, workers int, stdout, stderr io.Writer) error {
 	keyrings := keks.Keyrings(purpose)
-	if len(keyrings) == 0 {
-		return usageError{msg: "kek: --purpose must be credentials, client_secrets or all"}
-	}
-	if args[0] == "status" {
-		return kekStatus(ctx, keks, keyrings, stdout)
-	}
 	isTTY := false
 	if f, ok := stderr.(*os.File); ok {
 		isTTY = term.IsTerminal(int(f.Fd()))
@@ -79,11 +123,18 @@ func kekCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return errors.Join(errs...)
 }
 
-func kekStatus(ctx context.Context, keks *admin.KEKRotation, keyrings []*vault.Keyring, stdout io.Writer) error {
+func kekStatus(ctx context.Context, keks *admin.KEKRotation, keyrings []*vault.Keyring, asJSON bool, stdout io.Writer) error {
 	for _, kr := range keyrings {
 		p, err := keks.Saved(ctx, kr)
 		if err != nil {
 			return err
+		}
+		if asJSON {
+			if err := printJSONLine(stdout, map[string]any{"purpose": kr.Purpose(), "kek": p.KEKID, "rotation": p.State,
+				"done": p.Done, "total": p.Total, "failed": p.Failed}); err != nil {
+				return err
+			}
+			continue
 		}
 		fmt.Fprintf(stdout, "%s\tkek %s\trotation %s\t%d/%d DEKs", kr.Purpose(), p.KEKID, p.State, p.Done, p.Total)
 		if p.Failed > 0 {
@@ -101,6 +152,12 @@ func kekStatus(ctx context.Context, keks *admin.KEKRotation, keyrings []*vault.K
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
+		if asJSON {
+			if err := printJSONLine(stdout, map[string]any{"deks_by_kek": id, "count": counts[id]}); err != nil {
+				return err
+			}
+			continue
+		}
 		fmt.Fprintf(stdout, "deks\t%s\t%d\n", id, counts[id])
 	}
 	return nil

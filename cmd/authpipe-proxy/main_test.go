@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,12 +52,26 @@ func cleanEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-func startServe(t *testing.T, dir, addr string, env ...string) (*exec.Cmd, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer the server's stderr and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func startServe(t *testing.T, dir, addr string, env ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(binary, "serve", "--listen-addr", addr)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv(env...)
-	var logs bytes.Buffer
+	// No drain delay unless the test asks for one (a later value wins).
+	cmd.Env = cleanEnv(append([]string{"AUTHPIPE_SHUTDOWN_DELAY=0s"}, env...)...)
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
