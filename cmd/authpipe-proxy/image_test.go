@@ -48,4 +48,9 @@ func TestProbe(t *testing.T) {
 	stdout, _, code = cli(t, t.TempDir(), nil, "probe", "--addr", addr, "--path", "/healthz")
 	require.Equal(t, 0, code)
 	require.Equal(t, "/healthz 200\n", stdout)
+	stdout, _, code = cli(t, t.TempDir(), nil, "probe", "http://"+addr+"/readyz") // the chart's helm test
+	require.Equal(t, 0, code)
+	require.Equal(t, "/readyz 200\n", stdout)
+	_, _, code = cli(t, t.TempDir(), nil, "probe", "http://"+addr+"/metrics")
+	require.Equal(t, 2, code)
 }
