@@ -218,7 +218,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return err
 		}
-		if cmd.path != "serve" { // serve logs them (serve.go)
+		if cmd.path != "serve" && cmd.path != "config check" { // those two report them themselves
 			for _, w := range config.UnknownVariables(os.Environ()) {
 				fmt.Fprintln(stderr, "authpipe-proxy: warning: "+w)
 			}
