@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -187,4 +189,44 @@ func (s *Service) deletedWorkspaces(ctx context.Context) (map[string]bool, error
 		}
 		after = evs[len(evs)-1].ID
 	}
+}
+
+// ExportAudit writes one workspace's retained chain to w as an export that verifies
+// without the server or its database (audit.VerifyExport; docs/formats.md): the header,
+// every event from the start to the recorded head, and a checkpoint of that head signed
+// now with the deployment's checkpoint key. It returns how many events it wrote.
+func (s *Service) ExportAudit(ctx context.Context, workspaceID string, w io.Writer) (int, error) {
+	signer, err := s.CheckpointKeys().Signer(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("the checkpoint key: %w", err)
+	}
+	var x *audit.ExportWriter
+	var head store.ChainHead
+	n := 0
+	err = s.store.AuditExport(ctx, workspaceID, func(start store.ChainHead, startCheckpoint string, h store.ChainHead) error {
+		head = h
+		hdr := audit.ExportHeader{WorkspaceID: workspaceID, ExportedAt: s.now().UTC(),
+			Start: audit.ExportPoint{Seq: start.Seq, Hash: start.Hash, EventID: start.EventID},
+			Head:  audit.ExportPoint{Seq: h.Seq, Hash: h.Hash, EventID: h.EventID}}
+		if startCheckpoint != "" {
+			var cp audit.Checkpoint
+			if err := json.Unmarshal([]byte(startCheckpoint), &cp); err != nil {
+				return fmt.Errorf("the retained anchor's checkpoint: %w", err)
+			}
+			hdr.StartCheckpoint = &cp
+		}
+		var err error
+		x, err = audit.NewExportWriter(w, hdr)
+		return err
+	}, func(e audit.Event) error {
+		n++
+		return x.Event(e)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, problem.ErrNotFound.WithDetail("no audit chain for workspace " + workspaceID)
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, x.Close(signer.Sign(workspaceID, head.Seq, head.Hash, head.EventID, s.now()))
 }

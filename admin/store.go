@@ -61,6 +61,8 @@ type AuditStore interface {
 	AuditWorkspaces(ctx context.Context) ([]string, error)
 	VerifyAuditChain(ctx context.Context, workspaceID string, sc store.VerifyScope) (store.AuditResult, error)
 	VerifyAuditCheckpoints(ctx context.Context, workspaceID string, cps []audit.Checkpoint, trusted ...string) (store.AuditResult, error)
+	AuditExport(ctx context.Context, workspaceID string,
+		begin func(start store.ChainHead, startCheckpoint string, head store.ChainHead) error, fn func(audit.Event) error) error
 }
 
 // Store is everything the service keeps.

@@ -153,7 +153,7 @@ func (k *Keyring) generate(ctx context.Context, workspaceID string) (*cacheEntry
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	w, err := k.ring.Wrap(ctx, key, wrapAAD(workspaceID, k.purpose, id))
+	w, err := k.ring.Wrap(ctx, key, WrapAAD(workspaceID, k.purpose, id))
 	if err != nil {
 		clear(key)
 		return nil, fmt.Errorf("vault: wrap new DEK: %w", kmsError(err))
@@ -315,7 +315,7 @@ func (k *Keyring) loadDEK(ctx context.Context, id string, rec *DEKRecord, gen ui
 			return nil, ErrDecrypt
 		}
 		key, err := k.ring.Unwrap(ctx, kms.WrappedKey{KEKID: r.KEKID, KEKVersion: r.KEKVersion, Ciphertext: r.Wrapped},
-			wrapAAD(r.WorkspaceID, r.Purpose, r.ID))
+			WrapAAD(r.WorkspaceID, r.Purpose, r.ID))
 		if err != nil {
 			if errors.Is(err, kms.ErrUnavailable) {
 				return nil, kmsError(err)
@@ -369,8 +369,9 @@ func newDEKEntry(c *dekCache, rec DEKRecord, key []byte) (*cacheEntry, error) {
 	return c.newEntry(rec, key, aead), nil
 }
 
-// wrapAAD binds a wrapped DEK to its workspace, purpose and id.
-func wrapAAD(workspaceID string, purpose Purpose, id string) []byte {
+// WrapAAD is the associated data a DEK is wrapped under: its workspace, purpose and id,
+// each with a uint32 big-endian length prefix (docs/formats.md, "Wrapped DEK").
+func WrapAAD(workspaceID string, purpose Purpose, id string) []byte {
 	return appendLP(make([]byte, 0, 12+len(workspaceID)+len(purpose)+len(id)), workspaceID, string(purpose), id)
 }
 

@@ -19,7 +19,7 @@ import (
 //     KEK already wraps, so a second run, or a run after a crash, does only what is left.
 //   - Each DEK is unwrapped with the ring (the previous KEKs of AUTHPIPE_KEK_PREVIOUS_URIS
 //     unwrap) and wrapped by the current KEK with the same associated data the keyring
-//     uses (wrapAAD), so the keyring opens it unchanged.
+//     uses (WrapAAD), so the keyring opens it unchanged.
 //   - The store swaps each wrapped key with a compare-and-swap on (id, kek id, wrapped)
 //     and appends kek.rotated to each affected workspace's audit chain in the same
 //     transaction: a DEK changed or deleted meanwhile is never overwritten.
@@ -342,7 +342,7 @@ func isPermanent(err error) bool {
 // rewrapOne unwraps rec with whichever KEK of the ring wrapped it and wraps the same key
 // under the current KEK, with the keyring's associated data.
 func (r *rewrapper) rewrapOne(ctx context.Context, rec DEKRecord) (*DEKSwap, error) {
-	aad := wrapAAD(rec.WorkspaceID, rec.Purpose, rec.ID)
+	aad := WrapAAD(rec.WorkspaceID, rec.Purpose, rec.ID)
 	key, err := r.ring.Unwrap(ctx, kms.WrappedKey{KEKID: rec.KEKID, KEKVersion: rec.KEKVersion, Ciphertext: rec.Wrapped}, aad)
 	if err != nil {
 		return nil, err

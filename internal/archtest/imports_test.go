@@ -41,6 +41,7 @@ var rank = map[string]int{
 	"cmd":            80,
 	"bench":          80, // the benchmark harness is a command, like cmd/
 	"charts":         80, // chart tooling commands
+	"vectors":        65, // test-vector generation (docs/formats.md): it uses every format's code
 }
 
 // leaves are the helpers under internal/ that every layer may use: they import no
