@@ -27,7 +27,7 @@ func TestFileVariants(t *testing.T) {
 			require.True(t, s.FromFile, "%s is secret: it needs a _FILE variant", s.Name)
 		}
 	}
-	require.ElementsMatch(t, []string{config.EnvDatabaseURL, config.EnvBootstrapAPIKey, config.EnvControlPlaneToken}, withFile)
+	require.ElementsMatch(t, []string{config.EnvDatabaseURL, config.EnvDatabaseListenURL, config.EnvBootstrapAPIKey, config.EnvControlPlaneToken}, withFile)
 
 	dir := t.TempDir()
 	write := func(name, content string) string {

@@ -27,7 +27,7 @@ except for ` + "`AUTHPIPE_OUTBOUND_ALLOW_CIDRS`" + `, where set but empty means 
 Surrounding blanks are trimmed. Durations use Go syntax (` + "`720h`, `10m`, `30s`" + `).
 
 Secrets can come from files (a Kubernetes Secret volume, a CSI driver, a Vault agent):
-` + "`AUTHPIPE_DATABASE_URL_FILE`, `AUTHPIPE_BOOTSTRAP_API_KEY_FILE`" + ` and
+` + "`AUTHPIPE_DATABASE_URL_FILE`, `AUTHPIPE_DATABASE_LISTEN_URL_FILE`, `AUTHPIPE_BOOTSTRAP_API_KEY_FILE`" + ` and
 ` + "`AUTHPIPE_CONTROL_PLANE_TOKEN_FILE`" + ` name a file whose content (blanks and the final
 newline trimmed) is the value. Setting both a variable and its ` + "`_FILE`" + ` variant is an error
 that names both. An ` + "`AUTHPIPE_*`" + ` variable that is no setting (a typo) is reported as a

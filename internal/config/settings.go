@@ -68,21 +68,17 @@ func Settings() []Setting {
 				parse: func(c *Config, raw string) string { c.PublicURL = strings.TrimSuffix(raw, "/"); return "" },
 				show:  func(c *Config) string { return redactURI(c.PublicURL) },
 			}),
-		func() Setting {
-			s := setting(EnvDatabaseURL, "sqlite://./data/authpipe.db", "`sqlite:///abs/path.db`, `sqlite://./relative.db` or `postgres://user@host/db?sslmode=verify-full` (`postgresql://` too). A password in it is redacted everywhere it is shown.",
-				field{
-					parse: func(c *Config, raw string) string { c.DatabaseURL = raw; return "" },
-					show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
-				})
-			s.FromFile = true
-			return s
-		}(),
+		fromFile(setting(EnvDatabaseURL, "sqlite://./data/authpipe.db", "`sqlite:///abs/path.db`, `sqlite://./relative.db` or `postgres://user@host/db?sslmode=verify-full` (`postgresql://` too). A password in it is redacted everywhere it is shown.",
+			field{
+				parse: func(c *Config, raw string) string { c.DatabaseURL = raw; return "" },
+				show:  func(c *Config) string { return redactURI(c.DatabaseURL) },
+			})),
 		boolSetting(EnvDatabaseAllowPlaintext, "Allow a PostgreSQL connection without TLS (`sslmode` missing, `disable`, `allow` or `prefer`) in the production profile.", func(c *Config) *bool { return &c.DatabaseAllowPlaintext }),
-		setting(EnvDatabaseListenURL, "", "A direct `postgres://` connection to the same database, used only for `LISTEN` (the connection cache's cross-replica invalidation), when `AUTHPIPE_DATABASE_URL` goes through a transaction-pooling PgBouncer, which cannot carry `LISTEN`. Unset = `LISTEN` on `AUTHPIPE_DATABASE_URL`; when that delivers nothing (a pooler), another replica's change reaches the cache through its TTL (at most 1 s) instead, and `/readyz` says `\"cache_invalidation\":\"ttl\"`. Same TLS rules as `AUTHPIPE_DATABASE_URL`; a password in it is redacted.",
+		fromFile(setting(EnvDatabaseListenURL, "", "A direct `postgres://` connection to the same database, used only for `LISTEN` (the connection cache's cross-replica invalidation), when `AUTHPIPE_DATABASE_URL` goes through a transaction-pooling PgBouncer, which cannot carry `LISTEN`. Unset = `LISTEN` on `AUTHPIPE_DATABASE_URL`; when that delivers nothing (a pooler), another replica's change reaches the cache through its TTL (at most 1 s) instead, and `/readyz` says `\"cache_invalidation\":\"ttl\"`. Same TLS rules as `AUTHPIPE_DATABASE_URL`; a password in it is redacted.",
 			field{
 				parse: func(c *Config, raw string) string { c.DatabaseListenURL = raw; return "" },
 				show:  func(c *Config) string { return redactURI(c.DatabaseListenURL) },
-			}),
+			})),
 		setting(EnvKEKURI, "local://./data/kek.key", "The KEK that wraps the credential DEKs: `local:///path/key` (dev: created 0600 when missing), `awskms://<key id or arn>?region=..&endpoint=..`, `vault-transit://<host:port>/<mount>/<key>[?tls=false]` or `pkcs11:token=..;object=..?module-path=..&pin-source=..`.", uriField(func(c *Config) *string { return &c.KEKURI })),
 		listSetting(EnvKEKPreviousURIs, "Comma-separated earlier credential KEKs, used only to unwrap until rotation has re-wrapped everything (a `local://` one is allowed here in production, to migrate away from it).", uriListField(func(c *Config) *[]string { return &c.KEKPreviousURIs })),
 		setting(EnvClientSecretKEKURI, "local://./data/client-secret-kek.key", "The KEK for OAuth client secrets, same forms as `AUTHPIPE_KEK_URI`; must differ from it.", uriField(func(c *Config) *string { return &c.ClientSecretKEKURI })),
@@ -186,6 +182,12 @@ func setting(name, def, desc string, f field) Setting {
 		parse:       f.parse,
 		show:        f.show,
 	}
+}
+
+// fromFile gives a setting a NAME_FILE variant (values that may carry a password).
+func fromFile(s Setting) Setting {
+	s.FromFile = true
+	return s
 }
 
 func listSetting(name, desc string, f field) Setting {
