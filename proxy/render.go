@@ -33,6 +33,10 @@ func errorMiddleware(log *slog.Logger) gin.HandlerFunc {
 		if c.Writer.Written() {
 			return
 		}
+		if c.GetBool(browserKey) && prefersHTML(c.Request) { // browser_pages.go
+			writePage(c, p)
+			return
+		}
 		writeProblem(c, p)
 	}
 }

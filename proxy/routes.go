@@ -45,7 +45,8 @@ func (s *Server) routes() {
 	// key: the session id and the state (with the flow cookie) are their capabilities.
 	api.POST("/connect/sessions", require(admin.ScopeConnectionsWrite), s.connect.handleCreateSession)
 	api.POST("/connections/:id/reconnect", require(admin.ScopeConnectionsWrite), s.connect.handleReconnect)
-	pub := r.Group("/v1", s.limitByIP) // per client address, before anything else (ratelimit.go)
+	// per client address, before anything else (ratelimit.go); errors as pages for browsers (browser_pages.go)
+	pub := r.Group("/v1", browserRoute, s.limitByIP)
 	pub.GET("/connect/:session", s.connect.handlePage)
 	pub.POST("/connect/:session", s.connect.handleStart)
 	pub.GET("/oauth/callback", s.connect.handleCallback)
