@@ -305,7 +305,7 @@ func chainEvents() []audit.Event {
 		// An aggregated read: count reads of one connection by one key with one outcome,
 		// between first_at and last_at (at most 1 s apart).
 		{ID: "evt_v03", WorkspaceID: "ws_vectors", At: t0.Add(2 * time.Second), Type: audit.TokenRead, Actor: "apk_backend", ConnectionID: "conn_vectors", Outcome: audit.Success,
-			Data: `{"count":"412","first_at":"2026-12-07T09:00:01.5Z","last_at":"2026-12-07T09:00:02.4Z"}`},
+			Data: `{"count":412,"first_at":"2026-12-07T09:00:01.5Z","last_at":"2026-12-07T09:00:02.4Z"}`},
 		{ID: "evt_v04", WorkspaceID: "ws_vectors", At: t0.Add(3 * time.Second), Type: audit.TokenRefresh, Actor: "refresher", ConnectionID: "conn_vectors", Outcome: audit.Failure, ErrorCode: "refresh_unavailable"},
 		{ID: "evt_v05", WorkspaceID: "ws_vectors", At: t0.Add(4 * time.Second), Type: audit.ConnectionDisconnected, Actor: "apk_backend", ConnectionID: "conn_vectors", Outcome: audit.Success},
 	}

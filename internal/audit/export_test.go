@@ -31,7 +31,7 @@ func exportChain(n int) []audit.Event {
 	head, seq := audit.GenesisHash, int64(0)
 	for i := range evs {
 		evs[i] = audit.Event{ID: "evt_" + string(rune('a'+i)), WorkspaceID: "ws_x", At: time.Unix(1_800_000_000+int64(i), 0),
-			Type: audit.TokenRead, Actor: "apk_1", ConnectionID: "conn_1", Outcome: audit.Success, Data: `{"count":"3"}`}
+			Type: audit.TokenRead, Actor: "apk_1", ConnectionID: "conn_1", Outcome: audit.Success, Data: `{"count":3}`}
 		audit.Link(&evs[i], seq, head)
 		seq, head = evs[i].Seq, evs[i].Hash
 	}
@@ -62,7 +62,7 @@ func TestExportVerifiesOfflineAndRefusesEdits(t *testing.T) {
 	join := func(ls []string) string { return strings.Join(ls, "\n") + "\n" }
 
 	edited := append([]string(nil), lines...)
-	edited[3] = strings.Replace(edited[3], `\"count\":\"3\"`, `\"count\":\"2\"`, 1)
+	edited[3] = strings.Replace(edited[3], `\"count\":3`, `\"count\":2`, 1)
 	require.NotEqual(t, lines[3], edited[3])
 	res, err = audit.VerifyExport(strings.NewReader(join(edited)), s.KeyID())
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestExportVerifiesOfflineAndRefusesEdits(t *testing.T) {
 	// Re-chained after an edit (every hash recomputed, a fresh header), but the checkpoint
 	// cannot be re-signed without the key.
 	rechained := exportChain(5)
-	rechained[2].Data = `{"count":"2"}`
+	rechained[2].Data = `{"count":2}`
 	head, seq := audit.GenesisHash, int64(0)
 	for i := range rechained {
 		audit.Link(&rechained[i], seq, head)
