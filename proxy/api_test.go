@@ -74,12 +74,21 @@ func TestAPIKeyConnectionsEndToEnd(t *testing.T) {
 			h.app.Audit.Stop(t.Context()) // flush batched token.read events
 			evs := h.expect(h.do("GET", "/v1/audit?limit=1000", auditor, nil), 200, "")
 			types := map[string]int{}
+			var reads []string
 			for _, e := range evs.Body["events"].([]any) {
-				types[e.(map[string]any)["type"].(string)]++
+				ev := e.(map[string]any)
+				types[ev["type"].(string)]++
+				if ev["type"] == "token.read" {
+					reads = append(reads, fmt.Sprint(ev["outcome"], " ", ev["error_code"], " ", ev["connection_id"], " ", ev["count"]))
+					require.NotEmpty(t, ev["first_at"])
+					require.NotEmpty(t, ev["last_at"])
+				}
 			}
 			require.Equal(t, 5, types["connection.created"])
 			require.Equal(t, 1, types["connection.disconnected"])
-			require.Equal(t, 2, types["token.read"], "one served, one refused after the disconnect (410)")
+			require.ElementsMatch(t, []string{"success <nil> " + id + " 1", "failure forbidden " + id + " 1",
+				"failure disconnected " + id + " 1", "failure not_found conn_doesnotexist 1"}, reads,
+				"every read accounted, served or refused: 200, 403 (no scope), 410 after the disconnect, 404")
 			require.GreaterOrEqual(t, types["api_key.created"], 4)
 			v := h.expect(h.do("GET", "/v1/audit/verify", auditor, nil), 200, "")
 			require.Equal(t, true, v.Body["ok"])

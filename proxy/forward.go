@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -38,7 +37,8 @@ import (
 //     forwardMaxRetries times, never waiting longer than forwardMaxWait); a 401 from the
 //     provider on an oauth2 connection triggers one refresh and one retry.
 //   - Every forward is audited as "proxy.request" (method and upstream status, never the path
-//     or query). The audit writer's health is checked first: the proxy fails closed with
+//     or query), counted per key, connection, method, status and window like token reads
+//     (reads.go). The audit writer's health is checked first: the proxy fails closed with
 //     503 audit_unavailable rather than use a credential unaudited.
 
 // MaxForwardBodyBytes bounds a forwarded request body (the API's own 1 MiB limit does not
@@ -50,7 +50,7 @@ const (
 	forwardMaxWait       = 5 * time.Second
 	forwardReplayMax     = 64 << 10 // idempotent bodies up to this size are kept for a retry
 	forwardDrainMax      = 64 << 10 // bytes of a discarded response read to reuse the connection
-	forwardEventType     = "proxy.request"
+	forwardEventType     = audit.ProxyRequest
 	forwardDefaultBudget = 2 * time.Minute // whole forward, body included
 )
 
@@ -167,9 +167,8 @@ func (s *Server) handleForward(c *gin.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: forwardEventType,
-		Actor: p.KeyID, ConnectionID: conn.ID, Outcome: audit.Success,
-		Data: audit.Data("method", c.Request.Method, "status", fmt.Sprint(resp.StatusCode))}); err != nil {
+	if err := s.audit.Count(ctx, audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: conn.ID,
+		Type: forwardEventType, Outcome: audit.Success, Method: c.Request.Method, Status: resp.StatusCode}, s.now()); err != nil {
 		// The provider has already acted: answer, but make the gap visible.
 		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", conn.ID)
 	}

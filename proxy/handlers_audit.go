@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/admin"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
@@ -33,8 +34,30 @@ type eventView struct {
 	ConnectionID string    `json:"connection_id,omitempty"`
 	Outcome      string    `json:"outcome"`
 	ErrorCode    string    `json:"error_code,omitempty"`
-	Hash         string    `json:"hash"`
-	PrevHash     string    `json:"prev_hash"`
+	// An aggregated read (token.read, proxy.request: audit.ReadData): how many reads the
+	// event stands for and the window they fell in; a forwarded request's method and
+	// upstream status.
+	Count          int64      `json:"count,omitempty"`
+	FirstAt        *time.Time `json:"first_at,omitempty"`
+	LastAt         *time.Time `json:"last_at,omitempty"`
+	Method         string     `json:"method,omitempty"`
+	UpstreamStatus string     `json:"upstream_status,omitempty"`
+	Hash           string     `json:"hash"`
+	PrevHash       string     `json:"prev_hash"`
+}
+
+func newEventView(e audit.Event) eventView {
+	v := eventView{ID: e.ID, At: e.At.UTC(), Type: e.Type, Actor: e.Actor, ConnectionID: e.ConnectionID,
+		Outcome: e.Outcome, ErrorCode: e.ErrorCode, Hash: e.Hash, PrevHash: e.PrevHash}
+	if e.Type == audit.TokenRead || e.Type == audit.ProxyRequest {
+		if d, ok := audit.ParseReadData(e.Data); ok {
+			v.Count, v.FirstAt, v.LastAt = d.Count, admin.UTC(&d.FirstAt), admin.UTC(&d.LastAt)
+			v.Method, v.UpstreamStatus = d.Method, d.Status
+		} else {
+			v.Count = 1 // written before reads were aggregated: one read each
+		}
+	}
+	return v
 }
 
 func (a auditAPI) handleListAudit(c *gin.Context) {
@@ -54,8 +77,7 @@ func (a auditAPI) handleListAudit(c *gin.Context) {
 	}
 	out := make([]eventView, 0, len(evs))
 	for _, e := range evs {
-		out = append(out, eventView{ID: e.ID, At: e.At.UTC(), Type: e.Type, Actor: e.Actor, ConnectionID: e.ConnectionID,
-			Outcome: e.Outcome, ErrorCode: e.ErrorCode, Hash: e.Hash, PrevHash: e.PrevHash})
+		out = append(out, newEventView(e))
 	}
 	c.JSON(http.StatusOK, gin.H{"events": out})
 }

@@ -11,13 +11,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/refresher"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -124,39 +122,6 @@ func (a *lifecycleAPI) handleDeleteWorkspace(c *gin.Context) {
 	a.log.InfoContext(ctx, "workspace deleted", "workspace", id, "connections", del.Connections, "revoked", del.Revoked,
 		"deks_destroyed", del.DEKs, "final_audit_seq", del.FinalHead.Seq)
 	c.Status(http.StatusNoContent)
-}
-
-// refusedRead reports the token-read refusals recorded in the audit chain: reads of a
-// connection that exists but whose credential could not be served. (A successful read is
-// recorded by handleToken before the credential leaves; an unknown id is not recorded.)
-func refusedRead(code string) bool {
-	switch code {
-	case problem.ErrDisconnected.Code, problem.ErrNeedsReauth.Code, problem.ErrRefreshUnavailable.Code,
-		problem.ErrKMSUnavailable.Code:
-		return true
-	}
-	return false
-}
-
-// auditRefusedRead runs after the token handler: a refused read of a connection is
-// appended to the chain as token.read with outcome failure and the problem code, through
-// the batched writer (best effort: the request has already failed closed).
-func auditRefusedRead(events *audit.Batcher, now func() time.Time, log *slog.Logger) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		c.Next()
-		if len(c.Errors) == 0 {
-			return
-		}
-		code := problem.From(c.Errors.Last().Err).Code
-		if !refusedRead(code) {
-			return
-		}
-		p := principal(c)
-		if err := events.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: now(), Type: audit.TokenRead, Actor: p.KeyID,
-			ConnectionID: c.Param("id"), Outcome: audit.Failure, ErrorCode: code}); err != nil {
-			log.WarnContext(c.Request.Context(), "audit: refused token read not recorded", "connection", c.Param("id"), "err", err)
-		}
-	}
 }
 
 // handleCheckpointKeys is GET /v1/audit/checkpoint-keys: the public keys that sign audit

@@ -93,9 +93,10 @@ func (s *Server) handleToken(c *gin.Context) {
 		resp.AccessToken, resp.TokenType, resp.ExpiresAt = string(cred.Secret.Bytes()), cred.TokenType, admin.UTC(cred.ExpiresAt)
 	}
 	// The read is audited before the credential leaves: if the log cannot take it, the
-	// request fails closed.
-	if err := s.audit.Enqueue(audit.Event{WorkspaceID: p.WorkspaceID, At: s.now(), Type: audit.TokenRead,
-		Actor: p.KeyID, ConnectionID: cred.Conn.ID, Outcome: audit.Success}); err != nil {
+	// request fails closed. Reads are counted per key, connection and window (reads.go); a
+	// read waits for room when the writer is behind.
+	if err := s.audit.Count(ctx, audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: cred.Conn.ID,
+		Type: audit.TokenRead, Outcome: audit.Success}, s.now()); err != nil {
 		fail(c, err)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/admin"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
@@ -25,12 +26,17 @@ func (s *Server) routes() {
 	api.POST("/connections", require(admin.ScopeConnectionsWrite), s.handleCreateConnection)
 	api.GET("/connections", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleListConnections)
 	api.GET("/connections/:id", requireAny(admin.ScopeTokensRead, admin.ScopeConnectionsWrite), s.handleGetConnection)
-	api.GET("/connections/:id/token", require(admin.ScopeTokensRead), auditRefusedRead(s.audit, s.now, s.log), s.handleToken)
+	// The read routes count refused reads in the audit chain, 401s of a known key included,
+	// so their accounting runs before authentication (reads.go).
+	authed := []gin.HandlerFunc{s.limitAuthFailures, s.authenticate, s.checkDPoP, s.limitByKey}
+	tokenAPI := r.Group("/v1", append([]gin.HandlerFunc{accountRefused(s.audit, audit.TokenRead, "id", s.now, s.log)}, authed...)...)
+	tokenAPI.GET("/connections/:id/token", require(admin.ScopeTokensRead), s.handleToken)
 	api.DELETE("/connections/:id", require(admin.ScopeConnectionsWrite), s.life.handleDisconnect)
 	api.POST("/connections/:id/refresh", require(admin.ScopeConnectionsWrite), s.handleRefresh)
 
+	fwdAPI := r.Group("/v1", append([]gin.HandlerFunc{accountRefused(s.audit, forwardEventType, "connection_id", s.now, s.log)}, authed...)...)
 	for _, m := range forwardMethods { // not CONNECT or TRACE
-		api.Handle(m, "/proxy/:connection_id/*path", require(admin.ScopeTokensRead), s.handleForward)
+		fwdAPI.Handle(m, "/proxy/:connection_id/*path", require(admin.ScopeTokensRead), s.handleForward)
 	}
 
 	// API keys, workspaces, proxy keys, webhooks (handlers_admin.go), KEKs

@@ -169,6 +169,8 @@ func (s *Server) authenticate(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	r := requestOf(c)
+	r.principal = p // not yet authed: a refused read of this key is accounted in its workspace (reads.go)
 	if ws := c.GetHeader("X-Authpipe-Workspace"); ws != "" && ws != p.WorkspaceID {
 		fail(c, problem.ErrUnauthorized)
 		return
@@ -177,8 +179,7 @@ func (s *Server) authenticate(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	r := requestOf(c)
-	r.principal, r.authed = p, true
+	r.authed = true
 	c.Next()
 }
 

@@ -24,9 +24,12 @@ type BatchOptions struct {
 	QueueSize int           // bounded queue; default 16384
 	MaxBatch  int           // events per transaction; default 512
 	MaxDelay  time.Duration // how long an event may wait for its batch; default 100ms
-	Grace     time.Duration // failing this long makes Enqueue refuse; default 3s
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Grace     time.Duration // failing this long makes Enqueue and Count refuse; default 3s
+	// Window is the longest span of one aggregated read event (reads.go); default 1s, the
+	// most API.md allows.
+	Window time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
 	// OnWrite is called after each attempt with the batch size and the error (metrics).
 	OnWrite func(n int, err error)
 }
@@ -44,6 +47,13 @@ type Batcher struct {
 	done         chan struct{}
 	stopOnce     sync.Once
 	stop         chan struct{}
+
+	reads     readTable     // reads.go: the open groups of counted reads
+	stopped   atomic.Bool   // set by the sealer on Stop: Count refuses
+	sealed    chan struct{} // closed when the sealer has returned
+	pendingMu sync.Mutex
+	pending   []Event // closed groups not yet queued
+	waits     atomic.Int64
 }
 
 // NewBatcher returns a Batcher; call Run to start it.
@@ -60,14 +70,19 @@ func NewBatcher(app Appender, opts BatchOptions) *Batcher {
 	if opts.Grace <= 0 {
 		opts.Grace = 3 * time.Second
 	}
+	if opts.Window <= 0 || opts.Window > time.Second {
+		opts.Window = time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Batcher{app: app, opts: opts, queue: make(chan Event, opts.QueueSize),
-		full: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{})}
+	b := &Batcher{app: app, opts: opts, queue: make(chan Event, opts.QueueSize),
+		full: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{}), sealed: make(chan struct{})}
+	b.reads.init()
+	return b
 }
 
 // Enqueue hands an event to the writer without blocking. It fails with ErrUnavailable
@@ -81,13 +96,18 @@ func (b *Batcher) Enqueue(e Event) error {
 	default:
 		return ErrUnavailable
 	}
+	b.wakeIfFull()
+	return nil
+}
+
+// wakeIfFull wakes the writer early when a whole batch is waiting.
+func (b *Batcher) wakeIfFull() {
 	if len(b.queue) >= b.opts.MaxBatch {
-		select { // wake the writer early: a whole batch is waiting
+		select {
 		case b.full <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
 // Healthy reports whether the writer is keeping up.
@@ -105,8 +125,12 @@ func (b *Batcher) QueueDepth() int { return len(b.queue) }
 // full batch queued) and then takes what is queued, instead of receiving event by event:
 // a send to the buffered queue with no receiver waiting wakes nobody, so the hot path
 // does not pay a goroutine wake-up per token read.
+//
+// Run also starts the sealer (reads.go), which turns counted reads into events once per
+// window.
 func (b *Batcher) Run(ctx context.Context) {
 	defer close(b.done)
+	go b.seal(ctx)
 	batch := make([]Event, 0, b.opts.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -176,7 +200,23 @@ func (b *Batcher) write(ctx context.Context, batch []Event) {
 	}
 }
 
+// drain writes what is queued, then the groups the sealer closed on Stop.
 func (b *Batcher) drain(ctx context.Context, batch []Event) {
+	select {
+	case <-b.sealed:
+	case <-ctx.Done():
+		return
+	}
+	b.drainQueue(ctx, batch)
+	pending := b.takePending()
+	for len(pending) > 0 && ctx.Err() == nil {
+		n := min(len(pending), b.opts.MaxBatch)
+		b.write(ctx, pending[:n])
+		pending = pending[n:]
+	}
+}
+
+func (b *Batcher) drainQueue(ctx context.Context, batch []Event) {
 	for {
 		select {
 		case e := <-b.queue:

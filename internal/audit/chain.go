@@ -20,7 +20,8 @@ const (
 	ConnectionReconnected  = "connection.reconnected"
 	ConnectionNeedsReauth  = "connection.needs_reauth" // put into needs_reauth by a provider change; ErrorCode is the reason
 	TokenRefresh           = "token.refresh"
-	TokenRead              = "token.read"
+	TokenRead              = "token.read"    // aggregated: Data is ReadData (reads.go)
+	ProxyRequest           = "proxy.request" // a forwarded request, aggregated like token.read
 	ProviderUpdated        = "provider.updated"
 	ProviderDeleted        = "provider.deleted"
 	APIKeyCreated          = "api_key.created"
