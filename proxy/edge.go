@@ -51,14 +51,17 @@ type edge struct {
 	ips     *ratelimit.Set[netip.Prefix] // by client address: IPv4 /32, IPv6 /64 (ratelimit.ClientPrefix)
 	dpop    *dpop.Verifier
 	jkts    *jktCache
+	limits  limitDetails // the 429s' details (ratelimit.go)
 }
 
 // initEdge builds the edge and the forwarder; New calls it after the options.
 func (s *Server) initEdge() error {
 	ec := s.cfg.Edge
 	e := &edge{trusted: ec.TrustedProxies}
-	e.keys = ratelimit.NewSet[string](ec.PerKey.OrDefault(DefaultPerKeyLimit), 100_000, s.now)
-	e.ips = ratelimit.NewSet[netip.Prefix](ec.PerIP.OrDefault(DefaultPerIPLimit), 100_000, s.now)
+	perKey, perIP := ec.PerKey.OrDefault(DefaultPerKeyLimit), ec.PerIP.OrDefault(DefaultPerIPLimit)
+	e.keys = ratelimit.NewSet[string](perKey, 100_000, s.now)
+	e.ips = ratelimit.NewSet[netip.Prefix](perIP, 100_000, s.now)
+	e.limits = newLimitDetails(perKey, perIP) // ratelimit.go
 	// The jtis of accepted proofs go to the database, so that every replica refuses a replay.
 	v, err := dpop.New(dpop.Options{Window: ec.DPoPWindow, Nonces: ec.DPoPNonces, Now: s.now, Replay: s.store,
 		ReplayPerKey: ec.DPoPPerKey})

@@ -101,6 +101,11 @@ func TestRateLimits(t *testing.T) {
 		res, body := send(t, srv.URL, "GET", "/v1/connections", bearerHdr(reader), nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		require.Contains(t, string(body), `"code":"rate_limited"`)
+		// The detail names the limit and the setting that changes it, never the key.
+		require.Contains(t, string(body),
+			`"detail":"per-key limit 0.6/m, burst 3 exceeded for this API key; raise AUTHPIPE_RATE_LIMIT_PER_KEY"`)
+		require.NotContains(t, string(body), reader)
+		require.NotContains(t, string(body), "apk_")
 		ra, err := strconv.Atoi(res.Header.Get("Retry-After"))
 		require.NoError(t, err)
 		require.Greater(t, ra, 60, "one token per 100 s")
@@ -117,9 +122,12 @@ func TestRateLimits(t *testing.T) {
 			require.Equal(t, 401, res.StatusCode)
 		}
 		// Rotating X-Forwarded-For from an untrusted peer buys nothing.
-		res, _ := send(t, srv.URL, "GET", "/v1/connections", bearerHdr(bad, "X-Forwarded-For", "198.51.100.99"), nil)
+		res, body := send(t, srv.URL, "GET", "/v1/connections", bearerHdr(bad, "X-Forwarded-For", "198.51.100.99"), nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		require.NotEmpty(t, res.Header.Get("Retry-After"))
+		require.Contains(t, string(body), `"detail":"too many failed authentications from this client address `+
+			`(per-IP limit 0.6/m, burst 2); raise AUTHPIPE_RATE_LIMIT_PER_IP"`)
+		require.NotContains(t, string(body), "127.0.0.1")
 		// Even a valid key from that address waits: the address is refused before hashing.
 		res, _ = send(t, srv.URL, "GET", "/v1/connections", bearerHdr(reader), nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
@@ -157,6 +165,12 @@ func TestRateLimits(t *testing.T) {
 			require.NotEqual(t, http.StatusTooManyRequests, callback("2001:db8:1:2::"+strconv.Itoa(i)))
 		}
 		require.Equal(t, http.StatusTooManyRequests, callback("2001:db8:1:2:ffff:ffff:ffff:ffff"), "same /64")
+		res, body := send(t, srv.URL, "GET", "/v1/oauth/callback?state=unknown&code=x",
+			http.Header{"X-Forwarded-For": {"2001:db8:1:2::9"}}, nil)
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+		require.Contains(t, string(body),
+			`"detail":"per-IP limit 0.6/m, burst 2 exceeded for this client address; raise AUTHPIPE_RATE_LIMIT_PER_IP"`)
+		require.NotContains(t, string(body), "2001:db8")
 		require.NotEqual(t, http.StatusTooManyRequests, callback("2001:db8:1:3::1"), "the next /64")
 
 		require.NotEqual(t, http.StatusTooManyRequests, callback("198.51.100.20"))

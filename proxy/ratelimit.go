@@ -3,6 +3,7 @@ package proxy
 import (
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -21,12 +22,42 @@ var (
 	DefaultPerIPLimit  = ratelimit.Limit{Rate: 20, Burst: 100}
 )
 
-func rateLimited(c *gin.Context, wait time.Duration) {
+// The settings that change the limits, named in a 429's detail (internal/config).
+const (
+	settingPerKeyLimit = "AUTHPIPE_RATE_LIMIT_PER_KEY"
+	settingPerIPLimit  = "AUTHPIPE_RATE_LIMIT_PER_IP"
+)
+
+// limitDetails are the details of the edge's 429s, built once: each names the limit that
+// applied and the setting that changes it, never the key or the address.
+type limitDetails struct {
+	perKey, perIP, authFailures string
+}
+
+func newLimitDetails(perKey, perIP ratelimit.Limit) limitDetails {
+	return limitDetails{
+		perKey: "per-key limit " + describeLimit(perKey) + " exceeded for this API key; raise " + settingPerKeyLimit,
+		perIP:  "per-IP limit " + describeLimit(perIP) + " exceeded for this client address; raise " + settingPerIPLimit,
+		authFailures: "too many failed authentications from this client address (per-IP limit " + describeLimit(perIP) +
+			"); raise " + settingPerIPLimit,
+	}
+}
+
+// describeLimit renders a limit as the settings spell it: "1000/s, burst 2000".
+func describeLimit(l ratelimit.Limit) string {
+	rate, unit := l.Rate, "/s"
+	if rate < 1 {
+		rate, unit = rate*60, "/m"
+	}
+	return strconv.FormatFloat(math.Round(rate*1000)/1000, 'f', -1, 64) + unit + ", burst " + strconv.Itoa(l.Burst)
+}
+
+func rateLimited(c *gin.Context, wait time.Duration, detail string) {
 	secs := int(math.Ceil(wait.Seconds()))
 	if secs < 1 {
 		secs = 1
 	}
-	fail(c, problem.ErrRateLimited.WithRetryAfter(secs))
+	fail(c, problem.ErrRateLimited.WithDetail(detail).WithRetryAfter(secs))
 }
 
 // limitByIP limits unauthenticated routes (connect, callback) per client address (an IPv6
@@ -34,7 +65,7 @@ func rateLimited(c *gin.Context, wait time.Duration) {
 // anything touches the database.
 func (s *Server) limitByIP(c *gin.Context) {
 	if wait, ok := s.edge.ips.Allow(ratelimit.ClientPrefix(clientIP(c))); !ok {
-		rateLimited(c, wait)
+		rateLimited(c, wait, s.edge.limits.perIP)
 		return
 	}
 	c.Next()
@@ -46,7 +77,7 @@ func (s *Server) limitByIP(c *gin.Context) {
 func (s *Server) limitAuthFailures(c *gin.Context) {
 	ip := ratelimit.ClientPrefix(clientIP(c))
 	if wait, ok := s.edge.ips.Check(ip); !ok {
-		rateLimited(c, wait)
+		rateLimited(c, wait, s.edge.limits.authFailures)
 		return
 	}
 	c.Next()
@@ -72,7 +103,7 @@ func (s *Server) limitByKey(c *gin.Context) {
 		return
 	}
 	if wait, ok := s.edge.keys.Allow(p.KeyID); !ok {
-		rateLimited(c, wait)
+		rateLimited(c, wait, s.edge.limits.perKey)
 		return
 	}
 	c.Next()
