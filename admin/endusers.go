@@ -38,18 +38,20 @@ var ErrInvalidEndUserID = problem.ErrInvalidRequest.WithField("end_user_id", "1â
 // ConnectionView is a connection's metadata as the API and the CLI show it (API.md
 // Connections): no secret, revoke_pending shown as disconnected.
 type ConnectionView struct {
-	ID               string     `json:"id"`
-	Provider         string     `json:"provider"`
-	EndUserID        string     `json:"end_user_id"`
-	AuthMode         string     `json:"auth_mode"`
-	Status           string     `json:"status"`
-	Reason           string     `json:"reason,omitempty"` // why it is needs_reauth or error, when recorded
-	Scopes           []string   `json:"scopes"`
-	CredentialPrefix string     `json:"credential_prefix"`
-	ExpiresAt        *time.Time `json:"expires_at"`
-	LastRefreshedAt  *time.Time `json:"last_refreshed_at"`
-	CreatedAt        time.Time  `json:"created_at"`
-	UpdatedAt        time.Time  `json:"updated_at"`
+	ID               string   `json:"id"`
+	Provider         string   `json:"provider"`
+	EndUserID        string   `json:"end_user_id"`
+	AuthMode         string   `json:"auth_mode"`
+	Status           string   `json:"status"`
+	Reason           string   `json:"reason,omitempty"` // why it is needs_reauth or error, when recorded
+	Scopes           []string `json:"scopes"`
+	CredentialPrefix string   `json:"credential_prefix"`
+	// WebhookSecretPrefix masks the provider webhook signing secret (package inbound).
+	WebhookSecretPrefix string     `json:"webhook_secret_prefix,omitempty"`
+	ExpiresAt           *time.Time `json:"expires_at"`
+	LastRefreshedAt     *time.Time `json:"last_refreshed_at"`
+	CreatedAt           time.Time  `json:"created_at"`
+	UpdatedAt           time.Time  `json:"updated_at"`
 }
 
 // UTC is t in UTC (nil stays nil).
@@ -73,7 +75,8 @@ func ViewOf(c store.Connection) ConnectionView {
 		reason = c.StatusReason
 	}
 	return ConnectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
-		Reason: reason, Scopes: scopes, CredentialPrefix: c.CredentialPrefix, ExpiresAt: UTC(c.ExpiresAt),
+		Reason: reason, Scopes: scopes, CredentialPrefix: c.CredentialPrefix, WebhookSecretPrefix: c.WebhookSecretPrefix,
+		ExpiresAt:       UTC(c.ExpiresAt),
 		LastRefreshedAt: UTC(c.LastRefreshedAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/oauth2"
+
+	"github.com/authpipe/authpipe-proxy/internal/webhookverify"
 )
 
 //go:embed providers.yaml
@@ -125,6 +127,11 @@ type Provider struct {
 	APIKeyHeader        string     `yaml:"api_key_header,omitempty" json:"api_key_header,omitempty"`
 	APIKeyFormat        string     `yaml:"api_key_format,omitempty" json:"api_key_format,omitempty"`
 	APIKeyBasicUsername string     `yaml:"api_key_basic_username,omitempty" json:"api_key_basic_username,omitempty"`
+
+	// Webhook is the signature scheme of the webhooks the provider sends
+	// (POST /v1/inbound/{provider}/{connection_id} verifies it); nil when the catalog
+	// declares none. The scheme is read from the catalog entry, never from a workspace.
+	Webhook *webhookverify.Scheme `yaml:"webhook,omitempty" json:"webhook,omitempty"`
 }
 
 // Catalog is the parsed, validated set of built-in provider templates. It is immutable:
@@ -167,6 +174,11 @@ func ParseCatalog(data []byte) (*Catalog, error) {
 		if err := p.Validate(); err != nil {
 			return nil, fmt.Errorf("catalog entry %d: %w", i, err)
 		}
+		if p.Webhook != nil {
+			if err := p.Webhook.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: %q: webhook: %w", ErrInvalidProvider, p.Name, err)
+			}
+		}
 		if _, dup := c.byName[p.Name]; dup {
 			return nil, fmt.Errorf("%w: %q: duplicate name", ErrInvalidProvider, p.Name)
 		}
@@ -204,6 +216,10 @@ func (p Provider) Clone() Provider {
 	p.Pins = slices.Clone(p.Pins)
 	p.AuthorizationParams = maps.Clone(p.AuthorizationParams)
 	p.StaticHeaders = maps.Clone(p.StaticHeaders)
+	if p.Webhook != nil {
+		w := *p.Webhook
+		p.Webhook = &w
+	}
 	return p
 }
 

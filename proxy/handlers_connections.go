@@ -9,6 +9,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
+	"github.com/authpipe/authpipe-proxy/inbound"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -30,6 +31,8 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		Provider  string       `json:"provider"`
 		EndUserID string       `json:"end_user_id"`
 		APIKey    vault.Secret `json:"api_key"`
+		// WebhookSecret is the provider's webhook signing secret (package inbound), optional.
+		WebhookSecret vault.Secret `json:"webhook_secret"`
 	}
 	if !bindJSON(c, &req) {
 		return
@@ -43,6 +46,9 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		return
 	case req.APIKey.IsZero() || req.APIKey.Len() > 8192:
 		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB"))
+		return
+	case !req.WebhookSecret.IsZero() && req.WebhookSecret.Len() > inbound.MaxSecretLen:
+		fail(c, inbound.CheckSecret("webhook_secret", req.WebhookSecret))
 		return
 	}
 	ctx := c.Request.Context()
@@ -71,7 +77,16 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		AccessOrigins: store.StoredOrigins(origins), UpdatedAt: now}
 	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionCreated, Actor: p.KeyID,
 		ConnectionID: conn.ID, Outcome: audit.Success, Data: audit.Data("provider", req.Provider)}
-	if err := s.store.CreateConnection(ctx, conn, cred, ev); err != nil {
+	if req.WebhookSecret.IsZero() {
+		err = s.store.CreateConnection(ctx, conn, cred, ev)
+	} else { // sealed first: a KMS failure writes nothing; then one transaction
+		var sec store.WebhookSigningSecret
+		if sec, err = s.inbound.svc.SealConnectionSecret(ctx, p.WorkspaceID, conn.ID, req.WebhookSecret); err == nil {
+			conn.WebhookSecretPrefix = sec.Prefix
+			err = s.store.CreateConnectionWithWebhookSecret(ctx, conn, cred, sec, ev)
+		}
+	}
+	if err != nil {
 		fail(c, err)
 		return
 	}

@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	kekAPI{keks: s.admin.KEKs()}.routes(api)
 	auditAPI{svc: s.admin, log: s.log, metrics: s.metrics}.routes(api)
 	deploymentAPI{store: s.store}.routes(api) // handlers_deployment.go: GET /v1/deployment
+	s.inbound.routes(api)                     // handlers_inbound.go: provider webhook signing secrets
 
 	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
 	// key: the session id and the state (with the flow cookie) are their capabilities.
@@ -56,6 +57,7 @@ func (s *Server) routes() {
 	pub.GET("/connect/:session", s.connect.handlePage)
 	pub.POST("/connect/:session", s.connect.handleStart)
 	pub.GET("/oauth/callback", s.connect.handleCallback)
+	s.inbound.publicRoutes(pub) // POST /v1/inbound/{provider}/{connection_id}: providers' webhooks
 }
 
 // newEngine is a gin engine with the middleware every route has.

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/admin"
+	"github.com/authpipe/authpipe-proxy/inbound"
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/health"
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
@@ -94,6 +95,7 @@ type Server struct {
 	oauth     providerClients  // provider_client.go: the connect flows' provider client
 	connect   *connectAPI      // handlers_connect.go
 	life      *lifecycleAPI    // handlers_lifecycle.go
+	inbound   inboundAPI       // handlers_inbound.go
 
 	clientCertBinding bool       // clientcert.go: WithClientCertBinding
 	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients
@@ -138,6 +140,11 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if err := s.initMetrics(); err != nil {
 		return nil, err
 	}
+	webhooks, err := inbound.New(deps.Store, deps.Creds, deps.Providers, s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.inbound = inboundAPI{svc: webhooks, publicURL: cfg.PublicURL, metrics: s.metrics}
 	if err := s.initEdge(); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,8 @@ const (
 	EventRefreshFailed = "connection.refresh_failed"
 	EventCreated       = "connection.created"
 	EventDisconnected  = "connection.disconnected"
+	// EventProviderWebhook relays a provider's verified webhook (package inbound).
+	EventProviderWebhook = "provider.webhook"
 )
 
 // WebhookPayload is the JSON body of every webhook: identifiers and codes, never a
@@ -42,6 +44,10 @@ type WebhookData struct {
 	Provider     string `json:"provider,omitempty"`
 	ErrorCode    string `json:"error_code,omitempty"`
 	Reconnected  bool   `json:"reconnected,omitempty"`
+	// ProviderEventID and Body are set on provider.webhook: the provider's event id (when
+	// its scheme locates one) and the delivery's body exactly as received.
+	ProviderEventID string `json:"provider_event_id,omitempty"`
+	Body            string `json:"body,omitempty"`
 }
 
 // MapEvent turns an audit event into a webhook: connection.created (and reconnected),

@@ -31,7 +31,9 @@ const (
 	fieldPKCEVerifier  = "pkce_verifier"
 	fieldClientSecret  = "client_secret"
 	fieldWebhookSecret = "webhook_secret"
-	fieldProxyKey      = "key"
+	// fieldProviderWebhookSecret: a provider's signing secret for the webhooks it sends.
+	fieldProviderWebhookSecret = "provider_webhook_secret"
+	fieldProxyKey              = "key"
 )
 
 // originsPart introduces the origins in the associated data of a bound value.
@@ -76,6 +78,14 @@ func ClientSecretBinding(workspaceID, providerID string, origins Origins) Bindin
 // workspace is its own owner.
 func WebhookSecretBinding(workspaceID string) Binding {
 	return Binding{WorkspaceID: workspaceID, OwnerID: workspaceID, Field: fieldWebhookSecret}
+}
+
+// ProviderWebhookSecretBinding is where a provider's sealed webhook signing secret
+// belongs: ownerID is the connection it verifies deliveries for, or the provider
+// configuration's row id for an app-level secret (Slack's signing secret). It is bound to
+// no origin: the proxy only computes MACs with it and never sends it anywhere.
+func ProviderWebhookSecretBinding(workspaceID, ownerID string) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: ownerID, Field: fieldProviderWebhookSecret}
 }
 
 // ProxyKeyBinding is where one of the proxy's own sealed keys belongs (kid is the key's id).

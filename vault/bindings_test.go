@@ -24,7 +24,9 @@ func TestBindingsEncodeAsStored(t *testing.T) {
 		"pkce verifier":  {PKCEVerifierBinding("ws_1", "cs_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "cs_1", Field: "pkce_verifier"}},
 		"client secret":  {ClientSecretBinding("ws_1", "prov_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "prov_1", Field: "client_secret"}},
 		"webhook secret": {WebhookSecretBinding("ws_1"), Binding{WorkspaceID: "ws_1", OwnerID: "ws_1", Field: "webhook_secret"}},
-		"proxy key":      {ProxyKeyBinding("pk_state_1"), Binding{WorkspaceID: "_system", OwnerID: "pk_state_1", Field: "key"}},
+		"provider webhook secret": {ProviderWebhookSecretBinding("ws_1", "conn_1"),
+			Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "provider_webhook_secret"}},
+		"proxy key": {ProxyKeyBinding("pk_state_1"), Binding{WorkspaceID: "_system", OwnerID: "pk_state_1", Field: "key"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := tc.got.validate(); err != nil {

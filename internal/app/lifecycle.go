@@ -225,6 +225,10 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 		_, err := a.Store.DeleteExpiredDPoPJTIs(ctx, a.clock(), 5000)
 		return err
 	})
+	job("inbound-webhooks", time.Minute, func(ctx context.Context) error { // replay records past their window
+		_, err := a.Store.DeleteExpiredInboundWebhookSeen(ctx, a.clock(), 5000)
+		return err
+	})
 	c.Start()
 	return func() { <-c.Stop().Done() }
 }

@@ -36,6 +36,7 @@ var rank = map[string]int{
 	"refresher":      50,
 	"providers":      50,
 	"admin":          50,
+	"inbound":        55, // provider webhooks: secrets, verification, relay (uses providers and refresher's envelope)
 	"proxy":          60,
 	"internal/app":   70,
 	"cmd":            80,

@@ -45,6 +45,7 @@ type Metrics struct {
 
 	tokenReads map[[2]string]prometheus.Counter
 	refreshes  *prometheus.CounterVec
+	inbound    *prometheus.CounterVec
 	providers  atomic.Pointer[map[string]struct{}]
 	catalog    prometheus.Gauge
 	sweepDone  prometheus.Gauge
@@ -77,6 +78,9 @@ func New(info BuildInfo) *Metrics {
 		httpObs: map[httpKey]prometheus.Observer{},
 		refreshes: f.counterVec("token_refreshes_total",
 			"Token refreshes by provider (catalog name, or custom) and outcome.", "provider", "outcome"),
+		inbound: f.counterVec("inbound_webhooks_total",
+			"Provider webhooks received by provider (catalog name, or custom) and outcome (relayed, or the refusal reason).",
+			"provider", "outcome"),
 		catalog: f.gauge("provider_catalog_size", "Number of provider templates in the built-in catalog."),
 		sweepDone: f.gauge("refresh_sweep_last_success_timestamp_seconds",
 			"Unix time at which the last refresh sweep of this process ran to completion (0 before the first)."),
@@ -229,6 +233,12 @@ func (m *Metrics) Refresh(provider, outcome string) {
 // authpipe_refresh_sweep_last_success_timestamp_seconds.
 func (m *Metrics) SweepCompleted(at time.Time) {
 	m.sweepDone.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// InboundWebhook counts one provider webhook: outcome is "relayed", a refusal reason
+// (inbound and webhookverify constants: a fixed set) or "error".
+func (m *Metrics) InboundWebhook(provider, outcome string) {
+	m.inbound.WithLabelValues(m.ProviderLabel(provider), outcome).Inc()
 }
 
 // ---- audit, caches ----

@@ -152,13 +152,16 @@ type Connection struct {
 	StatusReason     string
 	Scopes           Strings
 	CredentialPrefix string
-	ExpiresAt        *time.Time
-	LastRefreshedAt  *time.Time
-	NextRefreshAt    *time.Time
-	DisconnectedAt   *time.Time
-	Version          int64
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// WebhookSecretPrefix is the masked prefix of the connection's provider webhook signing
+	// secret ('' when it has none; inbound_webhooks.go).
+	WebhookSecretPrefix string
+	ExpiresAt           *time.Time
+	LastRefreshedAt     *time.Time
+	NextRefreshAt       *time.Time
+	DisconnectedAt      *time.Time
+	Version             int64
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
 }
 
 // TableName implements gorm's tabler.
