@@ -18,7 +18,9 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	const clientSecretSentinel = "SENTINELclientsecret0123456789"
 	admin := h.createKey("admin")
 	reader := h.createKey("tokens:read")
-	sentinels := []string{bootstrapKey, apiKeySentinel, clientSecretSentinel, admin, reader}
+	const webhookSecretSentinel = "whsec_SENTINELwebhook0123456789"
+	const webhookSecretSentinel2 = "whsec_SENTINELwebhookrotated0123"
+	sentinels := []string{bootstrapKey, apiKeySentinel, clientSecretSentinel, admin, reader, webhookSecretSentinel, webhookSecretSentinel2}
 
 	// Providers, including invalid ones carrying the secret.
 	prov := map[string]any{
@@ -46,6 +48,20 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	h.expect(h.do("POST", "/v1/connections", admin, `{"provider":"stripe","api_key":"`+apiKeySentinel+`"`), 400, "invalid_request")
 	h.do("GET", "/v1/connections", reader, nil)
 	h.do("GET", "/v1/connections/"+id, reader, nil)
+
+	// Provider webhook signing secrets (package inbound): at creation, rotated, on a
+	// provider configuration, refused deliveries carrying them.
+	wc := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{
+		"provider": "github-pat", "end_user_id": "u2", "api_key": apiKeySentinel, "webhook_secret": webhookSecretSentinel}), 201, "")
+	require.Equal(t, webhookSecretSentinel[:4], wc.Body["webhook_secret_prefix"])
+	wid := wc.Body["id"].(string)
+	h.expect(h.do("PUT", "/v1/connections/"+wid+"/webhook-secret", admin, map[string]any{
+		"secret": webhookSecretSentinel2, "keep_previous": true}), 200, "")
+	h.expect(h.do("PUT", "/v1/connections/"+wid+"/webhook-secret", admin, `{"secret":12,"x":"`+webhookSecretSentinel+`"}`), 400, "invalid_request")
+	h.expect(h.do("PUT", "/v1/providers/acme/webhook-secret", admin, map[string]any{"secret": webhookSecretSentinel}), 200, "")
+	h.do("GET", "/v1/connections/"+wid+"/webhook-secret", admin, nil)
+	h.expect(h.do("POST", "/v1/inbound/github-pat/"+wid, "", webhookSecretSentinel), 401, "invalid_signature")
+	h.do("DELETE", "/v1/connections/"+wid+"/webhook-secret/previous", admin, nil)
 	tok := h.expect(h.do("GET", "/v1/connections/"+id+"/token", reader, nil), 200, "")
 	require.Equal(t, apiKeySentinel, tok.Body["api_key"], "the token endpoint is the one place it may appear")
 	h.do("GET", "/v1/connections/"+id+"/token", admin+"x", nil)
