@@ -52,7 +52,7 @@ func (s *Service) merge(key, template string, overrides map[string]json.RawMessa
 		_ = json.Unmarshal(b, &merged)
 	}
 	for k, v := range overrides {
-		if !slices.Contains(workspaceFields, k) {
+		if !slices.Contains(workspaceFields, k) && k != "webhook" { // the provider's scheme is the catalog's (package inbound)
 			merged[k] = v
 		}
 	}

@@ -80,6 +80,9 @@ func TestInboundWebhooks(t *testing.T) {
 			now := time.Now()
 			body := `{"id":"evt_1","type":"invoice.paid"}`
 
+			// A link scanner's GET consumes nothing.
+			h.expect(h.do("GET", path, "", nil), 405, "method_not_allowed")
+
 			// No endpoint yet: the provider is told to retry (409), nothing is remembered.
 			h.expect(postInbound(t, h, path, stripeSign(secret, now, body), body), 409, "webhook_endpoint_missing")
 			ep := h.expect(h.do("PUT", "/v1/webhooks", bootstrapKey, map[string]any{"url": recv.URL + "/hook"}), 200, "")
