@@ -191,4 +191,3 @@ func sortedKeys(m map[string]string) []string {
 	}
 	return out
 }
-
