@@ -19,6 +19,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/inbound"
 	"github.com/authpipe/authpipe-proxy/internal/webhooksig"
 	"github.com/authpipe/authpipe-proxy/refresher"
+	authpipe "github.com/authpipe/authpipe-proxy/sdk/go"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
@@ -53,7 +54,8 @@ func postInbound(t *testing.T, h *harness, path, sig, body string) resp {
 // A provider webhook is verified as the catalog declares (Stripe here; every scheme is
 // covered in internal/webhookverify), refused when forged, tampered, stale, replayed on
 // another replica, or signed with a retired secret, and relayed through the outbox to the
-// workspace's endpoint in the proxy's own signed envelope, from another instance after a
+// workspace's endpoint in the proxy's own signed envelope (verified by internal/webhooksig
+// and by the Go client's WebhookVerifier), from another instance after a
 // restart. Both dialects.
 func TestInboundWebhooks(t *testing.T) {
 	for _, d := range storetest.Dialects {
@@ -136,6 +138,8 @@ func TestInboundWebhooks(t *testing.T) {
 			seen := map[string]bool{}
 			for i, r := range got {
 				require.NoError(t, webhooksig.Verify(appSecret, r.Header.Get(webhooksig.SignatureHeader), bodies[i], time.Now(), 5*time.Minute))
+				require.NoError(t, authpipe.WebhookVerifier{Secrets: []string{string(appSecret)}}.Verify(
+					r.Header.Get(authpipe.SignatureHeader), bodies[i]), "the Go client's helper verifies the relay")
 				var p refresher.WebhookPayload
 				require.NoError(t, json.Unmarshal(bodies[i], &p))
 				require.Equal(t, "provider.webhook", p.Type)
