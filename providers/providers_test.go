@@ -143,6 +143,19 @@ func TestBuildMergesTemplateAndDefaults(t *testing.T) {
 	require.Equal(t, "k", key.DisplayName)
 }
 
+// A workspace cannot declare its provider's webhook signature scheme: an override of
+// "webhook" is dropped and the template's stays (package inbound reads the catalog's).
+func TestBuildIgnoresWebhookSchemeOverride(t *testing.T) {
+	svc, _, _ := newService(t)
+	cfg, err := svc.Build(providers.Request{Key: "github", Template: "github", ClientID: "Iv1.x",
+		Overrides: map[string]json.RawMessage{"webhook": json.RawMessage(
+			`{"algorithm":"hmac-sha1","signature_header":"X-Forged","encoding":"hex","signed":"{body}"}`)}})
+	require.NoError(t, err)
+	require.NotNil(t, cfg.Webhook)
+	require.Equal(t, "X-Hub-Signature-256", cfg.Webhook.SignatureHeader)
+	require.Equal(t, "hmac-sha256", cfg.Webhook.Algorithm)
+}
+
 func TestURLPolicy(t *testing.T) {
 	allow := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	for _, tc := range []struct {
