@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -97,34 +96,6 @@ func safeToken(s string, max int) bool {
 func isTooLarge(err error) bool {
 	var mbe *http.MaxBytesError
 	return errors.As(err, &mbe)
-}
-
-// accessLog writes one line per request: the route template (never the raw URL, whose
-// query could carry a token), status, latency, request id, workspace and key id.
-func accessLog(log *slog.Logger) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		start := time.Now()
-		c.Next()
-		if !log.Enabled(c.Request.Context(), slog.LevelInfo) {
-			return // below the configured level: build nothing (the hot path's allocations)
-		}
-		route := c.FullPath()
-		if route == "" {
-			route = "unmatched"
-		}
-		attrs := []slog.Attr{
-			slog.String("method", c.Request.Method),
-			slog.String("route", route),
-			slog.Int("status", c.Writer.Status()),
-			slog.Duration("latency", time.Since(start)),
-			slog.String("request_id", requestIDOf(c)),
-		}
-		if r := requestOf(c); r.authed {
-			p := r.principal
-			attrs = append(attrs, slog.String("workspace", p.WorkspaceID), slog.String("key_id", p.KeyID))
-		}
-		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
-	}
 }
 
 // recovery turns a panic into a 500 without echoing the panic value to the client or the

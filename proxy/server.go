@@ -38,6 +38,9 @@ type Config struct {
 	// SeparateOps serves /healthz, /readyz and /metrics on OpsHandler only (their own
 	// listener, AUTHPIPE_OPS_LISTEN_ADDR); otherwise Handler serves them too.
 	SeparateOps bool
+	// AccessLog is the access log's mode: AccessLogSummary (also ""), AccessLogAll or
+	// AccessLogOff (accesslog.go, AUTHPIPE_ACCESS_LOG).
+	AccessLog string
 }
 
 // Deps are the lower layers the server drives.

@@ -35,9 +35,11 @@ func tokenRouteAllocs(t *testing.T) float64 {
 }
 
 // maxTokenReadAllocs pins the hot path's allocations (request state, request id, API-key
-// hash, sealed-row copy, plaintext, response body, audit event, access-log line; the bench
-// harness's figures in docs/BENCHMARKS.md depend on it). Raise it only with a reason.
-const maxTokenReadAllocs = 13
+// hash, sealed-row copy, plaintext, response body; the bench harness's figures in
+// docs/BENCHMARKS.md depend on it). Raise it only with a reason. It was 13 until issue 18:
+// a counted read (internal/audit/reads.go) and the summarised access log (accesslog.go,
+// AUTHPIPE_ACCESS_LOG=summary) allocate nothing per successful read.
+const maxTokenReadAllocs = 11
 
 func TestTokenRouteAllocations(t *testing.T) {
 	n := tokenRouteAllocs(t)

@@ -216,6 +216,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Dev:                !cfg.Production(),
 		OutboundAllowCIDRs: cfg.OutboundAllowCIDRs,
 		SeparateOps:        cfg.OpsListenAddr != "",
+		AccessLog:          cfg.AccessLog,
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Providers: a.Providers,

@@ -66,6 +66,7 @@ const (
 	EnvShutdownDelay               = "AUTHPIPE_SHUTDOWN_DELAY"
 	EnvLogLevel                    = "AUTHPIPE_LOG_LEVEL"
 	EnvLogFormat                   = "AUTHPIPE_LOG_FORMAT"
+	EnvAccessLog                   = "AUTHPIPE_ACCESS_LOG"
 )
 
 // MaxRetention is the longest a disconnected credential may be kept for reconnection.
@@ -143,6 +144,7 @@ type Config struct {
 	ShutdownDelay time.Duration
 	LogLevel      slog.Level
 	LogFormat     LogFormat
+	AccessLog     string // summary, all or off
 }
 
 // Production reports whether the production profile is selected.

@@ -454,6 +454,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvShutdownDelay:               "0s",
 		config.EnvLogLevel:                    "debug",
 		config.EnvLogFormat:                   "text",
+		config.EnvAccessLog:                   "all",
 	}
 	require.Len(t, values, len(config.Settings()), "a value for every setting")
 

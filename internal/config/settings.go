@@ -140,6 +140,18 @@ func Settings() []Setting {
 				parse: func(c *Config, raw string) string { c.LogFormat = LogFormat(strings.ToLower(raw)); return "" },
 				show:  func(c *Config) string { return string(c.LogFormat) },
 			}),
+		setting(EnvAccessLog, "summary", "Access log: `summary` writes one line per non-2xx answer and, every 10 s, one line per method, route and status counting the 2xx answers (with mean and slowest latency); `all` writes one line per request; `off` none. Per-request lines cost measurable time at high request rates (`go test -bench BenchmarkAccessLog ./proxy`).",
+			field{
+				parse: func(c *Config, raw string) string {
+					switch v := strings.ToLower(raw); v {
+					case "summary", "all", "off":
+						c.AccessLog = v
+						return ""
+					}
+					return fmt.Sprintf("%q is not summary, all or off", raw)
+				},
+				show: func(c *Config) string { return c.AccessLog },
+			}),
 	}
 }
 
