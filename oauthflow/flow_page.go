@@ -21,6 +21,11 @@ type Page struct {
 	Application string
 	// FormToken goes back in the form's POST (FlowKeys.FormToken).
 	FormToken string
+	// Mode is the provider's auth mode: oauth2 (a button to the provider's sign-in) or
+	// api_key (a form for the key, SubmitAPIKey).
+	Mode AuthMode
+	// ReturnURL is where the flow ends (the session's return URL, or "").
+	ReturnURL string
 }
 
 // Preview checks session id as Start does (its MAC, then that it exists, is unused and
@@ -46,7 +51,7 @@ func (f *Flows) Preview(ctx context.Context, id string) (Page, error) {
 	if name == "" {
 		name = cs.Provider
 	}
-	return Page{Provider: name, Application: ws.Name, FormToken: token}, nil
+	return Page{Provider: name, Application: ws.Name, FormToken: token, Mode: cfg.AuthMode, ReturnURL: cs.ReturnURL}, nil
 }
 
 // pendingSession returns session id when it may still be started: its MAC holds (checked

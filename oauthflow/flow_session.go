@@ -53,15 +53,23 @@ func (f *Flows) createSession(ctx context.Context, r SessionRequest, reconnectID
 	if err != nil {
 		return store.ConnectSession{}, err
 	}
-	if cfg.AuthMode != AuthModeOAuth2 || cfg.ClientID == "" {
-		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id")
-	}
-	if len(cfg.Placeholders()) > 0 {
+	var callback string
+	switch {
+	case cfg.AuthMode == AuthModeAPIKey && reconnectID == "":
+		// The hosted page asks the end user for the key (SubmitAPIKey): no provider round trip.
+		if r.CallbackURL != "" {
+			return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("an api_key provider's session has no callback_url")
+		}
+	case cfg.AuthMode != AuthModeOAuth2 || cfg.ClientID == "":
+		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id, nor an api_key provider")
+	case len(cfg.Placeholders()) > 0:
 		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "the provider's URLs still contain placeholders")
-	}
-	callback, ok := pickURL(r.CallbackURL, cfg.CallbackURLs)
-	if !ok || callback == "" {
-		return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("callback_url must be one of the provider's callback_urls, exactly")
+	default:
+		var ok bool
+		callback, ok = pickURL(r.CallbackURL, cfg.CallbackURLs)
+		if !ok || callback == "" {
+			return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("callback_url must be one of the provider's callback_urls, exactly")
+		}
 	}
 	ret, ok := pickURL(r.ReturnURL, cfg.ReturnURLs)
 	if !ok {
@@ -139,6 +147,9 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 	cfg, err := f.providers.FlowConfig(ctx, cs.WorkspaceID, cs.Provider)
 	if err != nil {
 		return Started{}, err
+	}
+	if cfg.AuthMode != AuthModeOAuth2 {
+		return Started{}, problem.ErrInvalidRequest.WithDetail("this connect link asks for an API key, not a sign-in")
 	}
 	state, stateHash, err := f.keys.NewState(ctx) // MAC'd under a state key
 	if err != nil {

@@ -39,6 +39,8 @@ type FlowStore interface {
 	ConsumeConnectSession(ctx context.Context, id string, stateHash []byte, now time.Time) error
 	SaveOAuthConnection(ctx context.Context, conn store.Connection, cred store.Credential, reconnect bool,
 		evs ...audit.Event) (store.Connection, error)
+	ConnectWithSession(ctx context.Context, sessionID string, c store.Connection, cred store.Credential, now time.Time,
+		evs ...audit.Event) error
 }
 
 var _ FlowStore = (*store.Store)(nil)

@@ -37,6 +37,25 @@ var pageStrings = map[string]struct{ Title, Body string }{
 		"Nothing was stored. Go back to the application and try again; if it keeps happening, tell the application's support team."},
 }
 
+// connectStrings are the connect page's and the result page's words (connect_pages.go).
+var connectStrings = map[string]string{
+	"connect":       "Connect",
+	"asks":          "asks to connect your",
+	"account":       "account.",
+	"signInIntro":   "You will sign in at",
+	"continueTo":    "Continue to",
+	"keyIntro":      "Paste your API key below. It goes to this secure service only, never to the application itself.",
+	"keyLabel":      "API key",
+	"keyHint":       "You can find or create an API key in your account settings at the provider.",
+	"keySubmit":     "Connect",
+	"connected":     "Connected",
+	"connectedBody": "The account is connected. You can close this window.",
+	"connection":    "Connection:",
+	"failed":        "Connection failed",
+	"failedBody":    "The provider did not grant access. You can close this window and try again.",
+	"error":         "Error:",
+}
+
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>{{.Title}}</title>
 <style nonce="{{.Nonce}}">body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}code{color:#555}</style></head>

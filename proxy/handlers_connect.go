@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,10 +9,10 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
-	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/providers"
+	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -97,27 +96,8 @@ func (a *connectAPI) handlePage(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	nonce := ids.Random(16)
-	h := c.Writer.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+nonce+"'; base-uri 'none'; frame-ancestors 'none'")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "same-origin") // the POST carries Origin and Referer; the provider gets neither path nor query
-	h.Set("X-Frame-Options", "DENY")
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	c.Status(http.StatusOK)
-	_ = connectPage.Execute(c.Writer, map[string]string{"Nonce": nonce, "Provider": page.Provider,
-		"Application": page.Application, "Action": a.publicURL + "/v1/connect/" + c.Param("session"), "Token": page.FormToken})
+	a.renderConnectPage(c, page, c.Query("display") == displayPopup)
 }
-
-var connectPage = template.Must(template.New("connect").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Connect {{.Provider}}</title>
-<style nonce="{{.Nonce}}">body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}button{font-size:1rem;padding:.5rem 1rem}</style></head>
-<body><h1>Connect {{.Provider}}</h1>
-<p><strong id="application">{{.Application}}</strong> asks to connect your <strong id="provider">{{.Provider}}</strong> account.
-You will sign in at {{.Provider}} and choose what to allow.</p>
-<form method="post" action="{{.Action}}"><input type="hidden" name="form_token" value="{{.Token}}">
-<button type="submit" id="continue">Continue to {{.Provider}}</button></form>
-</body></html>`))
 
 // handleStart is the connect page's POST: after the origin check (the request comes from
 // a page of the public URL) and the form token, the flow is started, the flow cookie set
@@ -125,6 +105,11 @@ You will sign in at {{.Provider}} and choose what to allow.</p>
 func (a *connectAPI) handleStart(c *gin.Context) {
 	if !sameOrigin(c.Request, a.publicURL) {
 		fail(c, problem.ErrForbidden.WithDetail("the connect form must be posted from the connect page"))
+		return
+	}
+	popup := c.PostForm("display") == displayPopup
+	if _, ok := c.GetPostFormArray("api_key"); ok {
+		a.submitAPIKey(c, popup)
 		return
 	}
 	cookieName, secure := a.flowCookieName()
@@ -136,7 +121,45 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: st.Nonce, Path: "/", MaxAge: int(oauthflow.SessionLifetime / time.Second),
 		Secure: secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	if popup { // the callback ends this session's flow on the result page (finishFlow)
+		http.SetCookie(c.Writer, &http.Cookie{Name: a.popupCookieName(), Value: c.Param("session"), Path: "/",
+			MaxAge: int(oauthflow.SessionLifetime / time.Second), Secure: secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	redirect(c, st.AuthURL)
+}
+
+// submitAPIKey is the connect page's API-key form: the key goes from the end user's
+// browser to the proxy, which stores it as POST /v1/connections does.
+func (a *connectAPI) submitAPIKey(c *gin.Context, popup bool) {
+	key := vault.NewSecret(c.PostForm("api_key"))
+	done, err := a.flows.SubmitAPIKey(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), key)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	emitConnection(c.Request.Context(), a.events, controlplane.EventConnectionCreated, done.Connection, "")
+	finishFlow(c, done.Session.ReturnURL, url.Values{"connection_id": {done.Connection.ID}, "status": {"connected"}}, popup)
+}
+
+// popupCookieName names the cookie that marks a flow started in a popup: its value is the
+// session's id, so the callback of that session (and no other) ends on the result page.
+func (a *connectAPI) popupCookieName() string {
+	if _, secure := a.flowCookieName(); secure {
+		return "__Host-authpipe_popup"
+	}
+	return "authpipe_popup"
+}
+
+// popupFlow reports whether session id's flow was started in a popup, and forgets it.
+func (a *connectAPI) popupFlow(c *gin.Context, id string) bool {
+	name := a.popupCookieName()
+	v, err := c.Cookie(name)
+	if err != nil || v != id {
+		return false
+	}
+	_, secure := a.flowCookieName()
+	http.SetCookie(c.Writer, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return true
 }
 
 // sameOrigin reports whether r comes from a page of publicURL's origin: its Origin
@@ -182,8 +205,9 @@ func (a *connectAPI) handleCallback(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	popup := a.popupFlow(c, done.Session.ID)
 	if done.ErrorCode != "" {
-		finishFlow(c, done.Session.ReturnURL, url.Values{"status": {"error"}, "error": {done.ErrorCode}})
+		finishFlow(c, done.Session.ReturnURL, url.Values{"status": {"error"}, "error": {done.ErrorCode}}, popup)
 		return
 	}
 	typ := controlplane.EventConnectionCreated
@@ -191,31 +215,7 @@ func (a *connectAPI) handleCallback(c *gin.Context) {
 		typ = controlplane.EventConnectionStatusChanged // active again
 	}
 	emitConnection(ctx, a.events, typ, done.Connection, "")
-	finishFlow(c, done.Session.ReturnURL, url.Values{"connection_id": {done.Connection.ID}, "status": {"connected"}})
-}
-
-var resultPage = template.Must(template.New("result").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>{{if .OK}}Connected{{else}}Connection failed{{end}}</title></head>
-<body><h1>{{if .OK}}Connected{{else}}Connection failed{{end}}</h1>
-{{if .OK}}<p>The account is connected. You can close this window.</p><p>Connection: <code id="connection_id">{{.ConnectionID}}</code></p>
-{{else}}<p>The provider did not grant access. You can close this window and try again.</p><p>Error: <code id="error">{{.Error}}</code></p>{{end}}
-</body></html>`))
-
-// finishFlow sends the browser to the return URL with the result appended to its query,
-// or shows a small page when the session has none.
-func finishFlow(c *gin.Context, returnURL string, result url.Values) {
-	if returnURL == "" {
-		c.Header("Content-Type", "text/html; charset=utf-8")
-		c.Status(http.StatusOK)
-		_ = resultPage.Execute(c.Writer, map[string]any{"OK": result.Get("status") == "connected",
-			"ConnectionID": result.Get("connection_id"), "Error": result.Get("error")})
-		return
-	}
-	sep := "?"
-	if strings.Contains(returnURL, "?") {
-		sep = "&"
-	}
-	redirect(c, returnURL+sep+result.Encode())
+	finishFlow(c, done.Session.ReturnURL, url.Values{"connection_id": {done.Connection.ID}, "status": {"connected"}}, popup)
 }
 
 // The flow cookie carries the browser nonce of the connect flows. With an https public

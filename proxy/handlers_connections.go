@@ -10,7 +10,6 @@ import (
 	"github.com/authpipe/authpipe-proxy/admin"
 	"github.com/authpipe/authpipe-proxy/controlplane"
 	"github.com/authpipe/authpipe-proxy/inbound"
-	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -44,7 +43,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	case !validEndUser(req.EndUserID):
 		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
 		return
-	case req.APIKey.IsZero() || req.APIKey.Len() > 8192:
+	case req.APIKey.IsZero() || req.APIKey.Len() > oauthflow.MaxAPIKeyLen:
 		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB"))
 		return
 	case !req.WebhookSecret.IsZero() && req.WebhookSecret.Len() > inbound.MaxSecretLen:
@@ -58,32 +57,20 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if prov.AuthMode != oauthflow.AuthModeAPIKey {
-		fail(c, problem.ErrInvalidRequest.WithField("provider", "not an api_key provider of this workspace or the catalog"))
-		return
-	}
-	now := s.now().UTC()
-	conn := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: p.WorkspaceID, Provider: req.Provider,
-		EndUserID: req.EndUserID, AuthMode: string(oauthflow.AuthModeAPIKey), Status: store.StatusActive,
-		Scopes: store.Strings{}, CredentialPrefix: req.APIKey.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now,
-		NextRefreshAt: &now} // the refresher's sweep health-checks it (or unschedules it if the provider has no check)
-	origins := prov.APIKeyOrigins() // the key goes to these origins only, whatever the provider says later
-	sealed, err := s.creds.Seal(ctx, vault.APIKeyBinding(p.WorkspaceID, conn.ID, origins), req.APIKey)
+	// The same connection as the hosted connect page's API-key form makes (oauthflow).
+	nc, err := oauthflow.NewAPIKeyConnection(ctx, s.creds, prov.Provider, p.WorkspaceID, req.Provider, req.EndUserID, p.KeyID, req.APIKey, s.now())
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: p.WorkspaceID, APIKey: sealed,
-		AccessOrigins: store.StoredOrigins(origins), UpdatedAt: now}
-	ev := audit.Event{WorkspaceID: p.WorkspaceID, Type: audit.ConnectionCreated, Actor: p.KeyID,
-		ConnectionID: conn.ID, Outcome: audit.Success, Data: audit.Data("provider", req.Provider)}
+	conn := nc.Connection
 	if req.WebhookSecret.IsZero() {
-		err = s.store.CreateConnection(ctx, conn, cred, ev)
+		err = s.store.CreateConnection(ctx, conn, nc.Credential, nc.Event)
 	} else { // sealed first: a KMS failure writes nothing; then one transaction
 		var sec store.WebhookSigningSecret
 		if sec, err = s.inbound.svc.SealConnectionSecret(ctx, p.WorkspaceID, conn.ID, req.WebhookSecret); err == nil {
 			conn.WebhookSecretPrefix = sec.Prefix
-			err = s.store.CreateConnectionWithWebhookSecret(ctx, conn, cred, sec, ev)
+			err = s.store.CreateConnectionWithWebhookSecret(ctx, conn, nc.Credential, sec, nc.Event)
 		}
 	}
 	if err != nil {

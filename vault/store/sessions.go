@@ -183,3 +183,29 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 	})
 	return out, err
 }
+
+// ConnectWithSession stores a connection made on a connect session's hosted form (an API
+// key the end user typed into the connect page) and uses the session up, in one
+// transaction: the session must be pending (never started or used, unexpired), else
+// ErrConflict and nothing is written.
+func (s *Store) ConnectWithSession(ctx context.Context, sessionID string, c Connection, cred Credential, now time.Time, evs ...audit.Event) error {
+	now = now.UTC()
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&ConnectSession{}).
+			Where("id = ? AND started_at IS NULL AND used_at IS NULL AND expires_at > ?", sessionID, now).
+			Updates(map[string]any{"started_at": now, "used_at": now})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrConflict
+		}
+		if err := tx.Create(&c).Error; err != nil {
+			return err
+		}
+		if err := tx.Create(&cred).Error; err != nil {
+			return err
+		}
+		return s.appendEvents(tx, evs)
+	})
+}
