@@ -3,7 +3,7 @@
 // A KEK never sees a credential: it only wraps and unwraps the 256-bit data-encryption keys
 // (DEKs) of the vault, binding each wrapped DEK to associated data (the workspace and the
 // purpose) so that a wrapped key cannot be moved to another workspace. Backends live in the
-// sub-packages (local, awskms, vaulttransit, pkcs11) and are opened from a URI by
+// sub-packages (local, awskms, vaulttransit, pkcs11, gcpkms, azurekv) and are opened from a URI by
 // kms/backends. The conformance suite in kms/kmstest runs against every backend.
 package kms
 

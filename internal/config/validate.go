@@ -329,7 +329,7 @@ func checkKEKURI(uri string, prod, allowLocal bool) string {
 			return "local:// needs a file path and no query, e.g. local:///etc/authpipe/kek.key"
 		}
 		if prod && !allowLocal {
-			return "a local KEK in a plain file is refused in the production profile; use awskms://, vault-transit:// or pkcs11:"
+			return "a local KEK in a plain file is refused in the production profile; use awskms://, vault-transit://, pkcs11:, gcpkms:// or azurekv://"
 		}
 	case "awskms":
 		body, ok := strings.CutPrefix(rest, "//")
@@ -365,8 +365,29 @@ func checkKEKURI(uri string, prod, allowLocal bool) string {
 		if rest == "" {
 			return "pkcs11: needs a URI (RFC 7512), e.g. pkcs11:token=authpipe;object=kek?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=/run/secrets/pin"
 		}
+	case "gcpkms":
+		body, ok := strings.CutPrefix(rest, "//")
+		name, query, _ := strings.Cut(body, "?")
+		if segs := strings.Split(name, "/"); !ok || len(segs) != 8 || segs[0] != "projects" || segs[2] != "locations" || segs[4] != "keyRings" || segs[6] != "cryptoKeys" {
+			return "gcpkms:// needs a CryptoKey name, e.g. gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K"
+		}
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return "gcpkms:// has a malformed query string"
+		}
+		if strings.HasPrefix(q.Get("endpoint"), "http:") && prod {
+			return "gcpkms:// with an http endpoint (plain gRPC to a local test server) is refused in the production profile"
+		}
+	case "azurekv":
+		u, err := url.Parse(uri)
+		if err != nil || u.Host == "" || !strings.HasPrefix(u.Path, "/keys/") || len(u.Path) == len("/keys/") {
+			return "azurekv:// needs a key, e.g. azurekv://my-vault.vault.azure.net/keys/authpipe-kek"
+		}
+		if u.Query().Has("endpoint") && prod {
+			return "azurekv:// with an endpoint override (a local test server) is refused in the production profile"
+		}
 	default:
-		return "must be a local://, awskms://, vault-transit:// or pkcs11: URI (the value is not shown)"
+		return "must be a local://, awskms://, vault-transit://, pkcs11:, gcpkms:// or azurekv:// URI (the value is not shown)"
 	}
 	return ""
 }

@@ -5,7 +5,7 @@
 //
 // No label can carry a secret or an unbounded value: routes are gin's route templates
 // ("unmatched" otherwise), methods and status codes come from fixed sets, outcomes are
-// stable problem codes from a fixed list, KMS backends are the four URI schemes, and a
+// stable problem codes from a fixed list, KMS backends are the six URI schemes, and a
 // provider is named only when it is a catalog entry ("custom" otherwise). Connection,
 // end-user, workspace and key ids never become labels.
 package metrics

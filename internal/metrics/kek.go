@@ -14,11 +14,11 @@ var (
 )
 
 // BackendKind returns the KEK backend of a KEK id ("local:…", "awskms:…",
-// "vault-transit:…", "pkcs11:…"), or "other".
+// "vault-transit:…", "pkcs11:…", "gcpkms:…", "azurekv:…"), or "other".
 func BackendKind(kekID string) string {
 	scheme, _, _ := strings.Cut(kekID, ":")
 	switch scheme {
-	case "local", "awskms", "vault-transit", "pkcs11":
+	case "local", "awskms", "vault-transit", "pkcs11", "gcpkms", "azurekv":
 		return scheme
 	}
 	return Other

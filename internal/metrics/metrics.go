@@ -85,7 +85,7 @@ func New(info BuildInfo) *Metrics {
 		sweepDone: f.gauge("refresh_sweep_last_success_timestamp_seconds",
 			"Unix time at which the last refresh sweep of this process ran to completion (0 before the first)."),
 		kmsDuration: f.histogramVec("kms_request_duration_seconds",
-			"Latency of KEK calls by backend (local, awskms, vault-transit, pkcs11) and operation (wrap, unwrap, ping).",
+			"Latency of KEK calls by backend (local, awskms, vault-transit, pkcs11, gcpkms, azurekv) and operation (wrap, unwrap, ping).",
 			[]float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 			"backend", "operation"),
 		kmsErrors: f.counterVec("kms_errors_total",

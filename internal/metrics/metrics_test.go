@@ -25,6 +25,8 @@ func TestKEKObserverByBackendAndKind(t *testing.T) {
 		{"vault-transit:127.0.0.1:8200/transit/k", "vault-transit", "decrypt"},
 		{"pkcs11:token=t;object=o", "pkcs11", "unknown_key"},
 		{"local:0011", "local", "canceled"},
+		{"gcpkms:projects/p/locations/l/keyRings/r/cryptoKeys/k", "gcpkms", "unavailable"},
+		{"azurekv:v.vault.azure.net/keys/k", "azurekv", "decrypt"},
 		{"weird:thing", "other", "other"},
 	} {
 		t.Run(tc.backend, func(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/awskms"
+	"github.com/authpipe/authpipe-proxy/kms/azurekv"
+	"github.com/authpipe/authpipe-proxy/kms/gcpkms"
 	"github.com/authpipe/authpipe-proxy/kms/local"
 	"github.com/authpipe/authpipe-proxy/kms/pkcs11"
 	"github.com/authpipe/authpipe-proxy/kms/vaulttransit"
@@ -52,8 +54,20 @@ func Open(ctx context.Context, uri string, opts Options) (kms.KEK, error) {
 			return nil, err // not a typed nil inside the interface
 		}
 		return k, nil
+	case gcpkms.Scheme:
+		k, err := gcpkms.Open(ctx, uri, gcpkms.Options{})
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
+	case azurekv.Scheme:
+		k, err := azurekv.Open(ctx, uri, azurekv.Options{})
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return k, nil
 	default:
-		return nil, fmt.Errorf("%w: unknown KEK scheme %q (want local, awskms, vault-transit or pkcs11)", kms.ErrConfig, scheme)
+		return nil, fmt.Errorf("%w: unknown KEK scheme %q (want local, awskms, vault-transit, pkcs11, gcpkms or azurekv)", kms.ErrConfig, scheme)
 	}
 }
 

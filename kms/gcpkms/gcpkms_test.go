@@ -29,6 +29,9 @@ func open(t *testing.T, uri string, opts gcpkms.Options) *gcpkms.Backend {
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = 20 * time.Millisecond
 	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second // two busy cores under the race detector
+	}
 	b, err := gcpkms.Open(context.Background(), uri, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
