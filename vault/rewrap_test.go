@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -181,12 +182,41 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	storetest.ForEachDialect(t, func(t *testing.T, s *store.Store) {
 		n := sizes[s.Dialect()]
-		ctx := context.Background()
 		oldKEK, newKEK := rwNewKEK(t), rwNewKEK(t)
 		start := time.Now()
-		sealed := rwSeed(t, rwKeyring(t, s, rwRing(t, oldKEK)), 0, n)
+		latest := rwSeedMap(t, rwKeyring(t, s, rwRing(t, oldKEK)), n)
 		t.Logf("%s: seeded %d workspaces in %s", s.Dialect(), n, time.Since(start).Round(time.Millisecond))
+		rwRotateUnderLoad(t, s, oldKEK, newKEK, n, latest, 1_000_000, func() {
+			oldKEK.down.Store(true) // and cannot be reached anyway
+		})
+	})
+}
 
+// rwSeedMap seeds workspaces [0, n) (see rwSeed) and returns their sealed tokens by index.
+func rwSeedMap(t testing.TB, kr *vault.Keyring, n int) map[int][]byte {
+	latest := map[int][]byte{}
+	for i, ct := range rwSeed(t, kr, 0, n) {
+		latest[i] = ct
+	}
+	return latest
+}
+
+// rwRotateUnderLoad rotates every DEK from oldKEK to newKEK while 8 goroutines keep
+// reading and writing tokens of workspaces [0, n) (latest holds each one's newest sealed
+// token, and gains the workspaces created meanwhile, numbered from newBase), with zero
+// failures; afterwards every DEK is under the new KEK, one kek.rotated event was written
+// per rotated DEK, and — after retire has taken the old KEK away — a keyring that knows
+// only the new KEK opens every workspace's newest token.
+func rwRotateUnderLoad(t *testing.T, s *store.Store, oldKEK, newKEK kms.KEK, n int, latest map[int][]byte, newBase int, retire func()) {
+	t.Helper()
+	ctx := context.Background()
+	byKEK, err := s.CountDEKsByKEK(ctx)
+	require.NoError(t, err)
+	require.Len(t, byKEK, 1, "every DEK starts under the old KEK")
+	toRotate := byKEK[oldKEK.ID()]
+	require.Positive(t, toRotate)
+	eventsBefore := rwCountEvents(t, s, audit.KEKRotated)
+	{
 		// The deployment after the configuration change: new KEK current, old one previous.
 		ring := rwRing(t, newKEK, oldKEK)
 		// Small caches, so that most reads and writes miss and go to the store and the
@@ -197,7 +227,6 @@ func TestRotationUnderLoad(t *testing.T) {
 		}
 		var (
 			mu      sync.Mutex
-			latest  = map[int][]byte{} // workspace index -> newest sealed token
 			reads   atomic.Int64
 			writes  atomic.Int64
 			created atomic.Int64
@@ -205,9 +234,6 @@ func TestRotationUnderLoad(t *testing.T) {
 			errOnce sync.Once
 			firstEr error
 		)
-		for i, ct := range sealed {
-			latest[i] = ct
-		}
 		fail := func(err error) {
 			failed.Add(1)
 			errOnce.Do(func() { firstEr = err })
@@ -227,7 +253,7 @@ func TestRotationUnderLoad(t *testing.T) {
 					if g == 0 && it%4 == 0 {
 						// A new workspace: its first DEK is inserted (under the new KEK)
 						// while the rotation runs.
-						i = n + int(created.Add(1)) - 1 + 1_000_000
+						i = newBase + int(created.Add(1)) - 1
 					}
 					b := rwBinding(i)
 					mu.Lock()
@@ -254,7 +280,7 @@ func TestRotationUnderLoad(t *testing.T) {
 			})
 		}
 
-		start = time.Now()
+		start := time.Now()
 		var batches atomic.Int64
 		p, err := vault.Rewrap(ctx, s, ring, vault.PurposeCredentials, vault.RewrapOptions{
 			Actor: "test", OnProgress: func(vault.Progress) { batches.Add(1) }})
@@ -262,39 +288,43 @@ func TestRotationUnderLoad(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		require.NoError(t, err)
-		t.Logf("%s: rotated %d DEKs in %s (%.0f DEKs/s, %d progress reports) during %d reads, %d writes, %d new workspaces",
-			s.Dialect(), p.Done, took.Round(time.Millisecond), float64(p.Done)/took.Seconds(), batches.Load(),
-			reads.Load(), writes.Load(), created.Load())
+		t.Logf("%s: rotated %d DEKs %s -> %s in %s (%.0f DEKs/s, %d progress reports) during %d reads, %d writes, %d new workspaces",
+			s.Dialect(), p.Done, kekKind(oldKEK), kekKind(newKEK), took.Round(time.Millisecond), float64(p.Done)/took.Seconds(),
+			batches.Load(), reads.Load(), writes.Load(), created.Load())
 
 		require.NoError(t, firstEr)
 		require.Zero(t, failed.Load(), "no read or write may fail during a rotation")
 		require.Positive(t, reads.Load())
 		require.Positive(t, writes.Load())
 		require.Equal(t, vault.RotationDone, p.State)
-		require.EqualValues(t, n, p.Done, "every seeded DEK re-wrapped once")
-		require.EqualValues(t, n, p.Total)
+		require.EqualValues(t, toRotate, p.Done, "every DEK under the old KEK re-wrapped once")
+		require.EqualValues(t, toRotate, p.Total)
 		require.Zero(t, p.Failed)
 
 		byKEK, err := s.CountDEKsByKEK(ctx)
 		require.NoError(t, err)
-		require.Equal(t, map[string]int64{newKEK.ID(): int64(n) + created.Load()}, byKEK, "every DEK under the new KEK")
-		require.EqualValues(t, n, rwCountEvents(t, s, audit.KEKRotated), "one kek.rotated event per rotated workspace")
+		require.Equal(t, map[string]int64{newKEK.ID(): toRotate + created.Load()}, byKEK, "every DEK under the new KEK")
+		require.EqualValues(t, toRotate, rwCountEvents(t, s, audit.KEKRotated)-eventsBefore, "one kek.rotated event per rotated DEK")
 		res, err := s.VerifyAudit(ctx, rwBinding(rwRandInt(t, n)).WorkspaceID)
 		require.NoError(t, err)
 		require.True(t, res.OK)
+	}
 
-		// The old KEK leaves the configuration; a fresh replica opens everything.
-		oldKEK.down.Store(true) // and cannot be reached anyway
-		fresh := rwKeyring(t, s, rwRing(t, newKEK))
-		mu.Lock()
-		defer mu.Unlock()
-		for i, ct := range latest {
-			b := rwBinding(i)
-			got, err := fresh.Open(ctx, b, ct)
-			require.NoError(t, err, b.WorkspaceID)
-			require.Equal(t, "token-"+b.WorkspaceID, got.Reveal())
-		}
-	})
+	// The old KEK leaves the configuration; a fresh replica opens everything.
+	retire()
+	fresh := rwKeyring(t, s, rwRing(t, newKEK))
+	for i, ct := range latest {
+		b := rwBinding(i)
+		got, err := fresh.Open(ctx, b, ct)
+		require.NoError(t, err, b.WorkspaceID)
+		require.Equal(t, "token-"+b.WorkspaceID, got.Reveal())
+	}
+}
+
+// kekKind is the scheme of a KEK id, for logs.
+func kekKind(k kms.KEK) string {
+	scheme, _, _ := strings.Cut(k.ID(), ":")
+	return scheme
 }
 
 // rwFailStore simulates a crash at one call: it fails that call, before or after letting
