@@ -36,6 +36,12 @@ echo "== sdk/go: go vet, go test -race"
 echo "== rotation of 10,000 workspaces under load (no -race)"
 AUTHPIPE_TEST_ROTATION_SIZES=10000,10000 go test -count=1 -timeout 10m -run '^TestRotationUnderLoad$' ./vault/
 
+# The rotation through every KEK backend with a local endpoint (local → gcpkms → azurekv →
+# awskms → vault-transit → local, each step under load) runs on SQLite only under -race;
+# here on both dialects.
+echo "== rotation across KEK backends under load, both dialects (no -race)"
+go test -count=1 -timeout 5m -run '^TestRotationAcrossBackendsUnderLoad$' ./vault/
+
 # Allocation counts differ under the race detector's instrumentation (and sync.Pool drops
 # items at random under it): the allocation pins run here, without -race.
 # The read-burst tests run 10,000 reads under -race; here the full 100,000 (issue 18).

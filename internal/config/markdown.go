@@ -74,6 +74,7 @@ ever appears in that line or in the start-up log.
 - a ` + "`local://`" + ` KEK (a key in a plain file) as ` + "`AUTHPIPE_KEK_URI`" + ` or
   ` + "`AUTHPIPE_CLIENT_SECRET_KEK_URI`" + ` (a previous KEK may still be local, to migrate away from it);
 - a ` + "`vault-transit://…?tls=false`" + ` KEK, current or previous;
+- a ` + "`gcpkms://…?endpoint=http://…`" + ` or ` + "`azurekv://…?endpoint=…`" + ` KEK (local test servers);
 - a plain-HTTP ` + "`AUTHPIPE_PUBLIC_URL`" + ` or ` + "`AUTHPIPE_CONTROL_PLANE_URL`" + `;
 - an ` + "`AUTHPIPE_OUTBOUND_ALLOW_CIDRS`" + ` range that contains a loopback address.
 
@@ -130,7 +131,7 @@ Every profile refuses the same KEK for credentials and client secrets, a bootstr
 that is not ` + "`ap_`" + ` and at least 32 URL-safe characters, a listen address that is not
 host:port, a non-positive duration, a retention above ` + "`720h`" + `, only one of the TLS
 certificate and key, and only one of the control-plane URL and token.
-`)
+` + kekBackendsMarkdown)
 	return b.String()
 }
 
