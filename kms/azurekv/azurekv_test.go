@@ -63,7 +63,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestVersionsAndRotationInsideKeyVault(t *testing.T) {
-	s := azurekvtest.NewServer(t, azurekvtest.Config{})
+	s := azurekvtest.NewServer(t, azurekvtest.Config{AlwaysDecrypt: true}) // the private key at work
 	name := s.CreateKey(t, azurekvtest.RSA)
 	b := open(t, s, s.URI(name))
 	ctx, aad := context.Background(), []byte("ws_1|credentials")

@@ -38,6 +38,9 @@ type Config struct {
 	ManagedHSM bool
 	// Token is the bearer token a request must carry (default "kv-test-token").
 	Token string
+	// AlwaysDecrypt turns off the unwrap memo (see Server): every RSA unwrap runs the
+	// private-key operation.
+	AlwaysDecrypt bool
 }
 
 // KeyKind is the type of a key.
@@ -50,6 +53,12 @@ const (
 )
 
 // Server is a running fake Key Vault.
+//
+// RSA private-key operations are slow under the race detector on busy machines, so the
+// server remembers the RSA ciphertexts it made (SHA-256 of key version and ciphertext →
+// plaintext) and answers an unwrap of one of them from that memo: the same answer the
+// private key gives. Any other ciphertext (tampered, truncated, made elsewhere) is
+// decrypted for real. Config.AlwaysDecrypt turns the memo off.
 type Server struct {
 	*httptest.Server
 	cfg Config
@@ -62,6 +71,11 @@ type Server struct {
 	failNext   atomic.Int64
 	failStatus atomic.Int64
 	scopes     sync.Map // scope -> true, as the test credential was asked
+	memo       sync.Map // [32]byte -> plaintext
+}
+
+func memoKey(ver string, ct []byte) [32]byte {
+	return sha256.Sum256(append([]byte(ver+"\x00"), ct...))
 }
 
 type key struct {
@@ -281,8 +295,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		result, err = rsa.EncryptOAEP(sha256.New(), rand.Reader, &v.rsa.PublicKey, value, nil)
+		if err == nil && !s.cfg.AlwaysDecrypt {
+			s.memo.Store(memoKey(ver, result), append([]byte(nil), value...))
+		}
 	case op == "unwrapkey" && kind == RSA:
-		result, err = rsa.DecryptOAEP(sha256.New(), nil, v.rsa, value, nil)
+		if pt, ok := s.memo.Load(memoKey(ver, value)); ok {
+			result = append([]byte(nil), pt.([]byte)...)
+		} else {
+			result, err = rsa.DecryptOAEP(sha256.New(), nil, v.rsa, value, nil)
+		}
 	case op == "wrapkey":
 		result, err = aesKeyWrap(v.aes, value)
 	default:
