@@ -97,7 +97,10 @@ func NewServer(t testing.TB, cfg Config) *Server {
 		cfg.Token = "kv-test-token"
 	}
 	s := &Server{cfg: cfg, keys: map[string]*key{}}
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	// HTTP/2, as Key Vault serves it: concurrent calls share one TLS connection.
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.EnableHTTP2 = true
+	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
 }
