@@ -154,24 +154,36 @@ func (s *Service) Receive(ctx context.Context, providerKey, connID string, r web
 	if scheme == nil {
 		return refuse(ReasonNoScheme)
 	}
-	secrets, err := s.secrets(ctx, conn)
+	sets, err := s.secrets(ctx, conn)
 	defer func() {
-		for _, sec := range secrets {
-			sec.Wipe()
+		for _, set := range sets {
+			for _, sec := range set.secrets {
+				sec.Wipe()
+			}
 		}
 	}()
 	if err != nil {
 		return err
 	}
-	if len(secrets) == 0 {
+	if len(sets) == 0 {
 		return refuse(ReasonNoSecret)
 	}
-	keys := make([][]byte, len(secrets))
-	for i, sec := range secrets {
-		keys[i] = sec.Bytes()
-	}
+	// The first set whose secret verifies owns the delivery's replay record: a provider-level
+	// secret is shared by every connection of the provider, so a delivery it signed is
+	// remembered under the provider configuration and cannot be replayed to another of them.
 	now := s.now()
-	res, err := scheme.Verify(keys, r, now)
+	var res webhookverify.Result
+	var owner string
+	for _, set := range sets {
+		keys := make([][]byte, len(set.secrets))
+		for i, sec := range set.secrets {
+			keys[i] = sec.Bytes()
+		}
+		if res, err = scheme.Verify(keys, r, now); err == nil {
+			owner = set.owner
+			break
+		}
+	}
 	if err != nil {
 		if reason := webhookverify.Reason(err); reason != "" {
 			return refuse(reason)
@@ -190,7 +202,7 @@ func (s *Service) Receive(ctx context.Context, providerKey, connID string, r web
 		Type: refresher.EventProviderWebhook, Payload: string(payload), NextAttemptAt: &at, CreatedAt: at}
 	ev := audit.Event{ID: evID, WorkspaceID: conn.WorkspaceID, Type: EventReceived, ConnectionID: conn.ID,
 		Outcome: audit.Success, Data: audit.Data("provider", conn.Provider)}
-	seen := store.InboundSeen{OwnerID: conn.ID, Digest: hex.EncodeToString(res.Digest[:]), Expires: now.Add(scheme.RememberFor())}
+	seen := store.InboundSeen{OwnerID: owner, Digest: hex.EncodeToString(res.Digest[:]), Expires: now.Add(scheme.RememberFor())}
 	if err := s.store.RelayInboundWebhook(ctx, seen, d, ev); err != nil {
 		if errors.Is(err, store.ErrReplay) {
 			return refuse(ReasonReplay)
@@ -200,10 +212,17 @@ func (s *Service) Receive(ctx context.Context, providerKey, connID string, r web
 	return nil
 }
 
+// secretSet is the signing secrets of one owner: a connection, or a provider configuration.
+type secretSet struct {
+	owner   string // the replay record's owner: the connection id, or the provider configuration's id
+	secrets []vault.Secret
+}
+
 // secrets opens every webhook signing secret that may have signed a delivery for conn:
-// the connection's (current, then previous), then its provider configuration's.
-func (s *Service) secrets(ctx context.Context, conn store.Connection) ([]vault.Secret, error) {
-	var out []vault.Secret
+// the connection's (current, then previous), then its provider configuration's; owners
+// without a secret are left out.
+func (s *Service) secrets(ctx context.Context, conn store.Connection) ([]secretSet, error) {
+	var out []secretSet
 	open := func(owner store.SecretOwner, ownerID string) error {
 		row, err := s.store.WebhookSigningSecretOf(ctx, owner, conn.WorkspaceID, ownerID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -211,6 +230,7 @@ func (s *Service) secrets(ctx context.Context, conn store.Connection) ([]vault.S
 		} else if err != nil {
 			return err
 		}
+		set := secretSet{owner: ownerID}
 		for _, sealed := range [][]byte{row.Secret, row.PrevSecret} {
 			if len(sealed) == 0 {
 				continue
@@ -219,7 +239,10 @@ func (s *Service) secrets(ctx context.Context, conn store.Connection) ([]vault.S
 			if err != nil {
 				return err
 			}
-			out = append(out, sec)
+			set.secrets = append(set.secrets, sec)
+		}
+		if len(set.secrets) > 0 {
+			out = append(out, set)
 		}
 		return nil
 	}
