@@ -194,17 +194,28 @@ func (s *Service) deletedWorkspaces(ctx context.Context) (map[string]bool, error
 // ExportAudit writes one workspace's retained chain to w as an export that verifies
 // without the server or its database (audit.VerifyExport; docs/formats.md): the header,
 // every event from the start to the recorded head, and a checkpoint of that head signed
-// now with the deployment's checkpoint key. It returns how many events it wrote.
+// now with the deployment's checkpoint key. It signs only a chain that verifies — from the
+// last signed verification (so a chain rewritten by a database writer is refused, not
+// blessed) and, as it is written, from its start to its head — and returns how many events
+// it wrote; on an error w holds an unsigned, incomplete export the caller must discard.
 func (s *Service) ExportAudit(ctx context.Context, workspaceID string, w io.Writer) (int, error) {
 	signer, err := s.CheckpointKeys().Signer(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("the checkpoint key: %w", err)
 	}
+	switch res, err := s.verifyChain(ctx, workspaceID, true); {
+	case err != nil:
+		return 0, err
+	case !res.OK:
+		return 0, fmt.Errorf("the audit chain of %s does not verify (first bad event %s: %s): not exported", workspaceID, res.FirstBadEvent, res.Reason)
+	}
+	var v *audit.Verifier
 	var x *audit.ExportWriter
 	var head store.ChainHead
 	n := 0
 	err = s.store.AuditExport(ctx, workspaceID, func(start store.ChainHead, startCheckpoint string, h store.ChainHead) error {
 		head = h
+		v = audit.NewVerifierFrom(start.Seq, start.Hash)
 		hdr := audit.ExportHeader{WorkspaceID: workspaceID, ExportedAt: s.now().UTC(),
 			Start: audit.ExportPoint{Seq: start.Seq, Hash: start.Hash, EventID: start.EventID},
 			Head:  audit.ExportPoint{Seq: h.Seq, Hash: h.Hash, EventID: h.EventID}}
@@ -220,6 +231,7 @@ func (s *Service) ExportAudit(ctx context.Context, workspaceID string, w io.Writ
 		return err
 	}, func(e audit.Event) error {
 		n++
+		v.Add(e)
 		return x.Event(e)
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -227,6 +239,10 @@ func (s *Service) ExportAudit(ctx context.Context, workspaceID string, w io.Writ
 	}
 	if err != nil {
 		return n, err
+	}
+	if !v.CheckHead(head.Seq, head.Hash, head.EventID) {
+		_, _, _, bad := v.Result()
+		return n, fmt.Errorf("the audit chain of %s does not verify (first bad event %s): not exported", workspaceID, bad)
 	}
 	return n, x.Close(signer.Sign(workspaceID, head.Seq, head.Hash, head.EventID, s.now()))
 }

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
@@ -32,7 +35,9 @@ func TestAuditExportVerifiesOffline(t *testing.T) {
 	}
 	out, err := run(env, "audit", "checkpoint")
 	require.NoError(t, err, out)
-	var cp struct{ KID string `json:"kid"` }
+	var cp struct {
+		KID string `json:"kid"`
+	}
 	require.NoError(t, json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &cp))
 	require.True(t, strings.HasPrefix(cp.KID, "ckp_"), out)
 
@@ -72,4 +77,34 @@ func TestAuditExportVerifiesOffline(t *testing.T) {
 	out, err = offline("audit", "verify", "--offline", tampered, "--checkpoint-key", cp.KID)
 	require.Error(t, err, out)
 	require.Contains(t, out, "BROKEN")
+
+	// A chain a database writer rewrote (every hash recomputed after an edit) is not
+	// blessed with a fresh signature: the export checks it against the last signed
+	// verification first, refuses, and leaves no file.
+	out, err = run(env, "audit", "verify") // records a signed verification of the head
+	require.NoError(t, err, out)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "data", "authpipe.db"))
+	require.NoError(t, err)
+	var evs []audit.Event
+	require.NoError(t, s.DB().Table("audit_events").Where("workspace_id = ?", store.DefaultWorkspaceID).Order("seq").Find(&evs).Error)
+	seq, prev := int64(0), audit.GenesisHash
+	for i, e := range evs {
+		if i == 0 {
+			e.Outcome = audit.Failure
+		}
+		audit.Link(&e, seq, prev)
+		require.NoError(t, s.DB().Exec("UPDATE audit_events SET outcome = ?, prev_hash = ?, hash = ? WHERE id = ?",
+			e.Outcome, e.PrevHash, e.Hash, e.ID).Error)
+		seq, prev = e.Seq, e.Hash
+	}
+	require.NoError(t, s.DB().Exec("UPDATE audit_heads SET hash = ? WHERE workspace_id = ?", prev, store.DefaultWorkspaceID).Error)
+	require.NoError(t, s.Close())
+	rewritten := filepath.Join(dir, "rewritten.jsonl")
+	out, err = run(env, "audit", "verify", "--export", rewritten, "--workspace", store.DefaultWorkspaceID)
+	require.Error(t, err, out)
+	require.Contains(t, out, "does not verify")
+	_, statErr := os.Stat(rewritten)
+	require.True(t, os.IsNotExist(statErr), "no file is left behind")
 }
