@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -40,7 +41,7 @@ func writeProblem(w http.ResponseWriter, status int, code string) {
 }
 
 func TestNewRefusesBadInput(t *testing.T) {
-	for _, base := range []string{"", "ftp://x", "http://", "https://x/?q=1", "://"} {
+	for _, base := range []string{"", "ftp://x", "http://", "https://x/?q=1", "://", "http://authpipe.internal:8080"} {
 		if _, err := New(base, WithAPIKey(testKey)); err == nil {
 			t.Errorf("New(%q) accepted", base)
 		}
@@ -68,6 +69,20 @@ func TestTokenSendsKeyAndMinValidity(t *testing.T) {
 	}
 	if tok.AccessToken != "tok" || tok.ExpiresAt.Year() != 2030 || tok.Metadata["instance_url"] != "https://x.example" {
 		t.Fatalf("token = %+v", tok)
+	}
+}
+
+func TestTokenNeverPrintsItsSecret(t *testing.T) {
+	tok := Token{ConnectionID: "conn_1", CredentialType: "oauth2", AccessToken: "gho_SENTINEL", APIKey: "sk_SENTINEL"}
+	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%+v", tok), fmt.Sprintf("%#v", tok), fmt.Sprintf("%v", &tok)} {
+		if strings.Contains(s, "SENTINEL") {
+			t.Fatalf("printed a secret: %s", s)
+		}
+	}
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("read", "token", tok)
+	if strings.Contains(buf.String(), "SENTINEL") {
+		t.Fatalf("logged a secret: %s", buf.String())
 	}
 }
 

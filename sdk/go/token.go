@@ -2,6 +2,8 @@ package authpipe
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"sync"
@@ -21,6 +23,21 @@ type Token struct {
 	ExpiresAt      time.Time      `json:"expires_at,omitzero"`
 	Scopes         []string       `json:"scopes,omitempty"`
 	Metadata       map[string]any `json:"metadata,omitempty"`
+}
+
+// String never shows the credential: %v, %+v and %s print the metadata only.
+func (t Token) String() string {
+	return fmt.Sprintf("Token{connection_id:%s credential_type:%s expires_at:%s secret:[REDACTED]}",
+		t.ConnectionID, t.CredentialType, t.ExpiresAt.Format("2006-01-02T15:04:05Z07:00"))
+}
+
+// GoString is String, for %#v.
+func (t Token) GoString() string { return t.String() }
+
+// LogValue keeps the credential out of slog records.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("connection_id", t.ConnectionID), slog.String("credential_type", t.CredentialType),
+		slog.Time("expires_at", t.ExpiresAt))
 }
 
 // Token reads a connection's credential, refreshed first by the proxy when it would expire
