@@ -50,8 +50,12 @@ type ConnectionView struct {
 	WebhookSecretPrefix string     `json:"webhook_secret_prefix,omitempty"`
 	ExpiresAt           *time.Time `json:"expires_at"`
 	LastRefreshedAt     *time.Time `json:"last_refreshed_at"`
-	CreatedAt           time.Time  `json:"created_at"`
-	UpdatedAt           time.Time  `json:"updated_at"`
+	// RefreshTokenExpiresAt is when the refresh token stops working, when known.
+	RefreshTokenExpiresAt *time.Time `json:"refresh_token_expires_at,omitempty"`
+	// ExternalID is an imported connection's id in the system it came from.
+	ExternalID string    `json:"external_id,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // UTC is t in UTC (nil stays nil).
@@ -74,10 +78,14 @@ func ViewOf(c store.Connection) ConnectionView {
 	if status == store.StatusNeedsReauth || status == store.StatusError {
 		reason = c.StatusReason
 	}
-	return ConnectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
+	v := ConnectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
 		Reason: reason, Scopes: scopes, CredentialPrefix: c.CredentialPrefix, WebhookSecretPrefix: c.WebhookSecretPrefix,
-		ExpiresAt:       UTC(c.ExpiresAt),
-		LastRefreshedAt: UTC(c.LastRefreshedAt), CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+		ExpiresAt: UTC(c.ExpiresAt), LastRefreshedAt: UTC(c.LastRefreshedAt), RefreshTokenExpiresAt: UTC(c.RefreshTokenExpiresAt),
+		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
+	if c.ExternalID != nil {
+		v.ExternalID = *c.ExternalID
+	}
+	return v
 }
 
 // EndUserExport is everything held about one end user of a workspace: their connections'

@@ -100,6 +100,10 @@ type Provider struct {
 	// AssumedExpiresIn is the lifetime in seconds to assume when a token response omits
 	// expires_in; 0 means such a token does not expire (GitHub OAuth app tokens).
 	AssumedExpiresIn int64 `yaml:"assumed_expires_in,omitempty" json:"assumed_expires_in,omitempty"`
+	// RefreshTokenIdleTTL is how long in seconds an unused refresh token stays valid at
+	// this provider (0: not known to lapse when idle): the refresher refreshes a grant
+	// before it lapses (a keep-alive) and the refresh token's expiry follows it.
+	RefreshTokenIdleTTL int64 `yaml:"refresh_token_idle_ttl,omitempty" json:"refresh_token_idle_ttl,omitempty"`
 	// AuthorizationParams are extra, fixed parameters of the authorization request
 	// (Google: access_type=offline, prompt=consent). They can never replace a parameter
 	// the flow sets itself (state, redirect_uri, code_challenge, ...).

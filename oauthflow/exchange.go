@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,28 @@ type ClientCredentials struct {
 	ClientSecret vault.Secret
 	// SecretOrigins are the origins the client secret is bound to (nil: not bound yet).
 	SecretOrigins vault.Origins
+	// NextSecret is the OAuth app's next secret during a secret rotation (zero when none),
+	// bound to NextSecretOrigins: a token request the provider refuses with invalid_client
+	// is made once more with it (withNextSecret).
+	NextSecret        vault.Secret
+	NextSecretOrigins vault.Origins
+}
+
+// withNextSecret runs call with client and, when the provider answers invalid_client
+// and the client has a next secret, once more with the next secret in its place (an
+// OAuth app's secret rotated at the provider before the proxy was told to promote it).
+// invalid_client means the request was refused before the grant was looked at, so a code
+// or refresh token is still unused and may be sent again.
+func withNextSecret(client ClientCredentials, call func(ClientCredentials) (Token, error)) (Token, error) {
+	tok, err := call(client)
+	var pe *ProviderError
+	if err == nil || client.NextSecret.IsZero() || !errors.As(err, &pe) || pe.Code != "invalid_client" {
+		return tok, err
+	}
+	next := client
+	next.ClientSecret, next.SecretOrigins = client.NextSecret, client.NextSecretOrigins
+	next.NextSecret, next.NextSecretOrigins = vault.Secret{}, nil
+	return call(next)
 }
 
 // Token is a token response (RFC 6749 section 5.1) with its secrets wrapped.
@@ -31,6 +54,9 @@ type Token struct {
 	// ExpiresAt is now + expires_in, or now + the provider's assumed_expires_in when the
 	// response has no expires_in; nil when the token does not expire.
 	ExpiresAt *time.Time
+	// RefreshExpiresAt is now + the response's refresh_token_expires_in (or a provider's
+	// variant of it, refreshExpiryFields); nil when the response has none.
+	RefreshExpiresAt *time.Time
 	// Scopes are the granted scopes when the response lists them (RFC 6749 section 5.1),
 	// else nil: the caller keeps the requested ones.
 	Scopes []string
@@ -98,8 +124,7 @@ func Exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCre
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Exchange needs an HTTP client")
 	}
-	conf, err := p.tokenConfig(client, p.TokenURL)
-	if err != nil {
+	if _, err := p.tokenConfig(client, p.TokenURL); err != nil {
 		return Token{}, err
 	}
 	if code == "" {
@@ -108,12 +133,18 @@ func Exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCre
 	if err := ValidateVerifier(verifier); err != nil {
 		return Token{}, err
 	}
-	conf.RedirectURL = redirectURI
-	tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, hc), code, oauth2.VerifierOption(verifier))
-	if err != nil {
-		return Token{}, providerFailure("token", err)
-	}
-	return tokenOf(p, tok, now), nil
+	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
+		conf, err := p.tokenConfig(client, p.TokenURL)
+		if err != nil {
+			return Token{}, err
+		}
+		conf.RedirectURL = redirectURI
+		tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, hc), code, oauth2.VerifierOption(verifier))
+		if err != nil {
+			return Token{}, providerFailure("token", err)
+		}
+		return tokenOf(p, tok, now), nil
+	})
 }
 
 // providerFailure reduces an x/oauth2 error to what may be kept. RetrieveError.Error()
@@ -157,8 +188,43 @@ func tokenOf(p Provider, tok *oauth2.Token, now time.Time) Token {
 		t := now.Add(time.Duration(p.AssumedExpiresIn) * time.Second).UTC()
 		out.ExpiresAt = &t
 	}
+	for _, f := range refreshExpiryFields {
+		if secs, ok := positiveSeconds(tok.Extra(f)); ok {
+			t := now.Add(time.Duration(secs) * time.Second).UTC()
+			out.RefreshExpiresAt = &t
+			break
+		}
+	}
 	if s, ok := tok.Extra("scope").(string); ok && s != "" {
 		out.Scopes = strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
 	}
 	return out
+}
+
+// refreshExpiryFields are the token-response fields that give the refresh token's
+// lifetime in seconds, first match wins: refresh_token_expires_in (Microsoft Entra for
+// SPAs, GitHub Apps' user tokens, Google for time-limited grants, Slack and others),
+// x_refresh_token_expires_in (Intuit QuickBooks), refresh_expires_in (Keycloak).
+var refreshExpiryFields = []string{"refresh_token_expires_in", "x_refresh_token_expires_in", "refresh_expires_in"}
+
+// positiveSeconds reads a JSON number (or a numeric string, as some providers send) of
+// seconds, at most ten years.
+func positiveSeconds(v any) (int64, bool) {
+	var n float64
+	switch x := v.(type) {
+	case float64:
+		n = x
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		if err != nil {
+			return 0, false
+		}
+		n = f
+	default:
+		return 0, false
+	}
+	if n < 1 || n > 10*365*24*3600 {
+		return 0, false
+	}
+	return int64(n), true
 }

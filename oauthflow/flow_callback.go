@@ -157,34 +157,12 @@ func (f *Flows) exchange(ctx context.Context, cs store.ConnectSession, p Provide
 	if cs.ReconnectConnectionID != "" {
 		connID, typ = cs.ReconnectConnectionID, audit.ConnectionReconnected
 	}
-	scopes := tok.Scopes
-	if scopes == nil {
-		scopes = cs.Scopes
-	}
 	conn := store.Connection{ID: connID, WorkspaceID: cs.WorkspaceID, Provider: cs.Provider, EndUserID: cs.EndUserID,
-		AuthMode: string(AuthModeOAuth2), Status: store.StatusActive, Scopes: store.Strings(scopes),
-		CredentialPrefix: tok.AccessToken.Prefix(8), ExpiresAt: tok.ExpiresAt, LastRefreshedAt: nil, Version: 1,
+		AuthMode: string(AuthModeOAuth2), Status: store.StatusActive, Scopes: store.Strings(cs.Scopes), Version: 1,
 		CreatedAt: now, UpdatedAt: now}
-	if conn.Scopes == nil {
-		conn.Scopes = store.Strings{}
-	}
-	// The refresher's seam: a connection with a refresh token and an expiry is due at its
-	// expiry; the refresher applies its lead window to this.
-	if !tok.RefreshToken.IsZero() && tok.ExpiresAt != nil {
-		conn.NextRefreshAt = tok.ExpiresAt
-	}
-	// Bound to the provider's origins as configured now: a later change of its URLs does
-	// not move these tokens.
-	access, refresh := p.AccessTokenOrigins(), p.RefreshTokenOrigins()
-	cred := store.Credential{ConnectionID: connID, WorkspaceID: cs.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now,
-		AccessOrigins: store.StoredOrigins(access), RefreshOrigins: store.StoredOrigins(refresh)}
-	if cred.AccessToken, err = f.creds.Seal(ctx, vault.AccessTokenBinding(cs.WorkspaceID, connID, access), tok.AccessToken); err != nil {
+	cred, err := sealGrant(ctx, f.creds, p, &conn, tok, now)
+	if err != nil {
 		return store.Connection{}, err
-	}
-	if !tok.RefreshToken.IsZero() {
-		if cred.RefreshToken, err = f.creds.Seal(ctx, vault.RefreshTokenBinding(cs.WorkspaceID, connID, refresh), tok.RefreshToken); err != nil {
-			return store.Connection{}, err
-		}
 	}
 	ev := audit.Event{WorkspaceID: cs.WorkspaceID, Type: typ, Actor: cs.ID, ConnectionID: connID, Outcome: audit.Success,
 		Data: audit.Data("provider", cs.Provider)}

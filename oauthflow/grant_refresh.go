@@ -25,19 +25,21 @@ func Refresh(ctx context.Context, hc *http.Client, p Provider, client ClientCred
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Refresh needs an HTTP client")
 	}
-	conf, err := p.tokenConfig(client, p.RefreshTokenURL())
-	if err != nil {
-		return Token{}, err
-	}
 	old := refreshToken.Reveal()
-	tok, err := conf.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc), &oauth2.Token{RefreshToken: old}).Token()
-	if err != nil {
-		return Token{}, providerFailure("token", err)
-	}
-	out := tokenOf(p, tok, now)
-	if tok.RefreshToken == old {
-		out.RefreshToken.Wipe() // x/oauth2 carries the old one over when none came back
-		out.RefreshToken = vault.Secret{}
-	}
-	return out, nil
+	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
+		conf, err := p.tokenConfig(client, p.RefreshTokenURL())
+		if err != nil {
+			return Token{}, err
+		}
+		tok, err := conf.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc), &oauth2.Token{RefreshToken: old}).Token()
+		if err != nil {
+			return Token{}, providerFailure("token", err)
+		}
+		out := tokenOf(p, tok, now)
+		if tok.RefreshToken == old {
+			out.RefreshToken.Wipe() // x/oauth2 carries the old one over when none came back
+			out.RefreshToken = vault.Secret{}
+		}
+		return out, nil
+	})
 }

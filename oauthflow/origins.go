@@ -28,10 +28,15 @@ func (p Provider) VerifierOrigins() vault.Origins {
 }
 
 // SecretBindings are the bindings a token-endpoint call carries for the client: the client
-// secret's when one is sent, none for a public client.
+// secret's when one is sent (and the next secret's during a rotation: it may be sent too),
+// none for a public client.
 func (c ClientCredentials) SecretBindings() []vault.Origins {
-	if c.ClientSecret.IsZero() {
-		return nil
+	var out []vault.Origins
+	if !c.ClientSecret.IsZero() {
+		out = append(out, c.SecretOrigins)
 	}
-	return []vault.Origins{c.SecretOrigins}
+	if !c.NextSecret.IsZero() {
+		out = append(out, c.NextSecretOrigins)
+	}
+	return out
 }

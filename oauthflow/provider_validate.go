@@ -79,6 +79,9 @@ func (p Provider) Validate() error {
 	if p.AssumedExpiresIn < 0 || p.AssumedExpiresIn > 10*365*24*3600 {
 		return bad("assumed_expires_in must be 0 to 10 years in seconds")
 	}
+	if p.RefreshTokenIdleTTL != 0 && (p.RefreshTokenIdleTTL < 600 || p.RefreshTokenIdleTTL > 10*365*24*3600) {
+		return bad("refresh_token_idle_ttl must be 10 minutes to 10 years in seconds")
+	}
 	switch p.MinTLSVersion {
 	case "", "1.2", "1.3":
 	default:
@@ -146,7 +149,7 @@ func (p Provider) validateOAuth2(bad func(string, ...any) error) error {
 
 func (p Provider) validateAPIKey(bad func(string, ...any) error) error {
 	if p.AuthorizationURL != "" || p.TokenURL != "" || p.RefreshURL != "" || p.RevocationURL != "" ||
-		p.Issuer != "" || p.RequireIss || p.PKCE || p.RotatesRefreshTokens || p.AssumedExpiresIn != 0 ||
+		p.Issuer != "" || p.RequireIss || p.PKCE || p.RotatesRefreshTokens || p.AssumedExpiresIn != 0 || p.RefreshTokenIdleTTL != 0 ||
 		len(p.DefaultScopes) > 0 || p.ScopeSeparator != "" || p.TokenAuthMethod != "" || len(p.AuthorizationParams) > 0 {
 		return bad("oauth2 fields are not allowed on an api_key provider")
 	}

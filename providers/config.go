@@ -38,8 +38,12 @@ type Entry struct {
 type View struct {
 	Key string `json:"key"`
 	Config
-	ClientSecretSet           bool      `json:"client_secret_set"`
-	ClientSecretPrefix        string    `json:"client_secret_prefix,omitempty"`
+	ClientSecretSet    bool   `json:"client_secret_set"`
+	ClientSecretPrefix string `json:"client_secret_prefix,omitempty"`
+	// ClientSecretNextSet: a next client secret is held during a secret rotation (only its
+	// prefix is ever shown).
+	ClientSecretNextSet       bool      `json:"client_secret_next_set,omitempty"`
+	ClientSecretNextPrefix    string    `json:"client_secret_next_prefix,omitempty"`
 	OriginsDifferFromTemplate bool      `json:"origins_differ_from_template"`
 	CreatedAt                 time.Time `json:"created_at"`
 	UpdatedAt                 time.Time `json:"updated_at"`
@@ -60,7 +64,7 @@ func CheckKey(key string) error {
 
 // workspaceFields are the request fields that are the workspace's, not the catalog
 // entry's: Build never takes them from the overrides.
-var workspaceFields = []string{"template", "client_id", "client_secret", "scopes", "callback_urls", "return_urls", "key", "name"}
+var workspaceFields = []string{"template", "client_id", "client_secret", "client_secret_next", "scopes", "callback_urls", "return_urls", "key", "name"}
 
 // Request is a provider to create or replace, as PUT /v1/providers/{key} and the
 // control-plane import give it (without the client secret): Template names a catalog

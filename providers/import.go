@@ -57,7 +57,8 @@ func (s *Service) Import(ctx context.Context, actor string, version int64, works
 			return err
 		}
 		for _, r := range ws.Providers {
-			if _, ok := r.Overrides["client_secret"]; ok {
+			_, next := r.Overrides["client_secret_next"]
+			if _, ok := r.Overrides["client_secret"]; ok || next {
 				return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: ErrClientSecretChange}
 			}
 			cfg, err := s.Build(r)

@@ -59,6 +59,12 @@ func (s *Service) Client(ctx context.Context, e Entry) (oauthflow.ClientCredenti
 	if client.ClientSecret, err = s.secrets.Open(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID, client.SecretOrigins), sec.Sealed); err != nil {
 		return oauthflow.ClientCredentials{}, err
 	}
+	if len(sec.NextSealed) > 0 { // an OAuth app's secret rotation: the next one, same binding
+		client.NextSecretOrigins = store.BoundOrigins(sec.NextOrigins)
+		if client.NextSecret, err = s.secrets.Open(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID, client.NextSecretOrigins), sec.NextSealed); err != nil {
+			return oauthflow.ClientCredentials{}, err
+		}
+	}
 	return client, nil
 }
 

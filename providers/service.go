@@ -9,6 +9,7 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/ids"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -21,6 +22,7 @@ type Store interface {
 	ListProviders(ctx context.Context, workspaceID string) ([]store.Provider, error)
 	ProviderSecret(ctx context.Context, providerID string) (store.ProviderSecret, error)
 	WriteProvider(ctx context.Context, w store.ProviderWrite) (store.ProviderWritten, error)
+	PromoteNextClientSecret(ctx context.Context, workspaceID, key string, drop bool, now time.Time, evs ...audit.Event) error
 	PutProviders(ctx context.Context, ps []store.Provider, guard func(stored *store.Provider, next store.Provider) error, evs ...audit.Event) ([]store.Provider, error)
 	DeleteProvider(ctx context.Context, workspaceID, key string, evs ...audit.Event) error
 }
@@ -100,6 +102,16 @@ type PutResult struct {
 // connection of the provider becomes needs_reauth (reason provider_origin_changed), each
 // with a connection.needs_reauth event. Nothing is written when it is refused.
 func (s *Service) Put(ctx context.Context, workspaceID string, by Caller, r Request, secret *vault.Secret) (PutResult, error) {
+	return s.PutWithNext(ctx, workspaceID, by, r, secret, nil)
+}
+
+// PutWithNext is Put with an OAuth app's next client secret (client_secret_next) during
+// a secret rotation: sealed with the same binding as the current one (the token origins
+// of the configuration stored with it), kept beside it, tried when the provider answers
+// invalid_client to the current one (oauthflow), until PromoteNextSecret or
+// DropNextSecret. A new current secret without a next one ends a rotation (the next one
+// is dropped). Audited provider.client_secret_next_set.
+func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller, r Request, secret, next *vault.Secret) (PutResult, error) {
 	cfg, err := s.Build(r)
 	if err != nil {
 		return PutResult{}, err
@@ -123,17 +135,31 @@ func (s *Service) Put(ctx context.Context, workspaceID string, by Caller, r Requ
 		}
 		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), Origins: store.StoredOrigins(origins), UpdatedAt: now}
 	}
+	var nextRow *store.ProviderSecret
+	evs := []audit.Event{{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: by.Actor, Outcome: audit.Success,
+		Data: audit.Data("provider", r.Key)}}
+	if next != nil && !next.IsZero() {
+		if cfg.AuthMode != oauthflow.AuthModeOAuth2 {
+			return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret_next", "only oauth2 providers have client secrets")
+		}
+		origins := cfg.RefreshTokenOrigins()
+		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *next)
+		if err != nil {
+			return PutResult{}, err
+		}
+		nextRow = &store.ProviderSecret{NextSealed: sealed, NextPrefix: next.Prefix(4), NextOrigins: store.StoredOrigins(origins)}
+		evs = append(evs, audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderClientSecretNext, Actor: by.Actor,
+			Outcome: audit.Success, Data: audit.Data("provider", r.Key)})
+	}
 	doc, err := json.Marshal(cfg)
 	if err != nil {
 		return PutResult{}, err
 	}
 	row := store.Provider{ID: id, WorkspaceID: workspaceID, Key: r.Key, AuthMode: string(cfg.AuthMode), Config: string(doc),
 		CreatedAt: now, UpdatedAt: now}
-	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: by.Actor, Outcome: audit.Success,
-		Data: audit.Data("provider", r.Key)}
-	w, err := s.store.WriteProvider(ctx, store.ProviderWrite{Row: row, Secret: ps,
+	w, err := s.store.WriteProvider(ctx, store.ProviderWrite{Row: row, Secret: ps, Next: nextRow,
 		KeepSecret: true, // an update without client_secret keeps the one set before
-		Events:     []audit.Event{ev},
+		Events:     evs,
 		Guard: func(stored *store.Provider) (string, error) {
 			changed, err := s.originChanged(r.Key, stored, cfg)
 			if err != nil || !changed {
@@ -213,6 +239,7 @@ func (s *Service) view(ctx context.Context, row store.Provider) (View, error) {
 	switch sec, err := s.store.ProviderSecret(ctx, row.ID); {
 	case err == nil:
 		v.ClientSecretSet, v.ClientSecretPrefix = true, sec.Prefix
+		v.ClientSecretNextSet, v.ClientSecretNextPrefix = len(sec.NextSealed) > 0, sec.NextPrefix
 	case !errors.Is(err, store.ErrNotFound):
 		return View{}, err
 	}
@@ -225,4 +252,29 @@ func (s *Service) Delete(ctx context.Context, workspaceID, actor, key string) er
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderDeleted, Actor: actor, Outcome: audit.Success,
 		Data: audit.Data("provider", key)}
 	return s.store.DeleteProvider(ctx, workspaceID, key, ev)
+}
+
+// PromoteNextSecret makes the provider's next client secret the current one (the end of
+// an OAuth app's secret rotation); DropNextSecret abandons it. Both are audited
+// (provider.client_secret_promoted, provider.client_secret_next_dropped) and answer
+// 409 no_next_client_secret when there is none.
+func (s *Service) PromoteNextSecret(ctx context.Context, workspaceID, actor, key string) (View, error) {
+	return s.endRotation(ctx, workspaceID, actor, key, false)
+}
+
+// DropNextSecret deletes the provider's next client secret; see PromoteNextSecret.
+func (s *Service) DropNextSecret(ctx context.Context, workspaceID, actor, key string) (View, error) {
+	return s.endRotation(ctx, workspaceID, actor, key, true)
+}
+
+func (s *Service) endRotation(ctx context.Context, workspaceID, actor, key string, drop bool) (View, error) {
+	typ := audit.ProviderClientSecretPromoted
+	if drop {
+		typ = audit.ProviderClientSecretNextDropped
+	}
+	ev := audit.Event{WorkspaceID: workspaceID, Type: typ, Actor: actor, Outcome: audit.Success, Data: audit.Data("provider", key)}
+	if err := s.store.PromoteNextClientSecret(ctx, workspaceID, key, drop, s.now(), ev); err != nil {
+		return View{}, err
+	}
+	return s.View(ctx, workspaceID, key)
 }

@@ -32,8 +32,21 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		APIKey    vault.Secret `json:"api_key"`
 		// WebhookSecret is the provider's webhook signing secret (package inbound), optional.
 		WebhookSecret vault.Secret `json:"webhook_secret"`
+		// OAuth2 and ExternalID import an existing grant (oauthflow.Importer).
+		OAuth2     *oauthflow.ImportedGrant `json:"oauth2"`
+		ExternalID string                   `json:"external_id"`
 	}
 	if !bindJSON(c, &req) {
+		return
+	}
+	if req.OAuth2 != nil || req.ExternalID != "" {
+		if !req.APIKey.IsZero() || req.OAuth2 == nil || !req.WebhookSecret.IsZero() {
+			// webhook_secret on an import: set it afterwards with PUT .../webhook-secret.
+			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key or webhook_secret"))
+			return
+		}
+		importGrant(c, s.importer, s.events, oauthflow.Import{Provider: req.Provider, EndUserID: req.EndUserID,
+			ExternalID: req.ExternalID, Grant: *req.OAuth2})
 		return
 	}
 	switch {
@@ -127,4 +140,18 @@ func (s *Server) handleGetConnection(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// importGrant is POST /v1/connections with "oauth2": an existing grant imported
+// (oauthflow.Importer: validated whole, sealed, bound, audited connection.imported).
+func importGrant(c *gin.Context, im *oauthflow.Importer, events EventSink, in oauthflow.Import) {
+	ctx := c.Request.Context()
+	p := principal(c)
+	conn, err := im.Import(ctx, p.WorkspaceID, p.KeyID, in)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	emitConnection(ctx, events, controlplane.EventConnectionCreated, conn, "")
+	c.JSON(http.StatusCreated, viewOf(conn))
 }

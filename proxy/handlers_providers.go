@@ -25,6 +25,23 @@ func (a providersAPI) routes(api *gin.RouterGroup) {
 	api.GET("/providers/:key", a.handleGet)
 	api.PUT("/providers/:key", require(admin.ScopeProvidersWrite), a.handlePut)
 	api.DELETE("/providers/:key", require(admin.ScopeProvidersWrite), a.handleDelete)
+	// An OAuth app's secret rotation ends by an admin: the next secret becomes current, or goes.
+	api.POST("/providers/:key/client-secret/promote", require(admin.ScopeAdmin), a.handleEndRotation)
+	api.DELETE("/providers/:key/client-secret/next", require(admin.ScopeAdmin), a.handleEndRotation)
+}
+
+func (a providersAPI) handleEndRotation(c *gin.Context) {
+	p := principal(c)
+	end := a.svc.PromoteNextSecret
+	if c.Request.Method == http.MethodDelete {
+		end = a.svc.DropNextSecret
+	}
+	v, err := end(c.Request.Context(), p.WorkspaceID, p.KeyID, c.Param("key"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
 }
 
 func (a providersAPI) handlePut(c *gin.Context) {
@@ -37,9 +54,11 @@ func (a providersAPI) handlePut(c *gin.Context) {
 		Template     string        `json:"template"`
 		ClientID     string        `json:"client_id"`
 		ClientSecret *vault.Secret `json:"client_secret"`
-		Scopes       []string      `json:"scopes"`
-		CallbackURLs []string      `json:"callback_urls"`
-		ReturnURLs   []string      `json:"return_urls"`
+		// ClientSecretNext is the OAuth app's next secret during a secret rotation.
+		ClientSecretNext *vault.Secret `json:"client_secret_next"`
+		Scopes           []string      `json:"scopes"`
+		CallbackURLs     []string      `json:"callback_urls"`
+		ReturnURLs       []string      `json:"return_urls"`
 	}
 	if !bindJSON(c, &req) {
 		return
@@ -49,9 +68,9 @@ func (a providersAPI) handlePut(c *gin.Context) {
 	p := principal(c)
 	// The service decides what the caller's authority allows (an origin change needs admin).
 	by := providers.Caller{Actor: p.KeyID, Admin: p.Has(admin.ScopeAdmin)}
-	res, err := a.svc.Put(c.Request.Context(), p.WorkspaceID, by, providers.Request{Key: key, Template: req.Template,
+	res, err := a.svc.PutWithNext(c.Request.Context(), p.WorkspaceID, by, providers.Request{Key: key, Template: req.Template,
 		ClientID: req.ClientID, Scopes: req.Scopes, CallbackURLs: req.CallbackURLs, ReturnURLs: req.ReturnURLs,
-		Overrides: overrides}, req.ClientSecret)
+		Overrides: overrides}, req.ClientSecret, req.ClientSecretNext)
 	if err != nil {
 		fail(c, err)
 		return

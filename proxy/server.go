@@ -90,15 +90,16 @@ type Server struct {
 	ops       *gin.Engine      // routes.go: /healthz, /readyz, /metrics
 	metrics   *metrics.Metrics // metrics.go
 
-	edge      *edge            // edge.go: client address, rate limits, DPoP
-	fwd       *forwarder       // forward.go
-	outbound  *outbound.Client // WithOutbound
-	refresher tokenRefresher   // WithTokenRefresher
-	tokens    TokenService     // Deps.Tokens
-	oauth     providerClients  // provider_client.go: the connect flows' provider client
-	connect   *connectAPI      // handlers_connect.go
-	life      *lifecycleAPI    // handlers_lifecycle.go
-	inbound   inboundAPI       // handlers_inbound.go
+	edge      *edge               // edge.go: client address, rate limits, DPoP
+	fwd       *forwarder          // forward.go
+	outbound  *outbound.Client    // WithOutbound
+	refresher tokenRefresher      // WithTokenRefresher
+	tokens    TokenService        // Deps.Tokens
+	oauth     providerClients     // provider_client.go: the connect flows' provider client
+	connect   *connectAPI         // handlers_connect.go
+	importer  *oauthflow.Importer // handlers_connections.go: POST /v1/connections with oauth2
+	life      *lifecycleAPI       // handlers_lifecycle.go
+	inbound   inboundAPI          // handlers_inbound.go
 
 	clientCertBinding bool       // clientcert.go: WithClientCertBinding
 	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients
@@ -138,6 +139,10 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
+	if s.importer, err = oauthflow.NewImporter(oauthflow.ImportDeps{Store: deps.Store, Providers: deps.Providers,
+		Creds: deps.Creds, ValidEndUser: admin.ValidEndUserID}, s.now, s.log); err != nil {
+		return nil, err
+	}
 	s.life = &lifecycleAPI{revocations: deps.Revocations, admin: deps.Admin, events: s.events,
 		checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log}
 	if err := s.initMetrics(); err != nil {

@@ -152,22 +152,28 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 	if perr != nil {
 		return r.failed(ctx, cl, holder, Classify(perr, r.now()))
 	}
-	return r.commit(ctx, cl, holder, tok)
+	return r.commit(ctx, cl, holder, prov, tok)
 }
 
 // commit seals the new tokens and stores them in the transaction that releases the lease
 // (a transaction it may share with other refreshes' commits, each fenced on its own).
-func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, tok oauthflow.Token) (result, bool) {
+func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, prov oauthflow.Provider, tok oauthflow.Token) (result, bool) {
 	c := cl.Row.Connection
 	now := r.now()
 	rc := store.RefreshCommit{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Holder: holder, Version: c.Version,
 		TokenType: tok.TokenType, CredentialPrefix: tok.AccessToken.Prefix(8), ExpiresAt: tok.ExpiresAt,
-		NextRefreshAt: r.deadline(tok.ExpiresAt), Now: now,
+		NextRefreshAt: r.deadline(prov.RefreshDue(tok, now)), Now: now,
 		Events: []audit.Event{{WorkspaceID: c.WorkspaceID, At: now, Type: audit.TokenRefresh, Actor: actor,
 			ConnectionID: c.ID, Outcome: audit.Success,
 			Data: eventData("provider", c.Provider, "rotated", map[bool]string{true: "true"}[!tok.RefreshToken.IsZero()])}}}
 	if tok.Scopes != nil {
 		rc.Scopes = store.Strings(tok.Scopes)
+	}
+	// The refresh token's end: what this response says (or the idle TTL from now, the
+	// refresh token having just been used); a rotated one without either is unknown; an
+	// unrotated one without either keeps what was stored.
+	if exp := prov.RefreshTokenExpiry(tok, now); exp != nil || !tok.RefreshToken.IsZero() {
+		rc.RefreshTokenExpiresAt, rc.SetRefreshTokenExpiry = exp, true
 	}
 	// The new tokens keep the connection's binding, not the provider's current origins.
 	var access, refresh vault.Origins

@@ -18,17 +18,23 @@ const (
 	ConnectionDisconnected = "connection.disconnected"
 	ConnectionErased       = "connection.erased"
 	ConnectionReconnected  = "connection.reconnected"
-	ConnectionNeedsReauth  = "connection.needs_reauth" // put into needs_reauth by a provider change; ErrorCode is the reason
-	TokenRefresh           = "token.refresh"
-	TokenRead              = "token.read"    // aggregated: Data is ReadData (reads.go)
-	ProxyRequest           = "proxy.request" // a forwarded request, aggregated like token.read
-	ProviderUpdated        = "provider.updated"
-	ProviderDeleted        = "provider.deleted"
-	APIKeyCreated          = "api_key.created"
-	APIKeyRevoked          = "api_key.revoked"
-	WorkspaceCreated       = "workspace.created"
-	WorkspaceUpdated       = "workspace.updated"
-	KEKRotated             = "kek.rotated"
+	// An OAuth app's secret rotation (API.md "Providers"): a next client secret set, promoted
+	// to current, or dropped.
+	ProviderClientSecretNext        = "provider.client_secret_next_set"
+	ProviderClientSecretPromoted    = "provider.client_secret_promoted"
+	ProviderClientSecretNextDropped = "provider.client_secret_next_dropped"
+	ConnectionImported              = "connection.imported"     // an existing OAuth grant brought in (POST /v1/connections with oauth2, authpipe-proxy import)
+	ConnectionNeedsReauth           = "connection.needs_reauth" // put into needs_reauth by a provider change; ErrorCode is the reason
+	TokenRefresh                    = "token.refresh"
+	TokenRead                       = "token.read"    // aggregated: Data is ReadData (reads.go)
+	ProxyRequest                    = "proxy.request" // a forwarded request, aggregated like token.read
+	ProviderUpdated                 = "provider.updated"
+	ProviderDeleted                 = "provider.deleted"
+	APIKeyCreated                   = "api_key.created"
+	APIKeyRevoked                   = "api_key.revoked"
+	WorkspaceCreated                = "workspace.created"
+	WorkspaceUpdated                = "workspace.updated"
+	KEKRotated                      = "kek.rotated"
 	// BindingRefused: a credential-bearing call was not made because its destination's
 	// origin is not one the credential is bound to (vault.CheckOrigin).
 	BindingRefused = "credential.binding_refused"

@@ -111,6 +111,8 @@ var (
 	ErrMethodNotAllowed     = New(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
 	ErrConflict             = New(http.StatusConflict, "conflict", "Conflict")
 	ErrNeedsReauth          = New(http.StatusConflict, "needs_reauth", "The connection needs to be re-authorized")
+	ErrAlreadyImported      = New(http.StatusConflict, "already_imported", "A connection with this external_id exists")
+	ErrNoNextClientSecret   = New(http.StatusConflict, "no_next_client_secret", "The provider has no next client secret")
 	ErrNoWebhookEndpoint    = New(http.StatusConflict, "webhook_endpoint_missing", "The workspace has no webhook endpoint to relay to")
 	ErrOriginChanged        = New(http.StatusConflict, "origin_changed", "The destination is not an origin the credential is bound to")
 	ErrDisconnected         = New(http.StatusGone, "disconnected", "The connection is disconnected")

@@ -48,6 +48,11 @@ type Options struct {
 	AutoLogin bool
 	// AccessTokenLifespan defaults to one hour.
 	AccessTokenLifespan time.Duration
+	// RefreshTokenExpiresIn, when set, is sent as refresh_token_expires_in (seconds) with
+	// every token response that carries a refresh token; RefreshTokenExpiresField renames
+	// that field (x_refresh_token_expires_in, as Intuit does).
+	RefreshTokenExpiresIn    int64
+	RefreshTokenExpiresField string
 }
 
 // IssMode says what the authorization response carries as iss (RFC 9207).
@@ -71,6 +76,7 @@ type Server struct {
 	provider fosite.OAuth2Provider
 	store    *storage.MemoryStore
 	http     *httptest.Server
+	client   *rotatingClient
 
 	issMode       atomic.Int32
 	tokenRedirect atomic.Bool
@@ -113,14 +119,16 @@ func New(t testing.TB, opts Options) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{opts: opts, store: storage.NewMemoryStore()}
-	s.store.Clients[opts.ClientID] = &fosite.DefaultOpenIDConnectClient{
+	s.client = &rotatingClient{DefaultOpenIDConnectClient: &fosite.DefaultOpenIDConnectClient{
 		DefaultClient: &fosite.DefaultClient{
 			ID: opts.ClientID, Secret: hash, RedirectURIs: opts.RedirectURIs,
 			ResponseTypes: []string{"code"}, GrantTypes: []string{"authorization_code", "refresh_token"},
 			Scopes: opts.Scopes,
 		},
 		TokenEndpointAuthMethod: opts.AuthMethod,
-	}
+	}}
+	s.client.hash.Store(&hash)
+	s.store.Clients[opts.ClientID] = s.client
 	mux := http.NewServeMux()
 	s.http = httptest.NewServer(mux)
 	t.Cleanup(s.http.Close)
@@ -297,7 +305,33 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.provider.WriteAccessError(ctx, w, ar, err)
 		return
 	}
+	if n := s.opts.RefreshTokenExpiresIn; n > 0 && resp.GetExtra("refresh_token") != nil {
+		name := s.opts.RefreshTokenExpiresField
+		if name == "" {
+			name = "refresh_token_expires_in"
+		}
+		resp.SetExtra(name, n)
+	}
 	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// rotatingClient is the registered client with a secret that SetClientSecret replaces
+// while the server runs (an OAuth app's secret rotation).
+type rotatingClient struct {
+	*fosite.DefaultOpenIDConnectClient
+	hash atomic.Pointer[[]byte]
+}
+
+func (c *rotatingClient) GetHashedSecret() []byte { return *c.hash.Load() }
+
+// SetClientSecret makes secret the client's only valid secret from now on: the old one
+// gets invalid_client, as after an OAuth app's secret rotation at a provider.
+func (s *Server) SetClientSecret(secret string) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	s.client.hash.Store(&hash)
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {

@@ -146,3 +146,10 @@ func (s *Store) Disconnect(ctx context.Context, workspaceID, id string, deleteCr
 	}
 	return c, err
 }
+
+// ConnectionByExternalID returns the workspace's connection imported with externalID.
+func (s *Store) ConnectionByExternalID(ctx context.Context, workspaceID, externalID string) (Connection, error) {
+	var c Connection
+	err := s.db.WithContext(ctx).Where("workspace_id = ? AND external_id = ?", workspaceID, externalID).Take(&c).Error
+	return c, s.classify(err)
+}

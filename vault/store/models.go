@@ -111,6 +111,13 @@ type ProviderSecret struct {
 	// Origins the secret is bound to (part of its associated data); nil: not bound yet.
 	Origins   *Strings
 	UpdatedAt time.Time
+	// NextSealed is the OAuth app's next client secret during a secret rotation (nil when
+	// none), sealed with the current one's binding (NextOrigins, the same origins): the
+	// token endpoint gets it when it answers invalid_client to the current one. NextPrefix
+	// is its masked prefix.
+	NextSealed  []byte
+	NextPrefix  string
+	NextOrigins *Strings
 }
 
 // TableName implements gorm's tabler.
@@ -159,9 +166,18 @@ type Connection struct {
 	LastRefreshedAt     *time.Time
 	NextRefreshAt       *time.Time
 	DisconnectedAt      *time.Time
-	Version             int64
-	CreatedAt           time.Time
-	UpdatedAt           time.Time
+	// ExternalID is an imported connection's id in the system it came from, unique in
+	// the workspace (nil for connections made here): an import run again skips it.
+	ExternalID *string
+	// RefreshTokenExpiresAt is when the refresh token stops working (the provider's
+	// refresh_token_expires_in or the like, or an import's value); nil when unknown.
+	// ExpiringNotifiedFor is the RefreshTokenExpiresAt that the connection.expiring
+	// webhook was sent for.
+	RefreshTokenExpiresAt *time.Time
+	ExpiringNotifiedFor   *time.Time
+	Version               int64
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
 }
 
 // TableName implements gorm's tabler.

@@ -8,6 +8,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/internal/problem"
 )
 
 // PutProvider creates or replaces a workspace's provider (by key). When secret is not
@@ -25,7 +26,11 @@ type ProviderWrite struct {
 	// Secret removes it.
 	Secret     *ProviderSecret
 	KeepSecret bool
-	Events     []audit.Event
+	// Next, when not nil, sets the next client secret (its Next* fields) beside the current
+	// one, which must exist (ErrNoClientSecret otherwise). A Secret without Next fields
+	// clears any next secret: a new current secret ends a rotation.
+	Next   *ProviderSecret
+	Events []audit.Event
 	// Guard, when set, decides under the provider's row lock, with the row as stored
 	// (nil when the key is new): an error aborts the write (returned as is); a non-empty
 	// reason puts every active or errored connection of the provider into needs_reauth
@@ -85,6 +90,16 @@ func (s *Store) WriteProvider(ctx context.Context, w ProviderWrite) (ProviderWri
 		case !w.KeepSecret:
 			if err := tx.Where("provider_id = ?", p.ID).Delete(&ProviderSecret{}).Error; err != nil {
 				return err
+			}
+		}
+		if n := w.Next; n != nil {
+			res := tx.Model(&ProviderSecret{}).Where("provider_id = ?", p.ID).Updates(map[string]any{
+				"next_sealed": n.NextSealed, "next_prefix": n.NextPrefix, "next_origins": n.NextOrigins})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				return ErrNoClientSecret
 			}
 		}
 		evs := w.Events
@@ -165,6 +180,45 @@ func (s *Store) DeleteProvider(ctx context.Context, workspaceID, key string, evs
 			return err
 		}
 		if err := tx.Where("id = ?", p.ID).Delete(&Provider{}).Error; err != nil {
+			return err
+		}
+		return s.appendEvents(tx, evs)
+	})
+}
+
+// ErrNoClientSecret: a next client secret was given for a provider without a current one.
+var ErrNoClientSecret = problem.Sentinel(problem.ErrInvalidRequest.WithField("client_secret_next",
+	"the provider has no client_secret to rotate from"), "store: the provider has no client secret")
+
+// ErrNoNextClientSecret: promote or drop found no next client secret.
+var ErrNoNextClientSecret = problem.Sentinel(problem.ErrNoNextClientSecret, "store: the provider has no next client secret")
+
+// PromoteNextClientSecret makes the workspace's provider key's next client secret the
+// current one (the old one is deleted); with drop, it deletes the next one instead. The
+// next secret is sealed with the current one's binding, so this moves ciphertext only.
+// ErrNotFound when there is no such provider, ErrNoNextClientSecret when it has no next
+// secret; evs are appended in the same transaction.
+func (s *Store) PromoteNextClientSecret(ctx context.Context, workspaceID, key string, drop bool, now time.Time, evs ...audit.Event) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var p Provider
+		if err := s.forUpdate(tx.Where("workspace_id = ? AND key = ?", workspaceID, key)).Take(&p).Error; err != nil {
+			return err
+		}
+		var sec ProviderSecret
+		err := tx.Where("provider_id = ?", p.ID).Take(&sec).Error
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			return ErrNoNextClientSecret
+		case err != nil:
+			return err
+		case len(sec.NextSealed) == 0:
+			return ErrNoNextClientSecret
+		}
+		upd := map[string]any{"next_sealed": nil, "next_prefix": "", "next_origins": nil}
+		if !drop {
+			upd["sealed"], upd["prefix"], upd["origins"], upd["updated_at"] = sec.NextSealed, sec.NextPrefix, sec.NextOrigins, now.UTC()
+		}
+		if err := tx.Model(&ProviderSecret{}).Where("provider_id = ?", p.ID).Updates(upd).Error; err != nil {
 			return err
 		}
 		return s.appendEvents(tx, evs)

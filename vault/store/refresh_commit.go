@@ -31,7 +31,11 @@ type RefreshCommit struct {
 	Scopes                    Strings // nil keeps the stored scopes
 	CredentialPrefix          string
 	ExpiresAt, NextRefreshAt  *time.Time
-	Now                       time.Time
+	// RefreshTokenExpiresAt replaces the stored refresh-token expiry when
+	// SetRefreshTokenExpiry (nil: unknown); otherwise the stored one is kept.
+	RefreshTokenExpiresAt *time.Time
+	SetRefreshTokenExpiry bool
+	Now                   time.Time
 	Events                    []audit.Event
 }
 
@@ -190,6 +194,10 @@ func (s *Store) commitOne(tx *gorm.DB, rc RefreshCommit) (Connection, error) {
 	if rc.Scopes != nil {
 		upd["scopes"] = rc.Scopes
 		c.Scopes = rc.Scopes
+	}
+	if rc.SetRefreshTokenExpiry {
+		upd["refresh_token_expires_at"] = rc.RefreshTokenExpiresAt
+		c.RefreshTokenExpiresAt = rc.RefreshTokenExpiresAt
 	}
 	if res := tx.Model(&Connection{}).Where("id = ? AND version = ?", c.ID, c.Version).Updates(upd); res.Error != nil {
 		return Connection{}, res.Error

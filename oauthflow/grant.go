@@ -1,0 +1,76 @@
+package oauthflow
+
+import (
+	"context"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// A grant is stored the same way whether it came from the code exchange (flow_callback.go)
+// or was imported (import.go): sealGrant is that one place.
+
+// sealGrant fills conn's token fields from tok (prefix, expiry, refresh schedule, scopes
+// when tok lists them) and returns the credential with tok's tokens sealed, each bound to
+// the provider's origins as configured now: a later change of its URLs does not move them.
+func sealGrant(ctx context.Context, creds Sealer, p Provider, conn *store.Connection, tok Token, now time.Time) (store.Credential, error) {
+	if tok.Scopes != nil {
+		conn.Scopes = store.Strings(tok.Scopes)
+	}
+	if conn.Scopes == nil {
+		conn.Scopes = store.Strings{}
+	}
+	conn.CredentialPrefix, conn.ExpiresAt = tok.AccessToken.Prefix(8), tok.ExpiresAt
+	if !tok.RefreshToken.IsZero() {
+		conn.RefreshTokenExpiresAt = p.RefreshTokenExpiry(tok, now)
+		// The refresher's seam: a connection with a refresh token is due at its expiry (or
+		// earlier, to keep an idle refresh token alive); the refresher applies its lead
+		// window to this.
+		conn.NextRefreshAt = p.RefreshDue(tok, now)
+	}
+	access, refresh := p.AccessTokenOrigins(), p.RefreshTokenOrigins()
+	ws, id := conn.WorkspaceID, conn.ID
+	cred := store.Credential{ConnectionID: id, WorkspaceID: ws, TokenType: tok.TokenType, UpdatedAt: now,
+		AccessOrigins: store.StoredOrigins(access), RefreshOrigins: store.StoredOrigins(refresh)}
+	var err error
+	if cred.AccessToken, err = creds.Seal(ctx, vault.AccessTokenBinding(ws, id, access), tok.AccessToken); err != nil {
+		return store.Credential{}, err
+	}
+	if !tok.RefreshToken.IsZero() {
+		if cred.RefreshToken, err = creds.Seal(ctx, vault.RefreshTokenBinding(ws, id, refresh), tok.RefreshToken); err != nil {
+			return store.Credential{}, err
+		}
+	}
+	return cred, nil
+}
+
+// RefreshTokenExpiry is when a refresh token issued (or used) at now with response tok
+// stops working: the provider's refresh_token_expires_in (tok.RefreshExpiresAt), or the
+// provider's refresh_token_idle_ttl from now, whichever comes first; nil when neither is
+// known.
+func (p Provider) RefreshTokenExpiry(tok Token, now time.Time) *time.Time {
+	exp := tok.RefreshExpiresAt
+	if p.RefreshTokenIdleTTL > 0 {
+		idle := now.Add(time.Duration(p.RefreshTokenIdleTTL) * time.Second).UTC()
+		if exp == nil || idle.Before(*exp) {
+			exp = &idle
+		}
+	}
+	return exp
+}
+
+// RefreshDue is the next_refresh_at of a grant refreshed (or stored) at now with response
+// tok: the access token's expiry, or earlier when the provider's refresh_token_idle_ttl
+// would let an unused refresh token lapse first (a keep-alive refresh at three quarters
+// of the idle window); nil when neither applies (the token does not expire).
+func (p Provider) RefreshDue(tok Token, now time.Time) *time.Time {
+	due := tok.ExpiresAt
+	if p.RefreshTokenIdleTTL > 0 {
+		keep := now.Add(time.Duration(p.RefreshTokenIdleTTL) * time.Second * 3 / 4).UTC()
+		if due == nil || keep.Before(*due) {
+			due = &keep
+		}
+	}
+	return due
+}

@@ -1,0 +1,88 @@
+package proxy_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
+	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
+)
+
+// auditTypes returns the types of the default workspace's audit events, oldest first.
+func auditTypes(f *flow) []string {
+	f.t.Helper()
+	r := f.h.expect(f.h.do("GET", "/v1/audit?limit=1000", bootstrapKey, nil), 200, "")
+	var out []string
+	for _, e := range r.Body["events"].([]any) {
+		out = append(out, e.(map[string]any)["type"].(string))
+	}
+	return out
+}
+
+// TestImportGrantObtainedDirectly: a grant the application got from the provider itself
+// (not through the proxy) is imported, sealed and bound, refreshed through the proxy (the
+// fosite provider rotates the refresh token: the imported one is retired there), and its
+// new access token is read and works. Invalid imports write nothing.
+func TestImportGrantObtainedDirectly(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true, RefreshTokenExpiresIn: 30 * 24 * 3600})
+			grant := f.as.Grant(t, f.callback, "read")
+			f.sentinel(grant.RefreshToken)
+			exp := grant.Expiry.UTC().Format(time.RFC3339)
+			line := map[string]any{"provider": "fosite", "end_user_id": "imported-user", "external_id": "src-42",
+				"oauth2": map[string]any{"access_token": grant.AccessToken, "refresh_token": grant.RefreshToken,
+					"expires_at": exp, "scopes": []string{"read"}, "token_type": "Bearer"}}
+
+			// All or nothing: every bad field reported, nothing written.
+			bad := f.h.expect(f.h.do("POST", "/v1/connections", f.key, map[string]any{"provider": "nope", "end_user_id": "",
+				"oauth2": map[string]any{"access_token": "", "token_type": "mac", "scopes": []string{"a b"}}}), 400, "invalid_request")
+			require.Len(t, bad.Body["errors"], 5, bad.Raw)
+			require.NotContains(t, bad.Raw, grant.AccessToken)
+			f.h.expect(f.h.do("POST", "/v1/connections", f.key, map[string]any{"provider": "fosite", "end_user_id": "u",
+				"oauth2": map[string]any{"access_token": "x", "expires_at": "2001-01-01T00:00:00Z"}}), 400, "invalid_request")
+			f.h.expect(f.h.do("POST", "/v1/connections", f.key, map[string]any{"provider": "fosite", "end_user_id": "u",
+				"api_key": "k", "oauth2": map[string]any{"access_token": "x"}}), 400, "invalid_request")
+			require.Zero(t, f.connections())
+
+			r := f.h.expect(f.h.do("POST", "/v1/connections", f.key, line), 201, "")
+			id := r.Body["id"].(string)
+			require.Equal(t, "oauth2", r.Body["auth_mode"])
+			require.Equal(t, "active", r.Body["status"])
+			require.Equal(t, "src-42", r.Body["external_id"])
+			require.Equal(t, []any{"read"}, r.Body["scopes"])
+			require.Equal(t, exp, r.Body["expires_at"])
+			require.NotContains(t, r.Raw, grant.AccessToken)
+			// Imported again (a resumed import): refused, still one connection.
+			dup := f.h.expect(f.h.do("POST", "/v1/connections", f.key, line), 409, "already_imported")
+			require.Contains(t, dup.Raw, id)
+			require.Equal(t, 1, f.connections())
+			access, refresh := f.storedTokens(id) // sealed and bound: opens with the provider's origins
+			require.Equal(t, grant.AccessToken, access)
+			require.Equal(t, grant.RefreshToken, refresh)
+
+			// Refreshed through the proxy like any other connection.
+			r = f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", f.key, nil), 200, "")
+			require.NotEmpty(t, r.Body["last_refreshed_at"])
+			require.NotEmpty(t, r.Body["refresh_token_expires_at"], "the provider's refresh_token_expires_in is kept")
+			rtExp, err := time.Parse(time.RFC3339, r.Body["refresh_token_expires_at"].(string))
+			require.NoError(t, err)
+			require.WithinDuration(t, time.Now().Add(30*24*time.Hour), rtExp, time.Hour)
+			require.False(t, f.as.RefreshActive(ctx, grant.RefreshToken), "the provider rotated the imported refresh token")
+			_, rotated := f.storedTokens(id)
+			require.NotEqual(t, grant.RefreshToken, rotated)
+			require.True(t, f.as.RefreshActive(ctx, rotated), "the rotated refresh token is the one stored")
+			tok := f.token(id)
+			require.NotEqual(t, grant.AccessToken, tok)
+			require.Equal(t, http.StatusOK, f.apiCall(tok))
+
+			require.Contains(t, auditTypes(f), "connection.imported")
+			f.noLeaks()
+		})
+	}
+}
