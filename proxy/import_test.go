@@ -86,3 +86,59 @@ func TestImportGrantObtainedDirectly(t *testing.T) {
 		})
 	}
 }
+
+// TestClientSecretRotation: during an OAuth app's secret rotation the provider holds a
+// next client secret (views show its prefix only); once the app's secret changed at the
+// provider, a refresh answered invalid_client is made again with the next secret and
+// succeeds; an admin promotes it (or drops it); neither secret reaches a log or a body.
+func TestClientSecretRotation(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true})
+			const next = "next-app-secret-SENTINEL-0123456789"
+			f.sentinel(next, clientSecret)
+			grant := f.as.Grant(t, f.callback, "read")
+			r := f.h.expect(f.h.do("POST", "/v1/connections", f.key, map[string]any{"provider": "fosite", "end_user_id": "u",
+				"oauth2": map[string]any{"access_token": grant.AccessToken, "refresh_token": grant.RefreshToken,
+					"expires_at": grant.Expiry.UTC().Format(time.RFC3339), "scopes": []string{"read"}}}), 201, "")
+			id := r.Body["id"].(string)
+
+			// No next secret yet: drop and promote are 409; a providers:write key cannot.
+			f.h.expect(f.h.do("POST", "/v1/providers/fosite/client-secret/promote", bootstrapKey, nil), 409, "no_next_client_secret")
+			writer := f.h.createKey("providers:write")
+			f.h.expect(f.h.do("POST", "/v1/providers/fosite/client-secret/promote", writer, nil), 403, "forbidden")
+
+			putNext := map[string]any{
+				"display_name": "Fosite", "auth_mode": "oauth2", "client_id": f.as.ClientID(), "client_secret_next": next,
+				"scopes": []string{"read"}, "callback_urls": []string{f.callback}, "return_urls": []string{f.ret},
+				"authorization_url": f.as.AuthorizationURL(), "token_url": f.as.TokenURL(), "revocation_url": f.as.RevocationURL(),
+				"issuer": f.as.Issuer(), "token_auth_method": "client_secret_basic"}
+			put := f.h.expect(f.h.do("PUT", "/v1/providers/fosite", writer, putNext), 200, "")
+			require.Equal(t, true, put.Body["client_secret_next_set"])
+			require.Equal(t, next[:4], put.Body["client_secret_next_prefix"])
+			require.Equal(t, clientSecret[:4], put.Body["client_secret_prefix"], "the current one stays")
+
+			// The app's secret is rotated at the provider: the current one gets invalid_client.
+			f.as.SetClientSecret(next)
+			f.h.expect(f.h.do("POST", "/v1/connections/"+id+"/refresh", f.key, nil), 200, "")
+			require.Equal(t, http.StatusOK, f.apiCall(f.token(id)))
+
+			v := f.h.expect(f.h.do("POST", "/v1/providers/fosite/client-secret/promote", bootstrapKey, nil), 200, "")
+			require.Equal(t, next[:4], v.Body["client_secret_prefix"])
+			require.Nil(t, v.Body["client_secret_next_set"])
+			f.h.expect(f.h.do("DELETE", "/v1/providers/fosite/client-secret/next", bootstrapKey, nil), 409, "no_next_client_secret")
+			putNext["client_secret_next"] = "abandoned-SENTINEL-secret-value"
+			f.sentinel("abandoned-SENTINEL-secret-value")
+			require.Equal(t, true, f.h.expect(f.h.do("PUT", "/v1/providers/fosite", writer, putNext), 200, "").Body["client_secret_next_set"])
+			v = f.h.expect(f.h.do("DELETE", "/v1/providers/fosite/client-secret/next", bootstrapKey, nil), 200, "")
+			require.Nil(t, v.Body["client_secret_next_set"])
+			require.Equal(t, next[:4], v.Body["client_secret_prefix"])
+
+			types := auditTypes(f)
+			require.Contains(t, types, "provider.client_secret_next_set")
+			require.Contains(t, types, "provider.client_secret_promoted")
+			require.Contains(t, types, "provider.client_secret_next_dropped")
+			f.noLeaks()
+		})
+	}
+}
