@@ -102,7 +102,7 @@ type Provider struct {
 	AssumedExpiresIn int64 `yaml:"assumed_expires_in,omitempty" json:"assumed_expires_in,omitempty"`
 	// RefreshTokenIdleTTL is how long in seconds an unused refresh token stays valid at
 	// this provider (0: not known to lapse when idle): the refresher refreshes a grant
-	// before it lapses (a keep-alive) and the refresh token's expiry follows it.
+	// before three quarters of it have passed (a keep-alive, Provider.RefreshDue).
 	RefreshTokenIdleTTL int64 `yaml:"refresh_token_idle_ttl,omitempty" json:"refresh_token_idle_ttl,omitempty"`
 	// AuthorizationParams are extra, fixed parameters of the authorization request
 	// (Google: access_type=offline, prompt=consent). They can never replace a parameter

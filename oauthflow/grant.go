@@ -23,7 +23,9 @@ func sealGrant(ctx context.Context, creds Sealer, p Provider, conn *store.Connec
 	}
 	conn.CredentialPrefix, conn.ExpiresAt = tok.AccessToken.Prefix(8), tok.ExpiresAt
 	if !tok.RefreshToken.IsZero() {
-		conn.RefreshTokenExpiresAt = p.RefreshTokenExpiry(tok, now)
+		// The refresh token's own end as the provider (or the import) says; an idle TTL is
+		// not an end: keep-alive refreshes (RefreshDue) keep pushing it away.
+		conn.RefreshTokenExpiresAt = tok.RefreshExpiresAt
 		// The refresher's seam: a connection with a refresh token is due at its expiry (or
 		// earlier, to keep an idle refresh token alive); the refresher applies its lead
 		// window to this.
@@ -43,21 +45,6 @@ func sealGrant(ctx context.Context, creds Sealer, p Provider, conn *store.Connec
 		}
 	}
 	return cred, nil
-}
-
-// RefreshTokenExpiry is when a refresh token issued (or used) at now with response tok
-// stops working: the provider's refresh_token_expires_in (tok.RefreshExpiresAt), or the
-// provider's refresh_token_idle_ttl from now, whichever comes first; nil when neither is
-// known.
-func (p Provider) RefreshTokenExpiry(tok Token, now time.Time) *time.Time {
-	exp := tok.RefreshExpiresAt
-	if p.RefreshTokenIdleTTL > 0 {
-		idle := now.Add(time.Duration(p.RefreshTokenIdleTTL) * time.Second).UTC()
-		if exp == nil || idle.Before(*exp) {
-			exp = &idle
-		}
-	}
-	return exp
 }
 
 // RefreshDue is the next_refresh_at of a grant refreshed (or stored) at now with response

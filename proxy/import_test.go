@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
+	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
 
@@ -139,6 +140,60 @@ func TestClientSecretRotation(t *testing.T) {
 			require.Contains(t, types, "provider.client_secret_promoted")
 			require.Contains(t, types, "provider.client_secret_next_dropped")
 			f.noLeaks()
+		})
+	}
+}
+
+// TestRefreshTokenLifetime: a provider that lapses idle refresh tokens
+// (refresh_token_idle_ttl) gets keep-alive refreshes before the idle end even though the
+// access token lives longer; the refresh token's end the provider sends (Intuit's
+// x_refresh_token_expires_in here) is kept and shown; webhook connection.expiring is
+// queued once per connection per expiry when that end is within the lead.
+func TestRefreshTokenLifetime(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFlow(t, dialect, oauthtest.Options{AutoLogin: true, AccessTokenLifespan: 24 * time.Hour,
+				RefreshTokenExpiresIn: 3 * 24 * 3600, RefreshTokenExpiresField: "x_refresh_token_expires_in"})
+			f.h.expect(f.h.do("PUT", "/v1/providers/fosite", bootstrapKey, map[string]any{
+				"display_name": "Fosite", "auth_mode": "oauth2", "client_id": f.as.ClientID(),
+				"scopes": []string{"read"}, "callback_urls": []string{f.callback}, "return_urls": []string{f.ret},
+				"authorization_url": f.as.AuthorizationURL(), "token_url": f.as.TokenURL(), "revocation_url": f.as.RevocationURL(),
+				"issuer": f.as.Issuer(), "token_auth_method": "client_secret_basic", "refresh_token_idle_ttl": 3600,
+			}), 200, "")
+			grant := f.as.Grant(t, f.callback, "read")
+			r := f.h.expect(f.h.do("POST", "/v1/connections", f.key, map[string]any{"provider": "fosite", "end_user_id": "u",
+				"oauth2": map[string]any{"access_token": grant.AccessToken, "refresh_token": grant.RefreshToken,
+					"expires_at": grant.Expiry.UTC().Format(time.RFC3339)}}), 201, "")
+			id := r.Body["id"].(string)
+			require.Nil(t, r.Body["refresh_token_expires_at"], "not known yet")
+			conn, err := f.h.app.Store.Connection(ctx, store.DefaultWorkspaceID, id)
+			require.NoError(t, err)
+			require.WithinDuration(t, f.clock.now().Add(45*time.Minute), *conn.NextRefreshAt, time.Minute,
+				"a keep-alive at three quarters of the idle TTL, long before the access token expires")
+
+			f.clock.advance(20 * time.Minute)
+			_, err = f.h.app.Refresher.Sweep(ctx)
+			require.NoError(t, err)
+			require.Nil(t, f.h.expect(f.h.do("GET", "/v1/connections/"+id, f.key, nil), 200, "").Body["last_refreshed_at"], "not due yet")
+
+			f.clock.advance(20 * time.Minute) // inside the lead of the keep-alive
+			for range 2 {
+				_, err = f.h.app.Refresher.Sweep(ctx)
+				require.NoError(t, err)
+			}
+			v := f.h.expect(f.h.do("GET", "/v1/connections/"+id, f.key, nil), 200, "").Body
+			require.NotNil(t, v["last_refreshed_at"], "refreshed to keep the refresh token alive")
+			end, err := time.Parse(time.RFC3339, v["refresh_token_expires_at"].(string))
+			require.NoError(t, err)
+			require.WithinDuration(t, f.clock.now().Add(72*time.Hour), end, time.Minute, "x_refresh_token_expires_in kept")
+			expiring := 0
+			for _, typ := range auditTypes(f) {
+				if typ == "connection.expiring" {
+					expiring++
+				}
+			}
+			require.Equal(t, 1, expiring, "the end is within the 7-day lead: notified once however often the sweep runs")
 		})
 	}
 }

@@ -169,11 +169,10 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, p
 	if tok.Scopes != nil {
 		rc.Scopes = store.Strings(tok.Scopes)
 	}
-	// The refresh token's end: what this response says (or the idle TTL from now, the
-	// refresh token having just been used); a rotated one without either is unknown; an
-	// unrotated one without either keeps what was stored.
-	if exp := prov.RefreshTokenExpiry(tok, now); exp != nil || !tok.RefreshToken.IsZero() {
-		rc.RefreshTokenExpiresAt, rc.SetRefreshTokenExpiry = exp, true
+	// The refresh token's end: what this response says; a rotated one without it is
+	// unknown; an unrotated one without it keeps what was stored.
+	if tok.RefreshExpiresAt != nil || !tok.RefreshToken.IsZero() {
+		rc.RefreshTokenExpiresAt, rc.SetRefreshTokenExpiry = tok.RefreshExpiresAt, true
 	}
 	// The new tokens keep the connection's binding, not the provider's current origins.
 	var access, refresh vault.Origins

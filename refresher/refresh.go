@@ -69,6 +69,9 @@ type Store interface {
 	ReleaseRefresh(ctx context.Context, id, holder string, next *time.Time, clearNext bool, now time.Time) error
 	RefreshStateOf(ctx context.Context, id string) (store.RefreshState, error)
 	CountDue(ctx context.Context, dueBefore time.Time) (int64, error)
+	// NotifyExpiring marks connections whose refresh token ends before `before` and appends
+	// one event each, once per expiry (expiring.go).
+	NotifyExpiring(ctx context.Context, before time.Time, limit int, mk func(store.Connection) audit.Event) ([]store.Connection, error)
 }
 
 // Sealer seals and opens credential fields (vault.Keyring of purpose credentials).
@@ -121,6 +124,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// WebhookSchedule is the webhook dispatcher's cron spec (default "@every 2s"; "-" none).
 	WebhookSchedule string
+	// ExpiringLead: webhook connection.expiring this long before a refresh token's end
+	// (AUTHPIPE_REFRESH_TOKEN_EXPIRING_LEAD, default 7 days).
+	ExpiringLead time.Duration
 }
 
 func (c *Config) defaults() {
@@ -138,6 +144,7 @@ func (c *Config) defaults() {
 	set(&c.ForcedInterval, 30*time.Second)
 	set(&c.WaitBusy, 15*time.Second)
 	set(&c.HealthInterval, time.Hour)
+	set(&c.ExpiringLead, 7*24*time.Hour)
 	if c.Workers == 0 {
 		c.Workers = 16
 	}
@@ -155,7 +162,7 @@ func (c *Config) defaults() {
 func (c Config) validate() error {
 	var errs []error
 	for name, d := range map[string]time.Duration{"Lead": c.Lead, "LeaseTTL": c.LeaseTTL, "BackoffBase": c.BackoffBase,
-		"BackoffMax": c.BackoffMax, "MinInterval": c.MinInterval, "ForcedInterval": c.ForcedInterval, "WaitBusy": c.WaitBusy, "HealthInterval": c.HealthInterval} {
+		"BackoffMax": c.BackoffMax, "MinInterval": c.MinInterval, "ForcedInterval": c.ForcedInterval, "WaitBusy": c.WaitBusy, "HealthInterval": c.HealthInterval, "ExpiringLead": c.ExpiringLead} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}

@@ -150,6 +150,9 @@ func (r *Refresher) Sweep(ctx context.Context) (SweepStats, error) {
 	}
 	close(jobs)
 	wg.Wait()
+	if ctx.Err() == nil {
+		r.notifyExpiring(ctx)
+	}
 	return st, err
 }
 

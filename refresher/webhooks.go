@@ -26,6 +26,7 @@ const (
 	EventDisconnected  = "connection.disconnected"
 	// EventProviderWebhook relays a provider's verified webhook (package inbound).
 	EventProviderWebhook = "provider.webhook"
+	EventExpiring        = "connection.expiring"
 )
 
 // WebhookPayload is the JSON body of every webhook: identifiers and codes, never a
@@ -48,13 +49,16 @@ type WebhookData struct {
 	// its scheme locates one) and the delivery's body exactly as received.
 	ProviderEventID string `json:"provider_event_id,omitempty"`
 	Body            string `json:"body,omitempty"`
+	// RefreshTokenExpiresAt is the refresh token's end (connection.expiring).
+	RefreshTokenExpiresAt string `json:"refresh_token_expires_at,omitempty"`
 }
 
 // MapEvent turns an audit event into a webhook: connection.created (and reconnected),
 // connection.disconnected (and erased), connection.needs_reauth (a provider change put the
 // connection there; error_code is the reason, e.g. provider_origin_changed), and the
 // token.refresh failures the refresher marks as webhook-worthy (connection.needs_reauth;
-// connection.refresh_failed once per streak).
+// connection.refresh_failed once per streak), and connection.expiring (a refresh token's
+// end is near: the end user must reconnect before it).
 func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 	var data map[string]string
 	if e.Data != "" {
@@ -68,6 +72,8 @@ func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 		typ, d.Reconnected = EventCreated, true
 	case (e.Type == audit.ConnectionDisconnected || e.Type == audit.ConnectionErased) && e.Outcome == audit.Success:
 		typ = EventDisconnected
+	case e.Type == audit.ConnectionExpiring && e.Outcome == audit.Success:
+		typ, d.RefreshTokenExpiresAt = EventExpiring, data["refresh_token_expires_at"]
 	case e.Type == audit.ConnectionNeedsReauth && e.Outcome == audit.Success:
 		typ, d.ErrorCode = EventNeedsReauth, e.ErrorCode
 	case e.Type == audit.TokenRefresh && e.Outcome == audit.Failure &&

@@ -32,7 +32,7 @@ func (a *App) newRefresher(now func() time.Time) error {
 		opts = append(opts, refresher.WithEvents(refresherEvents{a.ControlPlane})) // refreshed, refresh_failed, status_changed
 	}
 	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead,
-		ForcedInterval: a.Config.ForcedRefreshInterval},
+		ForcedInterval: a.Config.ForcedRefreshInterval, ExpiringLead: a.Config.RefreshTokenExpiringLead},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
 			Providers: a.Providers}, opts...)
 	if err != nil {

@@ -23,6 +23,7 @@ const (
 	ProviderClientSecretNext        = "provider.client_secret_next_set"
 	ProviderClientSecretPromoted    = "provider.client_secret_promoted"
 	ProviderClientSecretNextDropped = "provider.client_secret_next_dropped"
+	ConnectionExpiring              = "connection.expiring"     // its refresh token ends within AUTHPIPE_REFRESH_TOKEN_EXPIRING_LEAD
 	ConnectionImported              = "connection.imported"     // an existing OAuth grant brought in (POST /v1/connections with oauth2, authpipe-proxy import)
 	ConnectionNeedsReauth           = "connection.needs_reauth" // put into needs_reauth by a provider change; ErrorCode is the reason
 	TokenRefresh                    = "token.refresh"

@@ -52,6 +52,7 @@ const (
 	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
 	EnvForcedRefreshInterval       = "AUTHPIPE_FORCED_REFRESH_INTERVAL"
+	EnvRefreshTokenExpiringLead    = "AUTHPIPE_REFRESH_TOKEN_EXPIRING_LEAD"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
 	EnvAuditCheckpointFile         = "AUTHPIPE_AUDIT_CHECKPOINT_FILE"
@@ -121,8 +122,11 @@ type Config struct {
 	RefreshLead     time.Duration
 	// ForcedRefreshInterval: at most one forced refresh per connection per interval.
 	ForcedRefreshInterval time.Duration
-	Retention             time.Duration
-	AuditRetention        time.Duration
+	// RefreshTokenExpiringLead: webhook connection.expiring this long before a refresh
+	// token's end.
+	RefreshTokenExpiringLead time.Duration
+	Retention                time.Duration
+	AuditRetention           time.Duration
 	// AuditCheckpointFile is where signed audit checkpoints are appended (JSON lines);
 	// empty = the log only.
 	AuditCheckpointFile string

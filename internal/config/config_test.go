@@ -447,6 +447,7 @@ func TestEveryFlagAndYAMLKeyReachesItsField(t *testing.T) {
 		config.EnvRefreshSchedule:             "@every 1m",
 		config.EnvRefreshLead:                 "2m",
 		config.EnvForcedRefreshInterval:       "5s",
+		config.EnvRefreshTokenExpiringLead:    "72h",
 		config.EnvRetention:                   "24h",
 		config.EnvAuditRetention:              "100h",
 		config.EnvAuditCheckpointFile:         "/var/log/authpipe/checkpoints.jsonl",

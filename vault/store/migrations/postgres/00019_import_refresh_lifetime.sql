@@ -6,8 +6,7 @@ ALTER TABLE connections ADD COLUMN external_id TEXT;
 CREATE UNIQUE INDEX connections_external_id ON connections (workspace_id, external_id) WHERE external_id IS NOT NULL;
 
 -- Refresh-token lifetime: when the refresh token stops working (the provider's
--- refresh_token_expires_in, or the catalog's refresh_token_idle_ttl after its last use);
--- NULL when unknown. expiring_notified_for is the refresh_token_expires_at that the
+-- refresh_token_expires_in or the like, or an import's value); NULL when unknown. expiring_notified_for is the refresh_token_expires_at that the
 -- connection.expiring webhook was sent for (once per connection per expiry).
 ALTER TABLE connections ADD COLUMN refresh_token_expires_at TIMESTAMPTZ;
 ALTER TABLE connections ADD COLUMN expiring_notified_for TIMESTAMPTZ;
