@@ -43,6 +43,25 @@ type Import struct {
 	Grant      ImportedGrant
 }
 
+// ImportLine is one grant as a JSON object: the "oauth2" form of POST /v1/connections,
+// and one line of the file `authpipe-proxy import` reads.
+type ImportLine struct {
+	Provider   string         `json:"provider"`
+	EndUserID  string         `json:"end_user_id"`
+	ExternalID string         `json:"external_id"`
+	OAuth2     *ImportedGrant `json:"oauth2"`
+}
+
+// Import is the line as an Import (a missing oauth2 object is an empty grant, which
+// validation refuses).
+func (l ImportLine) Import() Import {
+	in := Import{Provider: l.Provider, EndUserID: l.EndUserID, ExternalID: l.ExternalID}
+	if l.OAuth2 != nil {
+		in.Grant = *l.OAuth2
+	}
+	return in
+}
+
 // ImportStore is what the import needs of the store (vault/store satisfies it).
 type ImportStore interface {
 	CreateConnection(ctx context.Context, c store.Connection, cred store.Credential, evs ...audit.Event) error

@@ -66,6 +66,7 @@ func commands() []*command {
 		kekRotateCommand(), kekStatusCommand(),
 		keysRotateCommand(),
 		bindOriginsCommand(),
+		importCommand(),
 		configCheckCommand(),
 		probeCommand(),
 		versionCommand(),

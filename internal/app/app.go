@@ -61,6 +61,9 @@ type App struct {
 	// Revocations disconnects connections and revokes their tokens, and retries the
 	// revocations a provider could not take (lifecycle.go).
 	Revocations *refresher.Revocations
+	// Importer imports existing OAuth grants (POST /v1/connections with oauth2 and
+	// `authpipe-proxy import` both reach oauthflow.Importer).
+	Importer *oauthflow.Importer
 	// ControlPlane is the link to the control plane; nil when standalone.
 	ControlPlane *controlplane.Client
 
@@ -208,6 +211,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 	if a.Admin, err = admin.New(admin.Config{}, admin.Deps{Store: a.Store, Creds: a.Creds, Secrets: a.Secrets,
 		Revoker: a.Revocations},
 		admin.WithLogger(a.Log), admin.WithClock(o.now)); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.Importer, err = oauthflow.NewImporter(oauthflow.ImportDeps{Store: a.Store, Providers: a.Providers, Creds: a.Creds,
+		ValidEndUser: admin.ValidEndUserID}, o.now, a.Log); err != nil {
 		a.Close()
 		return nil, err
 	}
