@@ -60,7 +60,7 @@ func TestImportCommand(t *testing.T) {
 			file := filepath.Join(dir, "grants.jsonl")
 			require.NoError(t, os.WriteFile(file, []byte(strings.Join([]string{
 				line("a", g1.AccessToken, g1.RefreshToken),
-				line("b", "", "secret-refresh-SENTINEL"), // no access token
+				line("b", "", "secret-refresh-SENTINEL"),                          // no access token
 				`{"provider":"fosite","oauth2":{"access_token":"secret-SENTINEL-`, // not JSON
 				"",
 				line("c", g2.AccessToken, g2.RefreshToken),

@@ -36,7 +36,7 @@ type RefreshCommit struct {
 	RefreshTokenExpiresAt *time.Time
 	SetRefreshTokenExpiry bool
 	Now                   time.Time
-	Events                    []audit.Event
+	Events                []audit.Event
 }
 
 // lockLeased locks the connection and checks that the lease is still holder's and the
