@@ -81,6 +81,7 @@ func TestUsageErrorsHaveNoSideEffects(t *testing.T) {
 		{"audit", "verify", "--output", "xml"}, {"config", "check"}, {"config", "check", "--timeout", "0s"},
 		{"completion", "tcsh"}, {"probe", "--path", "/metrics"}, {"nope"}, {"version", "--help"}, {"serve", "--help"},
 		{"apikey", "create", "--scopes", "admin", "--listen-addr"},
+		{"import"}, {"import", "no-such-file.jsonl"}, {"import", "a", "b"}, {"import", "--help"},
 	}
 	for _, args := range cases {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
