@@ -49,7 +49,7 @@ func newAppServer(t *testing.T, page string, static map[string]string) *appServe
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if r.URL.Path == "/" {
+		if r.URL.Path == "/" || r.URL.Path == "/done" {
 			_, _ = io.WriteString(w, page)
 			return
 		}
