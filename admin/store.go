@@ -25,6 +25,7 @@ type WorkspaceStore interface {
 	ListWorkspaces(ctx context.Context) ([]store.Workspace, error)
 	SetAuditRetention(ctx context.Context, workspaceID string, retention *time.Duration, evs ...audit.Event) (store.Workspace, error)
 	Workspace(ctx context.Context, id string) (store.Workspace, error)
+	SetWorkspaceFrozen(ctx context.Context, workspaceID string, frozen bool, evs ...audit.Event) (store.Workspace, error)
 	DeleteWorkspace(ctx context.Context, workspaceID, actor string) (store.WorkspaceDeletion, error)
 }
 

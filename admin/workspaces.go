@@ -25,6 +25,8 @@ type Workspace struct {
 	CreatedAt time.Time `json:"created_at"`
 	// AuditRetention is the workspace's own audit retention ("" = AUTHPIPE_AUDIT_RETENTION).
 	AuditRetention string `json:"audit_retention,omitempty"`
+	// FrozenAt is when the workspace was frozen (incident response); absent when it is not.
+	FrozenAt *time.Time `json:"frozen_at,omitempty"`
 	// APIKey is the first admin key of a workspace just created, shown once.
 	APIKey *CreatedKey `json:"api_key,omitempty"`
 }
@@ -34,6 +36,7 @@ func workspaceOf(w store.Workspace) Workspace {
 	if w.AuditRetentionSeconds != nil {
 		v.AuditRetention = (time.Duration(*w.AuditRetentionSeconds) * time.Second).String()
 	}
+	v.FrozenAt = UTC(w.FrozenAt)
 	return v
 }
 
@@ -102,6 +105,23 @@ func (s *Service) SetAuditRetention(ctx context.Context, workspaceID string, d *
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.WorkspaceUpdated, Actor: actor, Outcome: audit.Success,
 		Data: audit.Data("setting", "audit_retention")}
 	ws, err := s.store.SetAuditRetention(ctx, workspaceID, d, ev)
+	if err != nil {
+		return Workspace{}, err
+	}
+	return workspaceOf(ws), nil
+}
+
+// FreezeWorkspace freezes (frozen) or unfreezes a workspace: while it is frozen its token
+// reads and forwarded requests answer 423 workspace_frozen (refresher.Tokens.Usable), while
+// refreshes, revocations and the audit go on. Audited workspace.frozen or
+// workspace.unfrozen in the workspace's own chain, in the same transaction.
+func (s *Service) FreezeWorkspace(ctx context.Context, workspaceID string, frozen bool, actor string) (Workspace, error) {
+	typ := audit.WorkspaceUnfrozen
+	if frozen {
+		typ = audit.WorkspaceFrozen
+	}
+	ws, err := s.store.SetWorkspaceFrozen(ctx, workspaceID, frozen,
+		audit.Event{WorkspaceID: workspaceID, Type: typ, Actor: actor, Outcome: audit.Success})
 	if err != nil {
 		return Workspace{}, err
 	}

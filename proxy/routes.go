@@ -47,6 +47,7 @@ func (s *Server) routes() {
 	auditAPI{svc: s.admin, log: s.log, metrics: s.metrics}.routes(api)
 	deploymentAPI{store: s.store}.routes(api) // handlers_deployment.go: GET /v1/deployment
 	s.inbound.routes(api)                     // handlers_inbound.go: provider webhook signing secrets
+	incidentAPI{svc: s.admin}.routes(api)     // handlers_incident.go: freeze, incident rotation
 
 	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
 	// key: the session id and the state (with the flow cookie) are their capabilities.

@@ -51,6 +51,8 @@ var (
 	ErrNeedsReauth = problem.Sentinel(problem.ErrNeedsReauth, "refresher: connection needs re-authorization")
 	// ErrDisconnected: the connection is disconnected or has no credential (410).
 	ErrDisconnected = problem.Sentinel(problem.ErrDisconnected, "refresher: connection disconnected")
+	// ErrWorkspaceFrozen: the connection's workspace is frozen (incident response, 423).
+	ErrWorkspaceFrozen = problem.Sentinel(problem.ErrWorkspaceFrozen, "refresher: workspace frozen")
 	// ErrUnavailable: the token could not be refreshed now (provider down, rate limited,
 	// cooling down, another replica still busy, the caller's deadline) and the current one
 	// has expired (503, Retry-After 5 s).

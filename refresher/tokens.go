@@ -82,7 +82,8 @@ func (t *Tokens) Credential(ctx context.Context, workspaceID, connectionID strin
 }
 
 // Usable reads the connection with its sealed credential (one indexed read, or the store's
-// sealed-row cache) and refuses one whose credential may not be used: needs_reauth (409),
+// sealed-row cache) and refuses one whose credential may not be used: its workspace frozen
+// (423), needs_reauth (409),
 // disconnected, revocation pending or no credential (410). On a refusal the row is still
 // returned. Callers that must check something else before the credential is opened (the
 // forwarding proxy checks its target) call Usable, then Open.
@@ -90,6 +91,10 @@ func (t *Tokens) Usable(ctx context.Context, workspaceID, connectionID string) (
 	cc, err := t.store.ConnectionWithCredential(ctx, workspaceID, connectionID)
 	if err != nil {
 		return cc, err
+	}
+	if cc.WorkspaceFrozen {
+		// Not in refusal: a frozen workspace's connections still refresh and revoke.
+		return cc, ErrWorkspaceFrozen
 	}
 	return cc, refusal(cc)
 }

@@ -59,7 +59,7 @@ func commands() []*command {
 	return []*command{
 		serveCommand(), migrateCommand(),
 		apikeyCreateCommand(), apikeyListCommand(), apikeyRevokeCommand(),
-		workspaceCreateCommand(), workspaceRetentionCommand(),
+		workspaceCreateCommand(), workspaceRetentionCommand(), workspaceFreezeCommand(true), workspaceFreezeCommand(false),
 		auditVerifyCommand(), auditCheckpointCommand(),
 		purgeCommand(),
 		endUserCommand("erase"), endUserCommand("export"),

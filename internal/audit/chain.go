@@ -39,6 +39,13 @@ const (
 	// BindingRefused: a credential-bearing call was not made because its destination's
 	// origin is not one the credential is bound to (vault.CheckOrigin).
 	BindingRefused = "credential.binding_refused"
+	// Incident response (issue 23): a workspace frozen or unfrozen, a connection's access
+	// token rotated by an incident (Data: incident, revoked, refreshed), and a finding of the
+	// anomaly detection (Data: kind, counts; never a credential).
+	WorkspaceFrozen   = "workspace.frozen"
+	WorkspaceUnfrozen = "workspace.unfrozen"
+	ConnectionRotated = "connection.rotated"
+	SecurityAnomaly   = "security.anomaly"
 )
 
 // Outcomes.

@@ -116,6 +116,7 @@ var (
 	ErrNoWebhookEndpoint    = New(http.StatusConflict, "webhook_endpoint_missing", "The workspace has no webhook endpoint to relay to")
 	ErrOriginChanged        = New(http.StatusConflict, "origin_changed", "The destination is not an origin the credential is bound to")
 	ErrDisconnected         = New(http.StatusGone, "disconnected", "The connection is disconnected")
+	ErrWorkspaceFrozen      = New(http.StatusLocked, "workspace_frozen", "The workspace is frozen: its credentials are not served until it is unfrozen")
 	ErrPayloadTooLarge      = New(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body too large")
 	ErrUnsupportedMedia     = New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	ErrRateLimited          = New(http.StatusTooManyRequests, "rate_limited", "Too many requests")

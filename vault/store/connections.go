@@ -35,6 +35,9 @@ func (s *Store) Connection(ctx context.Context, workspaceID, id string) (Connect
 type ConnectionCredential struct {
 	Connection
 	Credential *Credential
+	// WorkspaceFrozen: the connection's workspace is frozen (incident response); read in the
+	// same query (a join on the workspace's primary key), cached with the row.
+	WorkspaceFrozen bool
 }
 
 type connCredRow struct {
@@ -47,6 +50,7 @@ type connCredRow struct {
 	CredAccessOrigins  *Strings `gorm:"column:cred_access_origins"`
 	CredRefreshOrigins *Strings `gorm:"column:cred_refresh_origins"`
 	CredUpdatedAt      *time.Time
+	WsFrozenAt         *time.Time `gorm:"column:ws_frozen_at"`
 }
 
 // ConnectionWithCredential is the hot path's one indexed read: the connection and its
@@ -62,13 +66,14 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
 			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
 			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
-			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at`).
+			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at, w.frozen_at AS ws_frozen_at`).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
+		Joins("LEFT JOIN workspaces w ON w.id = c.workspace_id").
 		Where("c.id = ? AND c.workspace_id = ?", id, workspaceID).Take(&row).Error
 	if err != nil {
 		return ConnectionCredential{}, s.classify(err)
 	}
-	out := ConnectionCredential{Connection: row.Connection}
+	out := ConnectionCredential{Connection: row.Connection, WorkspaceFrozen: row.WsFrozenAt != nil}
 	if row.CredConnectionID != nil {
 		out.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
 			AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,

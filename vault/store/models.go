@@ -66,6 +66,9 @@ type Workspace struct {
 	// AuditRetentionSeconds overrides AUTHPIPE_AUDIT_RETENTION for this workspace (nil: the
 	// deployment's setting).
 	AuditRetentionSeconds *int64
+	// FrozenAt is when the workspace was frozen (incident response): while it is set, its
+	// credentials are not served (423 workspace_frozen). nil: not frozen.
+	FrozenAt *time.Time
 }
 
 // TableName implements gorm's tabler.
