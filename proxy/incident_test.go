@@ -3,17 +3,19 @@ package proxy_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
+	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 	"github.com/authpipe/authpipe-proxy/vault/store"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
 
-// auditTypes is the workspace's audit events by type. It stops the batcher (flushing the
+// incidentAuditTypes is the workspace's audit events by type. It stops the batcher (flushing the
 // aggregated reads): call it last.
-func auditTypes(t *testing.T, h *harness, ws string) map[string][]audit.Event {
+func incidentAuditTypes(t *testing.T, h *harness, ws string) map[string][]audit.Event {
 	t.Helper()
 	h.app.Audit.Stop(t.Context())
 	evs, err := h.app.Store.ListAudit(context.Background(), ws, "", 100_000)
@@ -60,7 +62,7 @@ func TestWorkspaceFreeze(t *testing.T) {
 			require.Nil(t, ws.Body["frozen_at"])
 			h.expect(h.do("GET", "/v1/connections/"+id+"/token", reader, nil), 200, "")
 
-			evs := auditTypes(t, h, store.DefaultWorkspaceID)
+			evs := incidentAuditTypes(t, h, store.DefaultWorkspaceID)
 			require.Len(t, evs[audit.WorkspaceFrozen], 1)
 			require.Len(t, evs[audit.WorkspaceUnfrozen], 1)
 			refused := 0
@@ -70,6 +72,53 @@ func TestWorkspaceFreeze(t *testing.T) {
 				}
 			}
 			require.Equal(t, 2, refused, "the refused read and the refused forward are accounted")
+		})
+	}
+}
+
+// POST /v1/incidents/rotate against the fosite provider: the token a key was served is
+// replaced and revoked; the connection serves a fresh one.
+func TestIncidentRotateAPI(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			f := newFlow(t, d, oauthtest.Options{AutoLogin: true})
+			h := f.h
+			id := f.connect("u1")
+			k := h.expect(h.do("POST", "/v1/api-keys", bootstrapKey, map[string]any{"name": "app", "scopes": []string{"tokens:read"}}), 201, "")
+			keyID, key := k.Body["id"].(string), k.Body["key"].(string)
+			exposed := h.expect(h.do("GET", "/v1/connections/"+id+"/token", key, nil), 200, "").Body["access_token"].(string)
+			require.Eventually(t, func() bool { // the aggregated read is sealed within its 1 s window
+				evs, err := h.app.Store.ListAudit(context.Background(), store.DefaultWorkspaceID, "", 10_000)
+				require.NoError(t, err)
+				for _, e := range evs {
+					if e.Type == audit.TokenRead && e.Actor == keyID {
+						return true
+					}
+				}
+				return false
+			}, 10*time.Second, 50*time.Millisecond)
+
+			h.expect(h.do("POST", "/v1/incidents/rotate", bootstrapKey, map[string]any{}), 400, "invalid_request")
+			h.expect(h.do("POST", "/v1/incidents/rotate", bootstrapKey, map[string]any{"api_key_id": keyID, "since": "soon"}), 400, "invalid_request")
+			h.expect(h.do("POST", "/v1/incidents/rotate", key, map[string]any{"api_key_id": keyID}), 403, "forbidden")
+			dry := h.expect(h.do("POST", "/v1/incidents/rotate", bootstrapKey, map[string]any{"api_key_id": keyID, "since": "1h", "dry_run": true}), 200, "")
+			require.EqualValues(t, 1, dry.Body["connections"])
+			require.Nil(t, dry.Body["incident_id"])
+			require.True(t, f.as.Active(context.Background(), exposed), "a dry run changes nothing")
+
+			res := h.expect(h.do("POST", "/v1/incidents/rotate", bootstrapKey, map[string]any{"api_key_id": keyID, "since": "1h"}), 200, "")
+			require.EqualValues(t, 1, res.Body["connections"])
+			require.EqualValues(t, 1, res.Body["revoked"])
+			require.EqualValues(t, 1, res.Body["refreshed"])
+			require.Equal(t, []any{}, res.Body["not_revocable"])
+			require.False(t, f.as.Active(context.Background(), exposed), "the exposed token is inactive at the provider")
+			fresh := h.expect(h.do("GET", "/v1/connections/"+id+"/token", key, nil), 200, "").Body["access_token"].(string)
+			require.NotEqual(t, exposed, fresh)
+			require.True(t, f.as.Active(context.Background(), fresh))
+			// Resuming a finished incident rotates nothing.
+			again := h.expect(h.do("POST", "/v1/incidents/rotate", bootstrapKey, map[string]any{"incident_id": res.Body["incident_id"]}), 200, "")
+			require.EqualValues(t, 1, again.Body["revoked"])
+			require.Equal(t, fresh, h.expect(h.do("GET", "/v1/connections/"+id+"/token", key, nil), 200, "").Body["access_token"])
 		})
 	}
 }

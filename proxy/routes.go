@@ -45,9 +45,9 @@ func (s *Server) routes() {
 	s.life.routes(api) // handlers_lifecycle.go: erasure, export, workspace deletion, checkpoint keys
 	kekAPI{keks: s.admin.KEKs()}.routes(api)
 	auditAPI{svc: s.admin, log: s.log, metrics: s.metrics}.routes(api)
-	deploymentAPI{store: s.store}.routes(api) // handlers_deployment.go: GET /v1/deployment
-	s.inbound.routes(api)                     // handlers_inbound.go: provider webhook signing secrets
-	incidentAPI{svc: s.admin}.routes(api)     // handlers_incident.go: freeze, incident rotation
+	deploymentAPI{store: s.store}.routes(api)                     // handlers_deployment.go: GET /v1/deployment
+	s.inbound.routes(api)                                         // handlers_inbound.go: provider webhook signing secrets
+	incidentAPI{svc: s.admin, incidents: s.incidents}.routes(api) // handlers_incident.go: freeze, incident rotation
 
 	// The OAuth connect flow (handlers_connect.go). The browser's two routes carry no API
 	// key: the session id and the state (with the flow cookie) are their capabilities.

@@ -62,6 +62,9 @@ type Deps struct {
 	// Revocations disconnects connections and revokes their tokens at the providers
 	// (handlers_lifecycle.go); nil fails disconnects, erasures and workspace deletions.
 	Revocations Revocations
+	// Incidents rotates the tokens an incident exposed (handlers_incident.go); nil answers
+	// POST /v1/incidents/rotate with 503.
+	Incidents IncidentRotator
 }
 
 // Option configures a Server.
@@ -100,6 +103,7 @@ type Server struct {
 	importer  *oauthflow.Importer // handlers_connections.go: POST /v1/connections with oauth2
 	life      *lifecycleAPI       // handlers_lifecycle.go
 	inbound   inboundAPI          // handlers_inbound.go
+	incidents IncidentRotator     // handlers_incident.go
 
 	clientCertBinding bool       // clientcert.go: WithClientCertBinding
 	fwdTLS            forwardTLS // forward_tls.go: WithForwardClients
@@ -143,6 +147,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		Creds: deps.Creds, ValidEndUser: admin.ValidEndUserID}, s.now, s.log); err != nil {
 		return nil, err
 	}
+	s.incidents = deps.Incidents
 	s.life = &lifecycleAPI{revocations: deps.Revocations, admin: deps.Admin, events: s.events,
 		checkpointKeys: deps.Admin.CheckpointKeys(), log: s.log}
 	if err := s.initMetrics(); err != nil {

@@ -28,6 +28,22 @@ func (r *Refresher) holder() string {
 	return r.process + "/" + hex.EncodeToString(b[:])
 }
 
+type unthrottledKey struct{}
+
+// unthrottled marks a context whose forced refresh ignores Config.ForcedInterval: an
+// incident rotation (incident.go) must replace the exposed token even if the connection
+// was refreshed a moment ago (the token it would otherwise get back is the exposed one).
+func unthrottled(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unthrottledKey{}, true)
+}
+
+func forcedInterval(ctx context.Context, d time.Duration) time.Duration {
+	if on, _ := ctx.Value(unthrottledKey{}).(bool); on {
+		return 0
+	}
+	return d
+}
+
 // onDemand claims the connection's lease (or finds it fresh, cooling down or busy), and
 // refreshes while it holds it. A busy lease is waited out and the row re-read: the waiter
 // gets the other replica's token instead of refreshing again. A forced refresh is one
@@ -49,7 +65,7 @@ func (r *Refresher) onDemand(ctx context.Context, workspaceID, connectionID stri
 			return c.LastRefreshedAt == nil || now.Sub(*c.LastRefreshedAt) >= r.cfg.MinInterval || !stillValid(c, now)
 		}
 		cl, err := r.store.ClaimRefresh(ctx, store.ClaimRequest{WorkspaceID: workspaceID, ConnectionID: connectionID,
-			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force && !claimedOnce, ForceInterval: r.cfg.ForcedInterval})
+			Holder: holder, Now: now, LeaseUntil: now.Add(r.cfg.LeaseTTL), Needed: needed, Force: force && !claimedOnce, ForceInterval: forcedInterval(ctx, r.cfg.ForcedInterval)})
 		if err != nil {
 			return result{}, err
 		}

@@ -97,6 +97,12 @@ type revokeAttempt struct {
 // a timeout or a network error is worth retrying; no revocation endpoint, or a permanent
 // refusal, is not.
 func (v *Revocations) atProvider(ctx context.Context, cc store.ConnectionCredential) revokeAttempt {
+	return v.revokeAt(ctx, cc, false)
+}
+
+// revokeAt is atProvider; with accessOnly the refresh token is left alone (an incident
+// rotation revokes the exposed access token and keeps the grant: incident.go).
+func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredential, accessOnly bool) revokeAttempt {
 	if cc.Credential == nil || len(cc.Credential.AccessToken) == 0 && len(cc.Credential.RefreshToken) == 0 {
 		return revokeAttempt{outcome: store.Revoked} // nothing left to revoke
 	}
@@ -126,7 +132,7 @@ func (v *Revocations) atProvider(ctx context.Context, cc store.ConnectionCredent
 		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.AccessOrigins)),
 			oauthflow.HintAccessToken, cc.Credential.AccessToken},
 	} {
-		if len(t.env) == 0 {
+		if len(t.env) == 0 || accessOnly && t.hint == oauthflow.HintRefreshToken {
 			continue
 		}
 		if err := vault.CheckOrigin(ctx, v.audit, use, p.RevocationURL, append(client.SecretBindings(), t.bind.Origins)...); err != nil {

@@ -77,6 +77,7 @@ func TestUsageErrorsHaveNoSideEffects(t *testing.T) {
 		{"apikey", "list", "--output", "yaml"}, {"apikey", "list", "--nope"},
 		{"kek", "status"}, {"kek", "status", "--purpose", "tokens"}, {"kek", "rotate", "--workers", "0"}, {"kek"},
 		{"workspace", "create"}, {"workspace", "set-audit-retention", "ws", "soon"}, {"workspace", "freeze"}, {"workspace", "unfreeze", "a", "b"},
+		{"incident", "rotate"}, {"incident", "rotate", "--api-key", "apk_x", "--all"}, {"incident", "rotate", "--all", "--since", "1s"}, {"incident", "rotate", "--all", "x"},
 		{"end-user", "erase"}, {"keys", "rotate"}, {"purge", "extra"}, {"bind-origins", "x"}, {"migrate", "--help"},
 		{"audit", "verify", "--output", "xml"}, {"config", "check"}, {"config", "check", "--timeout", "0s"},
 		{"completion", "tcsh"}, {"probe", "--path", "/metrics"}, {"nope"}, {"version", "--help"}, {"serve", "--help"},

@@ -60,6 +60,7 @@ func commands() []*command {
 		serveCommand(), migrateCommand(),
 		apikeyCreateCommand(), apikeyListCommand(), apikeyRevokeCommand(),
 		workspaceCreateCommand(), workspaceRetentionCommand(), workspaceFreezeCommand(true), workspaceFreezeCommand(false),
+		incidentRotateCommand(),
 		auditVerifyCommand(), auditCheckpointCommand(),
 		purgeCommand(),
 		endUserCommand("erase"), endUserCommand("export"),

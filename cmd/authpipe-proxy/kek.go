@@ -97,10 +97,7 @@ func kekStatusCommand() *command {
 
 func kekRotate(ctx context.Context, keks *admin.KEKRotation, purpose string, batch, workers int, stdout, stderr io.Writer) error {
 	keyrings := keks.Keyrings(purpose)
-	isTTY := false
-	if f, ok := stderr.(*os.File); ok {
-		isTTY = term.IsTerminal(int(f.Fd()))
-	}
+	isTTY := isTerminal(stderr)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var errs []error
 	for _, kr := range keyrings {
@@ -161,6 +158,12 @@ func kekStatus(ctx context.Context, keks *admin.KEKRotation, keyrings []*vault.K
 		fmt.Fprintf(stdout, "deks\t%s\t%d\n", id, counts[id])
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal (progress bars; plain lines otherwise).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // rotationReporter shows a rotation's progress: a bar with rate and ETA on a terminal,

@@ -64,6 +64,9 @@ type App struct {
 	// Importer imports existing OAuth grants (POST /v1/connections with oauth2 and
 	// `authpipe-proxy import` both reach oauthflow.Importer).
 	Importer *oauthflow.Importer
+	// Incidents rotates the tokens an incident exposed (POST /v1/incidents/rotate,
+	// `incident rotate`; docs/incident-response.md).
+	Incidents *refresher.Incidents
 	// ControlPlane is the link to the control plane; nil when standalone.
 	ControlPlane *controlplane.Client
 
@@ -228,7 +231,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		Edge: proxy.EdgeConfig{TrustedProxies: cfg.TrustedProxies,
 			PerKey: edgeLimit(cfg.RateLimitPerKey), PerIP: edgeLimit(cfg.RateLimitPerIP)},
 	}, proxy.Deps{Admin: a.Admin, Store: a.Store, Creds: a.Creds, Secrets: a.Secrets, Audit: a.Audit, Providers: a.Providers,
-		Tokens: refresher.NewTokens(a.Store, a.Creds, a.Refresher, o.now), Events: events, Revocations: a.Revocations},
+		Tokens: refresher.NewTokens(a.Store, a.Creds, a.Refresher, o.now), Events: events, Revocations: a.Revocations,
+		Incidents: a.Incidents},
 		proxy.WithLogger(a.Log), proxy.WithClock(o.now), proxy.WithMetrics(a.Metrics), proxy.WithOutbound(fwd),
 		proxy.WithClientCertBinding(cfg.TLSClientCAFile != ""), proxy.WithProviderClients(providerClients),
 		proxy.WithForwardClients(forwardClients))

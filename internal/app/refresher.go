@@ -39,6 +39,10 @@ func (a *App) newRefresher(now func() time.Time) error {
 		return err
 	}
 	a.Revocations, err = refresher.NewRevocations(a.Refresher, a.Store, a.Config.Retention)
+	if err != nil {
+		return err
+	}
+	a.Incidents, err = refresher.NewIncidents(a.Refresher, a.Revocations, a.Store)
 	return err
 }
 

@@ -23,6 +23,7 @@ const (
 	ProxyKey       = "pk"
 	Deployment     = "dep"
 	Revocation     = "rev"
+	Incident       = "inc"
 )
 
 // DefaultWorkspace is the id of the workspace named "default" that always exists.
