@@ -20,15 +20,18 @@ import (
 // sdkJS reads the browser SDK's built module (scripts/deps/60-node.sh builds sdk/js and
 // exports AUTHPIPE_TEST_SDK_JS). On CI a missing build fails; locally it skips loudly.
 func sdkJS(t *testing.T) string {
-	dir := os.Getenv("AUTHPIPE_TEST_SDK_JS")
-	if dir == "" {
-		dir = filepath.Join("..", "sdk", "js", "dist")
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "index.js"))
+	b, err := os.ReadFile(filepath.Join(sdkJSDir(), "index.js"))
 	if err != nil {
 		storetest.RequireOrSkip(t, "the browser SDK's build (sdk/js, AUTHPIPE_TEST_SDK_JS)", err)
 	}
 	return string(b)
+}
+
+func sdkJSDir() string {
+	if dir := os.Getenv("AUTHPIPE_TEST_SDK_JS"); dir != "" {
+		return dir
+	}
+	return filepath.Join("..", "sdk", "js", "dist")
 }
 
 // The application's page of the SDK tests: it imports the SDK from its own origin, calls
@@ -55,9 +58,15 @@ func TestBrowserSDKInChromium(t *testing.T) {
 	f.as.SetIss(oauthtest.IssCorrect)
 	app := newAppServer(t, sdkApp, map[string]string{"/static/index.js": js})
 	// The sessions end on the application's origin (the popup's message goes there only).
+	reactJS, err := os.ReadFile(filepath.Join(sdkJSDir(), "..", "dist-test", "react-app.js"))
+	if err != nil {
+		storetest.RequireOrSkip(t, "the React test page's bundle (sdk/js npm run build:test)", err)
+	}
+	reactApp := newAppServer(t, `<!doctype html><html><body><div id="root"></div><script type="module" src="/static/react-app.js"></script></body></html>`,
+		map[string]string{"/static/react-app.js": string(reactJS)})
 	f.h.expect(f.h.do("PUT", "/v1/providers/fosite", bootstrapKey, map[string]any{
 		"display_name": "Fosite", "auth_mode": "oauth2", "client_id": f.as.ClientID(), "client_secret": clientSecret,
-		"scopes": []string{"read"}, "callback_urls": []string{f.callback}, "return_urls": []string{app.URL + "/done"},
+		"scopes": []string{"read"}, "callback_urls": []string{f.callback}, "return_urls": []string{app.URL + "/done", reactApp.URL + "/done"},
 		"authorization_url": f.as.AuthorizationURL(), "token_url": f.as.TokenURL(), "revocation_url": f.as.RevocationURL(),
 		"issuer": f.as.Issuer(), "token_auth_method": "client_secret_basic",
 	}), 200, "")
@@ -148,6 +157,22 @@ func TestBrowserSDKInChromium(t *testing.T) {
 		}
 		require.True(t, strings.HasPrefix(loc, app.URL+"/done?"), "back on the return URL: %s", loc)
 		r := result(bctx)
+		require.True(t, strings.HasPrefix(r, "connected:conn_"), r)
+	})
+	t.Run("react hook", func(t *testing.T) {
+		_, connectURL := f.session(map[string]any{"provider": "fosite", "end_user_id": "user-42", "return_url": reactApp.URL + "/done"})
+		require.NoError(t, chromedp.Do(bctx, chromedp.Navigate(reactApp.URL+"/#"+connectURL), chromedp.WaitVisible("#react-go")))
+		status, err := chromedp.Run(bctx, chromedp.Text("#react-status"))
+		require.NoError(t, err)
+		require.Equal(t, "idle", status)
+		popup, closePopup := popupTarget(t, bctx)
+		defer closePopup()
+		require.NoError(t, chromedp.Do(bctx, chromedp.Click("#react-go")))
+		pctx := popup()
+		require.NoError(t, chromedp.Do(pctx, chromedp.WaitVisible("#continue"), chromedp.Click("#continue")))
+		r, err := chromedp.Run(bctx, chromedp.Poll[string](`(t => t.startsWith("connected:") && t)(document.getElementById("react-status").textContent)`,
+			chromedp.WithPollingTimeout(60*time.Second)))
+		require.NoError(t, err)
 		require.True(t, strings.HasPrefix(r, "connected:conn_"), r)
 	})
 	f.noLeaks()

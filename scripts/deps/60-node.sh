@@ -2,7 +2,8 @@
 # (proxy/sdk_js_browser_test.go) and exports AUTHPIPE_TEST_SDK_JS with the built module's
 # directory. Installs Debian's nodejs and npm when absent (root only), then the SDK's
 # pinned toolchain from its lockfile (npm ci, only when the lockfile changed since the last
-# install), then compiles it with tsc. Idempotent: a second run reinstalls nothing.
+# install), then compiles it with tsc, and bundles the React hook's test page (React
+# bundled for the test only) with esbuild into sdk/js/dist-test. Idempotent: a second run reinstalls nothing.
 ensure_node() {
 	command -v node >/dev/null && command -v npm >/dev/null && return 0
 	[ "$(id -u)" = 0 ] || return 1
@@ -18,7 +19,8 @@ build_sdk_js() {
 		if ! cmp -s package-lock.json "$stamp" 2>/dev/null; then
 			npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json "$stamp"
 		fi &&
-			npx --no-install tsc -p tsconfig.json
+			npx --no-install tsc -p tsconfig.json &&
+			npm run --silent build:test
 	)
 }
 
