@@ -169,7 +169,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, err
 	}
-	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now, OnWrite: a.Metrics.AuditWrite})
+	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now, OnWrite: a.Metrics.AuditWrite,
+		Anomalies: &audit.AnomalyOptions{Window: cfg.AnomalyWindow, KeyConnections: cfg.AnomalyKeyConnections,
+			RefusedReads: cfg.AnomalyRefusedReads, OnAnomaly: a.onAnomaly}})
 	catalog, err := oauthflow.LoadCatalog()
 	if err != nil {
 		a.Close()

@@ -32,6 +32,8 @@ type BatchOptions struct {
 	Now    func() time.Time
 	// OnWrite is called after each attempt with the batch size and the error (metrics).
 	OnWrite func(n int, err error)
+	// Anomalies, when set, turns on anomaly detection over the counted reads (anomaly.go).
+	Anomalies *AnomalyOptions
 }
 
 // Batcher is the single writer that appends high-volume events (token.read) to the chain
@@ -54,6 +56,7 @@ type Batcher struct {
 	pendingMu sync.Mutex
 	pending   []Event // closed groups not yet queued
 	waits     atomic.Int64
+	detector  *detector // anomaly.go; nil: off
 }
 
 // NewBatcher returns a Batcher; call Run to start it.
@@ -82,6 +85,9 @@ func NewBatcher(app Appender, opts BatchOptions) *Batcher {
 	b := &Batcher{app: app, opts: opts, queue: make(chan Event, opts.QueueSize),
 		full: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{}), sealed: make(chan struct{})}
 	b.reads.init()
+	if opts.Anomalies != nil {
+		b.detector = newDetector(*opts.Anomalies)
+	}
 	return b
 }
 

@@ -237,6 +237,7 @@ func (b *Batcher) seal(ctx context.Context) {
 			return
 		}
 		evs := b.reads.sealAll(append(buf[:0], b.takePending()...))
+		b.detect(evs)
 		for i, e := range evs {
 			select {
 			case b.queue <- e:

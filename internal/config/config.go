@@ -52,6 +52,9 @@ const (
 	EnvRefreshSchedule             = "AUTHPIPE_REFRESH_SCHEDULE"
 	EnvRefreshLead                 = "AUTHPIPE_REFRESH_LEAD"
 	EnvForcedRefreshInterval       = "AUTHPIPE_FORCED_REFRESH_INTERVAL"
+	EnvAnomalyWindow               = "AUTHPIPE_ANOMALY_WINDOW"
+	EnvAnomalyKeyConnections       = "AUTHPIPE_ANOMALY_KEY_CONNECTIONS"
+	EnvAnomalyRefusedReads         = "AUTHPIPE_ANOMALY_REFUSED_READS"
 	EnvRefreshTokenExpiringLead    = "AUTHPIPE_REFRESH_TOKEN_EXPIRING_LEAD"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
@@ -122,6 +125,11 @@ type Config struct {
 	RefreshLead     time.Duration
 	// ForcedRefreshInterval: at most one forced refresh per connection per interval.
 	ForcedRefreshInterval time.Duration
+	// Anomaly detection over the counted reads (internal/audit/anomaly.go): the window,
+	// distinct connections one key may read in it (and 10x its baseline), refused reads.
+	AnomalyWindow         time.Duration
+	AnomalyKeyConnections int64
+	AnomalyRefusedReads   int64
 	// RefreshTokenExpiringLead: webhook connection.expiring this long before a refresh
 	// token's end.
 	RefreshTokenExpiringLead time.Duration

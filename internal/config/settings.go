@@ -98,6 +98,9 @@ func Settings() []Setting {
 		setting(EnvRateLimitPerIP, "20/s,burst=100", "Requests per client address (through `AUTHPIPE_TRUSTED_PROXIES`) to the unauthenticated connect and callback routes, and failed authentications; same syntax.", rateLimitField(func(c *Config) *RateLimit { return &c.RateLimitPerIP })),
 		setting(EnvRefreshSchedule, "@every 30s", "Cron spec of the refresh sweep: five fields or a descriptor such as `@every 30s` or `@hourly`.", stringField(func(c *Config) *string { return &c.RefreshSchedule })),
 		setting(EnvRefreshLead, "10m", "Refresh a token this long before it expires.", durationField(func(c *Config) *time.Duration { return &c.RefreshLead })),
+		setting(EnvAnomalyWindow, "1m", "Anomaly detection window (docs/incident-response.md): findings are counted per API key per window.", durationField(func(c *Config) *time.Duration { return &c.AnomalyWindow })),
+		setting(EnvAnomalyKeyConnections, "1000", "A key that reads at least this many distinct connections in one window, and ten times its own baseline, is a `security.anomaly` (`key_connections_burst`).", countField(func(c *Config) *int64 { return &c.AnomalyKeyConnections })),
+		setting(EnvAnomalyRefusedReads, "500", "A key refused at least this many reads in one window (401, 403, 404, 409, 410, 423) is a `security.anomaly` (`refused_read_burst`).", countField(func(c *Config) *int64 { return &c.AnomalyRefusedReads })),
 		setting(EnvForcedRefreshInterval, "30s", "At most one forced refresh (`POST /v1/connections/{id}/refresh`, or a provider's `401` to a forwarded call) per connection per interval, across replicas; callers inside it get the last refresh's token.", durationField(func(c *Config) *time.Duration { return &c.ForcedRefreshInterval })),
 		setting(EnvRefreshTokenExpiringLead, "168h", "Send webhook `connection.expiring` this long before a connection's refresh token ends (`refresh_token_expires_at`: the provider's `refresh_token_expires_in` or the like, or an import's value), once per connection per expiry; the end user must reconnect before then.", durationField(func(c *Config) *time.Duration { return &c.RefreshTokenExpiringLead })),
 		setting(EnvRetention, "720h", "How long a disconnected credential that could not be revoked is kept for reconnection (at most `720h`).", durationField(func(c *Config) *time.Duration { return &c.Retention })),
@@ -282,6 +285,21 @@ func pinListField(p func(*Config) *[]string) field {
 			return ""
 		},
 		show: func(c *Config) string { return strings.Join(*p(c), ",") },
+	}
+}
+
+// countField is a whole number from 1.
+func countField(p func(*Config) *int64) field {
+	return field{
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.ParseInt(raw, 10, 64)
+			if err != nil || n < 1 {
+				return fmt.Sprintf("%q is not a whole number from 1", raw)
+			}
+			*p(c) = n
+			return ""
+		},
+		show: func(c *Config) string { return strconv.FormatInt(*p(c), 10) },
 	}
 }
 

@@ -152,6 +152,7 @@ func (c Config) check() []Issue {
 	addMsg(EnvRefreshSchedule, checkCron(c.RefreshSchedule))
 	addMsg(EnvRefreshLead, positive(c.RefreshLead))
 	addMsg(EnvForcedRefreshInterval, positive(c.ForcedRefreshInterval))
+	addMsg(EnvAnomalyWindow, positive(c.AnomalyWindow))
 	addMsg(EnvRefreshTokenExpiringLead, positive(c.RefreshTokenExpiringLead))
 	if msg := positive(c.Retention); msg != "" {
 		add(EnvRetention, "%s", msg)

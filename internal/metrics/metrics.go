@@ -54,6 +54,7 @@ type Metrics struct {
 	kmsErrors   *prometheus.CounterVec
 
 	auditBatches   *prometheus.CounterVec
+	anomalies      *prometheus.CounterVec
 	auditEvents    prometheus.Counter
 	auditBatchSize prometheus.Observer
 	auditBroken    prometheus.Counter
@@ -90,6 +91,8 @@ func New(info BuildInfo) *Metrics {
 			"backend", "operation"),
 		kmsErrors: f.counterVec("kms_errors_total",
 			"Failed KEK calls by backend, operation and error kind.", "backend", "operation", "error"),
+		anomalies: f.counterVec("security_anomalies_total",
+			"Findings of the anomaly detection (security.anomaly audit events), by kind.", "kind"),
 		auditBatches: f.counterVec("audit_batch_writes_total",
 			"Group-commit attempts of the audit batch writer by outcome (a failed batch is retried).", "outcome"),
 		auditEvents: f.counter("audit_events_appended_total", "Audit events appended by the batch writer."),
@@ -253,6 +256,17 @@ func (m *Metrics) AuditWrite(n int, err error) {
 	m.auditBatches.WithLabelValues("success").Inc()
 	m.auditEvents.Add(float64(n))
 	m.auditBatchSize.Observe(float64(n))
+}
+
+// SecurityAnomaly counts a finding of the anomaly detection; kind is one of the bounded
+// audit.Anomaly* kinds (anything else counts as "other").
+func (m *Metrics) SecurityAnomaly(kind string) {
+	switch kind {
+	case "key_connections_burst", "refused_read_burst":
+	default:
+		kind = "other"
+	}
+	m.anomalies.WithLabelValues(kind).Inc()
 }
 
 // AuditChainBroken counts a verification that found a broken audit chain (API.md: a
