@@ -66,6 +66,8 @@ func TestHTTPTokensRefreshesAuditLabelsAreBounded(t *testing.T) {
 	m.AuditWrite(7, nil)
 	m.AuditWrite(7, errors.New("db down"))
 	m.AuditChainBroken()
+	m.SecurityAnomaly("key_connections_burst")
+	m.SecurityAnomaly("ap_secret") // unbounded input is "other"
 	require.NoError(t, m.ObserveAuditQueue(func() int { return 3 }))
 	require.NoError(t, m.ObserveDEKCache("credentials", func() int { return 2 }))
 	require.Error(t, m.ObserveDEKCache("credentials", func() int { return 2 }), "registering twice is refused")
@@ -75,6 +77,8 @@ func TestHTTPTokensRefreshesAuditLabelsAreBounded(t *testing.T) {
 		want        float64
 	}{
 		{"authpipe_token_reads_total", `credential_type="api_key",outcome="success"`, 1},
+		{"authpipe_security_anomalies_total", `kind="key_connections_burst"`, 1},
+		{"authpipe_security_anomalies_total", `kind="other"`, 1},
 		{"authpipe_token_reads_total", `credential_type="unknown",outcome="other"`, 1},
 		{"authpipe_token_refreshes_total", `outcome="success",provider="github"`, 1},
 		{"authpipe_token_refreshes_total", `outcome="error",provider="custom"`, 1},
