@@ -95,8 +95,8 @@ func (a *accessSummary) flush() {
 		sum, slowest := st.sumNanos.Swap(0), st.maxNanos.Swap(0)
 		a.log.LogAttrs(context.Background(), slog.LevelInfo, "requests",
 			slog.String("method", k.method), slog.String("route", k.route), slog.Int("status", k.status),
-			slog.Int64("count", n), slog.Duration("mean_latency", time.Duration(sum/n)),
-			slog.Duration("max_latency", time.Duration(slowest)), slog.Time("since", since))
+			slog.Int64("count", n), slog.Float64("mean_latency_ms", millis(time.Duration(sum/n))),
+			slog.Float64("max_latency_ms", millis(time.Duration(slowest))), slog.Time("since", since))
 	}
 }
 
@@ -133,7 +133,7 @@ func accessLogWith(log *slog.Logger, sum *accessSummary) gin.HandlerFunc {
 			slog.String("method", c.Request.Method),
 			slog.String("route", route),
 			slog.Int("status", status),
-			slog.Duration("latency", time.Since(start)),
+			slog.Float64("latency_ms", millis(time.Since(start))),
 			slog.String("request_id", requestIDOf(c)),
 		}
 		if r := requestOf(c); r.authed {
@@ -143,3 +143,6 @@ func accessLogWith(log *slog.Logger, sum *accessSummary) gin.HandlerFunc {
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 	}
 }
+
+// millis is d in milliseconds to the microsecond: durations in logs are _ms numbers.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -111,7 +111,7 @@ func TestAccessLogSummary(t *testing.T) {
 	must.Contains(t, lines[1], `"route":"/v1/connections/:id/token"`)
 	must.Contains(t, lines[1], `"status":200`)
 	must.Contains(t, lines[1], `"count":25`)
-	must.Contains(t, lines[1], `"max_latency"`)
+	must.Contains(t, lines[1], `"max_latency_ms"`)
 	sum.flush()
 	must.Len(t, strings.Split(strings.TrimSpace(buf.String()), "\n"), 2, "an interval without requests writes nothing")
 }

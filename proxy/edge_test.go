@@ -112,6 +112,9 @@ func TestRateLimits(t *testing.T) {
 		// Another key has its own bucket.
 		res, _ = send(t, srv.URL, "GET", "/v1/connections", bearerHdr(other), nil)
 		require.Equal(t, 200, res.StatusCode)
+		_, body = send(t, srv.URL, "GET", "/metrics", nil, nil)
+		require.Contains(t, string(body), `authpipe_rate_limit_refusals_total{limit="per_key"} 1`)
+		require.Contains(t, string(body), `authpipe_rate_limit_refusals_total{limit="per_ip"} 0`)
 	})
 
 	t.Run("per IP on failed authentication, untrusted X-Forwarded-For", func(t *testing.T) {
@@ -131,6 +134,8 @@ func TestRateLimits(t *testing.T) {
 		// Even a valid key from that address waits: the address is refused before hashing.
 		res, _ = send(t, srv.URL, "GET", "/v1/connections", bearerHdr(reader), nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+		_, body = send(t, srv.URL, "GET", "/metrics", nil, nil)
+		require.Contains(t, string(body), `authpipe_rate_limit_refusals_total{limit="per_ip"} 2`)
 	})
 
 	t.Run("per IP behind a trusted proxy", func(t *testing.T) {

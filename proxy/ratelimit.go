@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
 )
@@ -52,7 +53,8 @@ func describeLimit(l ratelimit.Limit) string {
 	return strconv.FormatFloat(math.Round(rate*1000)/1000, 'f', -1, 64) + unit + ", burst " + strconv.Itoa(l.Burst)
 }
 
-func rateLimited(c *gin.Context, wait time.Duration, detail string) {
+func rateLimited(c *gin.Context, m *metrics.Metrics, limit string, wait time.Duration, detail string) {
+	m.RateLimited(limit)
 	secs := int(math.Ceil(wait.Seconds()))
 	if secs < 1 {
 		secs = 1
@@ -65,7 +67,7 @@ func rateLimited(c *gin.Context, wait time.Duration, detail string) {
 // anything touches the database.
 func (s *Server) limitByIP(c *gin.Context) {
 	if wait, ok := s.edge.ips.Allow(ratelimit.ClientPrefix(clientIP(c))); !ok {
-		rateLimited(c, wait, s.edge.limits.perIP)
+		rateLimited(c, s.metrics, metrics.LimitPerIP, wait, s.edge.limits.perIP)
 		return
 	}
 	c.Next()
@@ -77,7 +79,7 @@ func (s *Server) limitByIP(c *gin.Context) {
 func (s *Server) limitAuthFailures(c *gin.Context) {
 	ip := ratelimit.ClientPrefix(clientIP(c))
 	if wait, ok := s.edge.ips.Check(ip); !ok {
-		rateLimited(c, wait, s.edge.limits.authFailures)
+		rateLimited(c, s.metrics, metrics.LimitPerIP, wait, s.edge.limits.authFailures)
 		return
 	}
 	c.Next()
@@ -103,7 +105,7 @@ func (s *Server) limitByKey(c *gin.Context) {
 		return
 	}
 	if wait, ok := s.edge.keys.Allow(p.KeyID); !ok {
-		rateLimited(c, wait, s.edge.limits.perKey)
+		rateLimited(c, s.metrics, metrics.LimitPerKey, wait, s.edge.limits.perKey)
 		return
 	}
 	c.Next()

@@ -115,7 +115,13 @@ type Webhooks struct {
 	http  *http.Client
 	now   func() time.Time
 	log   *slog.Logger
+	// observe, when set, counts each attempt: "delivered", "retry" or "gave_up".
+	observe func(outcome string)
 }
+
+// ObserveDeliveries makes w report each delivery attempt's outcome to f ("delivered",
+// "retry", "gave_up": metrics.Metrics.WebhookDelivery). Call it before the first Run.
+func (w *Webhooks) ObserveDeliveries(f func(outcome string)) { w.observe = f }
 
 // NewWebhooks builds the dispatcher. hc must be the SSRF-guarded outbound client that
 // follows no redirects (outbound.Client.TokenClient()).
@@ -192,6 +198,16 @@ func (w *Webhooks) deliver(ctx context.Context, d store.ClaimedDelivery) bool {
 	if !ok {
 		w.log.LogAttrs(ctx, slog.LevelWarn, "webhook delivery failed", slog.String("delivery", d.ID),
 			slog.String("type", d.Type), slog.Int("status", status), slog.Int("attempt", d.Attempts+1), slog.Bool("retry", next != nil))
+	}
+	if w.observe != nil {
+		switch {
+		case ok:
+			w.observe("delivered")
+		case next != nil:
+			w.observe("retry")
+		default:
+			w.observe("gave_up")
+		}
 	}
 	if err := w.store.FinishWebhookDelivery(context.WithoutCancel(ctx), d.ID, status, ok, next, now); err != nil {
 		w.log.LogAttrs(ctx, slog.LevelWarn, "webhook: record attempt", slog.String("delivery", d.ID), slog.Any("err", err))

@@ -67,6 +67,8 @@ func TestWebhooksAreSignedRetriedAndCarryNoCredential(t *testing.T) {
 
 	w, err := refresher.NewWebhooks(refresher.WebhookConfig{BackoffBase: time.Millisecond}, e.store, e.creds, e.hc, nil, nil)
 	require.NoError(t, err)
+	var outcomes []string
+	w.ObserveDeliveries(func(o string) { mu.Lock(); outcomes = append(outcomes, o); mu.Unlock() })
 	n, err := w.Run(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "the first attempt failed")
@@ -79,6 +81,7 @@ func TestWebhooksAreSignedRetriedAndCarryNoCredential(t *testing.T) {
 	require.Zero(t, n, "delivered once")
 
 	require.Len(t, got, 1)
+	require.Equal(t, []string{"retry", "delivered"}, outcomes)
 	require.Equal(t, refresher.EventNeedsReauth, got[0].Type)
 	require.Equal(t, c.ID, got[0].Data.ConnectionID)
 	require.Equal(t, "invalid_grant", got[0].Data.ErrorCode)

@@ -160,6 +160,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		a.Close()
 		return nil, &ConfigError{Var: config.EnvDatabaseURL, Err: err}
 	}
+	if sqlDB, err := a.Store.DB().DB(); err == nil { // pool statistics on /metrics (go_sql_*)
+		if err := a.Metrics.ObserveDB(sqlDB); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	kr := []vault.Option{vault.WithCacheTTL(cfg.DEKCacheTTL), vault.WithLogger(a.Log), vault.WithClock(o.now)}
 	if a.Creds, err = vault.NewKeyring(vault.PurposeCredentials, credRing, a.Store, kr...); err != nil {
 		a.Close()

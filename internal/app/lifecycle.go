@@ -28,6 +28,8 @@ const (
 	purgeSchedule       = "@every 1h"
 	// Expired DPoP jtis (rows live for at most twice the proof window) go in batches.
 	dpopPurgeSchedule = "@every 1m"
+	// authpipe_connections: one grouped count, never per scrape.
+	connectionCountSchedule = "@every 1m"
 )
 
 // lifecycleState is the App's share of the lifecycle.
@@ -205,7 +207,8 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 	c := cron.New(cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	job := func(name string, timeout time.Duration, fn func(context.Context) error) {
 		if _, err := c.AddFunc(map[string]string{"revoke": revokeRetrySchedule, "checkpoint": checkpointSchedule,
-			"purge": purgeSchedule, "dpop": dpopPurgeSchedule}[name], func() {
+			"purge": purgeSchedule, "dpop": dpopPurgeSchedule, "inbound-webhooks": dpopPurgeSchedule,
+			"connections": connectionCountSchedule}[name], func() {
 			jctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := fn(jctx); err != nil && ctx.Err() == nil {
@@ -229,6 +232,23 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 		_, err := a.Store.DeleteExpiredInboundWebhookSeen(ctx, a.clock(), 5000)
 		return err
 	})
+	job("connections", time.Minute, a.CountConnections)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := a.CountConnections(cctx); err != nil && ctx.Err() == nil {
+		a.Log.WarnContext(cctx, "lifecycle job failed", "job", "connections", "err", err)
+	}
+	cancel()
 	c.Start()
 	return func() { <-c.Stop().Done() }
+}
+
+// CountConnections sets authpipe_connections from one grouped count of the connections
+// by status (the lifecycle runs it every minute, and once at start).
+func (a *App) CountConnections(ctx context.Context) error {
+	counts, err := a.Store.CountConnectionsByStatus(ctx)
+	if err != nil {
+		return err
+	}
+	a.Metrics.SetConnections(counts)
+	return nil
 }

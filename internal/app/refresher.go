@@ -26,7 +26,9 @@ func (a *App) newRefresher(now func() time.Time) error {
 	if err != nil {
 		return err
 	}
+	w.ObserveDeliveries(a.Metrics.WebhookDelivery)
 	opts := []refresher.Option{refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics),
+		refresher.WithLatencyHook(a.Metrics.RefreshDuration),
 		refresher.WithProviderClient(providerTokenClient(providers)), refresher.WithWebhooks(w)}
 	if a.ControlPlane != nil {
 		opts = append(opts, refresher.WithEvents(refresherEvents{a.ControlPlane})) // refreshed, refresh_failed, status_changed

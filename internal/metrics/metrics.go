@@ -58,6 +58,8 @@ type Metrics struct {
 	auditEvents    prometheus.Counter
 	auditBatchSize prometheus.Observer
 	auditBroken    prometheus.Counter
+
+	ops ops // ops.go
 }
 
 // BuildInfo names the running binary in authpipe_build_info.
@@ -100,6 +102,7 @@ func New(info BuildInfo) *Metrics {
 		auditBatchSize: f.histogramVec("audit_batch_size", "Events per audit group commit.",
 			prometheus.ExponentialBuckets(1, 2, 11)).WithLabelValues(),
 	}
+	m.ops = newOps(f)
 	reads := f.counterVec("token_reads_total",
 		"Token reads by credential type (oauth2, api_key, unknown) and outcome (success or a problem code).",
 		"credential_type", "outcome")

@@ -1,9 +1,13 @@
 package metrics_test
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -174,3 +178,52 @@ func writeText(w io.Writer, m *metrics.Metrics) error {
 	}
 	return nil
 }
+
+func TestOperationalFamilies(t *testing.T) {
+	m := metrics.New(metrics.BuildInfo{})
+	m.SetCatalog([]string{"github"})
+	m.RefreshDuration("github", 120*time.Millisecond)
+	m.RefreshDuration("my-own", time.Second)
+	m.SetConnections(map[string]int64{"active": 3, "needs_reauth": 1, "bogus": 9})
+	m.WebhookDelivery(metrics.DeliveryDelivered)
+	m.WebhookDelivery(metrics.DeliveryRetry)
+	m.WebhookDelivery("nonsense")
+	m.RateLimited(metrics.LimitPerKey)
+	m.RateLimited(metrics.LimitPerIP)
+	m.RateLimited(metrics.LimitPerIP)
+	db := sql.OpenDB(nopConnector{}) // never connects: the pool's statistics are all zero
+	defer db.Close()
+	require.NoError(t, m.ObserveDB(db))
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`authpipe_refresh_duration_seconds_count{provider="github"} 1`,
+		`authpipe_refresh_duration_seconds_count{provider="custom"} 1`,
+		`authpipe_connections{status="active"} 3`,
+		`authpipe_connections{status="needs_reauth"} 1`,
+		`authpipe_connections{status="disconnected"} 0`,
+		`authpipe_webhook_deliveries_total{outcome="delivered"} 1`,
+		`authpipe_webhook_deliveries_total{outcome="retry"} 1`,
+		`authpipe_webhook_deliveries_total{outcome="gave_up"} 0`,
+		`authpipe_rate_limit_refusals_total{limit="per_key"} 1`,
+		`authpipe_rate_limit_refusals_total{limit="per_ip"} 2`,
+		`go_sql_open_connections{db_name="authpipe"}`,
+		`go_sql_in_use_connections{db_name="authpipe"}`,
+		`go_sql_idle_connections{db_name="authpipe"}`,
+		`go_sql_wait_count_total{db_name="authpipe"}`,
+		`go_sql_wait_duration_seconds_total{db_name="authpipe"}`,
+	} {
+		require.Contains(t, body, want)
+	}
+	require.NotContains(t, body, "bogus")
+	require.NotContains(t, body, "my-own")
+}
+
+type nopConnector struct{}
+
+func (nopConnector) Connect(context.Context) (driver.Conn, error) {
+	return nil, errors.New("no database")
+}
+func (nopConnector) Driver() driver.Driver { return nil }

@@ -158,3 +158,21 @@ func (s *Store) ConnectionByExternalID(ctx context.Context, workspaceID, externa
 	err := s.db.WithContext(ctx).Where("workspace_id = ? AND external_id = ?", workspaceID, externalID).Take(&c).Error
 	return c, s.classify(err)
 }
+
+// CountConnectionsByStatus counts every workspace's connections by stored status (one
+// grouped query; the metrics job runs it once a minute, never per scrape).
+func (s *Store) CountConnectionsByStatus(ctx context.Context) (map[string]int64, error) {
+	var rows []struct {
+		Status string
+		N      int64
+	}
+	err := s.db.WithContext(ctx).Model(&Connection{}).Select("status, COUNT(*) AS n").Group("status").Scan(&rows).Error
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	out := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		out[r.Status] = r.N
+	}
+	return out, nil
+}
