@@ -3,7 +3,13 @@ package kms
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 )
 
 // KEKObserver is told of every call of an observed KEK: the operation (OpWrap, OpUnwrap
@@ -50,7 +56,8 @@ func Observe(k KEK, observe KEKObserver) KEK {
 	if k == nil || observe == nil {
 		return k
 	}
-	return &observedKEK{kek: k, observe: observe}
+	backend, _, _ := strings.Cut(k.ID(), ":")
+	return &observedKEK{kek: k, observe: observe, backend: attribute.String("kms.backend", backend)}
 }
 
 // ObserveRing returns a ring of the same KEKs, each observed by observer(its id) (see
@@ -62,6 +69,7 @@ func ObserveRing(r *Ring, observer func(kekID string) KEKObserver) *Ring {
 type observedKEK struct {
 	kek     KEK
 	observe KEKObserver
+	backend attribute.KeyValue // the KEK id's scheme, for spans
 }
 
 var _ KEK = (*observedKEK)(nil)
@@ -70,26 +78,42 @@ func (k *observedKEK) ID() string { return k.kek.ID() }
 
 func (k *observedKEK) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
 	start := time.Now()
+	ctx, span := k.span(ctx, "kms.wrap")
 	w, err := k.kek.Wrap(ctx, dek, aad)
 	k.report(OpWrap, start, err)
+	tracing.End(span, err)
 	return w, err
 }
 
 func (k *observedKEK) Unwrap(ctx context.Context, w WrappedKey, aad []byte) ([]byte, error) {
 	start := time.Now()
+	ctx, span := k.span(ctx, "kms.unwrap")
 	dek, err := k.kek.Unwrap(ctx, w, aad)
 	k.report(OpUnwrap, start, err)
+	tracing.End(span, err)
 	return dek, err
 }
 
 func (k *observedKEK) Ping(ctx context.Context) error {
 	start := time.Now()
+	ctx, span := k.span(ctx, "kms.ping")
 	err := k.kek.Ping(ctx)
 	k.report(OpPing, start, err)
+	tracing.End(span, err)
 	return err
 }
 
 func (k *observedKEK) Close() error { return k.kek.Close() }
+
+// span starts a KEK call's client span (internal/tracing; nothing when tracing is off).
+// It carries the backend only: never the key id's details, the DEK or the AAD.
+func (k *observedKEK) span(ctx context.Context, name string) (context.Context, trace.Span) {
+	ctx, span := tracing.Start(ctx, name, trace.SpanKindClient)
+	if span.IsRecording() {
+		span.SetAttributes(k.backend)
+	}
+	return ctx, span
+}
 
 func (k *observedKEK) report(op string, start time.Time, err error) {
 	failure := ""

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -121,6 +122,21 @@ func (p Provider) tokenConfig(client ClientCredentials, tokenURL string) (oauth2
 // request URL's query removed (errors.Is(err, outbound.ErrUnsafeURL) still works). No
 // error carries the code, verifier, secret or any part of the response body.
 func Exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, code, verifier, redirectURI string, now time.Time) (Token, error) {
+	ctx, span := tracing.StartClient(ctx, "oauth2.exchange", http.MethodPost, p.TokenURL)
+	tok, err := exchange(ctx, hc, p, client, code, verifier, redirectURI, now)
+	tracing.EndHTTP(span, statusOf(err), err)
+	return tok, err
+}
+
+// statusOf is the provider's HTTP status in err (a *ProviderError), for spans; 0 if none.
+func statusOf(err error) int {
+	if pe, ok := errors.AsType[*ProviderError](err); ok {
+		return pe.Status
+	}
+	return 0
+}
+
+func exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, code, verifier, redirectURI string, now time.Time) (Token, error) {
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Exchange needs an HTTP client")
 	}

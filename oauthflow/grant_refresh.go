@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -22,6 +23,13 @@ import (
 // Failures are Exchange's: a refusal is a *ProviderError (with the response's Retry-After),
 // anything else hides its text; no error carries a token, the secret or the body.
 func Refresh(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, refreshToken vault.Secret, now time.Time) (Token, error) {
+	ctx, span := tracing.StartClient(ctx, "oauth2.refresh", http.MethodPost, p.RefreshTokenURL())
+	tok, err := refreshGrant(ctx, hc, p, client, refreshToken, now)
+	tracing.EndHTTP(span, statusOf(err), err)
+	return tok, err
+}
+
+func refreshGrant(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, refreshToken vault.Secret, now time.Time) (Token, error) {
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Refresh needs an HTTP client")
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
@@ -39,6 +40,13 @@ const maxRevokeBody = 64 << 10
 // Status 503, which the caller may retry) or a transport error. hc must be the
 // outbound TokenClient: a redirect is an error, never followed.
 func Revoke(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, token vault.Secret, hint TokenTypeHint) error {
+	ctx, span := tracing.StartClient(ctx, "oauth2.revoke", http.MethodPost, p.RevocationURL)
+	err := revoke(ctx, hc, p, client, token, hint)
+	tracing.EndHTTP(span, statusOf(err), err)
+	return err
+}
+
+func revoke(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, token vault.Secret, hint TokenTypeHint) error {
 	if hc == nil {
 		return errors.New("oauthflow: Revoke needs an HTTP client")
 	}

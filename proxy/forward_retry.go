@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpipe/authpipe-proxy/internal/problem"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -63,10 +64,13 @@ func (s *Server) forwardWithRetries(c *gin.Context, hc *http.Client, target *url
 		if err != nil {
 			return nil, err
 		}
+		_, span := tracing.StartClientHost(ctx, "forward", req.Method, target.Hostname()) // no trace context sent upstream
 		resp, err := hc.Do(req)
 		if err != nil {
+			tracing.EndHTTP(span, 0, err)
 			return nil, err
 		}
+		tracing.EndHTTP(span, resp.StatusCode, nil)
 		if !replayable {
 			return resp, nil
 		}

@@ -78,6 +78,7 @@ func (s *Server) newEngine() *gin.Engine {
 	// access_token form parameter in the body, except on /v1/proxy), body limit (1 MiB;
 	// 32 MiB for /v1/proxy).
 	r.Use(s.observeRequest) // metrics.go: first, so it sees every final status
+	r.Use(traceRequest)     // tracing.go: the server span, around the access log (trace ids in its line)
 	r.Use(recovery(s.log), stampRequest, accessLog(s.log, s.cfg.AccessLog), errorMiddleware(s.log), s.edgeMiddleware)
 	r.NoRoute(func(c *gin.Context) { fail(c, problem.ErrNotFound) })
 	r.NoMethod(func(c *gin.Context) { fail(c, problem.ErrMethodNotAllowed) })

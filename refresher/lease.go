@@ -10,8 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/jitter"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault"
 	"github.com/authpipe/authpipe-proxy/vault/store"
@@ -105,7 +109,19 @@ func inactiveErr(cc store.ConnectionCredential) error {
 
 // perform refreshes one leased connection. retry says the caller should re-read: the
 // lease was lost or invalid_grant met a row that another refresh had changed.
-func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) (res result, retry bool) {
+func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) (result, bool) {
+	ctx, span := tracing.Start(ctx, "refresh", trace.SpanKindInternal)
+	if span.IsRecording() {
+		c := cl.Row.Connection
+		span.SetAttributes(attribute.String("authpipe.provider", c.Provider),
+			attribute.String("authpipe.workspace_id", c.WorkspaceID), attribute.String("authpipe.connection_id", c.ID))
+	}
+	res, retry := r.performLeased(ctx, cl, holder)
+	tracing.End(span, res.err)
+	return res, retry
+}
+
+func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder string) (res result, retry bool) {
 	c := cl.Row.Connection
 	cred := cl.Row.Credential
 	res.row = cl.Row

@@ -12,8 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/kms"
 )
 
@@ -292,10 +295,13 @@ func (k *Keyring) createActive(ctx context.Context, workspaceID string, gen uint
 // loadDEK unwraps the DEK with this id (reading it from the store unless rec is given),
 // once per id at a time, and caches it.
 func (k *Keyring) loadDEK(ctx context.Context, id string, rec *DEKRecord, gen uint64) (*cacheEntry, error) {
-	return k.shared(ctx, "dek\x00"+id, func(ctx context.Context) (*cacheEntry, error) {
+	return k.shared(ctx, "dek\x00"+id, func(ctx context.Context) (_ *cacheEntry, err error) {
 		if e := k.cache.getID(id); e != nil {
 			return e, nil
 		}
+		ctx, span := tracing.Start(ctx, "vault.dek_unwrap", trace.SpanKindInternal) // a cache miss
+		tracing.Set(span, attribute.String("authpipe.dek.purpose", string(k.purpose)))
+		defer func() { tracing.End(span, err) }()
 		var r DEKRecord
 		if rec != nil {
 			r = *rec

@@ -21,6 +21,7 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/metrics"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/ratelimit"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/kms"
 	"github.com/authpipe/authpipe-proxy/kms/backends"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -118,10 +119,11 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // NewLogger returns the slog logger the configuration asks for.
 func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
+	// tracing.LogHandler: trace_id and span_id on lines logged within a span.
 	if cfg.LogFormat == config.LogFormatText {
-		return slog.New(slog.NewTextHandler(w, ho))
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, ho)))
 	}
-	return slog.New(slog.NewJSONHandler(w, ho))
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, ho)))
 }
 
 // New opens everything the configuration names. It needs no network: a database or KMS

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/config"
+	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
 )
 
@@ -24,6 +26,22 @@ import (
 // until it succeeds, so a dependency that is down never stops the server: /healthz
 // answers at once, /readyz says 503 until everything is reachable.
 func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
+	// OpenTelemetry tracing, when the standard OTEL_* variables configure an exporter
+	// (internal/tracing.Setup); its last spans are flushed when Serve returns.
+	stopTracing, err := tracing.Setup(ctx, os.Getenv)
+	if err != nil {
+		return &ConfigError{Var: "OTEL_TRACES_EXPORTER", Err: err}
+	}
+	if tracing.Enabled() {
+		a.Log.Info("tracing on: spans exported over OTLP/HTTP")
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			a.Log.Warn("tracing: flushing the last spans", "err", err)
+		}
+	}()
 	var tlsConfig *tls.Config
 	if a.Config.TLSEnabled() {
 		files, err := newTLSFiles(a.Config.TLSCertFile, a.Config.TLSKeyFile, a.Config.TLSClientCAFile, a.Log)

@@ -164,6 +164,9 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 	if err := s.registerConnCacheCallbacks(); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if err := s.registerTracingCallbacks(); err != nil { // tracing.go
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	if listenDSN != "" && s.connTTL > 0 {
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s.stopListen, s.listenDone = cancel, make(chan struct{})
