@@ -131,8 +131,28 @@ Every profile refuses the same KEK for credentials and client secrets, a bootstr
 that is not ` + "`ap_`" + ` and at least 32 URL-safe characters, a listen address that is not
 host:port, a non-positive duration, a retention above ` + "`720h`" + `, only one of the TLS
 certificate and key, and only one of the control-plane URL and token.
-` + kekBackendsMarkdown)
+` + kekBackendsMarkdown + tracingMarkdown)
 	return b.String()
 }
 
 func cell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+// tracingMarkdown documents the OpenTelemetry variables (internal/tracing.Setup).
+const tracingMarkdown = `
+## Tracing (OpenTelemetry)
+
+Tracing is off unless the standard OpenTelemetry variables configure an exporter; they are
+not ` + "`AUTHPIPE_*`" + ` settings (no flag, no YAML key). Spans go over OTLP/HTTP (protobuf):
+
+| variable | effect |
+|---|---|
+| ` + "`OTEL_EXPORTER_OTLP_ENDPOINT`" + ` or ` + "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`" + ` | set: tracing on (` + "`http://collector:4318`" + `; the traces one is the full URL, ` + "`…/v1/traces`" + `) |
+| ` + "`OTEL_TRACES_EXPORTER`" + ` | ` + "`otlp`" + ` on (default endpoint ` + "`localhost:4318`" + `), ` + "`none`" + ` off; anything else stops start-up |
+| ` + "`OTEL_SDK_DISABLED=true`" + ` | off, whatever else is set |
+| ` + "`OTEL_EXPORTER_OTLP_PROTOCOL`" + `, ` + "`…_TRACES_PROTOCOL`" + ` | only ` + "`http/protobuf`" + ` (the default); ` + "`grpc`" + ` stops start-up |
+| ` + "`OTEL_EXPORTER_OTLP_HEADERS`" + `, ` + "`…_TIMEOUT`" + `, ` + "`…_COMPRESSION`" + `, ` + "`…_CERTIFICATE`" + `, ` + "`…_CLIENT_CERTIFICATE`" + `, ` + "`…_CLIENT_KEY`" + ` | the exporter's, as the OpenTelemetry specification defines them |
+| ` + "`OTEL_TRACES_SAMPLER`" + `, ` + "`OTEL_TRACES_SAMPLER_ARG`" + ` | sampling (default ` + "`parentbased_always_on`" + `; ` + "`parentbased_traceidratio`" + ` with ` + "`0.1`" + ` keeps a tenth) |
+| ` + "`OTEL_SERVICE_NAME`" + `, ` + "`OTEL_RESOURCE_ATTRIBUTES`" + ` | the resource (default ` + "`service.name=authpipe-proxy`" + `) |
+
+What the spans are and what they never carry: [observability.md](observability.md).
+`
