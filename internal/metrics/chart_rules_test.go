@@ -20,6 +20,8 @@ func TestChartRulesAndDashboardNameRegisteredMetrics(t *testing.T) {
 	m.kmsErrors.WithLabelValues("local", "ping", "unavailable")
 	m.kmsDuration.WithLabelValues("local", "ping")
 	m.refreshes.WithLabelValues("github", OutcomeSuccess)
+	m.RefreshDuration("github", 0)
+	m.SetConnections(nil)
 	m.httpDuration.WithLabelValues("/healthz", "GET", "200")
 	if err := m.ObserveAuditQueue(func() int { return 0 }); err != nil {
 		t.Fatal(err)
