@@ -197,3 +197,43 @@ func TestTracingSpanTrees(t *testing.T) {
 	}
 	f.noLeaks()
 }
+
+// A forwarded call is a client span under the request's server span, with the upstream's
+// host and status only. The proxy injects no trace context of its own: a traceparent the
+// caller sent is forwarded as sent, like any other header of the caller's.
+func TestTracingForwardSpan(t *testing.T) {
+	h := newHarness(t, store.SQLite, nil)
+	up := newUpstream(t)
+	id := echoProvider(t, h, up.URL+"/base/")
+	reader := h.createKey("tokens:read")
+	exp := useInMemoryTracing(t)
+	hdr := bearerHdr(reader, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	res, body := send(t, h.srv.URL, "POST", "/v1/proxy/"+id+"/echo?q=SENTINELquery", hdr, strings.NewReader(`{"a":1}`))
+	require.Equal(t, http.StatusOK, res.StatusCode, "body: %s", body)
+	got := up.last(t)
+	require.Equal(t, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", got.Header.Get("traceparent"),
+		"the caller's header as sent: none of our span ids")
+
+	tree := newSpanTree(exp.GetSpans())
+	fwd := tree.named("forward")
+	require.Len(t, fwd, 1)
+	servers := tree.named("POST /v1/proxy/:connection_id/*path")
+	if len(servers) == 0 { // the route template's spelling is the router's
+		for _, s := range tree.spans {
+			if s.SpanKind == trace.SpanKindServer {
+				servers = append(servers, s)
+			}
+		}
+	}
+	require.Len(t, servers, 1)
+	require.True(t, tree.under(fwd[0], servers[0]))
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", fwd[0].SpanContext.TraceID().String())
+	require.Equal(t, "127.0.0.1", attr(fwd[0], "server.address"))
+	require.Equal(t, "200", attr(fwd[0], "http.response.status_code"))
+	for _, s := range tree.spans {
+		text := spanText(s)
+		for _, v := range []string{upstreamKey, reader, bootstrapKey, "SENTINEL", "/base/echo", id + "/echo"} {
+			require.NotContains(t, text, v, "span %q", s.Name)
+		}
+	}
+}
