@@ -47,9 +47,13 @@ type ConnectionView struct {
 	Scopes           []string `json:"scopes"`
 	CredentialPrefix string   `json:"credential_prefix"`
 	// WebhookSecretPrefix masks the provider webhook signing secret (package inbound).
-	WebhookSecretPrefix string     `json:"webhook_secret_prefix,omitempty"`
-	ExpiresAt           *time.Time `json:"expires_at"`
-	LastRefreshedAt     *time.Time `json:"last_refreshed_at"`
+	WebhookSecretPrefix string `json:"webhook_secret_prefix,omitempty"`
+	// ConnectionConfig are the values filled into the provider's URL placeholders,
+	// Metadata the token-response fields kept (instance_url): never a secret.
+	ConnectionConfig map[string]string `json:"connection_config"`
+	Metadata         map[string]string `json:"metadata"`
+	ExpiresAt        *time.Time        `json:"expires_at"`
+	LastRefreshedAt  *time.Time        `json:"last_refreshed_at"`
 	// RefreshTokenExpiresAt is when the refresh token stops working, when known.
 	RefreshTokenExpiresAt *time.Time `json:"refresh_token_expires_at,omitempty"`
 	// ExternalID is an imported connection's id in the system it came from.
@@ -80,6 +84,7 @@ func ViewOf(c store.Connection) ConnectionView {
 	}
 	v := ConnectionView{ID: c.ID, Provider: c.Provider, EndUserID: c.EndUserID, AuthMode: c.AuthMode, Status: status,
 		Reason: reason, Scopes: scopes, CredentialPrefix: c.CredentialPrefix, WebhookSecretPrefix: c.WebhookSecretPrefix,
+		ConnectionConfig: orEmpty(store.ParseJSONObject(c.ConnectionConfig)), Metadata: orEmpty(store.ParseJSONObject(c.Metadata)),
 		ExpiresAt: UTC(c.ExpiresAt), LastRefreshedAt: UTC(c.LastRefreshedAt), RefreshTokenExpiresAt: UTC(c.RefreshTokenExpiresAt),
 		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC()}
 	if c.ExternalID != nil {
@@ -116,4 +121,11 @@ func (s *Service) ExportEndUser(ctx context.Context, workspaceID, endUser string
 		}
 		after = list[len(list)-1].ID
 	}
+}
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }

@@ -109,8 +109,22 @@ type Provider struct {
 	// the flow sets itself (state, redirect_uri, code_challenge, ...).
 	AuthorizationParams map[string]string `yaml:"authorization_params,omitempty" json:"authorization_params,omitempty"`
 
+	// Token request settings (token_settings.go): extra parameters of the code exchange
+	// and of the refresh grant, the body format, where a non-standard response keeps its
+	// tokens, and the response fields kept as connection metadata.
+	TokenParams         map[string]string `yaml:"token_params,omitempty" json:"token_params,omitempty"`
+	RefreshParams       map[string]string `yaml:"refresh_params,omitempty" json:"refresh_params,omitempty"`
+	TokenRequestFormat  string            `yaml:"token_request_format,omitempty" json:"token_request_format,omitempty"`
+	TokenResponseFields map[string]string `yaml:"token_response_fields,omitempty" json:"token_response_fields,omitempty"`
+	MetadataFields      []MetadataField   `yaml:"metadata_fields,omitempty" json:"metadata_fields,omitempty"`
+
+	// ConnectionConfig declares the parameters each connection fills in the URL fields'
+	// placeholders (connection_config.go).
+	ConnectionConfig []ConfigParam `yaml:"connection_config,omitempty" json:"connection_config,omitempty"`
+
 	// APIBaseURL is where the forwarding proxy sends API calls; empty where the host is
-	// per account and learnt only from the token response (Salesforce instance_url).
+	// per account and learnt only from the token response (Salesforce instance_url: a
+	// metadata field with api_base).
 	APIBaseURL string `yaml:"api_base_url,omitempty" json:"api_base_url,omitempty"`
 	DocsURL    string `yaml:"docs_url,omitempty" json:"docs_url,omitempty"`
 	// HealthCheckURL answers a GET with 2xx when an API key is valid (api_key providers).
@@ -223,6 +237,17 @@ func (p Provider) Clone() Provider {
 	if p.Webhook != nil {
 		w := *p.Webhook
 		p.Webhook = &w
+	}
+	p.TokenParams = maps.Clone(p.TokenParams)
+	p.RefreshParams = maps.Clone(p.RefreshParams)
+	p.TokenResponseFields = maps.Clone(p.TokenResponseFields)
+	p.MetadataFields = slices.Clone(p.MetadataFields)
+	for i := range p.MetadataFields {
+		p.MetadataFields[i].Origins = slices.Clone(p.MetadataFields[i].Origins)
+	}
+	p.ConnectionConfig = slices.Clone(p.ConnectionConfig)
+	for i := range p.ConnectionConfig {
+		p.ConnectionConfig[i].Enum = slices.Clone(p.ConnectionConfig[i].Enum)
 	}
 	return p
 }

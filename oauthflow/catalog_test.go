@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authpipe/authpipe-proxy/internal/problem"
+
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/oauth2"
@@ -300,8 +302,10 @@ func TestParseCatalogRejects(t *testing.T) {
 		{"static header bad name", add("    static_headers: {\"X A\": b}\n"), "static_headers"},
 		{"health check on oauth2", add("    health_check_url: https://api.acme.example/ok\n"), "api_key"},
 		{"api key field on oauth2", add("    api_key_header: X-Key\n"), "api_key"},
-		{"placeholder in path", entry("https://auth.acme.example/token", "https://auth.acme.example/{tenant}/token"), "whole label of the host"},
-		{"placeholder in query", entry("https://auth.acme.example/token", "https://auth.acme.example/token?t={tenant}"), "whole label of the host"},
+		{"placeholder in path undeclared", entry("https://auth.acme.example/token", "https://auth.acme.example/{tenant}/token"), "not declared in connection_config"},
+		{"placeholder in query", entry("https://auth.acme.example/token", "https://auth.acme.example/token?t={tenant}"), "whole label of the host or a whole segment"},
+		{"placeholder part of segment", entry("https://auth.acme.example/token", "https://auth.acme.example/t-{tenant}/token"), "whole label of the host or a whole segment"},
+		{"placeholder before public suffix", entry("https://auth.acme.example/token", "https://{shop}.co.uk/token"), "registrable domain"},
 		{"placeholder as host", entry("https://auth.acme.example/token", "https://{host}/token"), "two fixed labels"},
 		{"placeholder before tld", entry("https://auth.acme.example/token", "https://auth.{domain}.example/token"), "two fixed labels"},
 		{"placeholder partial label", entry("https://auth.acme.example/token", "https://auth-{t}.acme.example/token"), "whole label"},
@@ -361,16 +365,18 @@ func TestExpand(t *testing.T) {
 	for _, bad := range []string{"", "evil.com", "evil.com/x", "a/b", "ACME", "-acme", "acme-", "a_b", "a@b", "a:1",
 		"x%2ecom", "a b", "b\u00fccher", strings.Repeat("a", 64), "evil.com#", "..", "{x}"} {
 		_, err := shop.Expand(map[string]string{"shop": bad})
-		require.ErrorIs(t, err, ErrInvalidProvider, "%q", bad)
+		require.ErrorIs(t, err, problem.ErrInvalidConnectionConfig, "%q", bad)
 		if bad != "" {
 			require.NotContains(t, err.Error(), bad)
 		}
 	}
+	var pr *problem.Problem
 	_, err = shop.Expand(nil)
-	require.ErrorIs(t, err, ErrInvalidProvider)
-	require.Contains(t, err.Error(), "{shop}")
+	require.ErrorIs(t, err, problem.ErrInvalidConnectionConfig)
+	require.ErrorAs(t, err, &pr)
+	require.Equal(t, "shop", pr.Errors[0].Field)
 	_, err = shop.Expand(map[string]string{"shop": "acme", "tenant": "x"})
-	require.ErrorIs(t, err, ErrInvalidProvider)
+	require.ErrorIs(t, err, problem.ErrInvalidConnectionConfig)
 
 	gh, _ := c.Get("github")
 	same, err := gh.Expand(nil)

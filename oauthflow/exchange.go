@@ -2,11 +2,11 @@ package oauthflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -61,7 +61,15 @@ type Token struct {
 	// Scopes are the granted scopes when the response lists them (RFC 6749 section 5.1),
 	// else nil: the caller keeps the requested ones.
 	Scopes []string
+	// Metadata are the provider's metadata_fields found in the response (nil: none).
+	Metadata map[string]string
+	// doc is the response document (Field); it may hold secrets and is never shown.
+	doc map[string]any
 }
+
+// Field returns the token response's value at a dot-separated path (json.Number for
+// numbers), for settings that read more of the response than Token has.
+func (t Token) Field(path string) (any, bool) { return lookup(t.doc, path) }
 
 // String never shows a token.
 func (t Token) String() string {
@@ -98,25 +106,11 @@ func (p Provider) tokenEndpoint() (oauth2.Endpoint, error) {
 	return p.Endpoint()
 }
 
-// tokenConfig is the x/oauth2 configuration of a call to p's token endpoint (tokenURL)
-// as client. A public client (no secret) sends client_id in the body, no Basic header.
-func (p Provider) tokenConfig(client ClientCredentials, tokenURL string) (oauth2.Config, error) {
-	ep, err := p.tokenEndpoint()
-	if err != nil {
-		return oauth2.Config{}, err
-	}
-	ep.TokenURL = tokenURL
-	if client.ClientSecret.IsZero() {
-		ep.AuthStyle = oauth2.AuthStyleInParams
-	}
-	return oauth2.Config{ClientID: client.ClientID, ClientSecret: client.ClientSecret.Reveal(), Endpoint: ep}, nil
-}
-
 // Exchange trades an authorization code for tokens (RFC 6749 section 4.1.3) with the PKCE
-// verifier (RFC 7636 section 4.5), through x/oauth2 over hc. hc must be the outbound
+// verifier (RFC 7636 section 4.5) and the provider's token_params, over hc
+// (token_request.go). hc must be the outbound
 // package's TokenClient (it follows no redirect and refuses private addresses at dial
-// time); it is put into the context under oauth2.HTTPClient, so x/oauth2 never uses
-// http.DefaultClient. now is the clock that expires_in counts from.
+// time). now is the clock that expires_in counts from.
 //
 // A refusal is a *ProviderError; a transport failure wraps the outbound error with the
 // request URL's query removed (errors.Is(err, outbound.ErrUnsafeURL) still works). No
@@ -140,7 +134,7 @@ func exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCre
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Exchange needs an HTTP client")
 	}
-	if _, err := p.tokenConfig(client, p.TokenURL); err != nil {
+	if _, err := p.tokenEndpoint(); err != nil {
 		return Token{}, err
 	}
 	if code == "" {
@@ -150,16 +144,8 @@ func exchange(ctx context.Context, hc *http.Client, p Provider, client ClientCre
 		return Token{}, err
 	}
 	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
-		conf, err := p.tokenConfig(client, p.TokenURL)
-		if err != nil {
-			return Token{}, err
-		}
-		conf.RedirectURL = redirectURI
-		tok, err := conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, hc), code, oauth2.VerifierOption(verifier))
-		if err != nil {
-			return Token{}, providerFailure("token", err)
-		}
-		return tokenOf(p, tok, now), nil
+		return tokenCall(ctx, hc, p, client, p.TokenURL, map[string]string{"grant_type": "authorization_code",
+			"code": code, "code_verifier": verifier, "redirect_uri": redirectURI}, p.TokenParams, now)
 	})
 }
 
@@ -193,30 +179,6 @@ type opaqueError struct{ err error }
 func (e *opaqueError) Error() string { return "transport or response error" }
 func (e *opaqueError) Unwrap() error { return e.err }
 
-func tokenOf(p Provider, tok *oauth2.Token, now time.Time) Token {
-	out := Token{AccessToken: vault.NewSecret(tok.AccessToken), RefreshToken: vault.NewSecret(tok.RefreshToken),
-		TokenType: tok.Type()}
-	switch {
-	case tok.ExpiresIn > 0:
-		t := now.Add(time.Duration(tok.ExpiresIn) * time.Second).UTC()
-		out.ExpiresAt = &t
-	case p.AssumedExpiresIn > 0:
-		t := now.Add(time.Duration(p.AssumedExpiresIn) * time.Second).UTC()
-		out.ExpiresAt = &t
-	}
-	for _, f := range refreshExpiryFields {
-		if secs, ok := positiveSeconds(tok.Extra(f)); ok {
-			t := now.Add(time.Duration(secs) * time.Second).UTC()
-			out.RefreshExpiresAt = &t
-			break
-		}
-	}
-	if s, ok := tok.Extra("scope").(string); ok && s != "" {
-		out.Scopes = strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
-	}
-	return out
-}
-
 // refreshExpiryFields are the token-response fields that give the refresh token's
 // lifetime in seconds, first match wins: refresh_token_expires_in (Microsoft Entra for
 // SPAs, GitHub Apps' user tokens, Google for time-limited grants, Slack and others),
@@ -230,6 +192,12 @@ func positiveSeconds(v any) (int64, bool) {
 	switch x := v.(type) {
 	case float64:
 		n = x
+	case json.Number:
+		f, err := x.Float64()
+		if err != nil {
+			return 0, false
+		}
+		n = f
 	case string:
 		f, err := strconv.ParseFloat(x, 64)
 		if err != nil {

@@ -31,22 +31,33 @@ type APIKeyConnection struct {
 
 // NewAPIKeyConnection checks key and seals it for a new connection of provider p (an
 // api_key provider) for end user endUser of the workspace; actor is who creates it (an
-// API key's id, or the connect session's id). The key goes to p's API-key origins as
-// configured now, whatever the provider says later.
+// API key's id, or the connect session's id). config is the connection's
+// connection_config (400 invalid_connection_config), metadata what the application gives
+// with it (CheckMetadata). The key goes to the API-key origins of p as this connection
+// uses it (ForConnection: its filled URLs, its api_base field), as configured now,
+// whatever the provider says later.
 func NewAPIKeyConnection(ctx context.Context, creds Sealer, p Provider, workspaceID, provider, endUser, actor string,
-	key vault.Secret, now time.Time) (APIKeyConnection, error) {
+	key vault.Secret, config, metadata map[string]string, now time.Time) (APIKeyConnection, error) {
 	if key.IsZero() || key.Len() > MaxAPIKeyLen {
 		return APIKeyConnection{}, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB")
 	}
 	if p.AuthMode != AuthModeAPIKey {
 		return APIKeyConnection{}, problem.ErrInvalidRequest.WithField("provider", "not an api_key provider of this workspace or the catalog")
 	}
+	if err := p.CheckMetadata(metadata); err != nil {
+		return APIKeyConnection{}, err
+	}
+	filled, err := p.ForConnection(config, metadata)
+	if err != nil {
+		return APIKeyConnection{}, err
+	}
 	now = now.UTC()
 	conn := store.Connection{ID: ids.New(ids.Connection), WorkspaceID: workspaceID, Provider: provider,
 		EndUserID: endUser, AuthMode: string(AuthModeAPIKey), Status: store.StatusActive,
 		Scopes: store.Strings{}, CredentialPrefix: key.Prefix(8), Version: 1, CreatedAt: now, UpdatedAt: now,
+		ConnectionConfig: store.JSONObject(config), Metadata: store.JSONObject(metadata),
 		NextRefreshAt: &now} // the refresher's sweep health-checks it (or unschedules it if the provider has no check)
-	origins := p.APIKeyOrigins()
+	origins := filled.APIKeyOrigins()
 	sealed, err := creds.Seal(ctx, vault.APIKeyBinding(workspaceID, conn.ID, origins), key)
 	if err != nil {
 		return APIKeyConnection{}, err
@@ -60,10 +71,12 @@ func NewAPIKeyConnection(ctx context.Context, creds Sealer, p Provider, workspac
 
 // SubmitAPIKey is the hosted connect page's API-key form for session id: with formToken,
 // the page's token for this session, it seals key as POST /v1/connections does and stores
-// the connection while using the session up, in one transaction. A refused submission
+// the connection while using the session up, in one transaction. Its connection_config is
+// the session's, or typed, what the end user typed on the page when the application gave
+// none and the provider needs it (as Start). A refused submission
 // (bad token, used or expired link, empty key) stores nothing and leaves the session as
 // it was. The Completion ends on the session's return URL like an OAuth flow.
-func (f *Flows) SubmitAPIKey(ctx context.Context, id, formToken string, key vault.Secret) (Completion, error) {
+func (f *Flows) SubmitAPIKey(ctx context.Context, id, formToken string, key vault.Secret, typed map[string]string) (Completion, error) {
 	cs, err := f.pendingSession(ctx, id)
 	if err != nil {
 		return Completion{}, err
@@ -78,8 +91,12 @@ func (f *Flows) SubmitAPIKey(ctx context.Context, id, formToken string, key vaul
 	if err != nil {
 		return Completion{}, err
 	}
+	values := store.ParseJSONObject(cs.ConnectionConfig)
+	if len(values) == 0 && cfg.NeedsConnectionConfig() {
+		values = typed
+	}
 	now := f.now().UTC()
-	c, err := NewAPIKeyConnection(ctx, f.creds, cfg.Provider, cs.WorkspaceID, cs.Provider, cs.EndUserID, cs.ID, key, now)
+	c, err := NewAPIKeyConnection(ctx, f.creds, cfg.Provider, cs.WorkspaceID, cs.Provider, cs.EndUserID, cs.ID, key, values, nil, now)
 	if err != nil {
 		return Completion{}, err
 	}

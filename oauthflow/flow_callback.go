@@ -73,8 +73,13 @@ func (f *Flows) Complete(ctx context.Context, query url.Values, nonce string) (C
 	if err != nil {
 		return Completion{}, err
 	}
+	// The connection's provider: the URLs filled with the session's values (its issuer too).
+	prov, err := cfg.Provider.Expand(store.ParseJSONObject(cs.ConnectionConfig))
+	if err != nil {
+		return Completion{}, err
+	}
 	// RFC 9207: before anything else is done with the response, and for error responses too.
-	if err := CheckIssuer(cfg.Provider, cb); err != nil {
+	if err := CheckIssuer(prov, cb); err != nil {
 		f.log.LogAttrs(ctx, slog.LevelWarn, "connect: issuer check failed", slog.String("session", cs.ID),
 			slog.String("provider", cs.Provider), slog.String("reason", err.Error()))
 		return Completion{}, problem.ErrIssuerMismatch.WithDetail("the authorization response's iss does not match the provider's issuer")
@@ -93,7 +98,7 @@ func (f *Flows) Complete(ctx context.Context, query url.Values, nonce string) (C
 			slog.String("provider", cs.Provider), slog.String("error", done.ErrorCode))
 		return done, nil
 	}
-	conn, err := f.exchange(ctx, cs, cfg.Provider, cb.Code, now)
+	conn, err := f.exchange(ctx, cs, prov, cb.Code, now)
 	var fe *flowError
 	if errors.As(err, &fe) {
 		f.log.LogAttrs(ctx, slog.LevelWarn, "connect: code exchange failed", slog.String("session", cs.ID),
@@ -159,8 +164,17 @@ func (f *Flows) exchange(ctx context.Context, cs store.ConnectSession, p Provide
 	}
 	conn := store.Connection{ID: connID, WorkspaceID: cs.WorkspaceID, Provider: cs.Provider, EndUserID: cs.EndUserID,
 		AuthMode: string(AuthModeOAuth2), Status: store.StatusActive, Scopes: store.Strings(cs.Scopes), Version: 1,
-		CreatedAt: now, UpdatedAt: now}
-	cred, err := sealGrant(ctx, f.creds, p, &conn, tok, now)
+		CreatedAt: now, UpdatedAt: now, ConnectionConfig: cs.ConnectionConfig, Metadata: store.JSONObject(tok.Metadata)}
+	// Bound to the connection's origins as configured now (p: the filled URLs; cp: and the
+	// API base a metadata field names): a later change of the provider's URLs does not move
+	// these tokens.
+	cp, err := p.ForConnection(nil, tok.Metadata)
+	if err != nil {
+		tok.AccessToken.Wipe()
+		tok.RefreshToken.Wipe()
+		return store.Connection{}, &flowError{code: ProviderErrorCode}
+	}
+	cred, err := sealGrant(ctx, f.creds, cp, &conn, tok, now)
 	if err != nil {
 		return store.Connection{}, err
 	}

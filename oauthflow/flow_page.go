@@ -26,7 +26,14 @@ type Page struct {
 	Mode AuthMode
 	// ReturnURL is where the flow ends (the session's return URL, or "").
 	ReturnURL string
+	// Fields are the connection_config parameters the end user types (the application
+	// gave none and the provider needs them); the form posts each as ConfigFieldPrefix +
+	// its name.
+	Fields []ConfigParam
 }
+
+// ConfigFieldPrefix prefixes the connect form's connection_config inputs.
+const ConfigFieldPrefix = "config_"
 
 // Preview checks session id as Start does (its MAC, then that it exists, is unused and
 // unexpired) and returns the page, changing nothing.
@@ -51,7 +58,11 @@ func (f *Flows) Preview(ctx context.Context, id string) (Page, error) {
 	if name == "" {
 		name = cs.Provider
 	}
-	return Page{Provider: name, Application: ws.Name, FormToken: token, Mode: cfg.AuthMode, ReturnURL: cs.ReturnURL}, nil
+	page := Page{Provider: name, Application: ws.Name, FormToken: token, Mode: cfg.AuthMode, ReturnURL: cs.ReturnURL}
+	if len(store.ParseJSONObject(cs.ConnectionConfig)) == 0 && cfg.NeedsConnectionConfig() {
+		page.Fields = cfg.Clone().ConnectionConfig
+	}
+	return page, nil
 }
 
 // pendingSession returns session id when it may still be started: its MAC holds (checked

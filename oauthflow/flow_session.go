@@ -19,6 +19,10 @@ type SessionRequest struct {
 	CallbackURL string
 	ReturnURL   string
 	Scopes      []string
+	// ConnectionConfig are the values of the provider's connection_config parameters; when
+	// the provider needs some and none are given, the end user types them on the connect
+	// page.
+	ConnectionConfig map[string]string
 }
 
 // CreateSession records a new connect session for r. The provider must be an OAuth
@@ -42,6 +46,9 @@ func (f *Flows) Reconnect(ctx context.Context, workspaceID, id string, r Session
 	if r.Scopes == nil && len(conn.Scopes) > 0 {
 		r.Scopes = conn.Scopes
 	}
+	if r.ConnectionConfig == nil {
+		r.ConnectionConfig = store.ParseJSONObject(conn.ConnectionConfig)
+	}
 	return f.createSession(ctx, r, conn.ID)
 }
 
@@ -53,18 +60,25 @@ func (f *Flows) createSession(ctx context.Context, r SessionRequest, reconnectID
 	if err != nil {
 		return store.ConnectSession{}, err
 	}
-	var callback string
+	apiKey := cfg.AuthMode == AuthModeAPIKey && reconnectID == ""
 	switch {
-	case cfg.AuthMode == AuthModeAPIKey && reconnectID == "":
+	case apiKey:
 		// The hosted page asks the end user for the key (SubmitAPIKey): no provider round trip.
 		if r.CallbackURL != "" {
 			return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("an api_key provider's session has no callback_url")
 		}
 	case cfg.AuthMode != AuthModeOAuth2 || cfg.ClientID == "":
 		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id, nor an api_key provider")
-	case len(cfg.Placeholders()) > 0:
-		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "the provider's URLs still contain placeholders")
-	default:
+	}
+	// connection_config: checked now when given (400 invalid_connection_config), else
+	// typed by the end user on the connect page when the provider needs it.
+	if len(r.ConnectionConfig) > 0 || !cfg.NeedsConnectionConfig() {
+		if _, err := cfg.Provider.Expand(r.ConnectionConfig); err != nil {
+			return store.ConnectSession{}, err
+		}
+	}
+	var callback string
+	if !apiKey {
 		var ok bool
 		callback, ok = pickURL(r.CallbackURL, cfg.CallbackURLs)
 		if !ok || callback == "" {
@@ -89,7 +103,8 @@ func (f *Flows) createSession(ctx context.Context, r SessionRequest, reconnectID
 	now := f.now().UTC()
 	cs := store.ConnectSession{ID: id, WorkspaceID: r.WorkspaceID, Provider: r.Provider,
 		EndUserID: r.EndUserID, CallbackURL: callback, ReturnURL: ret, Scopes: store.Strings(scopes),
-		ReconnectConnectionID: reconnectID, ExpiresAt: now.Add(SessionLifetime), CreatedAt: now}
+		ReconnectConnectionID: reconnectID, ConnectionConfig: store.JSONObject(r.ConnectionConfig),
+		ExpiresAt: now.Add(SessionLifetime), CreatedAt: now}
 	if err := f.store.CreateConnectSession(ctx, cs); err != nil {
 		return store.ConnectSession{}, err
 	}
@@ -131,8 +146,10 @@ type Started struct {
 // with formToken, the page's token for this session, it makes the state, the PKCE
 // verifier and (unless nonce, the browser's flow cookie, is a well-formed one already: a
 // browser in two flows keeps one nonce, so both stay bound) the browser nonce, and
-// records them in the session once.
-func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started, error) {
+// records them in the session once. typed are the connection_config values the end user
+// typed on the page; they count only when the application gave none (a session's values
+// are never replaced), and a bad one is 400 invalid_connection_config, nothing recorded.
+func (f *Flows) Start(ctx context.Context, id, formToken, nonce string, typed map[string]string) (Started, error) {
 	cs, err := f.pendingSession(ctx, id)
 	if err != nil {
 		return Started{}, err
@@ -151,6 +168,14 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 	if cfg.AuthMode != AuthModeOAuth2 {
 		return Started{}, problem.ErrInvalidRequest.WithDetail("this connect link asks for an API key, not a sign-in")
 	}
+	values, fromPage := store.ParseJSONObject(cs.ConnectionConfig), ""
+	if len(values) == 0 && cfg.NeedsConnectionConfig() {
+		values, fromPage = typed, store.JSONObject(typed)
+	}
+	prov, err := cfg.Provider.Expand(values) // the connection's provider: its filled URLs
+	if err != nil {
+		return Started{}, err
+	}
 	state, stateHash, err := f.keys.NewState(ctx) // MAC'd under a state key
 	if err != nil {
 		return Started{}, err
@@ -164,12 +189,12 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 			return Started{}, err
 		}
 	}
-	authURL, err := AuthCodeURL(cfg.Provider, AuthRequest{ClientID: cfg.ClientID,
+	authURL, err := AuthCodeURL(prov, AuthRequest{ClientID: cfg.ClientID,
 		RedirectURI: cs.CallbackURL, Scopes: cs.Scopes, State: state, Verifier: verifier})
 	if err != nil {
 		return Started{}, problem.ErrInvalidRequest.WithDetail("the provider configuration cannot make an authorization request").WithCause(err)
 	}
-	verifierOrigins := cfg.Provider.VerifierOrigins()
+	verifierOrigins := prov.VerifierOrigins()
 	sealed, err := f.creds.Seal(ctx, vault.PKCEVerifierBinding(cs.WorkspaceID, cs.ID, verifierOrigins),
 		vault.NewSecret(verifier))
 	if err != nil {
@@ -180,7 +205,7 @@ func (f *Flows) Start(ctx context.Context, id, formToken, nonce string) (Started
 		return Started{}, err
 	}
 	err = f.store.StartConnectSession(ctx, cs.ID, store.SessionStart{StateHash: stateHash, PKCEVerifier: sealed,
-		VerifierOrigins: store.StoredOrigins(verifierOrigins), BrowserBinding: binding}, now)
+		VerifierOrigins: store.StoredOrigins(verifierOrigins), BrowserBinding: binding, ConnectionConfig: fromPage}, now)
 	if errors.Is(err, store.ErrConflict) {
 		return Started{}, problem.ErrInvalidState.WithDetail("this connect link was already used or has expired")
 	}

@@ -6,17 +6,15 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/authpipe/authpipe-proxy/internal/tracing"
 	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // Refresh performs the refresh_token grant (RFC 6749 section 6) at p's refresh URL
-// (RefreshTokenURL) as client, through x/oauth2 over hc (the outbound package's
-// TokenClient, as for Exchange), with the token endpoint authentication set explicitly.
-// The response is mapped as Exchange's (tokenOf: expires_in or the provider's
-// assumed_expires_in, granted scopes). Token.RefreshToken is zero unless the provider
+// (RefreshTokenURL) as client, with the provider's refresh_params, over hc (the outbound
+// package's TokenClient, as for Exchange), with the token endpoint authentication set
+// explicitly. The response is mapped as Exchange's (token_request.go: expires_in or the
+// provider's assumed_expires_in, granted scopes, token_response_fields, metadata). Token.RefreshToken is zero unless the provider
 // rotated the refresh token (RFC 9700 section 4.14.2): a response without one, or with the
 // same one, keeps the old.
 //
@@ -33,19 +31,18 @@ func refreshGrant(ctx context.Context, hc *http.Client, p Provider, client Clien
 	if hc == nil {
 		return Token{}, errors.New("oauthflow: Refresh needs an HTTP client")
 	}
+	if _, err := p.tokenEndpoint(); err != nil {
+		return Token{}, err
+	}
 	old := refreshToken.Reveal()
 	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
-		conf, err := p.tokenConfig(client, p.RefreshTokenURL())
+		out, err := tokenCall(ctx, hc, p, client, p.RefreshTokenURL(),
+			map[string]string{"grant_type": "refresh_token", "refresh_token": old}, p.RefreshParams, now)
 		if err != nil {
 			return Token{}, err
 		}
-		tok, err := conf.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc), &oauth2.Token{RefreshToken: old}).Token()
-		if err != nil {
-			return Token{}, providerFailure("token", err)
-		}
-		out := tokenOf(p, tok, now)
-		if tok.RefreshToken == old {
-			out.RefreshToken.Wipe() // x/oauth2 carries the old one over when none came back
+		if out.RefreshToken.Reveal() == old {
+			out.RefreshToken.Wipe() // the same one back: keep the old
 			out.RefreshToken = vault.Secret{}
 		}
 		return out, nil

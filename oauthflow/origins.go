@@ -22,6 +22,14 @@ func (p Provider) RefreshTokenOrigins() vault.Origins {
 	return vault.NewOrigins(p.TokenURL, p.RefreshURL, p.RevocationURL)
 }
 
+// ClientSecretOrigins: the token, refresh and revocation endpoints, where a templated
+// provider's URLs count as origin patterns (vault.MatchOrigin: https://{}.myshopify.com
+// fits every shop's token endpoint, and no other site), since its one client secret goes
+// to every connection's filled token endpoint.
+func (p Provider) ClientSecretOrigins() vault.Origins {
+	return vault.NewOriginPatterns(p.TokenURL, p.RefreshURL, p.RevocationURL)
+}
+
 // VerifierOrigins: the token endpoint, where the PKCE verifier goes with the code.
 func (p Provider) VerifierOrigins() vault.Origins {
 	return vault.NewOrigins(p.TokenURL)

@@ -4,10 +4,8 @@ package oauthflow
 // their expansion into a concrete provider with values a workspace supplies.
 
 import (
-	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // urlFields lists a provider's URL fields by their YAML names.
@@ -39,35 +37,4 @@ func (p Provider) Placeholders() []string {
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
-}
-
-// Expand returns p with every placeholder replaced by values[name]. Every placeholder
-// needs a value, every value must name a placeholder, and every value must be a lowercase
-// DNS label ([a-z0-9-], 1-63 characters, no leading or trailing hyphen), so that it can
-// never change the host's registrable domain, add a path or a port. The result is
-// validated. Errors name the placeholder, never the value.
-func (p Provider) Expand(values map[string]string) (Provider, error) {
-	names := p.Placeholders()
-	for k := range values {
-		if !slices.Contains(names, k) {
-			return Provider{}, fmt.Errorf("%w: %q: no placeholder {%s}", ErrInvalidProvider, p.Name, k)
-		}
-	}
-	out := p.Clone()
-	for _, name := range names {
-		v, ok := values[name]
-		if !ok {
-			return Provider{}, fmt.Errorf("%w: %q: placeholder {%s} needs a value", ErrInvalidProvider, p.Name, name)
-		}
-		if !dnsLabelRE.MatchString(v) {
-			return Provider{}, fmt.Errorf("%w: %q: value of {%s} must be a lowercase DNS label", ErrInvalidProvider, p.Name, name)
-		}
-		for _, f := range out.urlFields() {
-			*f.val = strings.ReplaceAll(*f.val, "{"+name+"}", v)
-		}
-	}
-	if err := out.Validate(); err != nil {
-		return Provider{}, err
-	}
-	return out, nil
 }

@@ -93,6 +93,9 @@ func (p Provider) Validate() error {
 	if err := p.validateStaticHeaders(); err != nil {
 		return bad("%s", err)
 	}
+	if reason := p.validateConnectionConfig(); reason != "" {
+		return bad("%s", reason)
+	}
 	switch p.AuthMode {
 	case AuthModeOAuth2:
 		return p.validateOAuth2(bad)
@@ -141,6 +144,9 @@ func (p Provider) validateOAuth2(bad func(string, ...any) error) error {
 			return bad("authorization_params: value of %s must be 1-256 printable characters", k)
 		}
 	}
+	if reason := p.validateTokenSettings(); reason != "" {
+		return bad("%s", reason)
+	}
 	if p.HealthCheckURL != "" || p.APIKeyAuth != "" || p.APIKeyHeader != "" || p.APIKeyFormat != "" || p.APIKeyBasicUsername != "" {
 		return bad("api_key_* and health_check_url are for api_key providers")
 	}
@@ -150,7 +156,9 @@ func (p Provider) validateOAuth2(bad func(string, ...any) error) error {
 func (p Provider) validateAPIKey(bad func(string, ...any) error) error {
 	if p.AuthorizationURL != "" || p.TokenURL != "" || p.RefreshURL != "" || p.RevocationURL != "" ||
 		p.Issuer != "" || p.RequireIss || p.PKCE || p.RotatesRefreshTokens || p.AssumedExpiresIn != 0 || p.RefreshTokenIdleTTL != 0 ||
-		len(p.DefaultScopes) > 0 || p.ScopeSeparator != "" || p.TokenAuthMethod != "" || len(p.AuthorizationParams) > 0 {
+		len(p.DefaultScopes) > 0 || p.ScopeSeparator != "" || p.TokenAuthMethod != "" || len(p.AuthorizationParams) > 0 ||
+		len(p.TokenParams) > 0 || len(p.RefreshParams) > 0 || p.TokenRequestFormat != "" || len(p.TokenResponseFields) > 0 ||
+		len(p.MetadataFields) > 0 {
 		return bad("oauth2 fields are not allowed on an api_key provider")
 	}
 	if p.APIBaseURL == "" {
@@ -198,8 +206,8 @@ func (p Provider) validateStaticHeaders() error {
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 // checkTemplateURL checks a URL field: https, canonical, no userinfo, fragment, wildcard
-// or dot segment; placeholders (not allowed in docs_url) only as whole host labels
-// followed by at least two literal labels.
+// or dot segment; placeholders (not allowed in docs_url) only as whole path segments or
+// whole host labels followed by fixed labels that hold a registrable domain.
 func checkTemplateURL(raw string, isDocs bool) string {
 	if strings.Contains(raw, placeholderMarker) {
 		return "contains the reserved text " + placeholderMarker
@@ -227,11 +235,51 @@ func checkTemplateURL(raw string, isDocs bool) string {
 			last = i
 		}
 	}
-	if inHost != n {
-		return "a placeholder may only be a whole label of the host"
+	inPath := 0
+	for _, seg := range strings.Split(u.EscapedPath(), "/") {
+		if seg == placeholderMarker {
+			inPath++
+		}
+	}
+	if inHost+inPath != n {
+		return "a placeholder may only be a whole label of the host or a whole segment of the path"
+	}
+	if inHost == 0 {
+		return ""
 	}
 	if len(labels)-1-last < 2 {
 		return "at least two fixed labels must follow the last placeholder in the host"
 	}
+	if !registrableSuffix(strings.Join(labels[last+1:], ".")) {
+		return "the fixed labels after the last placeholder must hold a registrable domain, not a public suffix"
+	}
 	return ""
 }
+
+// ValidateSettings checks what a workspace's custom provider adds to the URL checks the
+// providers service makes itself: the connection_config declarations (every placeholder
+// declared, each a whole host label before a registrable domain or a whole path segment)
+// and, for oauth2, the token request settings. It changes nothing.
+func (p Provider) ValidateSettings() error {
+	bad := func(reason string) error { return fmt.Errorf("%w: %q: %s", ErrInvalidProvider, p.Name, reason) }
+	for _, f := range p.urlFields() {
+		if strings.ContainsAny(*f.val, "{}") {
+			if reason := checkTemplateURL(*f.val, f.name == "docs_url"); reason != "" {
+				return bad(f.name + ": " + reason)
+			}
+		}
+	}
+	if reason := p.validateConnectionConfig(); reason != "" {
+		return bad(reason)
+	}
+	if p.AuthMode == AuthModeOAuth2 {
+		if reason := p.validateTokenSettings(); reason != "" {
+			return bad(reason)
+		}
+	}
+	return nil
+}
+
+// SampleURL is raw with each placeholder replaced by a fixed DNS label, for checks that
+// need a URL (the deployment's URL policy) of a template.
+func SampleURL(raw string) string { return placeholderRE.ReplaceAllString(raw, "placeholder") }

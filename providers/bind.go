@@ -41,7 +41,7 @@ func (s *Service) bindSecret(ctx context.Context, st BindStore, row store.Unboun
 		return err
 	}
 	defer sec.Wipe()
-	origins := e.RefreshTokenOrigins()
+	origins := e.ClientSecretOrigins()
 	sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(e.WorkspaceID, e.ID, origins), sec)
 	if err != nil {
 		return err

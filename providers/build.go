@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/problem"
@@ -56,6 +57,14 @@ func (s *Service) merge(key, template string, overrides map[string]json.RawMessa
 			merged[k] = v
 		}
 	}
+	// client_auth (API.md "Token request settings") is the API's name of token_auth_method.
+	if v, ok := overrides["client_auth"]; ok {
+		if old, both := overrides["token_auth_method"]; both && string(old) != string(v) {
+			return Config{}, problem.ErrInvalidRequest.WithField("client_auth", "differs from token_auth_method")
+		}
+		merged["token_auth_method"] = v
+		delete(merged, "client_auth")
+	}
 	b, _ := json.Marshal(merged)
 	var cfg Config
 	if err := json.Unmarshal(b, &cfg.Provider); err != nil {
@@ -100,11 +109,14 @@ func (s *Service) validate(cfg *Config) error {
 			return problem.ErrInvalidCallbackURL.WithDetail("at least one callback URL is required")
 		}
 	}
+	if err := cfg.Provider.ValidateSettings(); err != nil { // placeholders, connection_config, token settings
+		return problem.ErrInvalidRequest.WithDetail(strings.TrimPrefix(err.Error(), oauthflow.ErrInvalidProvider.Error()+": "))
+	}
 	for field, raw := range endpoints {
 		if raw == "" {
 			continue
 		}
-		if err := s.set.URLs.Check(raw); err != nil {
+		if err := s.set.URLs.Check(oauthflow.SampleURL(raw)); err != nil {
 			if errors.Is(err, outbound.ErrUnsafeURL) {
 				return problem.ErrUnsafeURL.WithField(field, "points at a private, loopback or link-local address")
 			}

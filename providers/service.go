@@ -128,7 +128,7 @@ func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller
 	if secretGiven {
 		// Bound to the token, refresh and revocation origins of the configuration stored
 		// with it; a secret kept by a later update keeps its binding.
-		origins := cfg.RefreshTokenOrigins()
+		origins := cfg.ClientSecretOrigins()
 		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *secret)
 		if err != nil {
 			return PutResult{}, err

@@ -31,6 +31,10 @@ type connectPageData struct {
 	Nonce, Provider, Application, Action, Token string
 	APIKey, Popup                               bool
 	T                                           map[string]string
+	// Fields are the connection_config parameters the end user types (oauthflow.Page),
+	// posted as Prefix + name (typedConfig), in either mode.
+	Fields []oauthflow.ConfigParam
+	Prefix string
 }
 
 const pageStyle = `body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}` +
@@ -45,10 +49,13 @@ var connectPage = template.Must(template.New("connect").Parse(`<!doctype html>
 <p><strong id="application">{{.Application}}</strong> {{.T.asks}} <strong id="provider">{{.Provider}}</strong> {{.T.account}}
 {{if .APIKey}}{{.T.keyIntro}}{{else}}{{.T.signInIntro}} {{.Provider}}.{{end}}</p>
 <form method="post" action="{{.Action}}"><input type="hidden" name="form_token" value="{{.Token}}">{{if .Popup}}<input type="hidden" name="display" value="popup">{{end}}
-{{if .APIKey}}<label for="api_key">{{.T.keyLabel}}</label>
-<input type="password" id="api_key" name="api_key" required autofocus autocomplete="off" spellcheck="false" maxlength="8192" aria-describedby="key_hint">
+{{range $i, $f := .Fields}}<label for="{{$.Prefix}}{{.Name}}">{{.Label}}</label>
+{{if .Enum}}<select id="{{$.Prefix}}{{.Name}}" name="{{$.Prefix}}{{.Name}}" required{{if eq $i 0}} autofocus{{end}}>{{range .Enum}}<option>{{.}}</option>{{end}}</select>
+{{else}}<input id="{{$.Prefix}}{{.Name}}" name="{{$.Prefix}}{{.Name}}" required{{if eq $i 0}} autofocus{{end}} autocomplete="off" spellcheck="false" autocapitalize="none">{{end}}
+{{end}}{{if .APIKey}}<label for="api_key">{{.T.keyLabel}}</label>
+<input type="password" id="api_key" name="api_key" required{{if not .Fields}} autofocus{{end}} autocomplete="off" spellcheck="false" maxlength="8192" aria-describedby="key_hint">
 <p class="hint" id="key_hint">{{.T.keyHint}}</p>
-<button type="submit" id="continue">{{.T.keySubmit}}</button>{{else}}<button type="submit" id="continue" autofocus>{{.T.continueTo}} {{.Provider}}</button>{{end}}</form>
+<button type="submit" id="continue">{{.T.keySubmit}}</button>{{else}}<button type="submit" id="continue"{{if not .Fields}} autofocus{{end}}>{{.T.continueTo}} {{.Provider}}</button>{{end}}</form>
 </main></body></html>`))
 
 // renderConnectPage writes the connect page of page to the browser.
@@ -72,7 +79,8 @@ func (a *connectAPI) renderConnectPage(c *gin.Context, page oauthflow.Page, popu
 	c.Status(http.StatusOK)
 	_ = connectPage.Execute(c.Writer, connectPageData{Nonce: nonce, Provider: page.Provider, Application: page.Application,
 		Action: a.publicURL + "/v1/connect/" + c.Param("session"), Token: page.FormToken,
-		APIKey: page.Mode == oauthflow.AuthModeAPIKey, Popup: popup, T: connectStrings})
+		APIKey: page.Mode == oauthflow.AuthModeAPIKey, Popup: popup, T: connectStrings,
+		Fields: page.Fields, Prefix: oauthflow.ConfigFieldPrefix})
 }
 
 type resultPageData struct {

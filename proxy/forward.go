@@ -120,6 +120,9 @@ func (s *Server) handleForward(c *gin.Context) {
 	}
 	conn := cc.Connection
 	prov, err := s.providers.ResolveCached(ctx, p.WorkspaceID, conn.Provider)
+	if err == nil {
+		prov, err = oauthflow.ConnectionProvider(prov, conn) // the connection's filled URLs and API base
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		err = problem.ErrNoAPIBaseURL.WithDetail("the connection's provider is neither configured nor in the catalog")
 	}

@@ -39,11 +39,14 @@ type connectRequest struct {
 	CallbackURL string   `json:"callback_url"`
 	ReturnURL   string   `json:"return_url"`
 	Scopes      []string `json:"scopes"`
+	// ConnectionConfig: the provider's connection_config values (typed by the end user on
+	// the connect page when absent).
+	ConnectionConfig map[string]string `json:"connection_config"`
 }
 
 func (r connectRequest) session(workspaceID string) oauthflow.SessionRequest {
 	return oauthflow.SessionRequest{WorkspaceID: workspaceID, Provider: r.Provider, EndUserID: r.EndUserID,
-		CallbackURL: r.CallbackURL, ReturnURL: r.ReturnURL, Scopes: r.Scopes}
+		CallbackURL: r.CallbackURL, ReturnURL: r.ReturnURL, Scopes: r.Scopes, ConnectionConfig: r.ConnectionConfig}
 }
 
 type connectResponse struct {
@@ -99,6 +102,26 @@ func (a *connectAPI) handlePage(c *gin.Context) {
 	a.renderConnectPage(c, page, c.Query("display") == displayPopup)
 }
 
+// typedConfig is the connection_config the end user typed on the connect page: every
+// posted config_<name> field with a value (oauthflow checks them).
+func typedConfig(c *gin.Context) map[string]string {
+	if err := c.Request.ParseForm(); err != nil {
+		return nil
+	}
+	var out map[string]string
+	for k, v := range c.Request.PostForm {
+		name, ok := strings.CutPrefix(k, oauthflow.ConfigFieldPrefix)
+		if !ok || len(v) != 1 || name == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = strings.TrimSpace(v[0])
+	}
+	return out
+}
+
 // handleStart is the connect page's POST: after the origin check (the request comes from
 // a page of the public URL) and the form token, the flow is started, the flow cookie set
 // and the browser redirected to the provider. A refused POST consumes nothing.
@@ -114,7 +137,7 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 	}
 	cookieName, secure := a.flowCookieName()
 	nonce, _ := c.Cookie(cookieName)
-	st, err := a.flows.Start(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), nonce)
+	st, err := a.flows.Start(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), nonce, typedConfig(c))
 	if err != nil {
 		fail(c, err)
 		return
@@ -132,7 +155,7 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 // browser to the proxy, which stores it as POST /v1/connections does.
 func (a *connectAPI) submitAPIKey(c *gin.Context, popup bool) {
 	key := vault.NewSecret(c.PostForm("api_key"))
-	done, err := a.flows.SubmitAPIKey(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), key)
+	done, err := a.flows.SubmitAPIKey(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), key, typedConfig(c))
 	if err != nil {
 		fail(c, err)
 		return

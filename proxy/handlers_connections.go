@@ -35,14 +35,18 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		// OAuth2 and ExternalID import an existing grant (oauthflow.Importer).
 		OAuth2     *oauthflow.ImportedGrant `json:"oauth2"`
 		ExternalID string                   `json:"external_id"`
+		// ConnectionConfig fills the provider's URL placeholders, Metadata is kept with the
+		// connection (oauthflow.NewAPIKeyConnection checks both).
+		ConnectionConfig map[string]string `json:"connection_config"`
+		Metadata         map[string]string `json:"metadata"`
 	}
 	if !bindJSON(c, &req) {
 		return
 	}
 	if req.OAuth2 != nil || req.ExternalID != "" {
-		if !req.APIKey.IsZero() || req.OAuth2 == nil || !req.WebhookSecret.IsZero() {
+		if !req.APIKey.IsZero() || req.OAuth2 == nil || !req.WebhookSecret.IsZero() || req.ConnectionConfig != nil || req.Metadata != nil {
 			// webhook_secret on an import: set it afterwards with PUT .../webhook-secret.
-			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key or webhook_secret"))
+			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key, webhook_secret, connection_config or metadata"))
 			return
 		}
 		importGrant(c, s.importer, s.events, oauthflow.Import{Provider: req.Provider, EndUserID: req.EndUserID,
@@ -70,8 +74,11 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	// The same connection as the hosted connect page's API-key form makes (oauthflow).
-	nc, err := oauthflow.NewAPIKeyConnection(ctx, s.creds, prov.Provider, p.WorkspaceID, req.Provider, req.EndUserID, p.KeyID, req.APIKey, s.now())
+	// The same connection as the hosted connect page's API-key form makes (oauthflow): its
+	// connection_config (400 invalid_connection_config) and metadata checked, the key bound
+	// to the filled API-key origins.
+	nc, err := oauthflow.NewAPIKeyConnection(ctx, s.creds, prov.Provider, p.WorkspaceID, req.Provider, req.EndUserID, p.KeyID,
+		req.APIKey, req.ConnectionConfig, req.Metadata, s.now())
 	if err != nil {
 		fail(c, err)
 		return

@@ -58,6 +58,7 @@ type tokenResponse struct {
 	TokenType      string     `json:"token_type,omitempty"`
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	Scopes         []string   `json:"scopes"`
+	Metadata       rawJSON    `json:"metadata,omitempty"` // the connection's, when it has any
 }
 
 // handleToken is the hot path: principal from the auth cache, then the token service
@@ -83,6 +84,9 @@ func (s *Server) handleToken(c *gin.Context) {
 	resp := tokenResponse{ConnectionID: cred.Conn.ID, CredentialType: string(cred.Kind), Scopes: cred.Scopes}
 	if resp.Scopes == nil {
 		resp.Scopes = []string{}
+	}
+	if md := cred.Conn.Metadata; md != "" && md != "{}" {
+		resp.Metadata = rawJSON(md)
 	}
 	// The value is converted here, not by Reveal, so that the string stays on this stack
 	// frame: Secret is defined in internal/secret, which proxy does not import, and the

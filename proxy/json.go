@@ -47,8 +47,19 @@ func (r *tokenResponse) appendJSON(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
+	if r.Metadata != "" {
+		b = append(b, `,"metadata":`...)
+		b = append(b, r.Metadata...)
+	}
 	return append(b, '}')
 }
+
+// rawJSON is a JSON object text kept as a string (a connection's stored metadata, which
+// store.JSONObject wrote with encoding/json): copied into the response as it is.
+type rawJSON string
+
+// MarshalJSON implements json.Marshaler (the reflection path, for the tests).
+func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }
 
 // appendJSONString quotes s as encoding/json does (HTML-safe escaping, invalid UTF-8 as
 // U+FFFD, U+2028 and U+2029 escaped).

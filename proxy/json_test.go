@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpipe/authpipe-proxy/vault/store"
+
 	rq "github.com/stretchr/testify/require"
 )
 
@@ -21,6 +23,8 @@ func TestTokenResponseJSON(t *testing.T) {
 		{"nil scopes, zone", tokenResponse{ConnectionID: "c", CredentialType: "oauth2", ExpiresAt: &whole}},
 		{"escapes", tokenResponse{ConnectionID: "a\"b\\c\n\r\t\b\f\x00\x1f\x7f<>&", CredentialType: "é\u2028\u2029😀",
 			AccessToken: "bad\xffutf8\xc3", Scopes: []string{"", "<script>"}}},
+		{"metadata", tokenResponse{ConnectionID: "c", CredentialType: "oauth2", AccessToken: "t", Scopes: []string{},
+			Metadata: rawJSON(store.JSONObject(map[string]string{"instance_url": "https://a.my.salesforce.com", "x": "<&>"}))}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

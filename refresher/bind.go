@@ -56,6 +56,9 @@ func (r *Refresher) bindOne(ctx context.Context, st BindStore, cc store.Connecti
 		return nil
 	}
 	prov, _, err := r.providers.Provider(ctx, cc.WorkspaceID, cc.Provider)
+	if err == nil {
+		prov, err = oauthflow.ConnectionProvider(prov, cc.Connection)
+	}
 	if err != nil {
 		return err
 	}

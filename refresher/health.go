@@ -35,6 +35,9 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		}
 	}
 	prov, _, err := r.providers.Provider(ctx, cc.WorkspaceID, cc.Provider)
+	if err == nil {
+		prov, err = oauthflow.ConnectionProvider(prov, cc.Connection) // the connection's filled URLs
+	}
 	if err != nil || prov.HealthCheckURL == "" || len(prov.Placeholders()) > 0 || cc.Credential == nil || len(cc.Credential.APIKey) == 0 {
 		release(0)
 		return

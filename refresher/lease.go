@@ -149,6 +149,9 @@ func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder st
 	}
 	defer rt.Wipe()
 	prov, client, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
+	if err == nil {
+		prov, err = oauthflow.ConnectionProvider(prov, c) // the connection's filled URLs
+	}
 	if err != nil {
 		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})

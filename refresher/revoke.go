@@ -107,6 +107,9 @@ func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredentia
 		return revokeAttempt{outcome: store.Revoked} // nothing left to revoke
 	}
 	p, client, err := v.providers.Provider(ctx, cc.WorkspaceID, cc.Provider)
+	if err == nil {
+		p, err = oauthflow.ConnectionProvider(p, cc.Connection) // the connection's filled URLs
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return revokeAttempt{outcome: store.NotRevocable, code: codeProviderMissing}

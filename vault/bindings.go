@@ -102,10 +102,21 @@ type Origins []string
 // Bound reports whether o is a binding at all (see Origins).
 func (o Origins) Bound() bool { return o != nil }
 
-// Contains reports whether origin (canonical, OriginOf) is in o.
+// Contains reports whether origin (canonical, OriginOf) is in o, or fits one of its
+// origin patterns (MatchOrigin: a client secret of a templated provider).
 func (o Origins) Contains(origin string) bool {
-	_, ok := slices.BinarySearch(o, origin)
-	return ok && origin != ""
+	if origin == "" {
+		return false
+	}
+	if _, ok := slices.BinarySearch(o, origin); ok {
+		return true
+	}
+	for _, p := range o {
+		if strings.Contains(p, patternLabel) && MatchOrigin(p, origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewOrigins is the binding of the given endpoint URLs: their origins, canonical, sorted,

@@ -12,6 +12,7 @@ import (
 
 // CreateConnection stores a connection, its sealed credential and its audit event.
 func (s *Store) CreateConnection(ctx context.Context, c Connection, cred Credential, evs ...audit.Event) error {
+	c.ConnectionConfig, c.Metadata = orEmptyObject(c.ConnectionConfig), orEmptyObject(c.Metadata)
 	return s.tx(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&c).Error; err != nil {
 			return err

@@ -58,6 +58,29 @@ func StoredOrigins(o vault.Origins) *Strings {
 	return &s
 }
 
+// JSONObject is m as the JSON object text of a ConnectionConfig or Metadata column
+// ("{}" for none); keys are sorted, so equal maps give equal text.
+func JSONObject(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return string(b)
+}
+
+// ParseJSONObject reads a ConnectionConfig or Metadata column (nil for "", "{}" or a
+// malformed value).
+func ParseJSONObject(s string) map[string]string {
+	if s == "" || s == "{}" {
+		return nil
+	}
+	var m map[string]string
+	if json.Unmarshal([]byte(s), &m) != nil || len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
 // Workspace is a tenant: every other row belongs to one.
 type Workspace struct {
 	ID        string `gorm:"primaryKey"`
@@ -178,9 +201,15 @@ type Connection struct {
 	// webhook was sent for.
 	RefreshTokenExpiresAt *time.Time
 	ExpiringNotifiedFor   *time.Time
-	Version               int64
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// ConnectionConfig are the values the connection filled into its provider's URL
+	// placeholders, Metadata the token-response fields it keeps (instance_url): each a
+	// JSON object of strings (JSONObject), "{}" or "" when empty. Kept as text so that the
+	// token endpoint copies them into its response as they are.
+	ConnectionConfig string
+	Metadata         string
+	Version          int64
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // TableName implements gorm's tabler.

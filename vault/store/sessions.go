@@ -28,10 +28,13 @@ type ConnectSession struct {
 	VerifierOrigins       *Strings // the verifier's origin binding (nil: not bound)
 	BrowserBinding        []byte
 	ReconnectConnectionID string
-	ExpiresAt             time.Time
-	StartedAt             *time.Time
-	UsedAt                *time.Time
-	CreatedAt             time.Time
+	// ConnectionConfig are the connection_config values (JSONObject) the application gave,
+	// or the end user typed on the connect page ("{}" until then).
+	ConnectionConfig string
+	ExpiresAt        time.Time
+	StartedAt        *time.Time
+	UsedAt           *time.Time
+	CreatedAt        time.Time
 }
 
 // TableName implements gorm's tabler.
@@ -44,6 +47,8 @@ type SessionStart struct {
 	// VerifierOrigins is the verifier's origin binding (the token endpoint's origin).
 	VerifierOrigins *Strings
 	BrowserBinding  []byte
+	// ConnectionConfig, when not "", replaces the session's (the values the end user typed).
+	ConnectionConfig string
 }
 
 // CreateConnectSession stores a new, unstarted session.
@@ -51,6 +56,7 @@ func (s *Store) CreateConnectSession(ctx context.Context, cs ConnectSession) err
 	if cs.Scopes == nil {
 		cs.Scopes = Strings{}
 	}
+	cs.ConnectionConfig = orEmptyObject(cs.ConnectionConfig)
 	// The start columns stay NULL (an empty blob would collide in the unique state_hash).
 	err := s.db.WithContext(ctx).Omit("state_hash", "pkce_verifier", "browser_binding", "started_at", "used_at").Create(&cs).Error
 	return s.classify(err)
@@ -72,10 +78,14 @@ func (s *Store) StartConnectSession(ctx context.Context, id string, st SessionSt
 		return errors.New("store: a session start needs a state hash, a verifier and a binding")
 	}
 	now = now.UTC()
+	upd := map[string]any{"state_hash": st.StateHash, "pkce_verifier": st.PKCEVerifier,
+		"verifier_origins": st.VerifierOrigins, "browser_binding": st.BrowserBinding, "started_at": now}
+	if st.ConnectionConfig != "" {
+		upd["connection_config"] = st.ConnectionConfig
+	}
 	res := s.db.WithContext(ctx).Model(&ConnectSession{}).
 		Where("id = ? AND started_at IS NULL AND used_at IS NULL AND expires_at > ?", id, now).
-		Updates(map[string]any{"state_hash": st.StateHash, "pkce_verifier": st.PKCEVerifier,
-			"verifier_origins": st.VerifierOrigins, "browser_binding": st.BrowserBinding, "started_at": now})
+		Updates(upd)
 	if res.Error != nil {
 		return s.classify(res.Error)
 	}
@@ -134,6 +144,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 	if cred.ConnectionID != conn.ID || cred.WorkspaceID != conn.WorkspaceID {
 		return Connection{}, errors.New("store: credential does not belong to the connection")
 	}
+	conn.ConnectionConfig, conn.Metadata = orEmptyObject(conn.ConnectionConfig), orEmptyObject(conn.Metadata)
 	if !reconnect {
 		err := s.tx(ctx, func(tx *gorm.DB) error {
 			if err := tx.Create(&conn).Error; err != nil {
@@ -168,6 +179,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 			"status": conn.Status, "status_reason": conn.StatusReason, "scopes": conn.Scopes, "credential_prefix": conn.CredentialPrefix,
 			"expires_at": conn.ExpiresAt, "last_refreshed_at": conn.LastRefreshedAt, "next_refresh_at": conn.NextRefreshAt,
 			"disconnected_at": nil, "updated_at": conn.UpdatedAt, "version": cur.Version + 1,
+			"connection_config": orEmptyObject(conn.ConnectionConfig), "metadata": orEmptyObject(conn.Metadata),
 		})
 		if res.Error != nil {
 			return res.Error
@@ -179,6 +191,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 		out.Status, out.StatusReason, out.Scopes, out.CredentialPrefix = conn.Status, conn.StatusReason, conn.Scopes, conn.CredentialPrefix
 		out.ExpiresAt, out.LastRefreshedAt, out.NextRefreshAt = conn.ExpiresAt, conn.LastRefreshedAt, conn.NextRefreshAt
 		out.DisconnectedAt, out.UpdatedAt, out.Version = nil, conn.UpdatedAt, cur.Version+1
+		out.ConnectionConfig, out.Metadata = orEmptyObject(conn.ConnectionConfig), orEmptyObject(conn.Metadata)
 		return s.appendEvents(tx, evs)
 	})
 	return out, err
@@ -190,6 +203,7 @@ func (s *Store) SaveOAuthConnection(ctx context.Context, conn Connection, cred C
 // ErrConflict and nothing is written.
 func (s *Store) ConnectWithSession(ctx context.Context, sessionID string, c Connection, cred Credential, now time.Time, evs ...audit.Event) error {
 	now = now.UTC()
+	c.ConnectionConfig, c.Metadata = orEmptyObject(c.ConnectionConfig), orEmptyObject(c.Metadata)
 	return s.tx(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&ConnectSession{}).
 			Where("id = ? AND started_at IS NULL AND used_at IS NULL AND expires_at > ?", sessionID, now).
@@ -208,4 +222,12 @@ func (s *Store) ConnectWithSession(ctx context.Context, sessionID string, c Conn
 		}
 		return s.appendEvents(tx, evs)
 	})
+}
+
+// orEmptyObject is s, or "{}" for "" (the columns are NOT NULL JSON objects).
+func orEmptyObject(s string) string {
+	if s == "" {
+		return "{}"
+	}
+	return s
 }
