@@ -11,6 +11,7 @@ package oauthflow
 import (
 	"fmt"
 	"maps"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -157,7 +158,7 @@ func (p Provider) CheckConnectionConfig(values map[string]string) error {
 // connection's provider. Every declared placeholder needs a value, every value must name a
 // declared parameter, match its pattern or enum, and fit where it stands: a lowercase DNS
 // label ([a-z0-9-], 1-63, no leading or trailing hyphen) in a host, a path segment
-// ([A-Za-z0-9._~-], not "." or "..") in a path. The result is validated again. An error is
+// ([A-Za-z0-9._~-], not "." or "..") in a path. The result is checked to parse. An error is
 // 400 invalid_connection_config (problem.ErrInvalidConnectionConfig) naming the parameter,
 // never the value. A provider without placeholders is returned as it is for no values.
 func (p Provider) Expand(values map[string]string) (Provider, error) {
@@ -200,8 +201,15 @@ func (p Provider) Expand(values map[string]string) (Provider, error) {
 			*f.val = strings.ReplaceAll(*f.val, "{"+name+"}", v)
 		}
 	}
-	if err := out.Validate(); err != nil {
-		return Provider{}, problem.ErrInvalidConnectionConfig.WithDetail("the filled URLs are not valid").WithCause(err)
+	// The template passed its validation (the catalog's, or the providers service's URL
+	// policy) and each value is one label or segment: the filled URLs need only parse.
+	for _, f := range out.urlFields() {
+		if *f.val == "" {
+			continue
+		}
+		if u, err := url.Parse(*f.val); err != nil || u.Host == "" || strings.ContainsAny(*f.val, "{}") {
+			return Provider{}, problem.ErrInvalidConnectionConfig.WithDetail("the filled " + f.name + " is not a URL")
+		}
 	}
 	return out, nil
 }

@@ -208,7 +208,11 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 
 // checkTemplateURL checks a URL field: https, canonical, no userinfo, fragment, wildcard
 // or dot segment; placeholders (not allowed in docs_url) only as whole path segments or
 // whole host labels followed by fixed labels that hold a registrable domain.
-func checkTemplateURL(raw string, isDocs bool) string {
+func checkTemplateURL(raw string, isDocs bool) string { return checkTemplateURLRules(raw, isDocs, urlRules{}) }
+
+// checkTemplateURLRules is checkTemplateURL under r (a custom provider of the dev profile
+// may use plain http to loopback; the deployment's URL policy decides the rest).
+func checkTemplateURLRules(raw string, isDocs bool, r urlRules) string {
 	if strings.Contains(raw, placeholderMarker) {
 		return "contains the reserved text " + placeholderMarker
 	}
@@ -219,7 +223,7 @@ func checkTemplateURL(raw string, isDocs bool) string {
 	if strings.ContainsAny(sub, "{}") {
 		return "malformed placeholder"
 	}
-	u, reason := strictURL(sub, urlRules{})
+	u, reason := strictURL(sub, r)
 	if reason != "" {
 		return reason
 	}
@@ -264,7 +268,7 @@ func (p Provider) ValidateSettings() error {
 	bad := func(reason string) error { return fmt.Errorf("%w: %q: %s", ErrInvalidProvider, p.Name, reason) }
 	for _, f := range p.urlFields() {
 		if strings.ContainsAny(*f.val, "{}") {
-			if reason := checkTemplateURL(*f.val, f.name == "docs_url"); reason != "" {
+			if reason := checkTemplateURLRules(*f.val, f.name == "docs_url", urlRules{allowHTTPLoopback: true}); reason != "" {
 				return bad(f.name + ": " + reason)
 			}
 		}

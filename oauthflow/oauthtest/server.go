@@ -17,9 +17,14 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"html/template"
+	"io"
+	"mime"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +58,23 @@ type Options struct {
 	// that field (x_refresh_token_expires_in, as Intuit does).
 	RefreshTokenExpiresIn    int64
 	RefreshTokenExpiresField string
+
+	// Shapes of real providers (issue 19's per-connection settings):
+
+	// TLS serves https (httptest's certificate, for example.com); with TenantClient a
+	// test reaches it under any host name, e.g. {tenant}.idp.test.
+	TLS bool
+	// TenantPaths serves every endpoint under a first path segment too
+	// (/acme/token, /acme/authorize, /acme/api/me): the tenant, which LastTenant records.
+	TenantPaths bool
+	// JSONBody: the token endpoint takes only application/json bodies (Notion,
+	// Atlassian); a form body is 400 invalid_request.
+	JSONBody bool
+	// ExpiresInParam: token responses omit expires_in unless the token request carries
+	// this parameter (a provider whose tokens expire but that says so only when asked).
+	ExpiresInParam string
+	// InstanceURL is added to every token response as instance_url (Salesforce).
+	InstanceURL string
 }
 
 // IssMode says what the authorization response carries as iss (RFC 9207).
@@ -85,8 +107,10 @@ type Server struct {
 	redirectHits  atomic.Int64
 	authorizeHits atomic.Int64
 
-	mu       sync.Mutex
-	lastForm map[string][]string // the last token request's form, for assertions
+	mu         sync.Mutex
+	lastForm   map[string][]string // the last token request's form, for assertions
+	lastHost   string              // the Host of the last token request
+	lastTenant string              // the tenant segment of the last request (TenantPaths)
 }
 
 // New starts a server; it is closed when the test ends.
@@ -130,7 +154,15 @@ func New(t testing.TB, opts Options) *Server {
 	s.client.hash.Store(&hash)
 	s.store.Clients[opts.ClientID] = s.client
 	mux := http.NewServeMux()
-	s.http = httptest.NewServer(mux)
+	s.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.routeTenant(r)
+		mux.ServeHTTP(w, r)
+	}))
+	if opts.TLS {
+		s.http.StartTLS()
+	} else {
+		s.http.Start()
+	}
 	t.Cleanup(s.http.Close)
 	s.URL = s.http.URL
 
@@ -290,9 +322,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if !s.jsonToForm(w, r) {
+		return
+	}
 	if err := r.ParseForm(); err == nil {
 		s.mu.Lock()
-		s.lastForm = r.PostForm
+		s.lastForm, s.lastHost = r.PostForm, r.Host
 		s.mu.Unlock()
 	}
 	ar, err := s.provider.NewAccessRequest(ctx, r, new(fosite.DefaultSession))
@@ -312,7 +347,26 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.SetExtra(name, n)
 	}
-	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+	if s.opts.ExpiresInParam == "" && s.opts.InstanceURL == "" {
+		s.provider.WriteAccessResponse(ctx, w, ar, resp)
+		return
+	}
+	rec := httptest.NewRecorder()
+	s.provider.WriteAccessResponse(ctx, rec, ar, resp)
+	var body map[string]any
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	if s.opts.ExpiresInParam != "" && r.PostForm.Get(s.opts.ExpiresInParam) == "" {
+		delete(body, "expires_in")
+	}
+	if s.opts.InstanceURL != "" {
+		body["instance_url"] = s.opts.InstanceURL
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // rotatingClient is the registered client with a secret that SetClientSecret replaces
@@ -350,4 +404,86 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"sub": ar.GetSession().GetSubject(), "scope": strings.Join(ar.GetGrantedScopes(), " ")})
+}
+
+// jsonToForm applies JSONBody: a JSON token request becomes the form fosite reads; a form
+// one is refused. It reports whether to go on.
+func (s *Server) jsonToForm(w http.ResponseWriter, r *http.Request) bool {
+	if !s.opts.JSONBody {
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var in map[string]string
+	if mt != "application/json" || json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in) != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
+		return false
+	}
+	form := url.Values{}
+	for k, v := range in {
+		form.Set(k, v)
+	}
+	r.Body = io.NopCloser(strings.NewReader(form.Encode()))
+	r.ContentLength = int64(len(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return true
+}
+
+// routeTenant applies TenantPaths: /{tenant}/token is served as /token, the tenant kept.
+func (s *Server) routeTenant(r *http.Request) {
+	if !s.opts.TenantPaths {
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/")
+	tenant, path, ok := strings.Cut(rest, "/")
+	if !ok || tenant == "" {
+		return
+	}
+	switch path {
+	case "authorize", "token", "revoke", "api/me":
+		s.mu.Lock()
+		s.lastTenant = tenant
+		s.mu.Unlock()
+		r.URL.Path, r.URL.RawPath = "/"+path, ""
+	}
+}
+
+// LastTokenHost is the Host header of the last token request (a tenant-in-host provider).
+func (s *Server) LastTokenHost() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastHost
+}
+
+// LastTenant is the tenant path segment of the last request under TenantPaths.
+func (s *Server) LastTenant() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastTenant
+}
+
+// TenantClient is an HTTP client that reaches this (TLS) server under any host name of
+// domain (a test resolver: acme.idp.test is dialled at the server's address), verifies
+// its certificate (httptest's, issued for example.com) and follows no redirect; any
+// other host fails to dial.
+func (s *Server) TenantClient(domain string) *http.Client {
+	addr := s.http.Listener.Addr().String()
+	tr := s.http.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.ServerName = "example.com"
+	tr.DialContext = func(ctx context.Context, network, hostport string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(hostport)
+		if err != nil || !strings.HasSuffix(host, "."+domain) {
+			return nil, fmt.Errorf("oauthtest: no such host %q", hostport)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// Port is the server's TCP port.
+func (s *Server) Port() string {
+	_, port, _ := net.SplitHostPort(s.http.Listener.Addr().String())
+	return port
 }
