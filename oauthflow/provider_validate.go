@@ -208,7 +208,9 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 
 // checkTemplateURL checks a URL field: https, canonical, no userinfo, fragment, wildcard
 // or dot segment; placeholders (not allowed in docs_url) only as whole path segments or
 // whole host labels followed by fixed labels that hold a registrable domain.
-func checkTemplateURL(raw string, isDocs bool) string { return checkTemplateURLRules(raw, isDocs, urlRules{}) }
+func checkTemplateURL(raw string, isDocs bool) string {
+	return checkTemplateURLRules(raw, isDocs, urlRules{})
+}
 
 // checkTemplateURLRules is checkTemplateURL under r (a custom provider of the dev profile
 // may use plain http to loopback; the deployment's URL policy decides the rest).
