@@ -234,9 +234,21 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	require.Positive(t, stats.counts["refresh 200"])
 	stats.mu.Unlock()
 
-	// Every acknowledged write is there, with its credential.
+	// Every acknowledged write is there, with its credential. Reads may still be refused
+	// (503 audit_unavailable, fail closed) until the audit writer's next attempt succeeds:
+	// its retries back off to at most 2 s, so allow a few seconds for that, no more.
+	readUntilOK := func(id string) (int, string) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			status, body := call("GET", "/v1/connections/"+id+"/token", nil)
+			if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				return status, body
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	for id, key := range written {
-		status, body := call("GET", "/v1/connections/"+id+"/token", nil)
+		status, body := readUntilOK(id)
 		require.Equal(t, http.StatusOK, status, body)
 		require.Contains(t, body, key)
 	}
