@@ -118,9 +118,14 @@ func (a *App) Serve(ctx context.Context, ready func(addr string)) error {
 		if err = srv.Shutdown(sctx); failed != nil {
 			err = failed
 		}
-		a.Audit.Stop(sctx)
 		cancel()
 	}
+	// Reads already served wait in the audit writer as counted groups: write them before it
+	// goes, on every way out (a failed listener too), under a deadline of their own — long
+	// forwards may have used up the shutdown's.
+	actx, acancel := context.WithTimeout(context.Background(), auditStopTimeout)
+	a.Audit.Stop(actx)
+	acancel()
 	if ops != nil {
 		_ = ops.Close() // the main server failed: stop the probes answering too
 	}
@@ -193,3 +198,6 @@ func (a *App) catalog() *oauthflow.Catalog {
 	}
 	return c
 }
+
+// auditStopTimeout bounds the audit writer's last flush at shutdown.
+const auditStopTimeout = 10 * time.Second
