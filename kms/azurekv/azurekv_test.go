@@ -39,8 +39,8 @@ func TestConformance(t *testing.T) {
 		kind azurekvtest.KeyKind
 		alg  string
 	}{
-		"vault RSA-OAEP-256":  {false, azurekvtest.RSA, azurekv.AlgRSAOAEP256},
-		"managed HSM A256KW":  {true, azurekvtest.Oct, azurekv.AlgA256KW},
+		"vault RSA-OAEP-256": {false, azurekvtest.RSA, azurekv.AlgRSAOAEP256},
+		"managed HSM A256KW": {true, azurekvtest.Oct, azurekv.AlgA256KW},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := azurekvtest.NewServer(t, azurekvtest.Config{ManagedHSM: tc.hsm})
