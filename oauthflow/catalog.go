@@ -2,10 +2,11 @@ package oauthflow
 
 import (
 	"bytes"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -16,8 +17,11 @@ import (
 	"github.com/authpipe/authpipe-proxy/internal/webhookverify"
 )
 
-//go:embed providers.yaml
-var embeddedProviders string
+// The catalog is every catalog/*.yaml file, read in name order (core.yaml, then one file
+// per category): each a document with a "providers" list; a name may appear once in all.
+//
+//go:embed catalog/*.yaml
+var embeddedCatalog embed.FS
 
 // ErrInvalidProvider is wrapped by every error of Provider.Validate, ParseCatalog and
 // Provider.Expand.
@@ -30,7 +34,29 @@ type AuthMode string
 const (
 	AuthModeOAuth2 AuthMode = "oauth2"  // authorization code flow with PKCE
 	AuthModeAPIKey AuthMode = "api_key" // the end user pastes a key
+	// AuthModeBasic: a username and password, sealed, sent as HTTP Basic authentication.
+	AuthModeBasic AuthMode = "basic"
+	// AuthModeClientCredentials: access tokens minted with the client_credentials grant
+	// (RFC 6749 section 4.4), by the provider's client or the connection's own.
+	AuthModeClientCredentials AuthMode = "oauth2_client_credentials"
+	// AuthModeJWTBearer: access tokens minted with a JWT assertion signed by the
+	// connection's service-account key (RFC 7523 section 2.1).
+	AuthModeJWTBearer AuthMode = "jwt_bearer"
+	// AuthModeGitHubApp: GitHub App installation access tokens, minted with a JWT signed by
+	// the app's private key (the provider's client secret); a connection is an installation.
+	AuthModeGitHubApp AuthMode = "github_app"
 )
+
+// Minted reports whether the mode's access tokens are minted by the proxy on demand from
+// a long-lived grant (client credentials, a service-account key, an app key) rather than
+// obtained from an end user's authorization: no refresh token, no browser flow.
+func (m AuthMode) Minted() bool {
+	return m == AuthModeClientCredentials || m == AuthModeJWTBearer || m == AuthModeGitHubApp
+}
+
+// HasAccessToken reports whether the mode's connections hold an access token that expires
+// and is refreshed or minted again (oauth2 and the minted modes).
+func (m AuthMode) HasAccessToken() bool { return m == AuthModeOAuth2 || m.Minted() }
 
 // TokenAuthMethod is how the client authenticates at the token endpoint (RFC 6749
 // section 2.3.1; the names are those of RFC 7591). It is set for every provider, never
@@ -41,6 +67,15 @@ type TokenAuthMethod string
 const (
 	ClientSecretBasic TokenAuthMethod = "client_secret_basic" // HTTP Basic
 	ClientSecretPost  TokenAuthMethod = "client_secret_post"  // form parameters
+	// PrivateKeyJWT: a client assertion signed with the client's private key (RFC 7523
+	// section 2.2, OpenID Connect Core section 9); the "client secret" is that key (PEM).
+	PrivateKeyJWT TokenAuthMethod = "private_key_jwt"
+	// TLSClientAuth: mutual TLS with the client's certificate (RFC 8705 section 2.1); the
+	// "client secret" is the certificate and its key (PEM).
+	TLSClientAuth TokenAuthMethod = "tls_client_auth"
+	// NoClientAuth: the client does not authenticate (a jwt_bearer grant whose assertion
+	// is the only credential: Google service accounts).
+	NoClientAuth TokenAuthMethod = "none"
 )
 
 // APIKeyAuth is how the forwarding proxy injects an API key.
@@ -127,6 +162,12 @@ type Provider struct {
 	// metadata field with api_base).
 	APIBaseURL string `yaml:"api_base_url,omitempty" json:"api_base_url,omitempty"`
 	DocsURL    string `yaml:"docs_url,omitempty" json:"docs_url,omitempty"`
+	// Categories place the provider in the catalog (Categories lists the allowed names).
+	Categories []string `yaml:"categories,omitempty" json:"categories,omitempty"`
+	// AssertionAudience is the aud of the JWTs the proxy signs for this provider (a
+	// jwt_bearer assertion, a private_key_jwt client assertion) where the provider wants
+	// something other than its token endpoint URL (Salesforce: https://login.salesforce.com).
+	AssertionAudience string `yaml:"assertion_audience,omitempty" json:"assertion_audience,omitempty"`
 	// HealthCheckURL answers a GET with 2xx when an API key is valid (api_key providers).
 	HealthCheckURL string `yaml:"health_check_url,omitempty" json:"health_check_url,omitempty"`
 	// MinTLSVersion lowers the outbound TLS floor from 1.3 to "1.2" for a provider that
@@ -163,31 +204,50 @@ type catalogFile struct {
 	Providers []Provider `yaml:"providers"`
 }
 
-// LoadCatalog parses the catalog embedded in the binary (providers.yaml).
+// LoadCatalog parses the catalog embedded in the binary (catalog/*.yaml).
 func LoadCatalog() (*Catalog, error) {
-	return ParseCatalog([]byte(embeddedProviders))
+	names, err := fs.Glob(embeddedCatalog, "catalog/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	docs := make([][]byte, 0, len(names))
+	for _, n := range names { // fs.Glob sorts
+		b, err := embeddedCatalog.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, b)
+	}
+	return ParseCatalog(docs...)
 }
 
-// ParseCatalog parses a catalog document strictly: a single YAML document with a
-// "providers" list, no unknown or duplicate field, no duplicate name, every provider
+// ParseCatalog parses catalog documents strictly: each a single YAML document with a
+// "providers" list, no unknown or duplicate field, no name twice in all of them, every provider
 // valid. It fills the defaults (scope_separator " ", api_key_format "{key}") before
 // validating.
-func ParseCatalog(data []byte) (*Catalog, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var f catalogFile
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: parsing catalog: %w", ErrInvalidProvider, err)
+func ParseCatalog(docs ...[]byte) (*Catalog, error) {
+	var all []Provider
+	for _, data := range docs {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		var f catalogFile
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("%w: parsing catalog: %w", ErrInvalidProvider, err)
+		}
+		var extra any
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: catalog must be a single YAML document", ErrInvalidProvider)
+		}
+		if len(f.Providers) == 0 {
+			return nil, fmt.Errorf("%w: catalog has no providers", ErrInvalidProvider)
+		}
+		all = append(all, f.Providers...)
 	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: catalog must be a single YAML document", ErrInvalidProvider)
-	}
-	if len(f.Providers) == 0 {
+	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: catalog has no providers", ErrInvalidProvider)
 	}
-	c := &Catalog{byName: make(map[string]Provider, len(f.Providers))}
-	for i, p := range f.Providers {
+	c := &Catalog{byName: make(map[string]Provider, len(all))}
+	for i, p := range all {
 		p = p.withDefaults()
 		if err := p.Validate(); err != nil {
 			return nil, fmt.Errorf("catalog entry %d: %w", i, err)
@@ -231,6 +291,7 @@ func (c *Catalog) Len() int { return len(c.sorted) }
 // Clone returns a deep copy of p (its slices and maps are not shared).
 func (p Provider) Clone() Provider {
 	p.DefaultScopes = slices.Clone(p.DefaultScopes)
+	p.Categories = slices.Clone(p.Categories)
 	p.Pins = slices.Clone(p.Pins)
 	p.AuthorizationParams = maps.Clone(p.AuthorizationParams)
 	p.StaticHeaders = maps.Clone(p.StaticHeaders)

@@ -8,7 +8,7 @@ import (
 // Markers of the generated section of docs/providers.md (WebhookSchemesMarkdown); the
 // rest of that file is written by hand.
 const (
-	WebhookSchemesBegin = "<!-- BEGIN webhook schemes: generated from oauthflow/providers.yaml by `go test ./oauthflow -run TestProvidersDoc -update`; do not edit -->"
+	WebhookSchemesBegin = "<!-- BEGIN webhook schemes: generated from oauthflow/catalog/*.yaml by `go test ./oauthflow -run TestProvidersDoc -update`; do not edit -->"
 	WebhookSchemesEnd   = "<!-- END webhook schemes -->"
 )
 

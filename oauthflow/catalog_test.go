@@ -124,7 +124,7 @@ func TestCatalogEntries(t *testing.T) {
 }
 
 // TestCatalogKnownEntries pins entries that the rest of the system and the API examples
-// rely on, so that an edit of providers.yaml that breaks them is noticed.
+// rely on, so that an edit of catalog/*.yaml that breaks them is noticed.
 func TestCatalogKnownEntries(t *testing.T) {
 	c := loadCatalog(t)
 	get := func(name string) Provider {

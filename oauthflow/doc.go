@@ -2,7 +2,7 @@
 // application's end users (RFC 6749 section 4.1) and owns everything about it that is not
 // storage:
 //
-//   - the provider catalog: the built-in templates in providers.yaml (endpoints, scopes,
+//   - the provider catalog: the built-in templates in catalog/*.yaml (endpoints, scopes,
 //     client authentication, PKCE support, RFC 9207 issuer) and the rules a provider
 //     configuration must satisfy (catalog.go);
 //   - the exact-match allowlists of callback and return URLs (allowlist.go): strict

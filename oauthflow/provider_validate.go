@@ -96,13 +96,18 @@ func (p Provider) Validate() error {
 	if reason := p.validateConnectionConfig(); reason != "" {
 		return bad("%s", reason)
 	}
+	if reason := p.validateCategories(); reason != "" {
+		return bad("%s", reason)
+	}
 	switch p.AuthMode {
 	case AuthModeOAuth2:
 		return p.validateOAuth2(bad)
 	case AuthModeAPIKey:
 		return p.validateAPIKey(bad)
+	case AuthModeBasic, AuthModeClientCredentials, AuthModeJWTBearer, AuthModeGitHubApp:
+		return p.validateMachine(bad) // provider_validate_machine.go
 	default:
-		return bad("auth_mode must be oauth2 or api_key")
+		return bad("auth_mode must be oauth2, api_key, basic, oauth2_client_credentials, jwt_bearer or github_app")
 	}
 }
 
@@ -114,6 +119,9 @@ func (p Provider) validateOAuth2(bad func(string, ...any) error) error {
 	case ClientSecretBasic, ClientSecretPost:
 	default:
 		return bad("token_auth_method must be client_secret_basic or client_secret_post")
+	}
+	if p.AssertionAudience != "" {
+		return bad("assertion_audience is for jwt_bearer and private_key_jwt")
 	}
 	switch p.ScopeSeparator {
 	case "", " ", ",":
@@ -158,7 +166,7 @@ func (p Provider) validateAPIKey(bad func(string, ...any) error) error {
 		p.Issuer != "" || p.RequireIss || p.PKCE || p.RotatesRefreshTokens || p.AssumedExpiresIn != 0 || p.RefreshTokenIdleTTL != 0 ||
 		len(p.DefaultScopes) > 0 || p.ScopeSeparator != "" || p.TokenAuthMethod != "" || len(p.AuthorizationParams) > 0 ||
 		len(p.TokenParams) > 0 || len(p.RefreshParams) > 0 || p.TokenRequestFormat != "" || len(p.TokenResponseFields) > 0 ||
-		len(p.MetadataFields) > 0 {
+		len(p.MetadataFields) > 0 || p.AssertionAudience != "" {
 		return bad("oauth2 fields are not allowed on an api_key provider")
 	}
 	if p.APIBaseURL == "" {

@@ -21,7 +21,7 @@ import (
 )
 
 // Scheme is a provider's webhook signature scheme as a catalog entry declares it (the
-// "webhook:" block of oauthflow/providers.yaml). It holds no secret.
+// "webhook:" block of oauthflow/catalog/*.yaml). It holds no secret.
 type Scheme struct {
 	// Algorithm is the MAC: "hmac-sha256" or "hmac-sha1".
 	Algorithm string `yaml:"algorithm" json:"algorithm"`
