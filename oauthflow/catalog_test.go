@@ -116,6 +116,35 @@ func TestCatalogEntries(t *testing.T) {
 				}
 				_, err := e.Endpoint()
 				require.ErrorIs(t, err, ErrInvalidProvider)
+			case AuthModeBasic:
+				require.NotEmpty(t, p.APIBaseURL)
+				require.Empty(t, p.TokenURL)
+				require.Empty(t, p.TokenAuthMethod)
+				_, err := e.Endpoint()
+				require.ErrorIs(t, err, ErrInvalidProvider)
+			case AuthModeClientCredentials, AuthModeJWTBearer, AuthModeGitHubApp:
+				require.True(t, p.AuthMode.Minted())
+				require.NotEmpty(t, p.TokenURL)
+				require.Empty(t, p.AuthorizationURL, "a minted mode has no browser flow")
+				require.Empty(t, p.RefreshURL)
+				require.False(t, p.PKCE)
+				require.False(t, p.RotatesRefreshTokens)
+				require.Empty(t, p.HealthCheckURL)
+				switch p.AuthMode {
+				case AuthModeClientCredentials:
+					require.Contains(t, []TokenAuthMethod{ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth}, p.TokenAuthMethod)
+				case AuthModeJWTBearer:
+					require.Contains(t, []TokenAuthMethod{NoClientAuth, ClientSecretBasic, ClientSecretPost}, p.TokenAuthMethod)
+				case AuthModeGitHubApp:
+					require.Empty(t, p.TokenAuthMethod)
+					require.Contains(t, p.Placeholders(), "installation_id")
+					require.NotEmpty(t, p.APIBaseURL)
+				}
+				if p.AssertionAudience != "" {
+					require.True(t, p.AuthMode == AuthModeJWTBearer || p.TokenAuthMethod == PrivateKeyJWT)
+				}
+				_, err := e.Endpoint()
+				require.ErrorIs(t, err, ErrInvalidProvider, "no x/oauth2 code-flow endpoint")
 			default:
 				t.Fatalf("auth_mode %q", p.AuthMode)
 			}
