@@ -34,6 +34,9 @@ const (
 	// fieldProviderWebhookSecret: a provider's signing secret for the webhooks it sends.
 	fieldProviderWebhookSecret = "provider_webhook_secret"
 	fieldProxyKey              = "key"
+	// fieldGrantSecret: a machine connection's long-lived grant (its own OAuth client, or a
+	// service-account key) from which its access tokens are minted.
+	fieldGrantSecret = "grant_secret"
 )
 
 // originsPart introduces the origins in the associated data of a bound value.
@@ -59,6 +62,14 @@ func RefreshTokenBinding(workspaceID, connectionID string, origins Origins) Bind
 // presented to (the API base and the health check).
 func APIKeyBinding(workspaceID, connectionID string, origins Origins) Binding {
 	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldAPIKey, Origins: origins}
+}
+
+// GrantSecretBinding is where a machine connection's sealed grant secret belongs (the end
+// user's own client {"client_id","client_secret"} of an oauth2_client_credentials
+// connection, the service-account key of a jwt_bearer one), and the origins it may be
+// presented to (the token endpoint, where access tokens are minted with it).
+func GrantSecretBinding(workspaceID, connectionID string, origins Origins) Binding {
+	return Binding{WorkspaceID: workspaceID, OwnerID: connectionID, Field: fieldGrantSecret, Origins: origins}
 }
 
 // PKCEVerifierBinding is where a connect session's sealed PKCE code verifier belongs, and

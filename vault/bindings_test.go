@@ -21,6 +21,7 @@ func TestBindingsEncodeAsStored(t *testing.T) {
 		"access token":   {AccessTokenBinding("ws_1", "conn_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "access_token"}},
 		"refresh token":  {RefreshTokenBinding("ws_1", "conn_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "refresh_token"}},
 		"api key":        {APIKeyBinding("ws_1", "conn_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "api_key"}},
+		"grant secret":   {GrantSecretBinding("ws_1", "conn_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "conn_1", Field: "grant_secret"}},
 		"pkce verifier":  {PKCEVerifierBinding("ws_1", "cs_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "cs_1", Field: "pkce_verifier"}},
 		"client secret":  {ClientSecretBinding("ws_1", "prov_1", nil), Binding{WorkspaceID: "ws_1", OwnerID: "prov_1", Field: "client_secret"}},
 		"webhook secret": {WebhookSecretBinding("ws_1"), Binding{WorkspaceID: "ws_1", OwnerID: "ws_1", Field: "webhook_secret"}},

@@ -154,6 +154,7 @@ func cloneConnCred(cc ConnectionCredential) ConnectionCredential {
 	if cc.Credential != nil {
 		cr := *cc.Credential
 		cr.AccessToken, cr.RefreshToken, cr.APIKey = slices.Clone(cr.AccessToken), slices.Clone(cr.RefreshToken), slices.Clone(cr.APIKey)
+		cr.GrantSecret = slices.Clone(cr.GrantSecret)
 		out.Credential = &cr
 	}
 	return out

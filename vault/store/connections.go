@@ -50,8 +50,33 @@ type connCredRow struct {
 	CredTokenType      string   `gorm:"column:cred_token_type"`
 	CredAccessOrigins  *Strings `gorm:"column:cred_access_origins"`
 	CredRefreshOrigins *Strings `gorm:"column:cred_refresh_origins"`
+	CredGrantSecret    []byte   `gorm:"column:cred_grant_secret"`
+	CredGrantOrigins   *Strings `gorm:"column:cred_grant_origins"`
 	CredUpdatedAt      *time.Time
 	WsFrozenAt         *time.Time `gorm:"column:ws_frozen_at"`
+}
+
+// credColumns selects a connection's credential beside it (credentials AS cr) as
+// connCredRow reads it.
+const credColumns = `c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
+			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
+			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
+			cr.refresh_origins AS cred_refresh_origins, cr.grant_secret AS cred_grant_secret,
+			cr.grant_origins AS cred_grant_origins, cr.updated_at AS cred_updated_at`
+
+// credential is the row's credential, nil when it has none.
+func (row *connCredRow) credential() *Credential {
+	if row.CredConnectionID == nil {
+		return nil
+	}
+	cr := &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
+		AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
+		TokenType: row.CredTokenType, AccessOrigins: row.CredAccessOrigins, RefreshOrigins: row.CredRefreshOrigins,
+		GrantSecret: row.CredGrantSecret, GrantOrigins: row.CredGrantOrigins}
+	if row.CredUpdatedAt != nil {
+		cr.UpdatedAt = *row.CredUpdatedAt
+	}
+	return cr
 }
 
 // ConnectionWithCredential is the hot path's one indexed read: the connection and its
@@ -64,25 +89,14 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 	gen, _ := s.conns.generation() // before the read: a write since then keeps the row out
 	var row connCredRow
 	err := s.db.WithContext(ctx).Table("connections AS c").
-		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
-			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
-			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
-			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at, w.frozen_at AS ws_frozen_at`).
+		Select(credColumns + `, w.frozen_at AS ws_frozen_at`).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
 		Joins("LEFT JOIN workspaces w ON w.id = c.workspace_id").
 		Where("c.id = ? AND c.workspace_id = ?", id, workspaceID).Take(&row).Error
 	if err != nil {
 		return ConnectionCredential{}, s.classify(err)
 	}
-	out := ConnectionCredential{Connection: row.Connection, WorkspaceFrozen: row.WsFrozenAt != nil}
-	if row.CredConnectionID != nil {
-		out.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
-			AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
-			TokenType: row.CredTokenType, AccessOrigins: row.CredAccessOrigins, RefreshOrigins: row.CredRefreshOrigins}
-		if row.CredUpdatedAt != nil {
-			out.Credential.UpdatedAt = *row.CredUpdatedAt
-		}
-	}
+	out := ConnectionCredential{Connection: row.Connection, Credential: row.credential(), WorkspaceFrozen: row.WsFrozenAt != nil}
 	s.conns.put(gen, out)
 	return out, nil
 }

@@ -228,7 +228,12 @@ type Credential struct {
 	// those of the refresh token (part of each one's associated data); nil: not bound yet.
 	AccessOrigins  *Strings
 	RefreshOrigins *Strings
-	UpdatedAt      time.Time
+	// GrantSecret is a minted-mode connection's sealed grant secret (its own OAuth client,
+	// or a service-account key: vault.GrantSecretBinding), bound to GrantOrigins (the token
+	// endpoint); nil when the connection mints with its provider's client.
+	GrantSecret  []byte
+	GrantOrigins *Strings
+	UpdatedAt    time.Time
 }
 
 // TableName implements gorm's tabler.

@@ -219,24 +219,15 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, dueBefore, now, lea
 func (s *Store) connectionsWithCredentials(ctx context.Context, idList []string) ([]ConnectionCredential, error) {
 	var rows []connCredRow
 	err := s.db.WithContext(ctx).Table("connections AS c").
-		Select(`c.*, cr.connection_id AS cred_connection_id, cr.access_token AS cred_access_token,
-			cr.refresh_token AS cred_refresh_token, cr.api_key AS cred_api_key,
-			cr.token_type AS cred_token_type, cr.access_origins AS cred_access_origins,
-			cr.refresh_origins AS cred_refresh_origins, cr.updated_at AS cred_updated_at`).
+		Select(credColumns).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
 		Where("c.id IN ?", idList).Order("c.next_refresh_at").Find(&rows).Error
 	if err != nil {
 		return nil, s.classify(err)
 	}
 	out := make([]ConnectionCredential, 0, len(rows))
-	for _, row := range rows {
-		cc := ConnectionCredential{Connection: row.Connection}
-		if row.CredConnectionID != nil {
-			cc.Credential = &Credential{ConnectionID: *row.CredConnectionID, WorkspaceID: row.WorkspaceID,
-				AccessToken: row.CredAccessToken, RefreshToken: row.CredRefreshToken, APIKey: row.CredAPIKey,
-				TokenType: row.CredTokenType, AccessOrigins: row.CredAccessOrigins, RefreshOrigins: row.CredRefreshOrigins}
-		}
-		out = append(out, cc)
+	for i := range rows {
+		out = append(out, ConnectionCredential{Connection: rows[i].Connection, Credential: rows[i].credential()})
 	}
 	return out, nil
 }
