@@ -89,7 +89,7 @@ func (s *Store) ConnectionWithCredential(ctx context.Context, workspaceID, id st
 	gen, _ := s.conns.generation() // before the read: a write since then keeps the row out
 	var row connCredRow
 	err := s.db.WithContext(ctx).Table("connections AS c").
-		Select(credColumns + `, w.frozen_at AS ws_frozen_at`).
+		Select(credColumns+`, w.frozen_at AS ws_frozen_at`).
 		Joins("LEFT JOIN credentials cr ON cr.connection_id = c.id").
 		Joins("LEFT JOIN workspaces w ON w.id = c.workspace_id").
 		Where("c.id = ? AND c.workspace_id = ?", id, workspaceID).Take(&row).Error
