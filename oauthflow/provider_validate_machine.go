@@ -5,6 +5,7 @@ package oauthflow
 // categories.
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -98,6 +99,48 @@ func (p Provider) validateMachine(bad func(string, ...any) error) error {
 	}
 	if reason := p.validateTokenSettings(); reason != "" {
 		return bad("%s", reason)
+	}
+	return nil
+}
+
+// NeedsWorkspaceClient reports whether p's connections need the workspace's client (its
+// configuration's client id and secret): oauth2 and github_app always, jwt_bearer when it
+// authenticates the client at the token endpoint. A catalog template of another mode serves
+// connections without a workspace configuration: api_key and basic (the end user's
+// credential), jwt_bearer with token_auth_method none (the connection's service-account
+// key), oauth2_client_credentials (the connection's own client; the workspace may still
+// configure one for every connection).
+func (p Provider) NeedsWorkspaceClient() bool {
+	switch p.AuthMode {
+	case AuthModeOAuth2, AuthModeGitHubApp:
+		return true
+	case AuthModeJWTBearer:
+		return p.TokenAuthMethod != NoClientAuth
+	}
+	return false
+}
+
+// HoldsClientSecret reports whether a workspace's configuration of p may hold a client
+// secret (for private_key_jwt a private key, for tls_client_auth a certificate and its
+// key, for github_app the app's private key).
+func (p Provider) HoldsClientSecret() bool {
+	return p.AuthMode == AuthModeOAuth2 || p.AuthMode == AuthModeClientCredentials || p.AuthMode == AuthModeGitHubApp ||
+		p.AuthMode == AuthModeJWTBearer && p.TokenAuthMethod != NoClientAuth
+}
+
+// ValidateMode checks the fields p's auth mode requires and forbids (the catalog's rules,
+// without the URL checks the providers service makes under the deployment's URL policy).
+// oauth2 and api_key providers are checked by the providers service itself.
+func (p Provider) ValidateMode() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %q: %s", ErrInvalidProvider, p.Name, fmt.Sprintf(format, args...))
+	}
+	if reason := p.validateCategories(); reason != "" {
+		return bad("%s", reason)
+	}
+	switch p.AuthMode {
+	case AuthModeBasic, AuthModeClientCredentials, AuthModeJWTBearer, AuthModeGitHubApp:
+		return p.validateMachine(bad)
 	}
 	return nil
 }

@@ -85,9 +85,16 @@ func (s *Service) merge(key, template string, overrides map[string]json.RawMessa
 // addresses unless the operator allowed them (400 unsafe_url).
 func (s *Service) validate(cfg *Config) error {
 	switch cfg.AuthMode {
-	case oauthflow.AuthModeOAuth2, oauthflow.AuthModeAPIKey:
+	case oauthflow.AuthModeOAuth2, oauthflow.AuthModeAPIKey, oauthflow.AuthModeBasic,
+		oauthflow.AuthModeClientCredentials, oauthflow.AuthModeJWTBearer, oauthflow.AuthModeGitHubApp:
 	default:
-		return problem.ErrInvalidRequest.WithField("auth_mode", "oauth2 or api_key")
+		return problem.ErrInvalidRequest.WithField("auth_mode", "oauth2, api_key, basic, oauth2_client_credentials, jwt_bearer or github_app")
+	}
+	if err := cfg.Provider.ValidateMode(); err != nil { // what the machine modes require and forbid
+		return problem.ErrInvalidRequest.WithDetail(strings.TrimPrefix(err.Error(), oauthflow.ErrInvalidProvider.Error()+": "))
+	}
+	if cfg.ClientID == "" && cfg.AuthMode != oauthflow.AuthModeOAuth2 && cfg.Provider.NeedsWorkspaceClient() {
+		return problem.ErrInvalidRequest.WithField("client_id", "required for "+string(cfg.AuthMode)+" providers")
 	}
 	for _, list := range [][]string{cfg.CallbackURLs, cfg.ReturnURLs} {
 		if err := oauthflow.ValidateAllowlist(list, s.set.URLs.Dev); err != nil {

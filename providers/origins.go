@@ -76,7 +76,7 @@ func sameOrigins(a, b oauthflow.Provider) bool { return slices.Equal(Origins(a),
 
 // originChanged reports whether cfg, written under key over stored (nil: none), changes
 // the origins the workspace's connections of key resolve to: the stored configuration's,
-// else those of the catalog's api_key template of that name (as Resolve does).
+// else those of the catalog's template of that name when Resolve would serve it.
 func (s *Service) originChanged(key string, stored *store.Provider, cfg Config) (bool, error) {
 	var base oauthflow.Provider
 	if stored != nil {
@@ -85,7 +85,7 @@ func (s *Service) originChanged(key string, stored *store.Provider, cfg Config) 
 			return false, err
 		}
 		base = e.Provider
-	} else if t, ok := s.catalog.Get(key); ok && t.AuthMode == oauthflow.AuthModeAPIKey {
+	} else if t, ok := s.catalog.Get(key); ok && !t.NeedsWorkspaceClient() {
 		base = t
 	} else {
 		return false, nil
@@ -94,15 +94,16 @@ func (s *Service) originChanged(key string, stored *store.Provider, cfg Config) 
 }
 
 // checkOriginChange is the API's rule for a write that changes origins: scope admin
-// (403 forbidden), then for oauth2 a client secret in the same request (400
-// client_secret_required).
+// (403 forbidden), then, for a mode whose configuration holds a client secret bound to the
+// old token origin (oauth2, github_app, a client-credentials or jwt_bearer provider with a
+// client id), a client secret in the same request (400 client_secret_required).
 func checkOriginChange(by Caller, cfg Config, secretGiven bool) error {
 	if !by.Admin {
 		return problem.ErrForbidden.WithDetail("changing a provider's endpoint origins needs scope admin")
 	}
-	if cfg.AuthMode == oauthflow.AuthModeOAuth2 && !secretGiven {
+	if cfg.HoldsClientSecret() && (cfg.NeedsWorkspaceClient() || cfg.ClientID != "") && !secretGiven {
 		return problem.ErrClientSecretRequired.WithField("client_secret",
-			"required when an oauth2 provider's endpoint origins change")
+			"required when the endpoint origins of a provider with a client secret change")
 	}
 	return nil
 }

@@ -12,8 +12,10 @@ import (
 )
 
 // Resolve returns a connection's provider: the workspace's configuration under key, else
-// the catalog's api_key template of that name (an API-key connection needs no workspace
-// configuration), else store.ErrNotFound. configured says which of the two it is.
+// the catalog's template of that name when its connections need no workspace client
+// (oauthflow.Provider.NeedsWorkspaceClient: api_key, basic, jwt_bearer with the
+// connection's key, client credentials with the connection's own client), else
+// store.ErrNotFound. configured says which of the two it is.
 func (s *Service) Resolve(ctx context.Context, workspaceID, key string) (e Entry, configured bool, err error) {
 	e, err = s.Get(ctx, workspaceID, key)
 	switch {
@@ -22,7 +24,7 @@ func (s *Service) Resolve(ctx context.Context, workspaceID, key string) (e Entry
 	case !errors.Is(err, store.ErrNotFound):
 		return Entry{}, false, err
 	}
-	if t, ok := s.catalog.Get(key); ok && t.AuthMode == oauthflow.AuthModeAPIKey {
+	if t, ok := s.catalog.Get(key); ok && !t.NeedsWorkspaceClient() {
 		return Entry{WorkspaceID: workspaceID, Key: key, Config: Config{Provider: t}}, false, nil
 	}
 	return Entry{}, false, err

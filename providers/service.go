@@ -97,7 +97,7 @@ type PutResult struct {
 // secret set before.
 //
 // A write that changes the provider's endpoint origins (origins.go) needs by.Admin (403
-// forbidden) and, for oauth2, a secret (400 client_secret_required); it is decided under
+// forbidden) and, for a mode with a client secret, a secret (400 client_secret_required); it is decided under
 // the provider's row lock, and in the same transaction every active or errored
 // connection of the provider becomes needs_reauth (reason provider_origin_changed), each
 // with a connection.needs_reauth event. Nothing is written when it is refused.
@@ -124,6 +124,9 @@ func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller
 		return PutResult{}, err
 	}
 	secretGiven := secret != nil && !secret.IsZero()
+	if secretGiven && !cfg.HoldsClientSecret() {
+		return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret", "this provider's auth mode has no client secret")
+	}
 	var ps *store.ProviderSecret
 	if secretGiven {
 		// Bound to the token, refresh and revocation origins of the configuration stored
@@ -139,8 +142,8 @@ func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller
 	evs := []audit.Event{{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: by.Actor, Outcome: audit.Success,
 		Data: audit.Data("provider", r.Key)}}
 	if next != nil && !next.IsZero() {
-		if cfg.AuthMode != oauthflow.AuthModeOAuth2 {
-			return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret_next", "only oauth2 providers have client secrets")
+		if !cfg.HoldsClientSecret() {
+			return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret_next", "this provider's auth mode has no client secret")
 		}
 		origins := cfg.RefreshTokenOrigins()
 		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *next)
