@@ -3,6 +3,7 @@ package oauthflow
 import (
 	"encoding/json"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -55,7 +56,7 @@ func TestCatalogEntries(t *testing.T) {
 			// Expand placeholders with a sample label, then look at every URL.
 			values := map[string]string{}
 			for _, ph := range p.Placeholders() {
-				values[ph] = "acme"
+				values[ph] = sampleConfigValue(t, p, ph)
 			}
 			e, err := p.Expand(values)
 			require.NoError(t, err)
@@ -150,6 +151,27 @@ func TestCatalogEntries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sampleConfigValue is a value of the connection_config parameter name that its pattern or
+// enum accepts (a tenant label, a numeric account id).
+func sampleConfigValue(t *testing.T, p Provider, name string) string {
+	t.Helper()
+	for _, c := range p.ConnectionConfig {
+		if c.Name != name {
+			continue
+		}
+		if len(c.Enum) > 0 {
+			return c.Enum[0]
+		}
+		for _, v := range []string{"acme", "12345", "acme-1"} {
+			if c.Pattern == "" || regexp.MustCompile(`^(?:`+c.Pattern+`)$`).MatchString(v) {
+				return v
+			}
+		}
+	}
+	t.Fatalf("no sample value for %s", name)
+	return ""
 }
 
 // TestCatalogKnownEntries pins entries that the rest of the system and the API examples
