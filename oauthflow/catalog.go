@@ -191,6 +191,10 @@ type Provider struct {
 	// (POST /v1/inbound/{provider}/{connection_id} verifies it); nil when the catalog
 	// declares none. The scheme is read from the catalog entry, never from a workspace.
 	Webhook *webhookverify.Scheme `yaml:"webhook,omitempty" json:"webhook,omitempty"`
+
+	// config are the connection_config values of the connection ForConnection filled the
+	// provider for (ConfigValue); never serialized.
+	config map[string]string
 }
 
 // Catalog is the parsed, validated set of built-in provider templates. It is immutable:
@@ -306,6 +310,7 @@ func (p Provider) Clone() Provider {
 	for i := range p.MetadataFields {
 		p.MetadataFields[i].Origins = slices.Clone(p.MetadataFields[i].Origins)
 	}
+	p.config = maps.Clone(p.config)
 	p.ConnectionConfig = slices.Clone(p.ConnectionConfig)
 	for i := range p.ConnectionConfig {
 		p.ConnectionConfig[i].Enum = slices.Clone(p.ConnectionConfig[i].Enum)

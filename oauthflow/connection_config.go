@@ -174,8 +174,14 @@ func (p Provider) Expand(values map[string]string) (Provider, error) {
 		decl[c.Name] = c
 	}
 	for _, k := range slices.Sorted(maps.Keys(values)) {
-		if _, ok := decl[k]; !ok || !slices.Contains(names, k) {
+		c, ok := decl[k]
+		if !ok {
 			return Provider{}, bad(k, "not a connection_config parameter of this provider")
+		}
+		// A declared parameter that no URL uses (a jwt_bearer "subject") is a value the
+		// proxy sends elsewhere: its pattern or enum and length only.
+		if v := values[k]; !slices.Contains(names, k) && (v == "" || !c.match(v)) {
+			return Provider{}, bad(k, "does not match the parameter's pattern or values")
 		}
 	}
 	out := p.Clone()
@@ -257,8 +263,15 @@ func (p Provider) ForConnection(config, metadata map[string]string) (Provider, e
 			out.APIBaseURL = v // out is a copy: p's fields are not changed
 		}
 	}
+	if len(config) > 0 {
+		out.config = maps.Clone(config)
+	}
 	return out, nil
 }
+
+// ConfigValue is the connection's connection_config value of name in a provider that
+// ForConnection filled ("" when none).
+func (p Provider) ConfigValue(name string) string { return p.config[name] }
 
 // ConnectionProvider is p.ForConnection with stored connection c's values.
 func ConnectionProvider(p Provider, c store.Connection) (Provider, error) {

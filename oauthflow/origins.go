@@ -30,6 +30,12 @@ func (p Provider) ClientSecretOrigins() vault.Origins {
 	return vault.NewOriginPatterns(p.TokenURL, p.RefreshURL, p.RevocationURL)
 }
 
+// GrantSecretOrigins: the token endpoint, where a machine connection's grant secret (its
+// own client, its service-account key) authenticates or signs for its minted tokens.
+func (p Provider) GrantSecretOrigins() vault.Origins {
+	return vault.NewOrigins(p.TokenURL)
+}
+
 // VerifierOrigins: the token endpoint, where the PKCE verifier goes with the code.
 func (p Provider) VerifierOrigins() vault.Origins {
 	return vault.NewOrigins(p.TokenURL)

@@ -1,8 +1,10 @@
 package oauthflow
 
-// The one token-endpoint call of the proxy (the code exchange and the refresh grant): the
-// request as the provider's token request settings say (form or JSON body, client
-// authentication explicit, token_params or refresh_params), and the response read by
+// The one token-endpoint call of the proxy (the code exchange, the refresh grant and the
+// machine grants of mint.go): the request as the provider's token request settings say
+// (form or JSON body, client authentication explicit — client_secret_basic,
+// client_secret_post, private_key_jwt (RFC 7523 section 2.2, assertion.go) or none —,
+// token_params or refresh_params), and the response read by
 // RFC 6749 section 5 or the provider's token_response_fields, with its metadata_fields.
 // It is written here rather than with x/oauth2's Exchange because x/oauth2 can neither
 // send a JSON body nor read tokens from another place of the response; it sends what
@@ -49,7 +51,9 @@ func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCr
 	if method == "" {
 		method = ClientSecretBasic // RFC 6749 section 2.3.1: every server supports it
 	}
-	if method != ClientSecretBasic && method != ClientSecretPost {
+	switch method {
+	case ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, NoClientAuth:
+	default:
 		return Token{}, fmt.Errorf("%w: %q: unknown token_auth_method", ErrInvalidProvider, p.Name)
 	}
 	body := make(map[string]string, len(params)+len(extra)+2)
@@ -60,7 +64,22 @@ func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCr
 		body[k] = v
 	}
 	basic := method == ClientSecretBasic && !client.ClientSecret.IsZero()
-	if !basic {
+	switch {
+	case method == NoClientAuth:
+		// The grant is the only credential (a jwt_bearer assertion): no client at all.
+	case method == PrivateKeyJWT:
+		// RFC 7523 section 2.2: the client's key signs an assertion for this endpoint; the
+		// key itself is never sent.
+		key, err := parseClientKey(client.ClientSecret.Bytes())
+		if err != nil {
+			return Token{}, err
+		}
+		assertion, err := p.ClientAssertion(key, client.ClientID, endpoint, now)
+		if err != nil {
+			return Token{}, err
+		}
+		body["client_id"], body["client_assertion_type"], body["client_assertion"] = client.ClientID, ClientAssertionType, assertion
+	case !basic:
 		body["client_id"] = client.ClientID
 		if !client.ClientSecret.IsZero() {
 			body["client_secret"] = client.ClientSecret.Reveal()
