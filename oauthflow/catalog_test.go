@@ -140,6 +140,12 @@ func TestCatalogEntries(t *testing.T) {
 					require.Empty(t, p.TokenAuthMethod)
 					require.Contains(t, p.Placeholders(), "installation_id")
 					require.NotEmpty(t, p.APIBaseURL)
+					// A connection is an installation: its id fills one path segment of the
+					// token URL; tokens go to the API base and are revoked there.
+					require.Contains(t, p.TokenURL, "/app/installations/{installation_id}/access_tokens")
+					require.Empty(t, p.RevocationURL)
+					require.Equal(t, GitHubAPIVersion, p.StaticHeaders["X-GitHub-Api-Version"])
+					require.Equal(t, e.APIBaseURL+"/installation/token", e.GitHubAppRevocationURL())
 				}
 				if p.AssertionAudience != "" {
 					require.True(t, p.AuthMode == AuthModeJWTBearer || p.TokenAuthMethod == PrivateKeyJWT)
