@@ -52,9 +52,13 @@ func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCr
 		method = ClientSecretBasic // RFC 6749 section 2.3.1: every server supports it
 	}
 	switch method {
-	case ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, NoClientAuth:
+	case ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth, NoClientAuth:
 	default:
 		return Token{}, fmt.Errorf("%w: %q: unknown token_auth_method", ErrInvalidProvider, p.Name)
+	}
+	hc, err := tokenHTTPClient(hc, p, client, now) // tls_client_auth: hc presenting the client's certificate
+	if err != nil {
+		return Token{}, err
 	}
 	body := make(map[string]string, len(params)+len(extra)+2)
 	for k, v := range extra {
@@ -81,7 +85,9 @@ func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCr
 		body["client_id"], body["client_assertion_type"], body["client_assertion"] = client.ClientID, ClientAssertionType, assertion
 	case !basic:
 		body["client_id"] = client.ClientID
-		if !client.ClientSecret.IsZero() {
+		// tls_client_auth (RFC 8705 section 2.1): the certificate authenticates; the
+		// client secret (its PEM bundle) is never sent.
+		if !client.ClientSecret.IsZero() && method != TLSClientAuth {
 			body["client_secret"] = client.ClientSecret.Reveal()
 		}
 	}

@@ -38,7 +38,7 @@ func (t *capTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case "http":
 		if t.httpsOnly {
 			closeBody(req)
-			return nil, fmt.Errorf("%w: plain http to a pinned destination", ErrUnsafeURL)
+			return nil, fmt.Errorf("%w: plain http where https is required (pins, a client certificate)", ErrUnsafeURL)
 		}
 	default:
 		closeBody(req)

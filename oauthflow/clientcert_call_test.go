@@ -1,0 +1,140 @@
+package oauthflow
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/internal/outbound"
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
+	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
+	"github.com/authpipe/authpipe-proxy/vault"
+)
+
+// mtlsClient is the production token client (outbound: dial-time checks, TLS 1.3, no
+// redirects) trusting the test server's CA.
+func mtlsClient(t *testing.T, as *oauthtest.MTLSServer) *http.Client {
+	t.Helper()
+	c, err := outbound.New(outbound.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RootCAs: as.RootCAs()})
+	require.NoError(t, err)
+	return c.TokenClient()
+}
+
+func mtlsProvider(as *oauthtest.MTLSServer) Provider {
+	return Provider{Name: "adp", DisplayName: "ADP", AuthMode: AuthModeClientCredentials, TokenURL: as.TokenURL(),
+		TokenAuthMethod: TLSClientAuth, APIBaseURL: "https://api.example.com"}
+}
+
+func clientCredentialsCall(hc *http.Client, p Provider, client ClientCredentials, now time.Time) (Token, error) {
+	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
+		return tokenCall(context.Background(), hc, p, client, p.TokenURL, map[string]string{"grant_type": "client_credentials", "scope": "read"}, nil, now)
+	})
+}
+
+// TestTLSClientAuthTokenCall: a client credentials grant authenticated by mutual TLS
+// (RFC 8705 section 2.1) against fosite behind an mTLS listener: the registered
+// certificate mints a token, client_id is in the body and nothing secret is; no
+// certificate, another CA's or another subject's is invalid_client; an unusable one is
+// not sent at all (invalid_client, status 0); a rotation's next certificate is tried
+// after invalid_client; no error carries the key.
+func TestTLSClientAuthTokenCall(t *testing.T) {
+	as := oauthtest.NewMTLS(t, oauthtest.MTLSOptions{})
+	hc, p := mtlsClient(t, as), mtlsProvider(as)
+	good := as.RegisteredCertificate(t)
+	creds := func(bundle []byte) ClientCredentials {
+		return ClientCredentials{ClientID: as.ClientID(), ClientSecret: vault.SecretFromBytes(append([]byte(nil), bundle...))}
+	}
+	now := time.Now()
+
+	tok, err := clientCredentialsCall(hc, p, creds(good), now)
+	require.NoError(t, err)
+	require.True(t, as.Active(context.Background(), tok.AccessToken.Reveal()))
+	require.Equal(t, []string{"read"}, tok.Scopes)
+	require.NotNil(t, tok.ExpiresAt)
+	form := as.LastTokenForm()
+	require.Equal(t, []string{as.ClientID()}, form["client_id"])
+	require.NotContains(t, form, "client_secret")
+	require.Equal(t, "CN="+as.ClientID(), as.LastPeerSubject())
+
+	refused := func(t *testing.T, client ClientCredentials, at time.Time, sent bool) error {
+		t.Helper()
+		before := as.TokenCalls()
+		_, err := clientCredentialsCall(hc, p, client, at)
+		var pe *ProviderError
+		require.True(t, errors.As(err, &pe), "%v", err)
+		require.Equal(t, "invalid_client", pe.Code)
+		if sent {
+			require.Equal(t, before+1, as.TokenCalls())
+			require.Equal(t, http.StatusUnauthorized, pe.Status)
+		} else {
+			require.Equal(t, before, as.TokenCalls(), "nothing is sent with an unusable certificate")
+			require.ErrorIs(t, err, ErrClientCertificate)
+			require.Zero(t, pe.Status)
+		}
+		for _, s := range []string{"BEGIN", string(good[len(good)-80 : len(good)-40])} {
+			require.NotContains(t, err.Error(), s)
+		}
+		return err
+	}
+	t.Run("no certificate", func(t *testing.T) {
+		refused(t, ClientCredentials{ClientID: as.ClientID()}, now, false)
+		// Over a client that presents none, the server itself refuses.
+		_, err := tokenCall(context.Background(), hc, Provider{Name: "x", AuthMode: AuthModeClientCredentials, TokenURL: as.TokenURL(),
+			TokenAuthMethod: ClientSecretPost}, ClientCredentials{ClientID: as.ClientID()}, as.TokenURL(),
+			map[string]string{"grant_type": "client_credentials"}, nil, now)
+		var pe *ProviderError
+		require.True(t, errors.As(err, &pe))
+		require.Equal(t, "invalid_client", pe.Code)
+		require.Empty(t, as.LastPeerSubject())
+	})
+	t.Run("another CA's certificate with the registered subject", func(t *testing.T) {
+		refused(t, creds(oauthtest.Bundle(tlstest.NewCA(t, "Other CA").Client(t, as.ClientID()))), now, true)
+		require.Equal(t, "CN="+as.ClientID(), as.LastPeerSubject(), "presented, and refused by the server")
+	})
+	t.Run("the CA's certificate for another subject", func(t *testing.T) {
+		refused(t, creds(as.ClientCertificate(t, "someone-else")), now, true)
+	})
+	t.Run("expired", func(t *testing.T) {
+		err := refused(t, creds(good), now.Add(2*time.Hour), false)
+		require.Contains(t, err.Error(), "expired at")
+	})
+	t.Run("malformed", func(t *testing.T) {
+		refused(t, creds(good[:len(good)/2]), now, false)
+	})
+	t.Run("rotation: the next certificate after invalid_client", func(t *testing.T) {
+		next := as.ClientCertificate(t, "adp-2027")
+		as.SetSubjectDN("CN=adp-2027") // rotated at the provider first
+		t.Cleanup(func() { as.SetSubjectDN("CN=" + as.ClientID()) })
+		c := creds(good)
+		c.NextSecret = vault.SecretFromBytes(next)
+		tok, err := clientCredentialsCall(hc, p, c, now)
+		require.NoError(t, err)
+		require.True(t, as.Active(context.Background(), tok.AccessToken.Reveal()))
+		require.Equal(t, "CN=adp-2027", as.LastPeerSubject())
+		// An expired current certificate goes straight to the next one.
+		before := as.TokenCalls()
+		_, err = clientCredentialsCall(hc, p, ClientCredentials{ClientID: as.ClientID(), ClientSecret: vault.NewSecret("not a bundle"),
+			NextSecret: vault.SecretFromBytes(as.ClientCertificate(t, "adp-2027"))}, now)
+		require.NoError(t, err)
+		require.Equal(t, before+1, as.TokenCalls())
+	})
+	t.Run("plain http is refused", func(t *testing.T) {
+		q := p
+		q.TokenURL = "http://127.0.0.1:1/token"
+		_, err := tokenCall(context.Background(), hc, q, creds(good), q.TokenURL, map[string]string{"grant_type": "client_credentials"}, nil, now)
+		require.ErrorIs(t, err, outbound.ErrUnsafeURL)
+	})
+	t.Run("the shared client presents nothing afterwards", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodPost, as.TokenURL(), nil)
+		require.NoError(t, err)
+		res, err := hc.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Empty(t, as.LastPeerSubject())
+	})
+}
