@@ -170,7 +170,7 @@ func sampleConfigValue(t *testing.T, p Provider, name string) string {
 		if len(c.Enum) > 0 {
 			return c.Enum[0]
 		}
-		for _, v := range []string{"acme", "12345", "acme-1"} {
+		for _, v := range []string{"acme", "12345", "acme-1", "na1"} {
 			if c.Pattern == "" || regexp.MustCompile(`^(?:`+c.Pattern+`)$`).MatchString(v) {
 				return v
 			}
