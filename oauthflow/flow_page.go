@@ -22,7 +22,7 @@ type Page struct {
 	// FormToken goes back in the form's POST (FlowKeys.FormToken).
 	FormToken string
 	// Mode is the provider's auth mode: oauth2 (a button to the provider's sign-in) or
-	// api_key (a form for the key, SubmitAPIKey).
+	// api_key or basic (a form for the key, or the username and password: SubmitCredential).
 	Mode AuthMode
 	// ReturnURL is where the flow ends (the session's return URL, or "").
 	ReturnURL string

@@ -60,15 +60,16 @@ func (f *Flows) createSession(ctx context.Context, r SessionRequest, reconnectID
 	if err != nil {
 		return store.ConnectSession{}, err
 	}
-	apiKey := cfg.AuthMode == AuthModeAPIKey && reconnectID == ""
+	apiKey := cfg.AuthMode.Typed() && reconnectID == ""
 	switch {
 	case apiKey:
-		// The hosted page asks the end user for the key (SubmitAPIKey): no provider round trip.
+		// The hosted page asks the end user for the key, or the username and password
+		// (SubmitCredential): no provider round trip.
 		if r.CallbackURL != "" {
-			return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("an api_key provider's session has no callback_url")
+			return store.ConnectSession{}, problem.ErrInvalidCallbackURL.WithDetail("an api_key or basic provider's session has no callback_url")
 		}
 	case cfg.AuthMode != AuthModeOAuth2 || cfg.ClientID == "":
-		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id, nor an api_key provider")
+		return store.ConnectSession{}, problem.ErrInvalidRequest.WithField("provider", "not an oauth2 provider with a client_id, nor an api_key or basic provider")
 	}
 	// connection_config: checked now when given (400 invalid_connection_config), else
 	// typed by the end user on the connect page when the provider needs it.

@@ -14,9 +14,9 @@ import (
 
 // The hosted connect page and the result page (API.md "Connect", docs/oauth.md "Hosted
 // connect page"). The connect page shows what the provider's auth mode needs: a button
-// to the provider's sign-in (oauth2), or a form for the API key (api_key), which the end
-// user's browser posts to the proxy itself, so the key never passes through the
-// application. The words are in connectStrings (browser_pages.go). Every page has a CSP
+// to the provider's sign-in (oauth2), or a form for the API key (api_key) or the username
+// and password (basic), which the end user's browser posts to the proxy itself, so the
+// credential never passes through the application. The words are in connectStrings (browser_pages.go). Every page has a CSP
 // with a fresh nonce and no third-party asset.
 //
 // A flow opened by the browser SDK in a popup (?display=popup, sdk/js) ends on the result
@@ -29,7 +29,7 @@ const displayPopup = "popup"
 
 type connectPageData struct {
 	Nonce, Provider, Application, Action, Token string
-	APIKey, Popup                               bool
+	APIKey, Basic, Popup                        bool
 	T                                           map[string]string
 	// Fields are the connection_config parameters the end user types (oauthflow.Page),
 	// posted as Prefix + name (typedConfig), in either mode.
@@ -47,7 +47,7 @@ var connectPage = template.Must(template.New("connect").Parse(`<!doctype html>
 <style nonce="{{.Nonce}}">` + pageStyle + `</style></head>
 <body><main><h1>{{.T.connect}} {{.Provider}}</h1>
 <p><strong id="application">{{.Application}}</strong> {{.T.asks}} <strong id="provider">{{.Provider}}</strong> {{.T.account}}
-{{if .APIKey}}{{.T.keyIntro}}{{else}}{{.T.signInIntro}} {{.Provider}}.{{end}}</p>
+{{if .APIKey}}{{.T.keyIntro}}{{else if .Basic}}{{.T.basicIntro}}{{else}}{{.T.signInIntro}} {{.Provider}}.{{end}}</p>
 <form method="post" action="{{.Action}}"><input type="hidden" name="form_token" value="{{.Token}}">{{if .Popup}}<input type="hidden" name="display" value="popup">{{end}}
 {{range $i, $f := .Fields}}<label for="{{$.Prefix}}{{.Name}}">{{.Label}}</label>
 {{if .Enum}}<select id="{{$.Prefix}}{{.Name}}" name="{{$.Prefix}}{{.Name}}" required{{if eq $i 0}} autofocus{{end}}>{{range .Enum}}<option>{{.}}</option>{{end}}</select>
@@ -55,6 +55,11 @@ var connectPage = template.Must(template.New("connect").Parse(`<!doctype html>
 {{end}}{{if .APIKey}}<label for="api_key">{{.T.keyLabel}}</label>
 <input type="password" id="api_key" name="api_key" required{{if not .Fields}} autofocus{{end}} autocomplete="off" spellcheck="false" maxlength="8192" aria-describedby="key_hint">
 <p class="hint" id="key_hint">{{.T.keyHint}}</p>
+<button type="submit" id="continue">{{.T.keySubmit}}</button>{{else if .Basic}}<label for="username">{{.T.userLabel}}</label>
+<input id="username" name="username" required{{if not .Fields}} autofocus{{end}} autocomplete="off" spellcheck="false" autocapitalize="none" maxlength="256">
+<label for="password">{{.T.passLabel}}</label>
+<input type="password" id="password" name="password" required autocomplete="off" spellcheck="false" maxlength="8192" aria-describedby="basic_hint">
+<p class="hint" id="basic_hint">{{.T.basicHint}}</p>
 <button type="submit" id="continue">{{.T.keySubmit}}</button>{{else}}<button type="submit" id="continue"{{if not .Fields}} autofocus{{end}}>{{.T.continueTo}} {{.Provider}}</button>{{end}}</form>
 </main></body></html>`))
 
@@ -63,8 +68,8 @@ func (a *connectAPI) renderConnectPage(c *gin.Context, page oauthflow.Page, popu
 	nonce := ids.Random(16)
 	h := c.Writer.Header()
 	csp := "default-src 'none'; style-src 'nonce-" + nonce + "'; base-uri 'none'; frame-ancestors 'none'"
-	if page.Mode == oauthflow.AuthModeAPIKey {
-		// The key's form posts to the proxy only (the 303 to the return URL that may follow
+	if page.Mode.Typed() {
+		// The credential's form posts to the proxy only (the 303 to the return URL that may follow
 		// is a redirect of the form's navigation: Chromium checks form-action on it too).
 		csp += "; form-action 'self'"
 		if o := originOf(page.ReturnURL); o != "" {
@@ -79,7 +84,7 @@ func (a *connectAPI) renderConnectPage(c *gin.Context, page oauthflow.Page, popu
 	c.Status(http.StatusOK)
 	_ = connectPage.Execute(c.Writer, connectPageData{Nonce: nonce, Provider: page.Provider, Application: page.Application,
 		Action: a.publicURL + "/v1/connect/" + c.Param("session"), Token: page.FormToken,
-		APIKey: page.Mode == oauthflow.AuthModeAPIKey, Popup: popup, T: connectStrings,
+		APIKey: page.Mode == oauthflow.AuthModeAPIKey, Basic: page.Mode == oauthflow.AuthModeBasic, Popup: popup, T: connectStrings,
 		Fields: page.Fields, Prefix: oauthflow.ConfigFieldPrefix})
 }
 

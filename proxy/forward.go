@@ -98,10 +98,11 @@ func newForwarder(main *outbound.Client, cidrs []netip.Prefix) (*forwarder, erro
 	return &forwarder{client: main.ForwardClient(), client12: legacy.ForwardClient(), sleep: jitter.Sleep}, nil
 }
 
-// credential is what gets injected: an oauth2 access token or an API key.
+// credential is what gets injected: an access token, an API key or a basic credential,
+// by its connection's auth mode (oauthflow.Provider.Authorize).
 type credential struct {
 	secret vault.Secret
-	oauth  bool
+	kind   oauthflow.AuthMode
 }
 
 func (s *Server) handleForward(c *gin.Context) {
@@ -142,7 +143,7 @@ func (s *Server) handleForward(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	cred := credential{secret: tok.Secret, oauth: tok.Kind == oauthflow.AuthModeOAuth2}
+	cred := credential{secret: tok.Secret, kind: tok.Kind}
 	// Redirects are followed only within the origin and under the path of api_base_url.
 	base, _ := url.Parse(prov.APIBaseURL) // forwardTarget has parsed it
 	c.Request = c.Request.WithContext(outbound.WithRedirectScope(ctx, base))
@@ -175,7 +176,7 @@ func (s *Server) handleForward(c *gin.Context) {
 		// The provider has already acted: answer, but make the gap visible.
 		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", conn.ID)
 	}
-	writeForwardResponse(c, resp, cred.secret)
+	writeForwardResponse(c, resp, cred)
 }
 
 // rawForwardSuffix returns the still-escaped path after /v1/proxy/{id}. The id segment

@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/authpipe/authpipe-proxy/internal/problem"
 	"github.com/authpipe/authpipe-proxy/oauthflow"
-	"github.com/authpipe/authpipe-proxy/vault"
 )
 
 // buildForwardRequest copies the caller's method, safe headers and body onto target and
@@ -45,36 +45,10 @@ func buildForwardRequest(ctx context.Context, in *http.Request, target *url.URL,
 	return out, nil
 }
 
-// injectCredential puts the credential where the provider expects it: a Bearer token for
-// oauth2; for api_key providers the configured header (APIKeyFormat with {key}) or HTTP
-// Basic. An api_key provider without an injection style gets a Bearer token.
+// injectCredential puts the credential where the provider expects it
+// (oauthflow.Provider.Authorize, the one place for every mode).
 func injectCredential(r *http.Request, prov oauthflow.Provider, cred credential) error {
-	key := cred.secret.Reveal()
-	if strings.ContainsAny(key, "\r\n\x00") {
-		return problem.ErrBadGateway.WithDetail("the stored credential cannot be sent in a header")
-	}
-	if cred.oauth {
-		r.Header.Set("Authorization", "Bearer "+key)
-		return nil
-	}
-	switch prov.APIKeyAuth {
-	case oauthflow.APIKeyHeader:
-		format := prov.APIKeyFormat
-		if format == "" {
-			format = "{key}"
-		}
-		r.Header.Set(prov.APIKeyHeader, strings.Replace(format, "{key}", key, 1))
-	case oauthflow.APIKeyBasic:
-		if prov.APIKeyBasicUsername != "" {
-			r.SetBasicAuth(prov.APIKeyBasicUsername, key)
-		} else {
-			user, pass, _ := strings.Cut(key, ":")
-			r.SetBasicAuth(user, pass)
-		}
-	default:
-		r.Header.Set("Authorization", "Bearer "+key)
-	}
-	return nil
+	return prov.Authorize(r, cred.kind, cred.secret)
 }
 
 // hopByHop are the RFC 9110 section 7.6.1 connection-specific headers (plus the legacy
@@ -141,8 +115,8 @@ var ownResponseHeaders = map[string]bool{
 // writeForwardResponse streams the upstream response to the caller. Headers scoped to an
 // origin (Set-Cookie, CORS, Alt-Svc, ...), hop-by-hop headers and any header that carries
 // the injected credential are dropped.
-func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secret) {
-	key := secret.Reveal()
+func writeForwardResponse(c *gin.Context, resp *http.Response, cred credential) {
+	key, encoded := sentValues(cred)
 	named := connectionTokens(resp.Header)
 	h := c.Writer.Header()
 	for k, vs := range resp.Header {
@@ -151,7 +125,7 @@ func writeForwardResponse(c *gin.Context, resp *http.Response, secret vault.Secr
 			ck == "Authorization" || ck == "Proxy-Authenticate" || ck == "Proxy-Authorization" || isHopByHop(ck) {
 			continue
 		}
-		if carriesSecret(vs, key) {
+		if carriesSecret(vs, key) || carriesSecret(vs, encoded) {
 			continue
 		}
 		h[ck] = append([]string(nil), vs...)
@@ -180,6 +154,19 @@ func isHopByHop(k string) bool {
 		}
 	}
 	return false
+}
+
+// sentValues are what of cred an echoing provider could put in a response header: the
+// token or key; for basic, the password and the Basic credential as sent (base64).
+func sentValues(cred credential) (string, string) {
+	if cred.kind != oauthflow.AuthModeBasic {
+		return cred.secret.Reveal(), ""
+	}
+	b, err := oauthflow.OpenBasic(cred.secret)
+	if err != nil {
+		return "", ""
+	}
+	return b.Password.Reveal(), base64.StdEncoding.EncodeToString([]byte(b.Username.Reveal() + ":" + b.Password.Reveal()))
 }
 
 func carriesSecret(vs []string, key string) bool {

@@ -131,8 +131,8 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 		return
 	}
 	popup := c.PostForm("display") == displayPopup
-	if _, ok := c.GetPostFormArray("api_key"); ok {
-		a.submitAPIKey(c, popup)
+	if typedForm(c) {
+		a.submitCredential(c, popup)
 		return
 	}
 	cookieName, secure := a.flowCookieName()
@@ -151,11 +151,27 @@ func (a *connectAPI) handleStart(c *gin.Context) {
 	redirect(c, st.AuthURL)
 }
 
-// submitAPIKey is the connect page's API-key form: the key goes from the end user's
-// browser to the proxy, which stores it as POST /v1/connections does.
-func (a *connectAPI) submitAPIKey(c *gin.Context, popup bool) {
-	key := vault.NewSecret(c.PostForm("api_key"))
-	done, err := a.flows.SubmitAPIKey(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), key, typedConfig(c))
+// typedForm reports a POST of the connect page's credential form (api_key, or basic's
+// username and password) rather than its sign-in button.
+func typedForm(c *gin.Context) bool {
+	for _, name := range []string{"api_key", "username", "password"} {
+		if _, ok := c.GetPostFormArray(name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// submitCredential is the connect page's API-key or username-and-password form: the
+// credential goes from the end user's browser to the proxy, which stores it as POST
+// /v1/connections does (oauthflow.NewTypedConnection checks it against the provider's mode).
+func (a *connectAPI) submitCredential(c *gin.Context, popup bool) {
+	cred := oauthflow.TypedCredential{APIKey: vault.NewSecret(c.PostForm("api_key"))}
+	if _, ok := c.GetPostFormArray("username"); ok || c.PostForm("password") != "" {
+		cred.Basic = oauthflow.BasicCredential{Username: vault.NewSecret(c.PostForm("username")),
+			Password: vault.NewSecret(c.PostForm("password"))}
+	}
+	done, err := a.flows.SubmitCredential(c.Request.Context(), c.Param("session"), c.PostForm("form_token"), cred, typedConfig(c))
 	if err != nil {
 		fail(c, err)
 		return

@@ -30,13 +30,15 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		Provider  string       `json:"provider"`
 		EndUserID string       `json:"end_user_id"`
 		APIKey    vault.Secret `json:"api_key"`
+		// Basic is a basic provider's {"username","password"} (oauthflow.BasicCredential).
+		Basic *oauthflow.BasicCredential `json:"basic"`
 		// WebhookSecret is the provider's webhook signing secret (package inbound), optional.
 		WebhookSecret vault.Secret `json:"webhook_secret"`
 		// OAuth2 and ExternalID import an existing grant (oauthflow.Importer).
 		OAuth2     *oauthflow.ImportedGrant `json:"oauth2"`
 		ExternalID string                   `json:"external_id"`
 		// ConnectionConfig fills the provider's URL placeholders, Metadata is kept with the
-		// connection (oauthflow.NewAPIKeyConnection checks both).
+		// connection (oauthflow.NewTypedConnection checks both).
 		ConnectionConfig map[string]string `json:"connection_config"`
 		Metadata         map[string]string `json:"metadata"`
 	}
@@ -44,7 +46,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		return
 	}
 	if req.OAuth2 != nil || req.ExternalID != "" {
-		if !req.APIKey.IsZero() || req.OAuth2 == nil || !req.WebhookSecret.IsZero() || req.ConnectionConfig != nil || req.Metadata != nil {
+		if !req.APIKey.IsZero() || req.Basic != nil || req.OAuth2 == nil || !req.WebhookSecret.IsZero() || req.ConnectionConfig != nil || req.Metadata != nil {
 			// webhook_secret on an import: set it afterwards with PUT .../webhook-secret.
 			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key, webhook_secret, connection_config or metadata"))
 			return
@@ -60,7 +62,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	case !validEndUser(req.EndUserID):
 		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
 		return
-	case req.APIKey.IsZero() || req.APIKey.Len() > oauthflow.MaxAPIKeyLen:
+	case req.Basic == nil && (req.APIKey.IsZero() || req.APIKey.Len() > oauthflow.MaxAPIKeyLen):
 		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB"))
 		return
 	case !req.WebhookSecret.IsZero() && req.WebhookSecret.Len() > inbound.MaxSecretLen:
@@ -74,11 +76,15 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	// The same connection as the hosted connect page's API-key form makes (oauthflow): its
-	// connection_config (400 invalid_connection_config) and metadata checked, the key bound
-	// to the filled API-key origins.
-	nc, err := oauthflow.NewAPIKeyConnection(ctx, s.creds, prov.Provider, p.WorkspaceID, req.Provider, req.EndUserID, p.KeyID,
-		req.APIKey, req.ConnectionConfig, req.Metadata, s.now())
+	// The same connection as the hosted connect page's form makes (oauthflow): its
+	// connection_config (400 invalid_connection_config) and metadata checked, the key (or
+	// basic's username and password) bound to the filled API-key origins.
+	typed := oauthflow.TypedCredential{APIKey: req.APIKey}
+	if req.Basic != nil {
+		typed.Basic = *req.Basic
+	}
+	nc, err := oauthflow.NewTypedConnection(ctx, s.creds, prov.Provider, p.WorkspaceID, req.Provider, req.EndUserID, p.KeyID,
+		typed, req.ConnectionConfig, req.Metadata, s.now())
 	if err != nil {
 		fail(c, err)
 		return

@@ -55,6 +55,8 @@ type tokenResponse struct {
 	CredentialType string     `json:"credential_type"`
 	AccessToken    string     `json:"access_token,omitempty"`
 	APIKey         string     `json:"api_key,omitempty"`
+	Username       string     `json:"username,omitempty"` // basic
+	Password       string     `json:"password,omitempty"` // basic
 	TokenType      string     `json:"token_type,omitempty"`
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
 	Scopes         []string   `json:"scopes"`
@@ -91,9 +93,17 @@ func (s *Server) handleToken(c *gin.Context) {
 	// The value is converted here, not by Reveal, so that the string stays on this stack
 	// frame: Secret is defined in internal/secret, which proxy does not import, and the
 	// compiler does not inline methods of such a package (TestTokenRouteAllocations).
-	if cred.Kind == oauthflow.AuthModeAPIKey {
+	switch cred.Kind {
+	case oauthflow.AuthModeAPIKey:
 		resp.APIKey = string(cred.Secret.Bytes())
-	} else {
+	case oauthflow.AuthModeBasic:
+		b, err := oauthflow.OpenBasic(cred.Secret)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		resp.Username, resp.Password = string(b.Username.Bytes()), string(b.Password.Bytes())
+	default:
 		resp.AccessToken, resp.TokenType, resp.ExpiresAt = string(cred.Secret.Bytes()), cred.TokenType, admin.UTC(cred.ExpiresAt)
 	}
 	// The read is audited before the credential leaves: if the log cannot take it, the

@@ -25,6 +25,14 @@ func (r *tokenResponse) appendJSON(b []byte) []byte {
 		b = append(b, `,"api_key":`...)
 		b = appendJSONString(b, r.APIKey)
 	}
+	if r.Username != "" {
+		b = append(b, `,"username":`...)
+		b = appendJSONString(b, r.Username)
+	}
+	if r.Password != "" {
+		b = append(b, `,"password":`...)
+		b = appendJSONString(b, r.Password)
+	}
 	if r.TokenType != "" {
 		b = append(b, `,"token_type":`...)
 		b = appendJSONString(b, r.TokenType)

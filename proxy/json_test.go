@@ -20,6 +20,8 @@ func TestTokenResponseJSON(t *testing.T) {
 		{"oauth", tokenResponse{ConnectionID: "con_1", CredentialType: "oauth2", AccessToken: "ya29.a0-_~+/=",
 			TokenType: "Bearer", ExpiresAt: &at, Scopes: []string{"read", "write"}}},
 		{"api key, empty scopes", tokenResponse{ConnectionID: "con_2", CredentialType: "api_key", APIKey: "sk_live", Scopes: []string{}}},
+		{"basic", tokenResponse{ConnectionID: "con_3", CredentialType: "basic", Username: "ann@example.com",
+			Password: "p\"w<é>", Scopes: []string{}}},
 		{"nil scopes, zone", tokenResponse{ConnectionID: "c", CredentialType: "oauth2", ExpiresAt: &whole}},
 		{"escapes", tokenResponse{ConnectionID: "a\"b\\c\n\r\t\b\f\x00\x1f\x7f<>&", CredentialType: "é\u2028\u2029😀",
 			AccessToken: "bad\xffutf8\xc3", Scopes: []string{"", "<script>"}}},

@@ -20,7 +20,9 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	reader := h.createKey("tokens:read")
 	const webhookSecretSentinel = "whsec_SENTINELwebhook0123456789"
 	const webhookSecretSentinel2 = "whsec_SENTINELwebhookrotated0123"
-	sentinels := []string{bootstrapKey, apiKeySentinel, clientSecretSentinel, admin, reader, webhookSecretSentinel, webhookSecretSentinel2}
+	const basicPasswordSentinel = "SENTINELbasicpassword0123456789"
+	sentinels := []string{bootstrapKey, apiKeySentinel, clientSecretSentinel, admin, reader, webhookSecretSentinel, webhookSecretSentinel2,
+		basicPasswordSentinel}
 
 	// Providers, including invalid ones carrying the secret.
 	prov := map[string]any{
@@ -48,6 +50,20 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	h.expect(h.do("POST", "/v1/connections", admin, `{"provider":"stripe","api_key":"`+apiKeySentinel+`"`), 400, "invalid_request")
 	h.do("GET", "/v1/connections", reader, nil)
 	h.do("GET", "/v1/connections/"+id, reader, nil)
+
+	// A basic connection's password: created, refused in malformed requests, read.
+	h.expect(h.do("PUT", "/v1/providers/basicco", admin, map[string]any{"auth_mode": "basic", "api_base_url": "https://api.basicco.example"}), 200, "")
+	pair := func(user string) map[string]any {
+		return map[string]any{"provider": "basicco", "end_user_id": "u3", "basic": map[string]any{"username": user, "password": basicPasswordSentinel}}
+	}
+	bc := h.expect(h.do("POST", "/v1/connections", admin, pair("ann@basicco.example")), 201, "")
+	h.expect(h.do("POST", "/v1/connections", admin, pair("ann:"+basicPasswordSentinel)), 400, "invalid_request")
+	h.expect(h.do("POST", "/v1/connections", admin, withField(pair("ann"), "provider", "stripe")), 400, "invalid_request")
+	h.expect(h.do("POST", "/v1/connections", admin, withField(pair("ann"), "api_key", basicPasswordSentinel)), 400, "invalid_request")
+	h.expect(h.do("POST", "/v1/connections", admin, `{"provider":"basicco","end_user_id":"u3","basic":"`+basicPasswordSentinel+`"}`), 400, "invalid_request")
+	btok := h.expect(h.do("GET", "/v1/connections/"+bc.Body["id"].(string)+"/token", reader, nil), 200, "")
+	require.Equal(t, basicPasswordSentinel, btok.Body["password"], "the token endpoint is the one place it may appear")
+	h.do("GET", "/v1/proxy/"+bc.Body["id"].(string)+"/x", reader, nil) // unresolvable host: a failing forward
 
 	// Provider webhook signing secrets (package inbound): at creation, rotated, on a
 	// provider configuration, refused deliveries carrying them.

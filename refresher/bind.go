@@ -63,7 +63,7 @@ func (r *Refresher) bindOne(ctx context.Context, st BindStore, cc store.Connecti
 		return err
 	}
 	access := prov.AccessTokenOrigins()
-	if cc.AuthMode == string(oauthflow.AuthModeAPIKey) {
+	if oauthflow.AuthMode(cc.AuthMode).Typed() {
 		access = prov.APIKeyOrigins()
 	}
 	refresh := prov.RefreshTokenOrigins()

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
@@ -14,10 +13,11 @@ import (
 	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
-// HealthCheck is the audit event type of a failed (or recovered) API-key health check.
+// HealthCheck is the audit event type of a failed (or recovered) health check of a typed
+// (api_key or basic) connection.
 const HealthCheck = "connection.health_check"
 
-// checkHealth checks one leased API-key connection against its provider's
+// checkHealth checks one leased typed (api_key or basic) connection against its provider's
 // health_check_url: 2xx passes (an errored connection becomes active again), 401/403 marks
 // it error, anything else is retried after a backoff without changing its status. A
 // provider without a health check URL is not scheduled again.
@@ -54,7 +54,7 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 		release(r.cfg.HealthInterval) // nothing sent; checked again later (a reconnect rebinds the key)
 		return
 	}
-	status, err := r.probe(ctx, prov, key)
+	status, err := r.probe(ctx, prov, cred.Kind, key)
 	next := now.Add(r.cfg.HealthInterval + r.cfg.Lead).UTC()
 	switch {
 	case err == nil && status >= 200 && status < 300:
@@ -87,9 +87,9 @@ func (r *Refresher) checkHealth(ctx context.Context, holder string, cc store.Con
 	}
 }
 
-// probe GETs the provider's health check URL with the key injected as the forwarding
-// proxy injects it. Only the status is kept; the body is drained (capped) and dropped.
-func (r *Refresher) probe(ctx context.Context, p oauthflow.Provider, key vault.Secret) (int, error) {
+// probe GETs the provider's health check URL with the credential injected as the
+// forwarding proxy injects it (oauthflow.Provider.Authorize). Only the status is kept; the body is drained (capped) and dropped.
+func (r *Refresher) probe(ctx context.Context, p oauthflow.Provider, mode oauthflow.AuthMode, key vault.Secret) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.HealthCheckURL, nil)
 	if err != nil {
 		return 0, err
@@ -97,22 +97,8 @@ func (r *Refresher) probe(ctx context.Context, p oauthflow.Provider, key vault.S
 	for k, v := range p.StaticHeaders {
 		req.Header.Set(k, v)
 	}
-	switch p.APIKeyAuth {
-	case oauthflow.APIKeyBasic:
-		if p.APIKeyBasicUsername != "" {
-			req.SetBasicAuth(p.APIKeyBasicUsername, key.Reveal())
-		} else if u, pw, ok := strings.Cut(key.Reveal(), ":"); ok {
-			req.SetBasicAuth(u, pw)
-		}
-	default:
-		h, f := p.APIKeyHeader, p.APIKeyFormat
-		if h == "" {
-			h = "Authorization"
-		}
-		if f == "" {
-			f = "Bearer {key}"
-		}
-		req.Header.Set(h, strings.ReplaceAll(f, "{key}", key.Reveal()))
+	if err := p.Authorize(req, mode, key); err != nil { // as the forwarding proxy injects it
+		return 0, err
 	}
 	slot, err := r.limits.acquire(ctx, req.URL.Host)
 	if err != nil {

@@ -60,7 +60,7 @@ func TestProbeHonoursProviderPins(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := hits
 			p.Pins = tc.pins
-			status, err := r.probe(context.Background(), p, key)
+			status, err := r.probe(context.Background(), p, oauthflow.AuthModeAPIKey, key)
 			switch tc.err {
 			case nil:
 				require.NoError(t, err)

@@ -317,7 +317,7 @@ func (v *Revocations) Disconnect(ctx context.Context, workspaceID, id, actor str
 	}
 	ev := audit.Event{WorkspaceID: workspaceID, Type: audit.ConnectionDisconnected, Actor: actor,
 		ConnectionID: id, Outcome: audit.Success, Data: eventData("provider", conn.Provider)}
-	if conn.AuthMode == string(oauthflow.AuthModeAPIKey) {
+	if oauthflow.AuthMode(conn.AuthMode).Typed() { // nothing to revoke at the provider
 		if conn.Status != store.StatusDisconnected {
 			ev.Data = eventData("provider", conn.Provider, "credential", "sealed_until_retention")
 			changed = true

@@ -157,7 +157,7 @@ func (r *Refresher) Sweep(ctx context.Context) (SweepStats, error) {
 }
 
 func (r *Refresher) work(ctx context.Context, holder string, cc store.ConnectionCredential, st *SweepStats) {
-	if cc.AuthMode == string(oauthflow.AuthModeAPIKey) {
+	if oauthflow.AuthMode(cc.AuthMode).Typed() {
 		r.checkHealth(ctx, holder, cc)
 		atomic.AddInt64(&st.Checked, 1)
 		return

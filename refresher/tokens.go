@@ -39,8 +39,8 @@ type Opener interface {
 // Credential is an opened credential ready to use, with the row it was served from (after
 // a refresh, the row as committed).
 type Credential struct {
-	Secret    vault.Secret       // the access token or the API key
-	Kind      oauthflow.AuthMode // AuthModeOAuth2 (an access token) or AuthModeAPIKey
+	Secret    vault.Secret       // the access token, the API key, or a basic credential's JSON (oauthflow.OpenBasic)
+	Kind      oauthflow.AuthMode // the connection's auth mode: AuthModeOAuth2 (an access token), AuthModeAPIKey or AuthModeBasic
 	TokenType string             // an access token's type ("Bearer" when the provider named none)
 	ExpiresAt *time.Time         // an access token's expiry; nil when it does not expire
 	Scopes    []string           // the granted scopes as stored
@@ -158,8 +158,8 @@ func stillValid(c store.Connection, now time.Time) bool {
 	return c.ExpiresAt == nil || c.ExpiresAt.After(now)
 }
 
-// openCredential opens the credential of a row: the API key of an api_key connection, the
-// access token of an OAuth one.
+// openCredential opens the credential of a row: the api_key field of a typed (api_key or
+// basic) connection, the access token of an OAuth one.
 func openCredential(ctx context.Context, creds Opener, cc store.ConnectionCredential) (Credential, error) {
 	out := Credential{Kind: oauthflow.AuthMode(cc.AuthMode), Scopes: []string(cc.Scopes), Conn: cc.Connection}
 	if cc.Credential == nil {
@@ -169,7 +169,7 @@ func openCredential(ctx context.Context, creds Opener, cc store.ConnectionCreden
 	var sealed []byte
 	out.Origins = store.BoundOrigins(cc.Credential.AccessOrigins)
 	switch out.Kind {
-	case oauthflow.AuthModeAPIKey:
+	case oauthflow.AuthModeAPIKey, oauthflow.AuthModeBasic:
 		bind, sealed = vault.APIKeyBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.APIKey
 	case oauthflow.AuthModeOAuth2:
 		bind, sealed = vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.AccessToken

@@ -104,10 +104,10 @@ func New(info BuildInfo) *Metrics {
 	}
 	m.ops = newOps(f)
 	reads := f.counterVec("token_reads_total",
-		"Token reads by credential type (oauth2, api_key, unknown) and outcome (success or a problem code).",
+		"Token reads by credential type (oauth2, api_key, basic, unknown) and outcome (success or a problem code).",
 		"credential_type", "outcome")
 	m.tokenReads = map[[2]string]prometheus.Counter{}
-	for _, ct := range []string{"oauth2", "api_key", Unknown} {
+	for _, ct := range []string{"oauth2", "api_key", "basic", Unknown} {
 		for _, o := range tokenOutcomes() {
 			m.tokenReads[[2]string{ct, o}] = reads.WithLabelValues(ct, o)
 		}
@@ -187,10 +187,10 @@ func tokenOutcomes() []string {
 		"rate_limited", "invalid_dpop_proof", "use_dpop_nonce", "token_in_url", "internal", Other}
 }
 
-// TokenRead counts one token read. credentialType is oauth2, api_key or "" (unknown);
+// TokenRead counts one token read. credentialType is oauth2, api_key, basic or "" (unknown);
 // outcome is "success" or a problem code. Anything else is folded into unknown/other.
 func (m *Metrics) TokenRead(credentialType, outcome string) {
-	if credentialType != "oauth2" && credentialType != "api_key" {
+	if credentialType != "oauth2" && credentialType != "api_key" && credentialType != "basic" {
 		credentialType = Unknown
 	}
 	c, ok := m.tokenReads[[2]string{credentialType, outcome}]

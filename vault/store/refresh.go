@@ -116,7 +116,7 @@ func (s *Store) ClaimRefresh(ctx context.Context, req ClaimRequest) (Claim, erro
 		forced := req.forced(st, now)
 		backoff := st.BackoffUntil != nil && st.BackoffUntil.After(now)
 		switch {
-		case c.Status != StatusActive && !(c.Status == StatusError && c.AuthMode == "api_key"):
+		case c.Status != StatusActive && !(c.Status == StatusError && (c.AuthMode == "api_key" || c.AuthMode == "basic")): // health-checked back
 			out.Outcome = ClaimInactive
 			return nil
 		case out.Row.Credential == nil:
@@ -182,7 +182,7 @@ func (s *Store) ClaimDue(ctx context.Context, holder string, dueBefore, now, lea
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		q := `SELECT c.id FROM connections c LEFT JOIN refresh_state r ON r.connection_id = c.id
 			WHERE c.next_refresh_at IS NOT NULL AND c.next_refresh_at <= ?
-			AND (c.status = 'active' OR (c.status = 'error' AND c.auth_mode = 'api_key'))
+			AND (c.status = 'active' OR (c.status = 'error' AND c.auth_mode IN ('api_key', 'basic')))
 			AND (r.lease_expires_at IS NULL OR r.lease_expires_at <= ? OR r.lease_holder = '')
 			ORDER BY c.next_refresh_at LIMIT ?`
 		if s.dialect == Postgres {
