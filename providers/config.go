@@ -42,11 +42,16 @@ type View struct {
 	ClientSecretPrefix string `json:"client_secret_prefix,omitempty"`
 	// ClientSecretNextSet: a next client secret is held during a secret rotation (only its
 	// prefix is ever shown).
-	ClientSecretNextSet       bool      `json:"client_secret_next_set,omitempty"`
-	ClientSecretNextPrefix    string    `json:"client_secret_next_prefix,omitempty"`
-	OriginsDifferFromTemplate bool      `json:"origins_differ_from_template"`
-	CreatedAt                 time.Time `json:"created_at"`
-	UpdatedAt                 time.Time `json:"updated_at"`
+	ClientSecretNextSet    bool   `json:"client_secret_next_set,omitempty"`
+	ClientSecretNextPrefix string `json:"client_secret_next_prefix,omitempty"`
+	// ClientCertificate describes a tls_client_auth client secret's certificate (subject,
+	// issuer, validity, fingerprint; no prefix is shown of a certificate bundle), and
+	// ClientCertificateNext the next one during a rotation.
+	ClientCertificate         *oauthflow.CertificateInfo `json:"client_certificate,omitempty"`
+	ClientCertificateNext     *oauthflow.CertificateInfo `json:"client_certificate_next,omitempty"`
+	OriginsDifferFromTemplate bool                       `json:"origins_differ_from_template"`
+	CreatedAt                 time.Time                  `json:"created_at"`
+	UpdatedAt                 time.Time                  `json:"updated_at"`
 }
 
 var keyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -117,18 +117,25 @@ func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller
 		return PutResult{}, err
 	}
 	now := s.now().UTC()
-	id := ids.New(ids.Provider)
+	id, existingID := ids.New(ids.Provider), ""
 	if existing, err := s.store.Provider(ctx, workspaceID, r.Key); err == nil {
-		id = existing.ID
+		id, existingID = existing.ID, existing.ID
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return PutResult{}, err
 	}
-	secretGiven := secret != nil && !secret.IsZero()
+	secretGiven, nextGiven := secret != nil && !secret.IsZero(), next != nil && !next.IsZero()
 	if secretGiven && !cfg.HoldsClientSecret() {
 		return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret", "this provider's auth mode has no client secret")
 	}
+	if err := s.checkKeptSecret(ctx, existingID, cfg, secretGiven, nextGiven); err != nil { // clientcert.go
+		return PutResult{}, err
+	}
 	var ps *store.ProviderSecret
 	if secretGiven {
+		prefix, err := s.secretPrefix(cfg, "client_secret", *secret) // a tls_client_auth certificate is checked
+		if err != nil {
+			return PutResult{}, err
+		}
 		// Bound to the token, refresh and revocation origins of the configuration stored
 		// with it; a secret kept by a later update keeps its binding.
 		origins := cfg.ClientSecretOrigins()
@@ -136,21 +143,25 @@ func (s *Service) PutWithNext(ctx context.Context, workspaceID string, by Caller
 		if err != nil {
 			return PutResult{}, err
 		}
-		ps = &store.ProviderSecret{Sealed: sealed, Prefix: secret.Prefix(4), Origins: store.StoredOrigins(origins), UpdatedAt: now}
+		ps = &store.ProviderSecret{Sealed: sealed, Prefix: prefix, Origins: store.StoredOrigins(origins), UpdatedAt: now}
 	}
 	var nextRow *store.ProviderSecret
 	evs := []audit.Event{{WorkspaceID: workspaceID, Type: audit.ProviderUpdated, Actor: by.Actor, Outcome: audit.Success,
 		Data: audit.Data("provider", r.Key)}}
-	if next != nil && !next.IsZero() {
+	if nextGiven {
 		if !cfg.HoldsClientSecret() {
 			return PutResult{}, problem.ErrInvalidRequest.WithField("client_secret_next", "this provider's auth mode has no client secret")
+		}
+		prefix, err := s.secretPrefix(cfg, "client_secret_next", *next)
+		if err != nil {
+			return PutResult{}, err
 		}
 		origins := cfg.RefreshTokenOrigins()
 		sealed, err := s.secrets.Seal(ctx, vault.ClientSecretBinding(workspaceID, id, origins), *next)
 		if err != nil {
 			return PutResult{}, err
 		}
-		nextRow = &store.ProviderSecret{NextSealed: sealed, NextPrefix: next.Prefix(4), NextOrigins: store.StoredOrigins(origins)}
+		nextRow = &store.ProviderSecret{NextSealed: sealed, NextPrefix: prefix, NextOrigins: store.StoredOrigins(origins)}
 		evs = append(evs, audit.Event{WorkspaceID: workspaceID, Type: audit.ProviderClientSecretNext, Actor: by.Actor,
 			Outcome: audit.Success, Data: audit.Data("provider", r.Key)})
 	}
@@ -243,6 +254,12 @@ func (s *Service) view(ctx context.Context, row store.Provider) (View, error) {
 	case err == nil:
 		v.ClientSecretSet, v.ClientSecretPrefix = true, sec.Prefix
 		v.ClientSecretNextSet, v.ClientSecretNextPrefix = len(sec.NextSealed) > 0, sec.NextPrefix
+		if v.ClientCertificate = certificateOf(sec.Prefix); v.ClientCertificate != nil { // clientcert.go
+			v.ClientSecretPrefix = ""
+		}
+		if v.ClientCertificateNext = certificateOf(sec.NextPrefix); v.ClientCertificateNext != nil {
+			v.ClientSecretNextPrefix = ""
+		}
 	case !errors.Is(err, store.ErrNotFound):
 		return View{}, err
 	}

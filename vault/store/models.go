@@ -133,7 +133,10 @@ type ProviderSecret struct {
 	ProviderID  string `gorm:"primaryKey"`
 	WorkspaceID string
 	Sealed      []byte
-	Prefix      string
+	// Prefix is what a view shows of the secret: its masked first characters, or for a
+	// tls_client_auth certificate bundle "x509:" + the certificate's public description
+	// (providers/clientcert.go). NextPrefix likewise.
+	Prefix string
 	// Origins the secret is bound to (part of its associated data); nil: not bound yet.
 	Origins   *Strings
 	UpdatedAt time.Time
