@@ -138,3 +138,33 @@ func TestTLSClientAuthTokenCall(t *testing.T) {
 		require.Empty(t, as.LastPeerSubject())
 	})
 }
+
+// TestMintTLSClientAuth: Mint's client credentials grant with tls_client_auth, with the
+// provider's client (its secret the PEM bundle) and with a connection's own client (the
+// grant secret {"client_id","client_secret":"<PEM bundle>"}); a wrong certificate is
+// invalid_client.
+func TestMintTLSClientAuth(t *testing.T) {
+	as := oauthtest.NewMTLS(t, oauthtest.MTLSOptions{ClientID: "own-client"})
+	hc, p := mtlsClient(t, as), mtlsProvider(as)
+	p.DefaultScopes = []string{"read", "write"}
+	good := as.RegisteredCertificate(t)
+	now := time.Now()
+
+	tok, err := Mint(context.Background(), hc, p, ClientCredentials{ClientID: as.ClientID(), ClientSecret: vault.SecretFromBytes(good)}, vault.Secret{}, now)
+	require.NoError(t, err)
+	require.True(t, as.Active(context.Background(), tok.AccessToken.Reveal()))
+	require.Equal(t, []string{"read write"}, as.LastTokenForm()["scope"])
+
+	grant := GrantClient{ClientID: as.ClientID(), ClientSecret: vault.SecretFromBytes(as.RegisteredCertificate(t))}.Sealed()
+	tok, err = Mint(context.Background(), hc, p, ClientCredentials{ClientID: "the-providers", ClientSecret: vault.NewSecret("unused")}, grant, now)
+	require.NoError(t, err, "the connection's own client and certificate")
+	require.True(t, as.Active(context.Background(), tok.AccessToken.Reveal()))
+	require.Equal(t, []string{"own-client"}, as.LastTokenForm()["client_id"])
+
+	wrong := GrantClient{ClientID: as.ClientID(), ClientSecret: vault.SecretFromBytes(as.ClientCertificate(t, "intruder"))}.Sealed()
+	_, err = Mint(context.Background(), hc, p, ClientCredentials{}, wrong, now)
+	var pe *ProviderError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, "invalid_client", pe.Code)
+	require.Equal(t, http.StatusUnauthorized, pe.Status)
+}
