@@ -72,8 +72,27 @@ func TestTokenSendsKeyAndMinValidity(t *testing.T) {
 	}
 }
 
+// TestBasicToken: a basic connection's token decodes into Username and Password; its
+// TokenSource refuses (a pair is no bearer token) rather than hand out an empty token.
+func TestBasicToken(t *testing.T) {
+	c := newTestClient(t, func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"connection_id":"conn_b","credential_type":"basic","username":"ann@example.com","password":"pw:1","scopes":[]}`)
+	})
+	tok, err := c.Token(context.Background(), "conn_b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.CredentialType != "basic" || tok.Username != "ann@example.com" || tok.Password != "pw:1" || tok.AccessToken != "" {
+		t.Fatalf("token = %#v", *tok)
+	}
+	if _, err := c.TokenSource("conn_b").Token(); !errors.Is(err, ErrBasicCredential) {
+		t.Fatalf("TokenSource err = %v", err)
+	}
+}
+
 func TestTokenNeverPrintsItsSecret(t *testing.T) {
-	tok := Token{ConnectionID: "conn_1", CredentialType: "oauth2", AccessToken: "gho_SENTINEL", APIKey: "sk_SENTINEL"}
+	tok := Token{ConnectionID: "conn_1", CredentialType: "oauth2", AccessToken: "gho_SENTINEL", APIKey: "sk_SENTINEL",
+		Username: "SENTINEL-user", Password: "SENTINEL-password"}
 	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%+v", tok), fmt.Sprintf("%#v", tok), fmt.Sprintf("%v", &tok)} {
 		if strings.Contains(s, "SENTINEL") {
 			t.Fatalf("printed a secret: %s", s)

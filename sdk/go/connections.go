@@ -35,12 +35,20 @@ type Grant struct {
 	TokenType    string    `json:"token_type,omitempty"`
 }
 
-// NewConnection creates a connection without a browser: an API key, or an imported OAuth
-// grant. Exactly one credential field is set.
+// BasicAuth is a basic provider's username and password (RFC 7617: no colon in the
+// username).
+type BasicAuth struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// NewConnection creates a connection without a browser: an API key, a username and
+// password, or an imported OAuth grant. Exactly one credential field is set.
 type NewConnection struct {
 	Provider         string            `json:"provider"`
 	EndUserID        string            `json:"end_user_id"`
 	APIKey           string            `json:"api_key,omitempty"`
+	Basic            *BasicAuth        `json:"basic,omitempty"`
 	OAuth2           *Grant            `json:"oauth2,omitempty"`
 	ConnectionConfig map[string]string `json:"connection_config,omitempty"`
 	Metadata         map[string]any    `json:"metadata,omitempty"`

@@ -2,6 +2,7 @@ package authpipe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -19,6 +20,8 @@ type Token struct {
 	CredentialType string         `json:"credential_type"` // oauth2, api_key, basic, ...
 	AccessToken    string         `json:"access_token,omitempty"`
 	APIKey         string         `json:"api_key,omitempty"`
+	Username       string         `json:"username,omitempty"` // basic: the HTTP Basic (RFC 7617) pair
+	Password       string         `json:"password,omitempty"` // basic
 	TokenType      string         `json:"token_type,omitempty"`
 	ExpiresAt      time.Time      `json:"expires_at,omitzero"`
 	Scopes         []string       `json:"scopes,omitempty"`
@@ -55,6 +58,10 @@ func (c *Client) Token(ctx context.Context, connectionID string, minValidity tim
 	return &t, nil
 }
 
+// ErrBasicCredential is a TokenSource's error for a basic connection: a username and
+// password are not a bearer token.
+var ErrBasicCredential = errors.New("authpipe: a basic connection has a username and password, not a token: use Client.Token or Client.Transport")
+
 // TokenSourceOption configures a TokenSource.
 type TokenSourceOption func(*tokenSource)
 
@@ -74,6 +81,8 @@ func NoExpiryReuse(d time.Duration) TokenSourceOption {
 // oauth2.NewClient or any code that takes one. It is safe for concurrent use and shares
 // one request among concurrent callers; it reuses a token until MinValidity before its
 // expiry. For an API-key connection AccessToken holds the API key and TokenType is empty.
+// A basic connection has no token to put in one (its Token fails with ErrBasicCredential):
+// read its Username and Password with Client.Token, or call through Client.Transport.
 func (c *Client) TokenSource(connectionID string, opts ...TokenSourceOption) oauth2.TokenSource {
 	s := &tokenSource{c: c, id: connectionID, minValidity: time.Minute, noExpiryTTL: 5 * time.Minute}
 	for _, o := range opts {
@@ -139,6 +148,9 @@ func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	t, err := s.c.Token(ctx, s.id, s.minValidity)
 	if err != nil {
 		return nil, err
+	}
+	if t.CredentialType == "basic" {
+		return nil, ErrBasicCredential
 	}
 	ot := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, Expiry: t.ExpiresAt}
 	if t.AccessToken == "" && t.APIKey != "" {
