@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
 )
 
 // TestSentinelsNeverLeak plants secrets (the bootstrap key, connections' API keys, a
@@ -38,6 +40,36 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	h.expect(h.do("PUT", "/v1/providers/acme4", admin, `{"client_secret": 12, "x":"`+clientSecretSentinel+`"}`), 400, "invalid_request")
 	h.do("GET", "/v1/providers", admin, nil)
 	h.do("GET", "/v1/providers/acme", admin, nil)
+
+	// A tls_client_auth provider (RFC 8705): refused bundles carrying the key, a good one,
+	// a next one, its views. The key's PEM and its private scalar must appear nowhere, not
+	// even in a successful body.
+	ca := tlstest.NewCA(t, "Sentinel CA")
+	leaf, other := ca.Client(t, "sentinel-mtls"), ca.Client(t, "sentinel-other")
+	keyLines := strings.Split(string(leaf.KeyPEM), "\n")
+	keySentinels := []string{keyLines[2], leaf.Key.D.String(), leaf.Key.D.Text(16)}
+	mtls := map[string]any{"auth_mode": "oauth2_client_credentials", "client_id": "cid", "token_auth_method": "tls_client_auth",
+		"token_url": "https://auth.example.com/token", "api_base_url": "https://api.example.com", "client_secret": string(leaf.KeyPEM)}
+	h.expect(h.do("PUT", "/v1/providers/acme-mtls", admin, mtls), 400, "invalid_request")
+	mtls["client_secret"] = string(other.CertPEM) + string(leaf.KeyPEM)
+	h.expect(h.do("PUT", "/v1/providers/acme-mtls", admin, mtls), 400, "invalid_request")
+	mtls["client_secret"] = string(leaf.CertPEM) + string(leaf.KeyPEM)
+	pv := h.expect(h.do("PUT", "/v1/providers/acme-mtls", admin, mtls), 200, "")
+	require.Equal(t, "CN=sentinel-mtls", pv.Body["client_certificate"].(map[string]any)["subject"])
+	mtls["client_secret_next"] = "garbage" + string(leaf.KeyPEM)
+	delete(mtls, "client_secret")
+	h.expect(h.do("PUT", "/v1/providers/acme-mtls", admin, mtls), 400, "invalid_request")
+	mtls["client_secret_next"] = string(other.CertPEM) + string(other.KeyPEM)
+	h.expect(h.do("PUT", "/v1/providers/acme-mtls", admin, mtls), 200, "")
+	keySentinels = append(keySentinels, other.Key.D.String())
+	h.do("GET", "/v1/providers/acme-mtls", admin, nil)
+	h.do("GET", "/v1/providers", admin, nil)
+	for _, k := range keySentinels {
+		for _, b := range h.bodies {
+			require.NotContains(t, b, k, "a client certificate's key reached a response body")
+		}
+	}
+	sentinels = append(sentinels, keySentinels...)
 
 	// Connections: good and bad.
 	c := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{
