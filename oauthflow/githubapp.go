@@ -53,8 +53,10 @@ const (
 )
 
 // ErrInvalidAppKey: the github_app provider's client secret is not a PEM RSA private key
-// of at least 2048 bits. Nothing is sent.
-var ErrInvalidAppKey = fmt.Errorf("%w: the github_app client secret must be the app's PEM RSA private key (2048 bits or more)", ErrInvalidProvider)
+// of at least 2048 bits. Nothing is sent. It is an ErrInvalidKey (a mint refused for good:
+// needs_reauth until the key is replaced) and an ErrInvalidProvider.
+var ErrInvalidAppKey = fmt.Errorf("%w: %w: the github_app client secret must be the app's PEM RSA private key (2048 bits or more)",
+	ErrInvalidKey, ErrInvalidProvider)
 
 // ValidateGitHubAppKey checks that secret is usable as a GitHub App's private key.
 func ValidateGitHubAppKey(secret vault.Secret) error {

@@ -137,6 +137,13 @@ func TestMintGitHubApp(t *testing.T) {
 			require.Equal(t, tc.code, pe.Code)
 		})
 	}
+	t.Run("through Mint, the machine grants' one entry point", func(t *testing.T) {
+		tok, err := Mint(ctx, hc, p, appClient(gh, gh.AppID()), vault.Secret{}, time.Now())
+		require.NoError(t, err)
+		rec, ok := gh.Token(tok.AccessToken.Reveal())
+		require.True(t, ok)
+		require.False(t, rec.Narrowed)
+	})
 	t.Run("another key", func(t *testing.T) {
 		other := githubapptest.New(t, githubapptest.Options{})
 		_, err := MintGitHubApp(ctx, hc, p, appClient(other, gh.AppID()), nil, time.Now())

@@ -104,8 +104,7 @@ func mint(ctx context.Context, hc *http.Client, p Provider, client ClientCredent
 	case AuthModeJWTBearer:
 		return mintJWTBearer(ctx, hc, p, client, grant, now)
 	case AuthModeGitHubApp:
-		// Helper "ghapp" wires this: return mintGitHubApp(ctx, hc, p, client, nil, now)
-		return Token{}, fmt.Errorf("%w: %q: github_app minting is not available in this build", ErrInvalidProvider, p.Name)
+		return mintGitHubApp(ctx, hc, p, client, nil, now) // the whole installation (githubapp.go)
 	default:
 		return Token{}, fmt.Errorf("%w: %q: %s tokens are not minted", ErrInvalidProvider, p.Name, p.AuthMode)
 	}

@@ -25,6 +25,9 @@ type TokenService interface {
 	Open(ctx context.Context, cc store.ConnectionCredential, minValidity time.Duration) (refresher.Credential, error)
 	Refresh(ctx context.Context, workspaceID, connectionID string) (store.Connection, error)
 	ForceRefresh(ctx context.Context, workspaceID, connectionID string) (vault.Secret, error)
+	// Narrowed mints a GitHub App token limited to n for one read (never cached), audited
+	// as token.narrowed with actor (refresher/narrowed.go).
+	Narrowed(ctx context.Context, workspaceID, connectionID, actor string, n *oauthflow.Narrowing) (refresher.Credential, error)
 }
 
 var _ TokenService = (*refresher.Tokens)(nil)
@@ -46,6 +49,15 @@ func minValidity(c *gin.Context) (time.Duration, error) {
 		return 0, problem.ErrInvalidRequest.WithField("min_validity", "whole seconds from 0 to 86400")
 	}
 	return time.Duration(n) * time.Second, nil
+}
+
+// narrowing parses ?repositories=a,b&permissions=contents:read,issues:write (a GitHub App
+// token limited to them: oauthflow.ParseNarrowing); nil when neither is given. Only called
+// when the request has a query.
+func narrowing(c *gin.Context) (*oauthflow.Narrowing, error) {
+	repos, hasRepos := c.GetQuery("repositories")
+	perms, hasPerms := c.GetQuery("permissions")
+	return oauthflow.ParseNarrowing(repos, hasRepos, perms, hasPerms)
 }
 
 // tokenResponse is the body of the hot path. Its secret fields are plain strings on
@@ -74,6 +86,17 @@ func (s *Server) handleToken(c *gin.Context) {
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	if c.Request.URL.RawQuery != "" {
+		n, err := narrowing(c)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if n != nil {
+			s.narrowedToken(c, n)
+			return
+		}
 	}
 	cred, err := s.tokens.Credential(ctx, p.WorkspaceID, c.Param("id"), minValidity)
 	if cred.Kind != "" {
@@ -116,6 +139,29 @@ func (s *Server) handleToken(c *gin.Context) {
 	}
 	// Hand-rolled encoding (json.go): same bytes as encoding/json, no reflection; written
 	// directly (net/http adds Content-Length), without gin's render boxing and header copies.
+	c.Writer.Header()["Content-Type"] = jsonContentType
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(resp.appendJSON(make([]byte, 0, 320)))
+}
+
+// narrowedToken is the token endpoint asked for a narrowed GitHub App token: minted for
+// this read alone by the token service, which audits it (token.narrowed, with what it was
+// limited to) before it is returned; not counted as a token.read.
+func (s *Server) narrowedToken(c *gin.Context, n *oauthflow.Narrowing) {
+	p := principal(c)
+	cred, err := s.tokens.Narrowed(c.Request.Context(), p.WorkspaceID, c.Param("id"), p.KeyID, n)
+	if cred.Kind != "" {
+		markCredentialType(c, string(cred.Kind))
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	resp := tokenResponse{ConnectionID: cred.Conn.ID, CredentialType: string(cred.Kind), Scopes: cred.Scopes,
+		AccessToken: string(cred.Secret.Bytes()), TokenType: cred.TokenType, ExpiresAt: admin.UTC(cred.ExpiresAt)}
+	if md := cred.Conn.Metadata; md != "" && md != "{}" {
+		resp.Metadata = rawJSON(md)
+	}
 	c.Writer.Header()["Content-Type"] = jsonContentType
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(resp.appendJSON(make([]byte, 0, 320)))

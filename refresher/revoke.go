@@ -115,6 +115,8 @@ func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredentia
 		return revokeAttempt{outcome: store.NotRevocable, code: codeProviderMissing}
 	case err != nil:
 		return v.retryable(ctx, cc, err)
+	case p.AuthMode == oauthflow.AuthModeGitHubApp:
+		return v.revokeGitHubApp(ctx, cc, p) // DELETE /installation/token (revoke_githubapp.go)
 	case p.RevocationURL == "":
 		return revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
 	}
@@ -354,7 +356,7 @@ func (v *Revocations) EraseEndUser(ctx context.Context, workspaceID, endUser, ac
 	outcome := make(map[string]revokeAttempt, len(conns))
 	replaced := make(map[string]string, len(conns))
 	for _, cc := range conns {
-		if cc.AuthMode == string(oauthflow.AuthModeOAuth2) {
+		if oauthflow.AuthMode(cc.AuthMode).HasAccessToken() {
 			outcome[cc.ID] = v.atProvider(ctx, cc)
 			replaced[cc.ID] = v.revokeReplaced(ctx, cc.Connection)
 		} else {
@@ -424,7 +426,7 @@ func (v *Revocations) RevokeWorkspace(ctx context.Context, workspaceID string, b
 			return revoked, err
 		}
 		for _, conn := range list {
-			if conn.AuthMode != string(oauthflow.AuthModeOAuth2) || conn.Status == store.StatusDisconnected || bctx.Err() != nil {
+			if !oauthflow.AuthMode(conn.AuthMode).HasAccessToken() || conn.Status == store.StatusDisconnected || bctx.Err() != nil {
 				continue
 			}
 			cc, err := v.store.ConnectionWithCredential(ctx, workspaceID, conn.ID)

@@ -169,6 +169,7 @@ var ErrOriginNotBound = problem.Sentinel(problem.ErrOriginChanged, "vault: desti
 const (
 	UseCodeExchange = "code_exchange"
 	UseRefresh      = "refresh"
+	UseMint         = "mint" // a machine grant's token request (client credentials, JWT bearer, GitHub App)
 	UseRevoke       = "revoke"
 	UseHealthCheck  = "health_check"
 	UseForward      = "forward"

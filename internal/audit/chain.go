@@ -48,6 +48,11 @@ const (
 	SecurityAnomaly   = "security.anomaly"
 )
 
+// TokenNarrowed: a GitHub App token minted for one read, limited to the repositories and
+// permissions asked (Data: provider, repositories, permissions, granted, expires_at); one
+// event per read, never aggregated, so that what each token could do stays on record.
+const TokenNarrowed = "token.narrowed"
+
 // Outcomes.
 const (
 	Success = "success"

@@ -132,6 +132,11 @@ var (
 	ErrGatewayTimeout      = New(http.StatusGatewayTimeout, "gateway_timeout", "Provider did not answer in time")
 )
 
+// ErrNarrowingRefused: a GitHub App installation does not grant the repositories or
+// permissions a narrowed token read asks for (GitHub answered 422).
+var ErrNarrowingRefused = New(http.StatusUnprocessableEntity, "narrowing_refused",
+	"The installation does not grant the repositories or permissions asked for")
+
 // sentinel is a lower layer's error value that carries the problem it means at the HTTP
 // boundary, as fosite's RFC6749Error sentinels carry theirs: errors.Is compares the value
 // itself (store.ErrNotFound is not any not_found), errors.As finds the problem.
