@@ -47,6 +47,7 @@ var keySetSpecs = map[string]keySetSpec{
 	PurposeState: {purpose: PurposeState, dbPurpose: "connect_state", firstID: "pk_connect_state_1",
 		retireIn: StateKeyRetireIn, retire: retireAfterWindow},
 	PurposeCheckpoint: {purpose: PurposeCheckpoint, dbPurpose: checkpointKeyPurpose, firstID: checkpointKeyID, retire: retireNever},
+	purposeAnomaly:    {purpose: purposeAnomaly, dbPurpose: "anomaly_client_hash", firstID: "pk_anomaly_client_hash_1", retire: retireNever},
 }
 
 // StateKeyRetireIn is how long a rotated state key keeps verifying: the connect flow's

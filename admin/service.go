@@ -56,6 +56,7 @@ type Service struct {
 	hasher      *KeyHasher
 	state       *KeySet
 	checkpoints *CheckpointKeys
+	anomaly     *KeySet // anomaly_key.go
 	auth        *authCache
 	keks        *KEKRotation
 }
@@ -77,6 +78,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	s.state = newKeySet(PurposeState, s.store, s.secrets, s.now)
 	// Checkpoint keys keep the wall clock: the lifecycle jobs sign with them on schedule.
 	s.checkpoints = newCheckpointKeys(newKeySet(PurposeCheckpoint, s.store, s.secrets, nil))
+	s.anomaly = newKeySet(purposeAnomaly, s.store, s.secrets, s.now)
 	s.auth = newAuthCache(cfg.AuthCacheTTL, 100_000, s.now)
 	s.keks = newKEKRotation(s)
 	return s, nil
