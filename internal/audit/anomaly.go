@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -23,11 +24,26 @@ import (
 // so a burst is one finding, not one per window. The defaults are far above a test
 // suite's traffic.
 
+// Per client (anomaly_clients.go): new_client_address and new_client_certificate, a key
+// read from an address (a certificate) it has never used, once its warm-up is over. Per
+// provider (anomaly_refresh.go): provider_refresh_failures, provider_needs_reauth_burst
+// and refresh_storm, from the refresher's outcomes.
+
 // Anomaly kinds (the bounded `kind` label of authpipe_security_anomalies_total).
 const (
-	AnomalyKeyConnections = "key_connections_burst"
-	AnomalyRefusedReads   = "refused_read_burst"
+	AnomalyKeyConnections      = "key_connections_burst"
+	AnomalyRefusedReads        = "refused_read_burst"
+	AnomalyNewClientAddress    = "new_client_address"
+	AnomalyNewClientCert       = "new_client_certificate"
+	AnomalyProviderFailures    = "provider_refresh_failures"
+	AnomalyProviderNeedsReauth = "provider_needs_reauth_burst"
+	AnomalyRefreshStorm        = "refresh_storm"
 )
+
+// AnomalyKinds lists every kind: the metric's label, the webhook's and the control plane's
+// kind take no other value.
+var AnomalyKinds = []string{AnomalyKeyConnections, AnomalyRefusedReads, AnomalyNewClientAddress, AnomalyNewClientCert,
+	AnomalyProviderFailures, AnomalyProviderNeedsReauth, AnomalyRefreshStorm}
 
 // AnomalyActor is the actor of security.anomaly events.
 const AnomalyActor = "detector"
@@ -39,6 +55,15 @@ type AnomalyOptions struct {
 	BaselineFactor float64       // default 10
 	RefusedReads   int64         // default 500
 	Cooldown       time.Duration // default 1h
+	// Clients turns on the client baseline (anomaly_clients.go); nil: off.
+	Clients       ClientStore
+	ClientKey     func(ctx context.Context) ([]byte, error) // the keyed hash's key
+	ClientWarmup  time.Duration                             // default 24h
+	ClientsPerKey int                                       // default 64
+	// Per provider and connection, from ObserveRefresh (anomaly_refresh.go).
+	ProviderFailures    int64 // default 100
+	ProviderNeedsReauth int64 // default 50
+	RefreshStorm        int64 // default 30
 	// OnAnomaly is called for each finding after its event is queued (metrics, webhook,
 	// control plane). It must not block.
 	OnAnomaly func(Anomaly)
@@ -46,12 +71,14 @@ type AnomalyOptions struct {
 
 // Anomaly is one finding.
 type Anomaly struct {
-	WorkspaceID string
-	Kind        string
-	APIKeyID    string
-	Count       int64
-	Baseline    int64
-	Window      time.Duration
+	WorkspaceID  string
+	Kind         string
+	APIKeyID     string // key kinds
+	Provider     string // provider kinds
+	ConnectionID string // refresh_storm
+	Count        int64
+	Baseline     int64
+	Window       time.Duration
 }
 
 type anomalyKey struct{ workspace, actor string }
@@ -69,6 +96,10 @@ type detector struct {
 	cur   map[anomalyKey]*keyWindow
 	base  map[anomalyKey]float64 // moving average of distinct connections per window
 	fired map[anomalyKey]map[string]time.Time
+	// anomaly_refresh.go: the window's refresh outcomes per provider and per connection.
+	prov     map[anomalyKey]*providerWindow
+	provBase map[anomalyKey]*providerWindow
+	conns    map[anomalyKey]*connWindow
 }
 
 const maxDetectorKeys = 100_000 // keys tracked; beyond, the baselines start again
@@ -89,8 +120,24 @@ func newDetector(o AnomalyOptions) *detector {
 	if o.Cooldown <= 0 {
 		o.Cooldown = time.Hour
 	}
+	if o.ClientWarmup <= 0 {
+		o.ClientWarmup = 24 * time.Hour
+	}
+	if o.ClientsPerKey <= 0 {
+		o.ClientsPerKey = 64
+	}
+	if o.ProviderFailures <= 0 {
+		o.ProviderFailures = 100
+	}
+	if o.ProviderNeedsReauth <= 0 {
+		o.ProviderNeedsReauth = 50
+	}
+	if o.RefreshStorm <= 0 {
+		o.RefreshStorm = 30
+	}
 	return &detector{opts: o, cur: map[anomalyKey]*keyWindow{}, base: map[anomalyKey]float64{},
-		fired: map[anomalyKey]map[string]time.Time{}}
+		fired: map[anomalyKey]map[string]time.Time{}, prov: map[anomalyKey]*providerWindow{},
+		provBase: map[anomalyKey]*providerWindow{}, conns: map[anomalyKey]*connWindow{}}
 }
 
 // observe counts closed read groups and, once the window is over, returns its findings.
@@ -147,8 +194,10 @@ func (d *detector) close(now time.Time) []Anomaly {
 			d.base[k] = float64(n) // a key's first window is its baseline
 		}
 	}
-	if len(d.base) > maxDetectorKeys {
+	out = d.closeRefreshes(out, now) // anomaly_refresh.go
+	if len(d.base) > maxDetectorKeys || len(d.provBase) > maxDetectorKeys || len(d.fired) > 2*maxDetectorKeys {
 		clear(d.base)
+		clear(d.provBase)
 		clear(d.fired)
 	}
 	clear(d.cur)
@@ -169,12 +218,33 @@ func (d *detector) fire(k anomalyKey, kind string, now time.Time) bool {
 	return true
 }
 
-// event is a finding's chain event.
+// event is a finding's chain event: ids, counts and the window, never a credential, an
+// address or a certificate.
 func (a Anomaly) event(at time.Time) Event {
-	data, _ := json.Marshal(map[string]string{"kind": a.Kind, "api_key_id": a.APIKeyID,
-		"count": strconv.FormatInt(a.Count, 10), "baseline": strconv.FormatInt(a.Baseline, 10), "window": a.Window.String()})
+	m := map[string]string{"kind": a.Kind, "count": strconv.FormatInt(a.Count, 10),
+		"baseline": strconv.FormatInt(a.Baseline, 10)}
+	if a.Window > 0 {
+		m["window"] = a.Window.String()
+	}
+	if a.APIKeyID != "" {
+		m["api_key_id"] = a.APIKeyID
+	}
+	if a.Provider != "" {
+		m["provider"] = a.Provider
+	}
+	data, _ := json.Marshal(m)
 	return Event{WorkspaceID: a.WorkspaceID, At: at.UTC(), Type: SecurityAnomaly, Actor: AnomalyActor, Outcome: Failure,
-		ErrorCode: a.Kind, Data: string(data)}
+		ConnectionID: a.ConnectionID, ErrorCode: a.Kind, Data: string(data)}
+}
+
+// report queues a finding's event and tells OnAnomaly.
+func (b *Batcher) report(a Anomaly, now time.Time) {
+	if err := b.Enqueue(a.event(now)); err != nil {
+		b.opts.Logger.Warn("audit: security.anomaly not recorded", "kind", a.Kind, "err", err)
+	}
+	if b.detector.opts.OnAnomaly != nil {
+		b.detector.opts.OnAnomaly(a)
+	}
 }
 
 // detect runs the detector over the sealed groups and queues each finding's event.
@@ -184,11 +254,6 @@ func (b *Batcher) detect(evs []Event) {
 	}
 	now := b.opts.Now()
 	for _, a := range b.detector.observe(evs, now) {
-		if err := b.Enqueue(a.event(now)); err != nil {
-			b.opts.Logger.Warn("audit: security.anomaly not recorded", "kind", a.Kind, "err", err)
-		}
-		if b.detector.opts.OnAnomaly != nil {
-			b.detector.opts.OnAnomaly(a)
-		}
+		b.report(a, now)
 	}
 }

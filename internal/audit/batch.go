@@ -56,7 +56,8 @@ type Batcher struct {
 	pendingMu sync.Mutex
 	pending   []Event // closed groups not yet queued
 	waits     atomic.Int64
-	detector  *detector // anomaly.go; nil: off
+	detector  *detector        // anomaly.go; nil: off
+	clientQ   chan []clientObs // anomaly_clients.go; nil: off
 }
 
 // NewBatcher returns a Batcher; call Run to start it.
@@ -87,6 +88,9 @@ func NewBatcher(app Appender, opts BatchOptions) *Batcher {
 	b.reads.init()
 	if opts.Anomalies != nil {
 		b.detector = newDetector(*opts.Anomalies)
+		if opts.Anomalies.Clients != nil && opts.Anomalies.ClientKey != nil {
+			b.clientQ = make(chan []clientObs, 16)
+		}
 	}
 	return b
 }
@@ -137,6 +141,9 @@ func (b *Batcher) QueueDepth() int { return len(b.queue) }
 func (b *Batcher) Run(ctx context.Context) {
 	defer close(b.done)
 	go b.seal(ctx)
+	if b.clientQ != nil {
+		go b.watchClients(ctx)
+	}
 	batch := make([]Event, 0, b.opts.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"hash/maphash"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -34,6 +35,12 @@ type ReadKey struct {
 	ErrorCode    string // the problem code of a refused read
 	Method       string
 	Status       int
+	// Client and Cert are set on served reads only: the client address the edge resolved
+	// and the SHA-256 of the verified client certificate (mTLS), for the client baseline
+	// (anomaly_clients.go). Neither is written to the chain: reads from another client
+	// count in a group of their own.
+	Client netip.Addr
+	Cert   [32]byte
 }
 
 // ReadData is the Data of an aggregated read event.
@@ -154,15 +161,17 @@ func (g *readGroup) event() Event {
 		Outcome: k.Outcome, ErrorCode: k.ErrorCode, Data: string(data)}
 }
 
-// sealAll closes every open group and appends its event to out. The tables are cleared,
-// not reallocated, so the next window's reads of the same keys do not allocate.
-func (t *readTable) sealAll(out []Event) []Event {
+// sealAll closes every open group and appends its event to out (and its client, if any,
+// to obs). The tables are cleared, not reallocated, so the next window's reads of the same
+// keys do not allocate.
+func (t *readTable) sealAll(out []Event, obs []clientObs) ([]Event, []clientObs) {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		for j := range sh.groups {
 			if sh.groups[j].count > 0 {
 				out = append(out, sh.groups[j].event())
+				obs = sh.groups[j].clientsOf(obs)
 			}
 		}
 		clear(sh.groups) // drop the keys' references
@@ -170,7 +179,7 @@ func (t *readTable) sealAll(out []Event) []Event {
 		clear(sh.index)
 		sh.mu.Unlock()
 	}
-	return out
+	return out, obs
 }
 
 // keep puts events aside for the sealer (their reads were served: they must be written).
@@ -226,18 +235,22 @@ func (b *Batcher) seal(ctx context.Context) {
 	tick := time.NewTicker(b.opts.Window)
 	defer tick.Stop()
 	var buf []Event
+	var obs []clientObs
 	for {
 		select {
 		case <-tick.C:
 		case <-b.stop:
 			b.stopped.Store(true)
-			b.keep(b.reads.sealAll(nil)...)
+			evs, _ := b.reads.sealAll(nil, nil)
+			b.keep(evs...)
 			return
 		case <-ctx.Done():
 			return
 		}
-		evs := b.reads.sealAll(append(buf[:0], b.takePending()...))
+		evs, seen := b.reads.sealAll(append(buf[:0], b.takePending()...), obs[:0])
+		obs = seen
 		b.detect(evs)
+		b.learnClients(obs)
 		for i, e := range evs {
 			select {
 			case b.queue <- e:
@@ -250,7 +263,8 @@ func (b *Batcher) seal(ctx context.Context) {
 			case <-b.stop:
 				b.keep(evs[i:]...)
 				b.stopped.Store(true)
-				b.keep(b.reads.sealAll(nil)...)
+				rest, _ := b.reads.sealAll(nil, nil)
+				b.keep(rest...)
 				return
 			case <-ctx.Done():
 				return

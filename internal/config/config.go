@@ -55,6 +55,11 @@ const (
 	EnvAnomalyWindow               = "AUTHPIPE_ANOMALY_WINDOW"
 	EnvAnomalyKeyConnections       = "AUTHPIPE_ANOMALY_KEY_CONNECTIONS"
 	EnvAnomalyRefusedReads         = "AUTHPIPE_ANOMALY_REFUSED_READS"
+	EnvAnomalyClientWarmup         = "AUTHPIPE_ANOMALY_CLIENT_WARMUP"
+	EnvAnomalyClientsPerKey        = "AUTHPIPE_ANOMALY_CLIENTS_PER_KEY"
+	EnvAnomalyProviderFailures     = "AUTHPIPE_ANOMALY_PROVIDER_FAILURES"
+	EnvAnomalyProviderNeedsReauth  = "AUTHPIPE_ANOMALY_PROVIDER_NEEDS_REAUTH"
+	EnvAnomalyRefreshStorm         = "AUTHPIPE_ANOMALY_REFRESH_STORM"
 	EnvRefreshTokenExpiringLead    = "AUTHPIPE_REFRESH_TOKEN_EXPIRING_LEAD"
 	EnvRetention                   = "AUTHPIPE_RETENTION"
 	EnvAuditRetention              = "AUTHPIPE_AUDIT_RETENTION"
@@ -130,6 +135,13 @@ type Config struct {
 	AnomalyWindow         time.Duration
 	AnomalyKeyConnections int64
 	AnomalyRefusedReads   int64
+	// The client baseline's warm-up and size; per provider, failed refreshes and
+	// needs_reauth transitions per window; per connection, refresh attempts per window.
+	AnomalyClientWarmup        time.Duration
+	AnomalyClientsPerKey       int64
+	AnomalyProviderFailures    int64
+	AnomalyProviderNeedsReauth int64
+	AnomalyRefreshStorm        int64
 	// RefreshTokenExpiringLead: webhook connection.expiring this long before a refresh
 	// token's end.
 	RefreshTokenExpiringLead time.Duration

@@ -153,6 +153,7 @@ func (c Config) check() []Issue {
 	addMsg(EnvRefreshLead, positive(c.RefreshLead))
 	addMsg(EnvForcedRefreshInterval, positive(c.ForcedRefreshInterval))
 	addMsg(EnvAnomalyWindow, positive(c.AnomalyWindow))
+	addMsg(EnvAnomalyClientWarmup, positive(c.AnomalyClientWarmup))
 	addMsg(EnvRefreshTokenExpiringLead, positive(c.RefreshTokenExpiringLead))
 	if msg := positive(c.Retention); msg != "" {
 		add(EnvRetention, "%s", msg)

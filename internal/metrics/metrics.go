@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -261,12 +262,15 @@ func (m *Metrics) AuditWrite(n int, err error) {
 	m.auditBatchSize.Observe(float64(n))
 }
 
+// AnomalyKinds are the kind label's values besides "other": audit.AnomalyKinds
+// (internal/app's test keeps the two equal; metrics imports no domain package).
+var AnomalyKinds = []string{"key_connections_burst", "refused_read_burst", "new_client_address", "new_client_certificate",
+	"provider_refresh_failures", "provider_needs_reauth_burst", "refresh_storm"}
+
 // SecurityAnomaly counts a finding of the anomaly detection; kind is one of the bounded
 // audit.Anomaly* kinds (anything else counts as "other").
 func (m *Metrics) SecurityAnomaly(kind string) {
-	switch kind {
-	case "key_connections_burst", "refused_read_burst":
-	default:
+	if !slices.Contains(AnomalyKinds, kind) {
 		kind = "other"
 	}
 	m.anomalies.WithLabelValues(kind).Inc()
