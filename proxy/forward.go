@@ -171,8 +171,10 @@ func (s *Server) handleForward(c *gin.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	if err := s.audit.Count(ctx, audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: conn.ID,
-		Type: forwardEventType, Outcome: audit.Success, Method: c.Request.Method, Status: resp.StatusCode}, s.now()); err != nil {
+	rk := audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: conn.ID, Type: forwardEventType,
+		Outcome: audit.Success, Method: c.Request.Method, Status: resp.StatusCode}
+	readClient(c, &rk) // the client baseline (reads.go)
+	if err := s.audit.Count(ctx, rk, s.now()); err != nil {
 		// The provider has already acted: answer, but make the gap visible.
 		s.log.Error("proxy.request not audited", "request_id", requestIDOf(c), "connection_id", conn.ID)
 	}

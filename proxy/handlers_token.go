@@ -132,8 +132,10 @@ func (s *Server) handleToken(c *gin.Context) {
 	// The read is audited before the credential leaves: if the log cannot take it, the
 	// request fails closed. Reads are counted per key, connection and window (reads.go); a
 	// read waits for room when the writer is behind.
-	if err := s.audit.Count(ctx, audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: cred.Conn.ID,
-		Type: audit.TokenRead, Outcome: audit.Success}, s.now()); err != nil {
+	rk := audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: cred.Conn.ID, Type: audit.TokenRead,
+		Outcome: audit.Success}
+	readClient(c, &rk) // the client baseline (reads.go)
+	if err := s.audit.Count(ctx, rk, s.now()); err != nil {
 		fail(c, err)
 		return
 	}

@@ -54,6 +54,8 @@ type harness struct {
 	// bodies holds every response body the harness saw, for the sentinel scan.
 	mu     sync.Mutex
 	bodies []string
+	// anomaliesExpected: the test provokes security.anomaly findings on purpose.
+	anomaliesExpected bool
 }
 
 func newHarness(t *testing.T, dialect string, env map[string]string) *harness {
@@ -110,8 +112,24 @@ func startHarness(t *testing.T, vars map[string]string) *harness {
 		cancel()
 		<-done
 		a.Close()
+		// The normal suite fires no anomaly: a test's traffic under the default
+		// thresholds is never a finding (docs/incident-response.md), unless it asks for one.
+		if !h.anomaliesExpected && strings.Contains(logs.String(), `"msg":"security anomaly"`) {
+			t.Errorf("the anomaly detection fired on this test's traffic: %s", anomalyLines(logs.String()))
+		}
 	})
 	return h
+}
+
+// anomalyLines are the "security anomaly" log lines in logs.
+func anomalyLines(logs string) string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"msg":"security anomaly"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 type resp struct {
