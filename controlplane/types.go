@@ -35,12 +35,35 @@ const (
 	// good one stays in force): ErrorCode says why, ConfigVersion is the document's version
 	// (0 when it could not be read).
 	EventConfigRefused EventType = "config.refused"
+	// EventSecurityAnomaly is a finding of the anomaly detection (docs/incident-response.md):
+	// Anomaly says which, with counts; WorkspaceID, and Provider (provider kinds) or
+	// ConnectionID (refresh_storm). Metadata only: never a credential, a client address or
+	// certificate, or an end user's data.
+	EventSecurityAnomaly EventType = "security.anomaly"
 )
 
 // EventTypes lists every EventType, for validation and tests.
 var EventTypes = []EventType{EventConnectionCreated, EventConnectionDisconnected, EventConnectionErased,
 	EventConnectionRefreshed, EventConnectionRefreshFailed, EventConnectionStatusChanged, EventHeartbeat, EventCounts,
-	EventAuditCheckpoint, EventConfigRefused}
+	EventAuditCheckpoint, EventConfigRefused, EventSecurityAnomaly}
+
+// AnomalyKind is the kind of a security.anomaly (internal/audit.AnomalyKinds).
+type AnomalyKind string
+
+// Anomaly kinds.
+const (
+	AnomalyKeyConnections      AnomalyKind = "key_connections_burst"
+	AnomalyRefusedReads        AnomalyKind = "refused_read_burst"
+	AnomalyNewClientAddress    AnomalyKind = "new_client_address"
+	AnomalyNewClientCert       AnomalyKind = "new_client_certificate"
+	AnomalyProviderFailures    AnomalyKind = "provider_refresh_failures"
+	AnomalyProviderNeedsReauth AnomalyKind = "provider_needs_reauth_burst"
+	AnomalyRefreshStorm        AnomalyKind = "refresh_storm"
+)
+
+// AnomalyKinds lists every AnomalyKind.
+var AnomalyKinds = []AnomalyKind{AnomalyKeyConnections, AnomalyRefusedReads, AnomalyNewClientAddress, AnomalyNewClientCert,
+	AnomalyProviderFailures, AnomalyProviderNeedsReauth, AnomalyRefreshStorm}
 
 // Status is a connection status as the API reports it.
 type Status string
@@ -126,6 +149,20 @@ type Event struct {
 	// Checkpoint (type audit.checkpoint): the signed chain head. Hashes, ids, a public key
 	// and a signature: all public by design, none a credential.
 	Checkpoint *AuditCheckpoint `json:"checkpoint,omitempty"`
+	// Anomaly (type security.anomaly): the finding.
+	Anomaly *Anomaly `json:"anomaly,omitempty"`
+}
+
+// Anomaly is a finding of the anomaly detection: its kind, the API key it is about (key
+// kinds), and counts over the detection window.
+type Anomaly struct {
+	Kind AnomalyKind `json:"kind"`
+	// APIKeyID is the API key's id (apk_…, idRE), never the key.
+	APIKeyID string `json:"api_key_id,omitempty"`
+	Count    int64  `json:"count"`
+	Baseline int64  `json:"baseline"`
+	// WindowSeconds is the detection window (0 for the client kinds).
+	WindowSeconds int64 `json:"window_seconds,omitempty"`
 }
 
 // AuditCheckpoint is an audit chain head signed by the deployment's Ed25519 checkpoint
@@ -287,7 +324,18 @@ func (e Event) Validate() error {
 			bad("checkpoint")
 		}
 	}
+	if a := e.Anomaly; a != nil {
+		if e.Type != EventSecurityAnomaly || !oneOf(a.Kind, AnomalyKinds) || (a.APIKeyID != "" && !idRE.MatchString(a.APIKeyID)) ||
+			a.Count < 0 || a.Baseline < 0 || a.WindowSeconds < 0 {
+			bad("anomaly")
+		}
+	}
 	switch e.Type {
+	case EventSecurityAnomaly:
+		if e.Anomaly == nil || e.WorkspaceID == "" || e.Status != "" || e.ErrorCode != "" || len(e.Counts) > 0 ||
+			e.Version != "" || e.Checkpoint != nil {
+			bad("field for a security anomaly")
+		}
 	case EventAuditCheckpoint:
 		if e.Checkpoint == nil || e.WorkspaceID == "" || e.ConnectionID != "" || len(e.Counts) > 0 || e.Version != "" {
 			bad("field for an audit checkpoint")

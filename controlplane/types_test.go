@@ -18,15 +18,16 @@ import (
 // plane. TestBoundaryTypesAreListed keeps this list complete.
 var boundaryTypes = []any{
 	controlplane.Event{}, controlplane.Count{}, controlplane.ConfigDocument{}, controlplane.WorkspaceConfig{},
-	controlplane.ProviderConfigDoc{}, controlplane.SignedConfig{}, controlplane.AuditCheckpoint{},
+	controlplane.ProviderConfigDoc{}, controlplane.SignedConfig{}, controlplane.AuditCheckpoint{}, controlplane.Anomaly{},
 }
 
 // enumTypes are named string types whose values come from a fixed set of constants.
 var enumTypes = map[reflect.Type]bool{
-	reflect.TypeFor[controlplane.EventType](): true,
-	reflect.TypeFor[controlplane.Status]():    true,
-	reflect.TypeFor[controlplane.ErrorCode](): true,
-	reflect.TypeFor[controlplane.Health]():    true,
+	reflect.TypeFor[controlplane.EventType]():   true,
+	reflect.TypeFor[controlplane.Status]():      true,
+	reflect.TypeFor[controlplane.ErrorCode]():   true,
+	reflect.TypeFor[controlplane.Health]():      true,
+	reflect.TypeFor[controlplane.AnomalyKind](): true,
 }
 
 // boundedStrings are the plain string fields allowed, each with the reason its content is
@@ -62,6 +63,7 @@ var boundedStrings = map[string]string{
 	"AuditCheckpoint.KeyID":              "checkpoint key id, ckptKIDRE",
 	"AuditCheckpoint.PublicKey":          "base64url Ed25519 public key, b64KeyRE",
 	"AuditCheckpoint.Signature":          "base64url Ed25519 signature, b64SigRE",
+	"Anomaly.APIKeyID":                   "opaque API key id (apk_…), idRE; never the key",
 }
 
 // reviewedNames are fields whose names look like a secret's but are not one: each is in
@@ -76,6 +78,7 @@ var reviewedNames = map[string]string{
 	"ProviderConfigDoc.AuthorizationURL": "an endpoint URL without query",
 	"AuditCheckpoint.KeyID":              "the id of the checkpoint signing key, not key material",
 	"AuditCheckpoint.PublicKey":          "an Ed25519 public key, published for verification",
+	"Anomaly.APIKeyID":                   "the id of an API key (apk_…), not the key",
 }
 
 var suspicious = regexp.MustCompile(`(?i)token|secret|key|passw|code|state|verifier|body|cookie|credential|auth(?:orization)?header|query`)
@@ -273,6 +276,34 @@ func TestAuditCheckpointEventValidate(t *testing.T) {
 			e, c := good, *cp
 			e.Checkpoint = &c
 			mut(&e, &c)
+			require.Error(t, e.Validate())
+		})
+	}
+}
+
+// security.anomaly carries the finding's kind, an API key id or a provider key, counts and
+// the window: nothing else passes.
+func TestSecurityAnomalyEventValidate(t *testing.T) {
+	good := controlplane.Event{ID: "cpe_a", Type: controlplane.EventSecurityAnomaly, At: time.Now(), WorkspaceID: "ws_default",
+		Anomaly: &controlplane.Anomaly{Kind: controlplane.AnomalyKeyConnections, APIKeyID: "apk_abc234", Count: 3000, Baseline: 3,
+			WindowSeconds: 60}}
+	require.NoError(t, good.Validate())
+	storm := controlplane.Event{ID: "cpe_b", Type: controlplane.EventSecurityAnomaly, At: time.Now(), WorkspaceID: "ws_default",
+		ConnectionID: "conn_abc234", Provider: "google", Anomaly: &controlplane.Anomaly{Kind: controlplane.AnomalyRefreshStorm, Count: 40}}
+	require.NoError(t, storm.Validate())
+	for name, mut := range map[string]func(e *controlplane.Event, a *controlplane.Anomaly){
+		"no anomaly":         func(e *controlplane.Event, _ *controlplane.Anomaly) { e.Anomaly = nil },
+		"unknown kind":       func(_ *controlplane.Event, a *controlplane.Anomaly) { a.Kind = "203.0.113.9" },
+		"key in the key id":  func(_ *controlplane.Event, a *controlplane.Anomaly) { a.APIKeyID = "ap_0123456789abcdefghij_-AB" },
+		"negative count":     func(_ *controlplane.Event, a *controlplane.Anomaly) { a.Count = -1 },
+		"anomaly on another": func(e *controlplane.Event, _ *controlplane.Anomaly) { e.Type = controlplane.EventConnectionRefreshed },
+		"no workspace":       func(e *controlplane.Event, _ *controlplane.Anomaly) { e.WorkspaceID = "" },
+		"error code":         func(e *controlplane.Event, _ *controlplane.Anomaly) { e.ErrorCode = controlplane.ErrorUnknown },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, a := good, *good.Anomaly
+			e.Anomaly = &a
+			mut(&e, &a)
 			require.Error(t, e.Validate())
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,6 +28,8 @@ const (
 	// EventProviderWebhook relays a provider's verified webhook (package inbound).
 	EventProviderWebhook = "provider.webhook"
 	EventExpiring        = "connection.expiring"
+	// EventSecurityAnomaly is a finding of the anomaly detection (audit.SecurityAnomaly).
+	EventSecurityAnomaly = "security.anomaly"
 )
 
 // WebhookPayload is the JSON body of every webhook: identifiers and codes, never a
@@ -51,6 +54,19 @@ type WebhookData struct {
 	Body            string `json:"body,omitempty"`
 	// RefreshTokenExpiresAt is the refresh token's end (connection.expiring).
 	RefreshTokenExpiresAt string `json:"refresh_token_expires_at,omitempty"`
+	// Anomaly is the finding (security.anomaly; connection_id is set for refresh_storm only).
+	Anomaly *WebhookAnomaly `json:"anomaly,omitempty"`
+}
+
+// WebhookAnomaly is a security.anomaly's finding: the kind, the API key's id (key kinds),
+// counts and the window, as the audit event records them. Never a credential, a client
+// address or a certificate.
+type WebhookAnomaly struct {
+	Kind     string `json:"kind"`
+	APIKeyID string `json:"api_key_id,omitempty"`
+	Count    int64  `json:"count"`
+	Baseline int64  `json:"baseline"`
+	Window   string `json:"window,omitempty"`
 }
 
 // MapEvent turns an audit event into a webhook: connection.created (and reconnected),
@@ -79,10 +95,12 @@ func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 	case e.Type == audit.TokenRefresh && e.Outcome == audit.Failure &&
 		(data["webhook"] == EventNeedsReauth || data["webhook"] == EventRefreshFailed):
 		typ, d.ErrorCode = data["webhook"], e.ErrorCode
+	case e.Type == audit.SecurityAnomaly:
+		typ, d.Anomaly = EventSecurityAnomaly, anomalyOf(e, data)
 	default:
 		return "", "", false
 	}
-	if e.ConnectionID == "" {
+	if e.ConnectionID == "" && typ != EventSecurityAnomaly {
 		return "", "", false
 	}
 	b, err := json.Marshal(WebhookPayload{ID: e.ID, Type: typ, CreatedAt: e.At.UTC(), Data: d})
@@ -90,6 +108,13 @@ func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 		return "", "", false
 	}
 	return typ, string(b), true
+}
+
+// anomalyOf reads a security.anomaly event's finding (audit.Anomaly's event).
+func anomalyOf(e audit.Event, data map[string]string) *WebhookAnomaly {
+	count, _ := strconv.ParseInt(data["count"], 10, 64)
+	base, _ := strconv.ParseInt(data["baseline"], 10, 64)
+	return &WebhookAnomaly{Kind: e.ErrorCode, APIKeyID: data["api_key_id"], Count: count, Baseline: base, Window: data["window"]}
 }
 
 // WebhookStore is what the dispatcher needs of the store.

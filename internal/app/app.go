@@ -178,8 +178,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*App, error) {
 		return nil, err
 	}
 	a.Audit = audit.NewBatcher(a.Store, audit.BatchOptions{Logger: a.Log, Now: o.now, OnWrite: a.Metrics.AuditWrite,
-		Anomalies: &audit.AnomalyOptions{Window: cfg.AnomalyWindow, KeyConnections: cfg.AnomalyKeyConnections,
-			RefusedReads: cfg.AnomalyRefusedReads, OnAnomaly: a.onAnomaly}})
+		Anomalies: a.anomalyOptions()}) // anomaly.go
 	catalog, err := oauthflow.LoadCatalog()
 	if err != nil {
 		a.Close()

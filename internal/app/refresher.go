@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/controlplane"
+	"github.com/authpipe/authpipe-proxy/internal/audit"
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/refresher"
 )
@@ -30,9 +31,13 @@ func (a *App) newRefresher(now func() time.Time) error {
 	opts := []refresher.Option{refresher.WithLogger(a.Log), refresher.WithClock(now), refresher.WithMetrics(a.Metrics),
 		refresher.WithLatencyHook(a.Metrics.RefreshDuration),
 		refresher.WithProviderClient(providerTokenClient(providers)), refresher.WithWebhooks(w)}
+	// refreshed, refresh_failed, status_changed: to the anomaly detection, and to the control
+	// plane when there is one.
+	events := refresherEvents{audit: a.Audit}
 	if a.ControlPlane != nil {
-		opts = append(opts, refresher.WithEvents(refresherEvents{a.ControlPlane})) // refreshed, refresh_failed, status_changed
+		events.cp = a.ControlPlane
 	}
+	opts = append(opts, refresher.WithEvents(events))
 	a.Refresher, err = refresher.New(refresher.Config{Schedule: a.Config.RefreshSchedule, Lead: a.Config.RefreshLead,
 		ForcedInterval: a.Config.ForcedRefreshInterval, ExpiringLead: a.Config.RefreshTokenExpiringLead},
 		refresher.Deps{Store: a.Store, Creds: a.Creds, HTTPClient: hc,
@@ -48,13 +53,21 @@ func (a *App) newRefresher(now func() time.Time) error {
 	return err
 }
 
-// refresherEvents sends the refresher's events to the control plane, its failure codes
-// mapped onto the control plane's fixed set.
-type refresherEvents struct{ cp controlplane.Emitter }
+// refresherEvents tells the anomaly detection of the refresher's events, and sends them to
+// the control plane (cp nil: standalone), its failure codes mapped onto the control
+// plane's fixed set.
+type refresherEvents struct {
+	cp    controlplane.Emitter
+	audit *audit.Batcher
+}
 
 var _ refresher.EventSink = refresherEvents{}
 
 func (e refresherEvents) Emit(ctx context.Context, ev refresher.Event) {
+	refreshOutcomes(e.audit, ev) // anomaly.go
+	if e.cp == nil {
+		return
+	}
 	out := controlplane.Event{Type: controlplane.EventType(ev.Type), WorkspaceID: ev.WorkspaceID, ConnectionID: ev.ConnectionID,
 		Provider: ev.Provider, Status: controlplane.Status(ev.Status)}
 	if ev.Code != "" {
