@@ -71,6 +71,7 @@ func newClockHarness(t *testing.T, dialect string, env map[string]string, clock 
 		cancel()
 		<-done
 		a.Close()
+		h.noAnomaly()
 	})
 	return h
 }

@@ -197,7 +197,8 @@ func (a adminAPI) handlePutWebhook(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, gin.H{"url": req.URL, "secret": secret.Reveal(), "signature_header": webhooksig.SignatureHeader,
-		"events": []string{refresher.EventCreated, refresher.EventDisconnected, refresher.EventNeedsReauth, refresher.EventRefreshFailed}})
+		"events": []string{refresher.EventCreated, refresher.EventDisconnected, refresher.EventNeedsReauth, refresher.EventRefreshFailed,
+			refresher.EventExpiring, refresher.EventProviderWebhook, refresher.EventSecurityAnomaly}})
 }
 
 // handleDeleteWebhook is DELETE /v1/webhooks (scope admin).

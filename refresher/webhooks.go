@@ -73,8 +73,9 @@ type WebhookAnomaly struct {
 // connection.disconnected (and erased), connection.needs_reauth (a provider change put the
 // connection there; error_code is the reason, e.g. provider_origin_changed), and the
 // token.refresh failures the refresher marks as webhook-worthy (connection.needs_reauth;
-// connection.refresh_failed once per streak), and connection.expiring (a refresh token's
-// end is near: the end user must reconnect before it).
+// connection.refresh_failed once per streak), connection.expiring (a refresh token's
+// end is near: the end user must reconnect before it) and security.anomaly (a finding of
+// the anomaly detection; no connection id unless the finding names one).
 func MapEvent(e audit.Event) (typ, payload string, ok bool) {
 	var data map[string]string
 	if e.Data != "" {

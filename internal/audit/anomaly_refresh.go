@@ -42,6 +42,9 @@ func (b *Batcher) ObserveRefresh(workspaceID, provider, connectionID string, o R
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.start.IsZero() {
+		d.start = b.opts.Now() // the first window starts with its first observation
+	}
 	if o == RefreshNeedsReauth || o == RefreshFailed {
 		pk := anomalyKey{workspaceID, provider}
 		w := d.prov[pk]

@@ -22,7 +22,9 @@ func TestLearnAPIKeyClients(t *testing.T) {
 		require.NoError(t, s.EnsureDefaultWorkspace(ctx))
 		ws, key := store.DefaultWorkspaceID, "apk_learn"
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-		addr := func(i int) audit.ClientSeen { return audit.ClientSeen{Kind: audit.ClientAddress, Hash: fmt.Sprintf("%032x", i)} }
+		addr := func(i int) audit.ClientSeen {
+			return audit.ClientSeen{Kind: audit.ClientAddress, Hash: fmt.Sprintf("%032x", i)}
+		}
 		learn := func(at time.Time, seen ...audit.ClientSeen) []audit.ClientSeen {
 			fresh, err := s.LearnAPIKeyClients(ctx, ws, key, seen, time.Hour, 4, at)
 			require.NoError(t, err)
