@@ -506,3 +506,22 @@ func TestParseCatalogPins(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"pins":["`+pinA)
 }
+
+// TestCatalogCoverage: every entry links the documentation it was checked against and sits
+// in at least one category, and every auth mode has entries.
+func TestCatalogCoverage(t *testing.T) {
+	c := loadCatalog(t)
+	modes := map[AuthMode]int{}
+	for _, p := range c.All() {
+		require.NotEmpty(t, p.DocsURL, "%s: docs_url", p.Name)
+		require.NotEmpty(t, p.Categories, "%s: categories", p.Name)
+		for _, cat := range p.Categories {
+			require.Contains(t, Categories, cat, p.Name)
+		}
+		modes[p.AuthMode]++
+	}
+	for _, m := range AuthModes {
+		require.Positive(t, modes[m], "no %s entry in the catalog", m)
+	}
+	require.Len(t, modes, len(AuthModes), "every entry's mode is one of AuthModes")
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/authpipe/authpipe-proxy/oauthflow"
 	"github.com/authpipe/authpipe-proxy/vault/store/storetest"
 )
 
@@ -201,8 +202,7 @@ func TestProvidersAPI(t *testing.T) {
 	gh := h.expect(h.do("PUT", "/v1/providers/github", pw, map[string]any{"template": "github", "client_id": "Iv1.x"}), 200, "")
 	require.Equal(t, "https://github.com/login/oauth/authorize", gh.Body["authorization_url"])
 	require.Equal(t, false, gh.Body["client_secret_set"])
-	cat := h.expect(h.do("GET", "/v1/catalog", pw, nil), 200, "")
-	require.GreaterOrEqual(t, len(cat.Body["providers"].([]any)), 60)
+	requireCatalogServed(t, h.expect(h.do("GET", "/v1/catalog", pw, nil), 200, "").Body)
 
 	// An update without client_secret keeps the secret.
 	delete(custom, "client_secret")
@@ -280,4 +280,36 @@ func TestWorkspaceAuditRetentionSetting(t *testing.T) {
 	h.expect(h.do("PATCH", "/v1/workspaces/ws_default", h.createKey("admin"), map[string]any{"audit_retention": "720h"}), 403, "forbidden")
 	r = h.expect(h.do("PATCH", "/v1/workspaces/ws_default", bootstrapKey, `{"audit_retention": null}`), 200, "")
 	require.NotContains(t, r.Body, "audit_retention", "back to the deployment's")
+}
+
+// requireCatalogServed checks a GET /v1/catalog body against the embedded catalog: every
+// entry, once, in name order, with its auth mode, categories and documentation link, and
+// every auth mode represented.
+func requireCatalogServed(t *testing.T, body map[string]any) {
+	t.Helper()
+	want, err := oauthflow.LoadCatalog()
+	require.NoError(t, err)
+	got, ok := body["providers"].([]any)
+	require.True(t, ok, "providers is a list")
+	require.Len(t, got, want.Len(), "GET /v1/catalog returns every catalog entry")
+	modes := map[string]bool{}
+	for i, p := range want.All() {
+		e, ok := got[i].(map[string]any)
+		require.True(t, ok)
+		require.Equal(t, p.Name, e["name"], "entry %d in name order", i)
+		require.Equal(t, string(p.AuthMode), e["auth_mode"], p.Name)
+		require.Equal(t, p.DocsURL, e["docs_url"], p.Name)
+		require.NotEmpty(t, e["docs_url"], p.Name)
+		cats, ok := e["categories"].([]any)
+		require.True(t, ok && len(cats) > 0, "%s has categories", p.Name)
+		require.Len(t, cats, len(p.Categories), p.Name)
+		if p.AssertionAudience != "" {
+			require.Equal(t, p.AssertionAudience, e["assertion_audience"], p.Name)
+		}
+		modes[p.Name] = true
+		modes["mode:"+string(p.AuthMode)] = true
+	}
+	for _, m := range oauthflow.AuthModes {
+		require.True(t, modes["mode:"+string(m)], "GET /v1/catalog has a %s entry", m)
+	}
 }
