@@ -122,6 +122,13 @@ func (s *MTLSServer) ClientID() string { return s.opts.ClientID }
 // outbound.Policy.RootCAs.
 func (s *MTLSServer) RootCAs() *x509.CertPool { return s.serverCA.Pool() }
 
+// RootCAFile writes the CA of the listener's certificate to a file of the test's temporary
+// directory (for AUTHPIPE_OUTBOUND_CA_FILE) and returns its path.
+func (s *MTLSServer) RootCAFile(t testing.TB) string {
+	t.Helper()
+	return s.serverCA.WriteFile(t, t.TempDir(), "mtls-server-ca")
+}
+
 // Client is a plain HTTP client that trusts the listener and presents no certificate.
 func (s *MTLSServer) Client() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second,
