@@ -507,10 +507,12 @@ func TestParseCatalogPins(t *testing.T) {
 	require.Contains(t, string(b), `"pins":["`+pinA)
 }
 
-// TestCatalogCoverage: every entry links the documentation it was checked against and sits
-// in at least one category, and every auth mode has entries.
+// TestCatalogCoverage: the catalog has at least 300 entries (issue 20), every entry links
+// the documentation it was checked against and sits in at least one category, and every auth
+// mode has entries.
 func TestCatalogCoverage(t *testing.T) {
 	c := loadCatalog(t)
+	require.GreaterOrEqual(t, c.Len(), 300, "catalog entries")
 	modes := map[AuthMode]int{}
 	for _, p := range c.All() {
 		require.NotEmpty(t, p.DocsURL, "%s: docs_url", p.Name)
