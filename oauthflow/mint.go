@@ -110,6 +110,20 @@ func mint(ctx context.Context, hc *http.Client, p Provider, client ClientCredent
 	}
 }
 
+// MintUsesProviderClient reports whether a mint for a connection of p presents the
+// provider's client (its secret or key): a client-credentials connection without its own
+// client (ownGrant), a jwt_bearer provider that authenticates its client (not none), a
+// GitHub App (the app's key).
+func (p Provider) MintUsesProviderClient(ownGrant bool) bool {
+	switch p.AuthMode {
+	case AuthModeClientCredentials:
+		return !ownGrant
+	case AuthModeJWTBearer:
+		return p.TokenAuthMethod != NoClientAuth
+	}
+	return true
+}
+
 // mintClientCredentials is the client_credentials grant (RFC 6749 section 4.4.2).
 func mintClientCredentials(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, grant vault.Secret, now time.Time) (Token, error) {
 	if !grant.IsZero() {

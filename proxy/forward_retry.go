@@ -75,8 +75,8 @@ func (s *Server) forwardWithRetries(c *gin.Context, hc *http.Client, target *url
 			return resp, nil
 		}
 		// A 401 means the provider did not act: any method may be resent once with a
-		// fresh token.
-		if resp.StatusCode == http.StatusUnauthorized && cred.kind == oauthflow.AuthModeOAuth2 && s.refresher != nil && !refreshed {
+		// fresh token (refreshed, or minted again).
+		if resp.StatusCode == http.StatusUnauthorized && cred.kind.HasAccessToken() && s.refresher != nil && !refreshed {
 			refreshed = true
 			tok, rerr := s.refresher.ForceRefresh(ctx, workspaceID, connID)
 			if rerr != nil {

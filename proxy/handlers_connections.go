@@ -41,6 +41,11 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 		// connection (oauthflow.NewTypedConnection checks both).
 		ConnectionConfig map[string]string `json:"connection_config"`
 		Metadata         map[string]string `json:"metadata"`
+		// Machine connections (oauthflow.Machines): the end user's own client, a
+		// service-account key, a GitHub App installation; none of them for the provider's client.
+		ClientCredentials *oauthflow.GrantClient `json:"client_credentials"`
+		ServiceAccount    oauthflow.KeyJSON      `json:"service_account"`
+		InstallationID    string                 `json:"installation_id"`
 	}
 	if !bindJSON(c, &req) {
 		return
@@ -62,9 +67,6 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	case !validEndUser(req.EndUserID):
 		fail(c, problem.ErrInvalidRequest.WithField("end_user_id", "1–256 printable characters"))
 		return
-	case req.Basic == nil && (req.APIKey.IsZero() || req.APIKey.Len() > oauthflow.MaxAPIKeyLen):
-		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB"))
-		return
 	case !req.WebhookSecret.IsZero() && req.WebhookSecret.Len() > inbound.MaxSecretLen:
 		fail(c, inbound.CheckSecret("webhook_secret", req.WebhookSecret))
 		return
@@ -74,6 +76,17 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	prov, _, err := s.providers.Resolve(ctx, p.WorkspaceID, req.Provider)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		fail(c, err)
+		return
+	}
+	machine := req.ClientCredentials != nil || !req.ServiceAccount.IsZero() || req.InstallationID != ""
+	if req.APIKey.IsZero() && req.Basic == nil && (machine || prov.AuthMode.Minted()) {
+		createMachine(c, s.machines, s.events, oauthflow.MachineConnect{WorkspaceID: p.WorkspaceID, Provider: req.Provider,
+			EndUserID: req.EndUserID, Actor: p.KeyID, ClientCredentials: req.ClientCredentials, ServiceAccount: req.ServiceAccount.Secret,
+			ConnectionConfig: req.ConnectionConfig, Metadata: req.Metadata}, req.InstallationID, !req.WebhookSecret.IsZero())
+		return
+	}
+	if machine || req.Basic == nil && (req.APIKey.IsZero() || req.APIKey.Len() > oauthflow.MaxAPIKeyLen) {
+		fail(c, problem.ErrInvalidRequest.WithField("api_key", "required, at most 8 KiB (and no client_credentials, service_account or installation_id)"))
 		return
 	}
 	// The same connection as the hosted connect page's form makes (oauthflow): its
@@ -161,6 +174,38 @@ func importGrant(c *gin.Context, im *oauthflow.Importer, events EventSink, in oa
 	ctx := c.Request.Context()
 	p := principal(c)
 	conn, err := im.Import(ctx, p.WorkspaceID, p.KeyID, in)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	emitConnection(ctx, events, controlplane.EventConnectionCreated, conn, "")
+	c.JSON(http.StatusCreated, viewOf(conn))
+}
+
+// createMachine is POST /v1/connections for a machine mode (oauthflow.Machines: one mint
+// proves the credential, then connection, sealed grant secret, first token and audit event
+// in one transaction). installationID is a github_app connection's connection_config
+// installation_id.
+func createMachine(c *gin.Context, m *oauthflow.Machines, events EventSink, in oauthflow.MachineConnect, installationID string, webhookSecret bool) {
+	defer in.ServiceAccount.Wipe()
+	if webhookSecret {
+		fail(c, problem.ErrInvalidRequest.WithField("webhook_secret", "set it after creating a machine connection (PUT .../webhook-secret)"))
+		return
+	}
+	if installationID != "" {
+		if v, ok := in.ConnectionConfig["installation_id"]; ok && v != installationID {
+			fail(c, problem.ErrInvalidRequest.WithField("installation_id", "differs from connection_config.installation_id"))
+			return
+		}
+		cfg := make(map[string]string, len(in.ConnectionConfig)+1)
+		for k, v := range in.ConnectionConfig {
+			cfg[k] = v
+		}
+		cfg["installation_id"] = installationID
+		in.ConnectionConfig = cfg
+	}
+	ctx := c.Request.Context()
+	conn, err := m.Create(ctx, in)
 	if err != nil {
 		fail(c, err)
 		return

@@ -20,8 +20,8 @@ func (s *Server) handleRefresh(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	if conn.AuthMode != string(oauthflow.AuthModeOAuth2) {
-		fail(c, problem.ErrInvalidRequest.WithDetail("only OAuth connections are refreshed"))
+	if !oauthflow.AuthMode(conn.AuthMode).HasAccessToken() {
+		fail(c, problem.ErrInvalidRequest.WithDetail("only OAuth and minted-token connections are refreshed"))
 		return
 	}
 	conn, err = s.tokens.Refresh(ctx, p.WorkspaceID, conn.ID)

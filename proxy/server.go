@@ -101,6 +101,7 @@ type Server struct {
 	oauth     providerClients     // provider_client.go: the connect flows' provider client
 	connect   *connectAPI         // handlers_connect.go
 	importer  *oauthflow.Importer // handlers_connections.go: POST /v1/connections with oauth2
+	machines  *oauthflow.Machines // handlers_connections.go: POST /v1/connections of a machine mode
 	life      *lifecycleAPI       // handlers_lifecycle.go
 	inbound   inboundAPI          // handlers_inbound.go
 	incidents IncidentRotator     // handlers_incident.go
@@ -145,6 +146,10 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	s.connect = &connectAPI{flows: flows, publicURL: cfg.PublicURL, events: s.events}
 	if s.importer, err = oauthflow.NewImporter(oauthflow.ImportDeps{Store: deps.Store, Providers: deps.Providers,
 		Creds: deps.Creds, ValidEndUser: admin.ValidEndUserID}, s.now, s.log); err != nil {
+		return nil, err
+	}
+	if s.machines, err = oauthflow.NewMachines(oauthflow.MachineDeps{Store: deps.Store, Providers: deps.Providers,
+		Creds: deps.Creds, ClientFor: s.oauth.tokenClient, Now: s.now}); err != nil {
 		return nil, err
 	}
 	s.incidents = deps.Incidents

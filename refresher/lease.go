@@ -130,6 +130,9 @@ func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder st
 			r.log.LogAttrs(ctx, slog.LevelWarn, "release lease", slog.String("connection", c.ID), slog.Any("err", err))
 		}
 	}
+	if oauthflow.AuthMode(c.AuthMode).Minted() {
+		return r.performMint(ctx, cl, holder) // mint.go: the same lease, commit and failures
+	}
 	if cred == nil || len(cred.RefreshToken) == 0 {
 		// Nothing to refresh with: stop scheduling it, serve what there is.
 		release(nil, true)
@@ -200,7 +203,8 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, p
 		NextRefreshAt: r.deadline(prov.RefreshDue(tok, now)), Now: now,
 		Events: []audit.Event{{WorkspaceID: c.WorkspaceID, At: now, Type: audit.TokenRefresh, Actor: actor,
 			ConnectionID: c.ID, Outcome: audit.Success,
-			Data: eventData("provider", c.Provider, "rotated", map[bool]string{true: "true"}[!tok.RefreshToken.IsZero()])}}}
+			Data: eventData("provider", c.Provider, "rotated", map[bool]string{true: "true"}[!tok.RefreshToken.IsZero()],
+				"minted", map[bool]string{true: "true"}[oauthflow.AuthMode(c.AuthMode).Minted()])}}}
 	if tok.Scopes != nil {
 		rc.Scopes = store.Strings(tok.Scopes)
 	}

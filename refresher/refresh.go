@@ -263,12 +263,17 @@ func New(cfg Config, deps Deps, opts ...Option) (*Refresher, error) {
 // Lead is the configured lead window.
 func (r *Refresher) Lead() time.Duration { return r.cfg.Lead }
 
-// NeedsRefresh reports whether an OAuth connection's token must be refreshed before it is
-// served: it is inside the lead window (now ≥ next_refresh_at − lead) or valid for less
-// than minValidity. It reads only the row: the hot path calls it on every request.
+// NeedsRefresh reports whether an access token (an OAuth connection's, or a minted one:
+// AuthMode.HasAccessToken) must be refreshed or minted before it is served: it is inside
+// the lead window (now ≥ next_refresh_at − lead) or valid for less than minValidity, or a
+// minted connection holds none yet. It reads only the row: the hot path calls it on every
+// request.
 func (r *Refresher) NeedsRefresh(c store.Connection, minValidity time.Duration) bool {
-	if c.AuthMode != string(oauthflow.AuthModeOAuth2) {
+	if !oauthflow.AuthMode(c.AuthMode).HasAccessToken() {
 		return false
+	}
+	if needsMint(c) {
+		return true
 	}
 	now := r.now()
 	if c.ExpiresAt != nil && !c.ExpiresAt.After(now.Add(minValidity)) {
@@ -326,7 +331,7 @@ func (r *Refresher) token(ctx context.Context, workspaceID, connectionID string,
 	if res.fresh == nil {
 		return openCredential(ctx, r.creds, res.row)
 	}
-	return Credential{Secret: res.fresh.AccessToken, Kind: oauthflow.AuthModeOAuth2, TokenType: tokenType(res.fresh.TokenType),
+	return Credential{Secret: res.fresh.AccessToken, Kind: oauthflow.AuthMode(res.row.AuthMode), TokenType: tokenType(res.fresh.TokenType),
 		ExpiresAt: res.row.ExpiresAt, Scopes: []string(res.row.Scopes), Conn: res.row.Connection}, nil
 }
 

@@ -18,9 +18,11 @@ import (
 //   - needs_reauth → ErrNeedsReauth; disconnected, revoke_pending or no credential →
 //     ErrDisconnected. An OAuth connection without an access token → ErrNeedsReauth.
 //   - An API key is opened as stored.
-//   - An OAuth token outside the lead window and valid for minValidity is opened from the
-//     row already read: no further query, no provider call.
-//   - Otherwise it is refreshed first (single-flight and leased, lease.go). When no refresh
+//   - An access token (OAuth, or minted: AuthMode.HasAccessToken) outside the lead window
+//     and valid for minValidity is opened from the row already read: no further query, no
+//     provider call.
+//   - Otherwise it is refreshed — or, for a minted mode (and one that holds no token yet),
+//     minted — first (single-flight and leased, lease.go and mint.go). When no refresh
 //     can be had — the provider is down, rate limited, cooling down, or no Refresher is
 //     wired — the current token is served while it has not expired; an expired token is
 //     never served (ErrUnavailable).
@@ -39,8 +41,8 @@ type Opener interface {
 // Credential is an opened credential ready to use, with the row it was served from (after
 // a refresh, the row as committed).
 type Credential struct {
-	Secret    vault.Secret       // the access token, the API key, or a basic credential's JSON (oauthflow.OpenBasic)
-	Kind      oauthflow.AuthMode // the connection's auth mode: AuthModeOAuth2 (an access token), AuthModeAPIKey or AuthModeBasic
+	Secret    vault.Secret       // the access token (OAuth or minted), the API key, or a basic credential's JSON (oauthflow.OpenBasic)
+	Kind      oauthflow.AuthMode // the connection's auth mode: an access token (oauth2, a minted mode), api_key or basic
 	TokenType string             // an access token's type ("Bearer" when the provider named none)
 	ExpiresAt *time.Time         // an access token's expiry; nil when it does not expire
 	Scopes    []string           // the granted scopes as stored
@@ -105,13 +107,14 @@ func (t *Tokens) Usable(ctx context.Context, workspaceID, connectionID string) (
 // and cannot be.
 func (t *Tokens) Open(ctx context.Context, cc store.ConnectionCredential, minValidity time.Duration) (Credential, error) {
 	workspaceID, connectionID := cc.WorkspaceID, cc.ID
-	if cc.AuthMode != string(oauthflow.AuthModeOAuth2) {
+	mode := oauthflow.AuthMode(cc.AuthMode)
+	if !mode.HasAccessToken() {
 		return openCredential(ctx, t.creds, cc)
 	}
 	if t.r != nil && t.r.NeedsRefresh(cc.Connection, minValidity) {
 		cred, err := t.r.token(ctx, workspaceID, connectionID, minValidity, false)
 		if err != nil {
-			return Credential{Kind: oauthflow.AuthModeOAuth2, Conn: cc.Connection}, err
+			return Credential{Kind: mode, Conn: cc.Connection}, err
 		}
 		if cred.Scopes == nil {
 			cred.Scopes = []string(cc.Scopes)
@@ -120,7 +123,7 @@ func (t *Tokens) Open(ctx context.Context, cc store.ConnectionCredential, minVal
 	}
 	if !stillValid(cc.Connection, t.now()) {
 		// Expired, and no Refresher to renew it.
-		return Credential{Kind: oauthflow.AuthModeOAuth2, Conn: cc.Connection}, ErrUnavailable
+		return Credential{Kind: mode, Conn: cc.Connection}, ErrUnavailable
 	}
 	return openCredential(ctx, t.creds, cc)
 }
@@ -171,13 +174,17 @@ func openCredential(ctx context.Context, creds Opener, cc store.ConnectionCreden
 	switch out.Kind {
 	case oauthflow.AuthModeAPIKey, oauthflow.AuthModeBasic:
 		bind, sealed = vault.APIKeyBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.APIKey
-	case oauthflow.AuthModeOAuth2:
+	case oauthflow.AuthModeOAuth2, oauthflow.AuthModeClientCredentials, oauthflow.AuthModeJWTBearer, oauthflow.AuthModeGitHubApp:
+		// An OAuth access token, or a minted one: sealed and bound alike.
 		bind, sealed = vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.AccessToken
 		out.TokenType, out.ExpiresAt = tokenType(cc.Credential.TokenType), cc.ExpiresAt
 	default:
 		return out, fmt.Errorf("refresher: connection %s: unknown auth mode %q", cc.ID, cc.AuthMode)
 	}
 	if len(sealed) == 0 {
+		if out.Kind.Minted() {
+			return out, ErrUnavailable // none minted yet, and nothing mints it now
+		}
 		return out, ErrNeedsReauth
 	}
 	sec, err := creds.Open(ctx, bind, sealed)

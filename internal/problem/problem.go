@@ -106,6 +106,10 @@ var (
 	ErrNoAPIBaseURL            = New(http.StatusBadRequest, "no_api_base_url", "The provider has no usable api_base_url")
 	ErrInvalidConnectionConfig = New(http.StatusBadRequest, "invalid_connection_config",
 		"A connection_config value is missing or invalid")
+	// ErrInvalidCredential: the provider refused the credential a machine connection was
+	// created with (its client, its service-account key); the detail names the provider's
+	// error code, nothing was stored.
+	ErrInvalidCredential   = New(http.StatusBadRequest, "invalid_credential", "The provider refused the credential")
 	ErrUnauthorized        = New(http.StatusUnauthorized, "unauthorized", "Unauthorized")
 	ErrInvalidSignature    = New(http.StatusUnauthorized, "invalid_signature", "Webhook signature invalid")
 	ErrForbidden           = New(http.StatusForbidden, "forbidden", "Forbidden")

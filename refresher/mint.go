@@ -1,0 +1,124 @@
+package refresher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/authpipe/authpipe-proxy/oauthflow"
+	"github.com/authpipe/authpipe-proxy/vault"
+	"github.com/authpipe/authpipe-proxy/vault/store"
+)
+
+// Minting (machine grants: oauth2_client_credentials, jwt_bearer, github_app) goes through
+// exactly what a refresh goes through: the single-flight, the lease claimed in the
+// connection's row lock, the fenced commit that releases it, the failure path. Only the
+// provider call differs: oauthflow.Mint with the connection's grant secret (its own client
+// or service-account key, opened here) or the provider's client, instead of the
+// refresh_token grant. A minted token is due like a refreshed one (next_refresh_at: its
+// expiry minus jitter), so the sweep mints the next one inside the lead window and the
+// token endpoint rarely waits for a provider; a refusal of the credential
+// (invalid_client, unauthorized_client, invalid_grant) is seen by the sweep and makes the
+// connection needs_reauth, as a revoked refresh token does.
+
+// performMint mints for one leased minted-mode connection (performLeased's branch).
+func (r *Refresher) performMint(ctx context.Context, cl store.Claim, holder string) (res result, retry bool) {
+	c := cl.Row.Connection
+	cred := cl.Row.Credential
+	res.row = cl.Row
+	if cred == nil {
+		if err := r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, true, r.now()); err != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "release lease", slog.String("connection", c.ID), slog.Any("err", err))
+		}
+		res.err = ErrUnavailable
+		return res, false
+	}
+	var grant vault.Secret
+	grantOrigins := store.BoundOrigins(cred.GrantOrigins)
+	if len(cred.GrantSecret) > 0 {
+		g, err := r.creds.Open(ctx, vault.GrantSecretBinding(c.WorkspaceID, c.ID, grantOrigins), cred.GrantSecret)
+		if err != nil {
+			res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
+			if res.err != nil {
+				res.err = err
+			}
+			return res, retry
+		}
+		grant = g
+		defer grant.Wipe()
+	}
+	prov, client, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
+	if err == nil {
+		prov, err = oauthflow.ConnectionProvider(prov, c) // the connection's filled URLs
+	}
+	if err != nil {
+		r.log.LogAttrs(ctx, slog.LevelWarn, "mint: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
+		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
+	}
+	// What the call carries: the grant secret (bound to the token endpoint when it was
+	// stored), and the provider's client when it authenticates with it.
+	var bound []vault.Origins
+	if !grant.IsZero() {
+		bound = append(bound, grantOrigins)
+	}
+	if prov.MintUsesProviderClient(!grant.IsZero()) {
+		bound = append(bound, client.SecretBindings()...)
+	} else {
+		client = oauthflow.ClientCredentials{ClientID: client.ClientID}
+	}
+	use := vault.Use{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor, Purpose: vault.UseMint}
+	if err := vault.CheckOrigin(ctx, r.audit, use, prov.TokenURL, bound...); err != nil {
+		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "origin_changed", cause: err})
+		if res.err != nil {
+			res.err = err
+		}
+		return res, retry
+	}
+	hc, err := r.clientFor(prov) // the provider's TLS floor and pins (provider_tls.go)
+	if err != nil {
+		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
+	}
+	slot, err := r.limits.acquire(ctx, hostOf(prov.TokenURL))
+	if err != nil {
+		_ = r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, false, r.now())
+		res.err = err
+		return res, false
+	}
+	start := r.now()
+	tok, perr := oauthflow.Mint(ctx, hc, prov, client, grant, start)
+	slot()
+	if r.latency != nil {
+		r.latency(c.Provider, r.now().Sub(start))
+	}
+	r.fail.hit("after_provider")
+	if perr == nil && tok.AccessToken.IsZero() {
+		perr = &Failure{Class: ClassTransient, Code: "invalid_token_response"}
+	}
+	if perr != nil {
+		return r.failed(ctx, cl, holder, ClassifyMint(perr, r.now()))
+	}
+	return r.commit(ctx, cl, holder, prov, tok)
+}
+
+// ClassifyMint is Classify for a mint: a refusal of the credential itself —
+// invalid_client (wrong or revoked client secret or key), unauthorized_client (the grant
+// type withdrawn), invalid_grant (an assertion's key or subject refused) — or a grant
+// secret that cannot be used at all needs re-authorization (a new credential), not a retry.
+func ClassifyMint(err error, now time.Time) *Failure {
+	if errors.Is(err, oauthflow.ErrInvalidKey) || errors.Is(err, oauthflow.ErrInvalidGrantSecret) {
+		return &Failure{Class: ClassInvalidGrant, Code: "invalid_credential", cause: err}
+	}
+	f := Classify(err, now)
+	switch f.Code {
+	case "invalid_client", "unauthorized_client", "invalid_grant":
+		f.Class = ClassInvalidGrant
+	}
+	return f
+}
+
+// NeedsMint reports whether the row holds no access token yet for a minted-mode
+// connection (none was ever committed): it mints before serving.
+func needsMint(c store.Connection) bool {
+	return oauthflow.AuthMode(c.AuthMode).Minted() && c.CredentialPrefix == ""
+}
