@@ -53,7 +53,7 @@ func (s *Server) handleCreateConnection(c *gin.Context) {
 	if req.OAuth2 != nil || req.ExternalID != "" {
 		if !req.APIKey.IsZero() || req.Basic != nil || req.OAuth2 == nil || !req.WebhookSecret.IsZero() || req.ConnectionConfig != nil || req.Metadata != nil {
 			// webhook_secret on an import: set it afterwards with PUT .../webhook-secret.
-			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key, webhook_secret, connection_config or metadata"))
+			fail(c, problem.ErrInvalidRequest.WithDetail("an import takes oauth2 (and optionally external_id), no api_key, basic, webhook_secret, connection_config or metadata"))
 			return
 		}
 		importGrant(c, s.importer, s.events, oauthflow.Import{Provider: req.Provider, EndUserID: req.EndUserID,
