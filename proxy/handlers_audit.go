@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -42,8 +44,34 @@ type eventView struct {
 	LastAt         *time.Time `json:"last_at,omitempty"`
 	Method         string     `json:"method,omitempty"`
 	UpstreamStatus string     `json:"upstream_status,omitempty"`
-	Hash           string     `json:"hash"`
-	PrevHash       string     `json:"prev_hash"`
+	// A narrowed GitHub App token (token.narrowed): what it was limited to and granted.
+	Narrowing *narrowingView `json:"narrowing,omitempty"`
+	Hash      string         `json:"hash"`
+	PrevHash  string         `json:"prev_hash"`
+}
+
+// narrowingView is token.narrowed's data: the repositories and permissions asked, what
+// GitHub granted (permission:access and repository:name entries) and the token's expiry.
+type narrowingView struct {
+	Repositories []string `json:"repositories"`
+	Permissions  []string `json:"permissions"`
+	Granted      []string `json:"granted"`
+	ExpiresAt    string   `json:"expires_at,omitempty"`
+}
+
+func newNarrowingView(data string) *narrowingView {
+	var d map[string]string
+	if json.Unmarshal([]byte(data), &d) != nil {
+		return nil
+	}
+	list := func(s string) []string {
+		if s == "" {
+			return []string{}
+		}
+		return strings.Split(s, ",")
+	}
+	return &narrowingView{Repositories: list(d["repositories"]), Permissions: list(d["permissions"]),
+		Granted: list(d["granted"]), ExpiresAt: d["expires_at"]}
 }
 
 func newEventView(e audit.Event) eventView {
@@ -56,6 +84,9 @@ func newEventView(e audit.Event) eventView {
 		} else {
 			v.Count = 1 // written before reads were aggregated: one read each
 		}
+	}
+	if e.Type == audit.TokenNarrowed {
+		v.Narrowing = newNarrowingView(e.Data)
 	}
 	return v
 }

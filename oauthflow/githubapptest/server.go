@@ -49,7 +49,7 @@ type Options struct {
 	// Installations by id (default: "1001" with repositories alpha, beta, gamma and
 	// permissions contents:write, issues:write, metadata:read, pull_requests:read).
 	Installations map[string]Installation
-	// TokenLifetime defaults to one hour, as at GitHub.
+	// TokenLifetime defaults to one hour, as at GitHub (SetTokenLifetime changes it).
 	TokenLifetime time.Duration
 	// Now is the server's clock (default time.Now).
 	Now func() time.Time
@@ -79,6 +79,7 @@ type Server struct {
 	refusals    atomic.Int64
 	revocations atomic.Int64
 	delay       atomic.Int64 // nanoseconds each mint waits before answering
+	lifetime    atomic.Int64 // nanoseconds a token lasts
 
 	mu     sync.Mutex
 	tokens map[string]*Record
@@ -110,6 +111,7 @@ func New(t testing.TB, opts Options) *Server {
 	}
 	s := &Server{opts: opts, key: key, tokens: map[string]*Record{}}
 	s.pub.Store(&key.PublicKey)
+	s.lifetime.Store(int64(opts.TokenLifetime))
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.handleMint)
 	mux.HandleFunc("DELETE /installation/token", s.handleRevoke)
@@ -138,6 +140,9 @@ func (s *Server) RotateKey(t testing.TB) {
 	}
 	s.pub.Store(&k.PublicKey)
 }
+
+// SetTokenLifetime sets how long the tokens minted from now on last.
+func (s *Server) SetTokenLifetime(d time.Duration) { s.lifetime.Store(int64(d)) }
 
 // SetDelay makes each mint wait d before it answers (to overlap concurrent callers).
 func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
@@ -293,7 +298,7 @@ func (s *Server) handleMint(w http.ResponseWriter, r *http.Request) {
 	var b [25]byte
 	_, _ = rand.Read(b[:])
 	token := "ghs_" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:36]
-	rec.ExpiresAt = s.opts.Now().Add(s.opts.TokenLifetime).UTC().Truncate(time.Second)
+	rec.ExpiresAt = s.opts.Now().Add(time.Duration(s.lifetime.Load())).UTC().Truncate(time.Second)
 	s.mu.Lock()
 	s.tokens[token], s.last = rec, token
 	s.mu.Unlock()
