@@ -95,6 +95,10 @@ func TestNarrowedGitHubAppToken(t *testing.T) {
 			require.NoError(t, err)
 			require.NotEqual(t, cred.Secret.Reveal(), again.Secret.Reveal())
 			require.Equal(t, cached, e.open(e.row(c.ID), vault.AccessTokenBinding))
+			plain, err := tokens.Credential(ctx, c.WorkspaceID, c.ID, 0)
+			require.NoError(t, err)
+			require.Equal(t, cached, plain.Secret.Reveal())
+			require.Equal(t, oauthflow.AuthModeGitHubApp, plain.Kind)
 
 			evs := narrowedEvents(t, e)
 			require.Len(t, evs, 2)
