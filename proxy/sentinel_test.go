@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,7 +16,10 @@ import (
 // then requires that no sentinel appears in any log line, any error body, any audit
 // event, or in plaintext anywhere in the database.
 func TestSentinelsNeverLeak(t *testing.T) {
-	h := newHarness(t, "sqlite", map[string]string{"AUTHPIPE_LOG_FORMAT": "text"})
+	// Low anomaly thresholds: a finding's audit event and log line are scanned too.
+	h := newHarness(t, "sqlite", map[string]string{"AUTHPIPE_LOG_FORMAT": "text", "AUTHPIPE_ANOMALY_WINDOW": "2s",
+		"AUTHPIPE_ANOMALY_REFUSED_READS": "3"})
+	h.anomaliesExpected = true
 	const apiKeySentinel = "sk_live_SENTINELapikey0123456789"
 	const clientSecretSentinel = "SENTINELclientsecret0123456789"
 	admin := h.createKey("admin")
@@ -129,6 +133,13 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	h.do("GET", "/v1/audit/verify", admin, nil)
 	h.do("GET", "/v1/"+bootstrapKey, bootstrapKey, nil)
 	h.do("POST", "/v1/api-keys", bootstrapKey, strings.Repeat("x", 2<<20))
+	// Probing with the key (refused reads naming a secret): a security.anomaly, whose
+	// event and log line carry counts only.
+	for range 5 {
+		h.do("GET", "/v1/connections/"+id+"/token?x="+apiKeySentinel, reader, nil)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(h.logs.String(), "security anomaly") }, 15*time.Second,
+		50*time.Millisecond)
 	h.app.Audit.Stop(t.Context())
 
 	logs := h.logs.String()

@@ -44,7 +44,7 @@ type WebhookPayload struct {
 // WebhookData describes the connection concerned.
 type WebhookData struct {
 	WorkspaceID  string `json:"workspace_id"`
-	ConnectionID string `json:"connection_id"`
+	ConnectionID string `json:"connection_id,omitempty"` // set on every event but security.anomaly's of a key or provider
 	Provider     string `json:"provider,omitempty"`
 	ErrorCode    string `json:"error_code,omitempty"`
 	Reconnected  bool   `json:"reconnected,omitempty"`
