@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
+	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 )
 
 // TestSentinelsNeverLeak plants secrets (the bootstrap key, connections' API keys, a
@@ -121,6 +122,34 @@ func TestSentinelsNeverLeak(t *testing.T) {
 	h.do("GET", "/v1/connections/"+apiKeySentinel+"/token", reader, nil)
 	h.do("DELETE", "/v1/connections/"+id, admin, nil)
 	h.do("GET", "/v1/connections/"+id+"/token", reader, nil)
+
+	// Machine grants: the end user's own client secret (a good one, a refused one) and a
+	// service-account key, sealed as grant secrets; minted tokens read.
+	const m2mSecretSentinel = "SENTINELm2mclientsecret0123456789"
+	const m2mWrongSentinel = "SENTINELm2mwrongsecret0123456789"
+	pemKey := machinePEM(t)
+	keyLine := strings.Split(pemKey, "\n")[2] // 64 characters of the private key's body
+	sentinels = append(sentinels, m2mSecretSentinel, m2mWrongSentinel, keyLine)
+	m2m := oauthtest.NewMachine(t, oauthtest.MachineOptions{AnonymousJWTBearer: true,
+		Clients: []oauthtest.MachineClient{{ID: "own", Secret: m2mSecretSentinel}},
+		Issuers: []oauthtest.TrustedIssuer{{Issuer: "bot@example.iam", Subject: "bot@example.iam", PublicKey: machineKey.Public()}}})
+	for key, mode := range map[string]string{"m2m": "oauth2_client_credentials", "sa": "jwt_bearer"} {
+		method := map[bool]string{true: "none", false: "client_secret_basic"}[mode == "jwt_bearer"]
+		h.expect(h.do("PUT", "/v1/providers/"+key, admin, map[string]any{"auth_mode": mode, "token_url": m2m.TokenURL(),
+			"api_base_url": m2m.URL + "/api", "token_auth_method": method}), 200, "")
+	}
+	mc := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{"provider": "m2m", "end_user_id": "u3",
+		"client_credentials": map[string]any{"client_id": "own", "client_secret": m2mSecretSentinel}}), 201, "")
+	h.expect(h.do("POST", "/v1/connections", admin, map[string]any{"provider": "m2m", "end_user_id": "u3",
+		"client_credentials": map[string]any{"client_id": "own", "client_secret": m2mWrongSentinel}}), 400, "invalid_credential")
+	sc := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{"provider": "sa", "end_user_id": "u3",
+		"service_account": map[string]any{"client_email": "bot@example.iam", "private_key": pemKey}}), 201, "")
+	h.expect(h.do("POST", "/v1/connections", admin, map[string]any{"provider": "sa", "end_user_id": "u3",
+		"service_account": map[string]any{"client_email": "bot@example.iam", "private_key": keyLine}}), 400, "invalid_request")
+	for _, c := range []resp{mc, sc} {
+		h.expect(h.do("GET", "/v1/connections/"+c.Body["id"].(string)+"/token", reader, nil), 200, "")
+		h.do("POST", "/v1/connections/"+c.Body["id"].(string)+"/refresh", admin, nil)
+	}
 
 	// Keys, workspaces, audit, and unauthenticated noise carrying secrets.
 	ws := h.expect(h.do("POST", "/v1/workspaces", bootstrapKey, map[string]any{"name": "other"}), 201, "")

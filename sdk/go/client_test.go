@@ -72,6 +72,27 @@ func TestTokenSendsKeyAndMinValidity(t *testing.T) {
 	}
 }
 
+// TestMintedTokens: the machine modes' tokens (credential_type is the auth mode) decode as
+// an OAuth access token does, and their TokenSource hands out the access token.
+func TestMintedTokens(t *testing.T) {
+	for _, typ := range []string{"oauth2_client_credentials", "jwt_bearer", "github_app"} {
+		c := newTestClient(t, func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintf(w, `{"connection_id":"conn_m","credential_type":%q,"access_token":"minted-tok","token_type":"Bearer","expires_at":"2030-01-01T00:00:00Z","scopes":["read"]}`, typ)
+		})
+		tok, err := c.Token(context.Background(), "conn_m", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.CredentialType != typ || tok.AccessToken != "minted-tok" || tok.ExpiresAt.Year() != 2030 || !tok.Minted() {
+			t.Fatalf("%s: token = %#v", typ, *tok)
+		}
+		ot, err := c.TokenSource("conn_m").Token()
+		if err != nil || ot.AccessToken != "minted-tok" || ot.Extra("credential_type") != typ {
+			t.Fatalf("%s: TokenSource = %v, %v", typ, ot, err)
+		}
+	}
+}
+
 // TestBasicToken: a basic connection's token decodes into Username and Password; its
 // TokenSource refuses (a pair is no bearer token) rather than hand out an empty token.
 func TestBasicToken(t *testing.T) {

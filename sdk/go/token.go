@@ -17,7 +17,7 @@ import (
 // credential. It holds a secret: never log it.
 type Token struct {
 	ConnectionID   string         `json:"connection_id"`
-	CredentialType string         `json:"credential_type"` // oauth2, api_key, basic, ...
+	CredentialType string         `json:"credential_type"` // the auth mode: oauth2, api_key, basic, oauth2_client_credentials, jwt_bearer, github_app
 	AccessToken    string         `json:"access_token,omitempty"`
 	APIKey         string         `json:"api_key,omitempty"`
 	Username       string         `json:"username,omitempty"` // basic: the HTTP Basic (RFC 7617) pair
@@ -26,6 +26,17 @@ type Token struct {
 	ExpiresAt      time.Time      `json:"expires_at,omitzero"`
 	Scopes         []string       `json:"scopes,omitempty"`
 	Metadata       map[string]any `json:"metadata,omitempty"`
+}
+
+// Minted reports whether the token was minted by the proxy from a machine grant
+// (oauth2_client_credentials, jwt_bearer, github_app): an access token like an OAuth one,
+// with no end user's authorization behind it.
+func (t Token) Minted() bool {
+	switch t.CredentialType {
+	case "oauth2_client_credentials", "jwt_bearer", "github_app":
+		return true
+	}
+	return false
 }
 
 // String never shows the credential: %v, %+v and %s print the metadata only.
