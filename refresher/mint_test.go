@@ -194,3 +194,24 @@ func TestSweepMintsJWTBearer(t *testing.T) {
 		require.False(t, strings.Contains(string(e.row(c.ID).Credential.GrantSecret), "PRIVATE"), "sealed")
 	})
 }
+
+// A connection's grant secret goes only to the token endpoint it was stored for: after the
+// provider's token_url moves to another origin, a mint is refused before anything is sent
+// (origin_changed, credential.binding_refused audited) and the new endpoint sees nothing.
+func TestMintGrantSecretBoundToTokenEndpoint(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, dialect *store.Store) {
+		e := newEnv(t, dialect.Dialect())
+		srv := oauthtest.NewMachine(t, oauthtest.MachineOptions{Clients: []oauthtest.MachineClient{{ID: "own", Secret: "own-secret"}},
+			AccessTokenLifespan: 5 * time.Minute})
+		other := oauthtest.NewMachine(t, oauthtest.MachineOptions{Clients: []oauthtest.MachineClient{{ID: "own", Secret: "own-secret"}}})
+		p := machineProvider(srv, oauthflow.AuthModeClientCredentials, oauthflow.ClientSecretBasic)
+		e.setProvider(p, oauthflow.ClientCredentials{})
+		c := e.addMinted(oauthflow.MachineConnect{ClientCredentials: &oauthflow.GrantClient{ClientID: "own", ClientSecret: secretOf("own-secret")}}, time.Now)
+		p.TokenURL = other.TokenURL() // re-pointed (an API base on the old origin keeps the access token's binding valid)
+		e.setProvider(p, oauthflow.ClientCredentials{})
+		_, err := e.tokens(e.refresher(refresher.Config{})).Credential(context.Background(), c.WorkspaceID, c.ID, 0)
+		require.ErrorIs(t, err, vault.ErrOriginNotBound)
+		require.Zero(t, other.TokenCalls(), "nothing sent to the new origin")
+		require.Equal(t, 1, countAudit(t, e.store, audit.BindingRefused, audit.Failure))
+	})
+}
