@@ -154,6 +154,16 @@ func mintGitHubApp(ctx context.Context, hc *http.Client, p Provider, client Clie
 	if err := n.Validate(); err != nil {
 		return Token{}, err
 	}
+	// An app may have two private keys at GitHub while one replaces the other: a JWT
+	// refused (401 invalid_client) is signed once more with the next key when there is one.
+	return withNextSecret(client, func(client ClientCredentials) (Token, error) {
+		return installationTokenCall(ctx, hc, p, client, n, now)
+	})
+}
+
+// installationTokenCall is one POST of the installation token endpoint with the app JWT
+// signed by client's key.
+func installationTokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, n *Narrowing, now time.Time) (Token, error) {
 	assertion, err := gitHubAppJWT(client, now)
 	if err != nil {
 		return Token{}, err

@@ -151,6 +151,16 @@ func TestMintGitHubApp(t *testing.T) {
 		require.ErrorAs(t, err, &pe)
 		require.Equal(t, "invalid_client", pe.Code)
 	})
+	t.Run("the app's next key after a refusal", func(t *testing.T) {
+		other := githubapptest.New(t, githubapptest.Options{})
+		client := appClient(other, gh.AppID()) // a key GitHub no longer has
+		client.NextSecret = vault.NewSecret(gh.PrivateKeyPEM())
+		before := gh.Refusals()
+		tok, err := MintGitHubApp(ctx, hc, p, client, nil, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, gh.Last(), tok.AccessToken.Reveal())
+		require.Equal(t, before+1, gh.Refusals(), "the current key was tried first")
+	})
 	t.Run("a JWT from a skewed clock", func(t *testing.T) {
 		_, err := MintGitHubApp(ctx, hc, p, appClient(gh, gh.AppID()), nil, time.Now().Add(-15*time.Minute))
 		var pe *ProviderError

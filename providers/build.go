@@ -105,6 +105,9 @@ func (s *Service) validate(cfg *Config) error {
 		"authorization_url": cfg.AuthorizationURL, "token_url": cfg.TokenURL, "refresh_url": cfg.RefreshURL,
 		"revocation_url": cfg.RevocationURL, "api_base_url": cfg.APIBaseURL, "health_check_url": cfg.HealthCheckURL,
 	}
+	if cfg.AuthMode == oauthflow.AuthModeGitHubApp && cfg.ClientID == "" {
+		return problem.ErrInvalidRequest.WithField("client_id", "required for github_app providers: the app's Client ID or App ID")
+	}
 	if cfg.AuthMode == oauthflow.AuthModeOAuth2 {
 		if cfg.AuthorizationURL == "" || cfg.TokenURL == "" {
 			return problem.ErrInvalidRequest.WithDetail("an oauth2 provider needs authorization_url and token_url (or a template)")

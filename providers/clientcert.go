@@ -27,6 +27,9 @@ const certPrefix = "x509:"
 // not parse, or that is not valid now, is 400 invalid_request on field (its reason, never
 // its content).
 func (s *Service) secretPrefix(cfg Config, field string, secret vault.Secret) (string, error) {
+	if cfg.AuthMode == oauthflow.AuthModeGitHubApp {
+		return gitHubAppKeyPrefix(field, secret) // githubapp.go
+	}
 	if cfg.TokenAuthMethod != oauthflow.TLSClientAuth {
 		return secret.Prefix(4), nil
 	}

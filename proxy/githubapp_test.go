@@ -50,7 +50,22 @@ func TestGitHubAppConnections(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			h := newHarness(t, dialect, nil)
 			gh := githubapptest.New(t, githubapptest.Options{})
+			// The app's key is checked when it is configured: not a PEM RSA key, or no
+			// client id, is 400 and nothing is stored.
+			appBody := func(id, secret string) map[string]any {
+				return map[string]any{"auth_mode": "github_app", "api_base_url": gh.URL,
+					"token_url":         gh.URL + "/app/installations/{installation_id}/access_tokens",
+					"connection_config": []map[string]any{{"name": "installation_id", "pattern": "^[0-9]{1,20}$"}},
+					"client_id":         id, "client_secret": secret}
+			}
+			badKey := h.expect(h.do("PUT", "/v1/providers/gh", bootstrapKey, appBody(gh.AppID(), "not-a-KEY-s3cr3t")), 400, "invalid_request")
+			require.NotContains(t, badKey.Raw, "not-a-KEY-s3cr3t")
+			h.expect(h.do("PUT", "/v1/providers/gh", bootstrapKey, appBody("", gh.PrivateKeyPEM())), 400, "invalid_request")
+			h.expect(h.do("GET", "/v1/providers/gh", bootstrapKey, nil), 404, "not_found")
 			putGitHubApp(t, h, gh)
+			view := h.expect(h.do("GET", "/v1/providers/gh", bootstrapKey, nil), 200, "")
+			require.Equal(t, true, view.Body["client_secret_set"])
+			require.NotContains(t, view.Raw, "PRIVATE KEY")
 			key := h.createKey("connections:write", "tokens:read")
 
 			// Creation: a bad installation id is refused before anything is stored.
