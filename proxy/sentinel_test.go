@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/authpipe/authpipe-proxy/internal/tlsutil/tlstest"
+	"github.com/authpipe/authpipe-proxy/oauthflow/githubapptest"
 	"github.com/authpipe/authpipe-proxy/oauthflow/oauthtest"
 )
 
@@ -150,6 +152,31 @@ func TestSentinelsNeverLeak(t *testing.T) {
 		h.expect(h.do("GET", "/v1/connections/"+c.Body["id"].(string)+"/token", reader, nil), 200, "")
 		h.do("POST", "/v1/connections/"+c.Body["id"].(string)+"/refresh", admin, nil)
 	}
+
+	// A GitHub App: its private key (refused when malformed, then configured), an
+	// installation's cached token and narrowed tokens, a refused narrowing. The key, and
+	// the installation tokens, appear in no log, audit event, error body or database
+	// column (the tokens only in the token endpoint's own answers).
+	gh := githubapptest.New(t, githubapptest.Options{})
+	appKeyLine := strings.Split(gh.PrivateKeyPEM(), "\n")[3]
+	sentinels = append(sentinels, appKeyLine)
+	app := map[string]any{"auth_mode": "github_app", "client_id": gh.AppID(), "api_base_url": gh.URL,
+		"token_url":         gh.URL + "/app/installations/{installation_id}/access_tokens",
+		"connection_config": []map[string]any{{"name": "installation_id", "pattern": "^[0-9]{1,20}$"}},
+		"client_secret":     "-----BEGIN RSA PRIVATE KEY-----\n" + appKeyLine + "\n-----END RSA PRIVATE KEY-----\n"}
+	h.expect(h.do("PUT", "/v1/providers/ghapp", admin, app), 400, "invalid_request")
+	app["client_secret"] = gh.PrivateKeyPEM()
+	h.expect(h.do("PUT", "/v1/providers/ghapp", admin, app), 200, "")
+	gc := h.expect(h.do("POST", "/v1/connections", admin, map[string]any{"provider": "ghapp", "end_user_id": "u4",
+		"installation_id": "1001"}), 201, "")
+	gid := gc.Body["id"].(string)
+	sentinels = append(sentinels, gh.Last())
+	h.expect(h.do("GET", "/v1/connections/"+gid+"/token", reader, nil), 200, "")
+	nt := h.expect(h.do("GET", "/v1/connections/"+gid+"/token?repositories=alpha&permissions=contents:read", reader, nil), 200, "")
+	sentinels = append(sentinels, nt.Body["access_token"].(string))
+	h.expect(h.do("GET", "/v1/connections/"+gid+"/token?repositories=delta", reader, nil), 422, "narrowing_refused")
+	h.expect(h.do("GET", "/v1/connections/"+gid+"/token?repositories="+url.QueryEscape("octo/"+appKeyLine), reader, nil), 400, "invalid_request")
+	h.do("GET", "/v1/audit", admin, nil)
 
 	// Keys, workspaces, audit, and unauthenticated noise carrying secrets.
 	ws := h.expect(h.do("POST", "/v1/workspaces", bootstrapKey, map[string]any{"name": "other"}), 201, "")
