@@ -107,6 +107,7 @@ type tokenSource struct {
 	id          string
 	minValidity time.Duration
 	noExpiryTTL time.Duration
+	narrowing   *Narrowing // Narrow: narrowed GitHub App tokens (narrowed.go)
 
 	mu       sync.Mutex
 	cur      *oauth2.Token
@@ -156,7 +157,13 @@ func (s *tokenSource) Token() (*oauth2.Token, error) {
 func (s *tokenSource) fetch() (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.hc.Timeout)
 	defer cancel()
-	t, err := s.c.Token(ctx, s.id, s.minValidity)
+	var t *Token
+	var err error
+	if s.narrowing != nil {
+		t, err = s.c.NarrowedToken(ctx, s.id, *s.narrowing)
+	} else {
+		t, err = s.c.Token(ctx, s.id, s.minValidity)
+	}
 	if err != nil {
 		return nil, err
 	}
