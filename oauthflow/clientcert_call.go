@@ -34,26 +34,14 @@ func tokenHTTPClient(hc *http.Client, p Provider, client ClientCredentials, now 
 }
 
 // CertificateError: the tls_client_auth certificate of a token call cannot be used
-// (unset, malformed or outside its validity), so no request was sent. It is the client
-// failing to authenticate, as the server would have said: errors.As finds a
-// *ProviderError with code invalid_client (status 0: nothing was sent) in it, so a
-// certificate rotation's next certificate is tried (withNextSecret), a connection's
-// mint fails like any refused client (needs_reauth, or 400 invalid_credential at
-// creation), and its text says what is wrong with the certificate (ErrClientCertificate).
+// (unset, malformed or outside its validity), so no request was sent. Like a private key
+// that cannot sign, it is ErrInvalidKey (and ErrClientCertificate, whose text says what is
+// wrong with the certificate, never what it holds): 400 invalid_request when a connection
+// is created with it, needs_reauth (invalid_credential) when a mint meets it later. A
+// rotation's next certificate is tried in its place (withNextSecret).
 type CertificateError struct{ err error }
 
 func (e *CertificateError) Error() string { return e.err.Error() }
 
-// Unwrap keeps ErrClientCertificate in the chain.
-func (e *CertificateError) Unwrap() error { return e.err }
-
-// As lets errors.As see the invalid_client refusal this stands for.
-func (e *CertificateError) As(target any) bool {
-	if pe, ok := target.(**ProviderError); ok {
-		*pe = &ProviderError{Op: "token", Code: "invalid_client"}
-		return true
-	}
-	return false
-}
-
-var _ interface{ As(any) bool } = (*CertificateError)(nil)
+// Unwrap makes errors.Is see ErrClientCertificate and ErrInvalidKey.
+func (e *CertificateError) Unwrap() []error { return []error{e.err, ErrInvalidKey} }

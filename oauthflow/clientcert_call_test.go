@@ -40,8 +40,9 @@ func clientCredentialsCall(hc *http.Client, p Provider, client ClientCredentials
 // (RFC 8705 section 2.1) against fosite behind an mTLS listener: the registered
 // certificate mints a token, client_id is in the body and nothing secret is; no
 // certificate, another CA's or another subject's is invalid_client; an unusable one is
-// not sent at all (invalid_client, status 0); a rotation's next certificate is tried
-// after invalid_client; no error carries the key.
+// not sent at all (ErrInvalidKey, as a key that cannot sign); a rotation's next
+// certificate is tried after invalid_client or in place of an unusable one; no error
+// carries the key.
 func TestTLSClientAuthTokenCall(t *testing.T) {
 	as := oauthtest.NewMTLS(t, oauthtest.MTLSOptions{})
 	hc, p := mtlsClient(t, as), mtlsProvider(as)
@@ -65,16 +66,18 @@ func TestTLSClientAuthTokenCall(t *testing.T) {
 		t.Helper()
 		before := as.TokenCalls()
 		_, err := clientCredentialsCall(hc, p, client, at)
+		require.Error(t, err)
 		var pe *ProviderError
-		require.True(t, errors.As(err, &pe), "%v", err)
-		require.Equal(t, "invalid_client", pe.Code)
 		if sent {
+			require.True(t, errors.As(err, &pe), "%v", err)
+			require.Equal(t, "invalid_client", pe.Code)
 			require.Equal(t, before+1, as.TokenCalls())
 			require.Equal(t, http.StatusUnauthorized, pe.Status)
 		} else {
 			require.Equal(t, before, as.TokenCalls(), "nothing is sent with an unusable certificate")
 			require.ErrorIs(t, err, ErrClientCertificate)
-			require.Zero(t, pe.Status)
+			require.ErrorIs(t, err, ErrInvalidKey, "handled like a private key that cannot sign")
+			require.False(t, errors.As(err, &pe), "not the provider's refusal")
 		}
 		for _, s := range []string{"BEGIN", string(good[len(good)-80 : len(good)-40])} {
 			require.NotContains(t, err.Error(), s)

@@ -35,10 +35,17 @@ type ClientCredentials struct {
 // OAuth app's secret rotated at the provider before the proxy was told to promote it).
 // invalid_client means the request was refused before the grant was looked at, so a code
 // or refresh token is still unused and may be sent again.
+//
+// A tls_client_auth certificate that cannot be used at all (expired, malformed:
+// *CertificateError, nothing was sent) is passed over for the next one the same way.
 func withNextSecret(client ClientCredentials, call func(ClientCredentials) (Token, error)) (Token, error) {
 	tok, err := call(client)
-	var pe *ProviderError
-	if err == nil || client.NextSecret.IsZero() || !errors.As(err, &pe) || pe.Code != "invalid_client" {
+	var (
+		pe *ProviderError
+		ce *CertificateError
+	)
+	refused := errors.As(err, &pe) && pe.Code == "invalid_client" || errors.As(err, &ce)
+	if err == nil || client.NextSecret.IsZero() || !refused {
 		return tok, err
 	}
 	next := client
