@@ -124,14 +124,29 @@ func (p Provider) MintUsesProviderClient(ownGrant bool) bool {
 	return true
 }
 
-// mintClientCredentials is the client_credentials grant (RFC 6749 section 4.4.2).
-func mintClientCredentials(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, grant vault.Secret, now time.Time) (Token, error) {
-	if !grant.IsZero() {
+// ConnectionClient is the client a minted connection of p presents at the provider's
+// token and revocation endpoints: a client-credentials connection's own client (its grant
+// secret) when it has one, else the provider's client (client), without its secret when the
+// mode does not authenticate with it (MintUsesProviderClient).
+func (p Provider) ConnectionClient(client ClientCredentials, grant vault.Secret) (ClientCredentials, error) {
+	if p.AuthMode == AuthModeClientCredentials && !grant.IsZero() {
 		own, err := ParseGrantClient(grant.Bytes())
 		if err != nil {
-			return Token{}, err
+			return ClientCredentials{}, err
 		}
-		client = ClientCredentials{ClientID: own.ClientID, ClientSecret: own.ClientSecret}
+		return ClientCredentials{ClientID: own.ClientID, ClientSecret: own.ClientSecret}, nil
+	}
+	if !p.MintUsesProviderClient(!grant.IsZero()) {
+		return ClientCredentials{ClientID: client.ClientID}, nil
+	}
+	return client, nil
+}
+
+// mintClientCredentials is the client_credentials grant (RFC 6749 section 4.4.2).
+func mintClientCredentials(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, grant vault.Secret, now time.Time) (Token, error) {
+	client, err := p.ConnectionClient(client, grant)
+	if err != nil {
+		return Token{}, err
 	}
 	if client.ClientID == "" || client.ClientSecret.IsZero() {
 		return Token{}, fmt.Errorf("%w: %q: client credentials need a client id and secret (the provider's, or the connection's own)",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/outbound"
 	"github.com/authpipe/authpipe-proxy/internal/tracing"
@@ -34,8 +35,8 @@ const maxRevokeBody = 64 << 10
 
 // Revoke asks the provider to revoke token (RFC 7009 section 2.1): a form-encoded POST of
 // token and token_type_hint to revocation_url, with the client authenticated as at the
-// token endpoint (HTTP Basic for client_secret_basic, client_id/client_secret in the body
-// for client_secret_post). A 200 means revoked, or unknown to the provider, which RFC
+// token endpoint (client_auth.go: every token_auth_method, for every mode that has a
+// revocation_url). A 200 means revoked, or unknown to the provider, which RFC
 // 7009 section 2.2 treats the same. Anything else is a *ProviderError (503 with
 // Status 503, which the caller may retry) or a transport error. hc must be the
 // outbound TokenClient: a redirect is an error, never followed.
@@ -53,22 +54,22 @@ func revoke(ctx context.Context, hc *http.Client, p Provider, client ClientCrede
 	if p.RevocationURL == "" {
 		return ErrRevocationUnsupported
 	}
-	if _, err := p.tokenEndpoint(); err != nil {
-		return err
-	}
 	if token.IsZero() {
 		return errors.New("oauthflow: nothing to revoke")
+	}
+	auth, err := p.authenticate(client, p.RevocationURL, time.Now()) // as at the token endpoint (client_auth.go)
+	if err != nil {
+		return err
+	}
+	if hc, err = tokenHTTPClient(hc, p, client, time.Now()); err != nil { // tls_client_auth's certificate
+		return err
 	}
 	form := url.Values{"token": {token.Reveal()}}
 	if hint != "" {
 		form.Set("token_type_hint", string(hint))
 	}
-	basic := p.TokenAuthMethod != ClientSecretPost && !client.ClientSecret.IsZero()
-	if !basic {
-		form.Set("client_id", client.ClientID)
-		if !client.ClientSecret.IsZero() {
-			form.Set("client_secret", client.ClientSecret.Reveal())
-		}
+	for k, v := range auth.fields {
+		form.Set(k, v)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RevocationURL, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -76,9 +77,8 @@ func revoke(ctx context.Context, hc *http.Client, p Provider, client ClientCrede
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if basic {
-		// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
-		req.SetBasicAuth(url.QueryEscape(client.ClientID), url.QueryEscape(client.ClientSecret.Reveal()))
+	if auth.basic {
+		req.SetBasicAuth(auth.basicAuth())
 	}
 	res, err := hc.Do(req)
 	if err != nil {

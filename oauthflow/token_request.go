@@ -47,49 +47,23 @@ var ErrMalformedTokenResponse = errors.New("oauthflow: malformed token response"
 // endpoint as client and reads the response.
 func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCredentials, endpoint string,
 	params map[string]string, extra map[string]string, now time.Time) (Token, error) {
-	method := p.TokenAuthMethod
-	if method == "" {
-		method = ClientSecretBasic // RFC 6749 section 2.3.1: every server supports it
-	}
-	switch method {
-	case ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth, NoClientAuth:
-	default:
-		return Token{}, fmt.Errorf("%w: %q: unknown token_auth_method", ErrInvalidProvider, p.Name)
-	}
-	hc, err := tokenHTTPClient(hc, p, client, now) // tls_client_auth: hc presenting the client's certificate
+	auth, err := p.authenticate(client, endpoint, now) // client_auth.go
 	if err != nil {
 		return Token{}, err
 	}
-	body := make(map[string]string, len(params)+len(extra)+2)
+	hc, err = tokenHTTPClient(hc, p, client, now) // tls_client_auth: hc presenting the client's certificate
+	if err != nil {
+		return Token{}, err
+	}
+	body := make(map[string]string, len(params)+len(extra)+len(auth.fields))
 	for k, v := range extra {
 		body[k] = v
 	}
 	for k, v := range params {
 		body[k] = v
 	}
-	basic := method == ClientSecretBasic && !client.ClientSecret.IsZero()
-	switch {
-	case method == NoClientAuth:
-		// The grant is the only credential (a jwt_bearer assertion): no client at all.
-	case method == PrivateKeyJWT:
-		// RFC 7523 section 2.2: the client's key signs an assertion for this endpoint; the
-		// key itself is never sent.
-		key, err := parseClientKey(client.ClientSecret.Bytes())
-		if err != nil {
-			return Token{}, err
-		}
-		assertion, err := p.ClientAssertion(key, client.ClientID, endpoint, now)
-		if err != nil {
-			return Token{}, err
-		}
-		body["client_id"], body["client_assertion_type"], body["client_assertion"] = client.ClientID, ClientAssertionType, assertion
-	case !basic:
-		body["client_id"] = client.ClientID
-		// tls_client_auth (RFC 8705 section 2.1): the certificate authenticates; the
-		// client secret (its PEM bundle) is never sent.
-		if !client.ClientSecret.IsZero() && method != TLSClientAuth {
-			body["client_secret"] = client.ClientSecret.Reveal()
-		}
+	for k, v := range auth.fields {
+		body[k] = v
 	}
 	var (
 		payload []byte
@@ -111,9 +85,8 @@ func tokenCall(ctx context.Context, hc *http.Client, p Provider, client ClientCr
 	}
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Accept", "application/json")
-	if basic {
-		// RFC 6749 section 2.3.1: id and secret are form-encoded before Basic encoding.
-		req.SetBasicAuth(url.QueryEscape(client.ClientID), url.QueryEscape(client.ClientSecret.Reveal()))
+	if auth.basic {
+		req.SetBasicAuth(auth.basicAuth())
 	}
 	res, err := hc.Do(req)
 	if err != nil {

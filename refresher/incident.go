@@ -217,7 +217,8 @@ func (in *Incidents) stage(name, id string) error {
 }
 
 // dryRun says what rotating the connection would do, asking no provider: revocable when
-// its provider has a revocation endpoint, refreshed when it holds a refresh token.
+// its provider has a revocation endpoint, refreshed when it holds a refresh token or its
+// tokens are minted (a machine grant mints a new one).
 func (in *Incidents) dryRun(ctx context.Context, workspaceID, id string) (store.IncidentConnection, error) {
 	cc, err := in.store.ConnectionWithCredential(ctx, workspaceID, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -227,10 +228,11 @@ func (in *Incidents) dryRun(ctx context.Context, workspaceID, id string) (store.
 		return store.IncidentConnection{}, err
 	}
 	ic := store.IncidentConnection{ConnectionID: id, Provider: cc.Provider}
-	if cc.Credential == nil || cc.AuthMode != string(oauthflow.AuthModeOAuth2) {
+	mode := oauthflow.AuthMode(cc.AuthMode)
+	if cc.Credential == nil || !mode.HasAccessToken() {
 		return ic, nil
 	}
-	ic.Refreshed = len(cc.Credential.RefreshToken) > 0
+	ic.Refreshed = len(cc.Credential.RefreshToken) > 0 || mode.Minted()
 	p, _, err := in.v.providers.Provider(ctx, workspaceID, cc.Provider)
 	ic.Revoked = err == nil && p.RevocationURL != ""
 	return ic, nil
@@ -250,9 +252,10 @@ func (in *Incidents) rotateOne(ctx context.Context, inc store.Incident, id strin
 	}
 	if !seen {
 		ic = store.IncidentConnection{IncidentID: inc.ID, ConnectionID: id, Version: cc.Version, Provider: cc.Provider}
-		if cc.Credential == nil || cc.AuthMode != string(oauthflow.AuthModeOAuth2) || len(cc.Credential.AccessToken) == 0 {
-			// An API key cannot be revoked or refreshed (nor can a disconnected connection's
-			// deleted token): reported not revocable.
+		if cc.Credential == nil || !oauthflow.AuthMode(cc.AuthMode).HasAccessToken() || len(cc.Credential.AccessToken) == 0 {
+			// An API key or a password cannot be revoked or refreshed (nor can a disconnected
+			// connection's deleted token): reported not revocable. A minted token is
+			// replaced by a new mint and revoked like an OAuth one.
 			ic.Outcome = codeRevocationUnsupported
 			return in.finish(ctx, inc, ic, actor)
 		}
@@ -280,6 +283,9 @@ func (in *Incidents) rotateOne(ctx context.Context, inc store.Incident, id strin
 	}
 	old := store.ConnectionCredential{Connection: cc.Connection, Credential: &store.Credential{ConnectionID: id,
 		WorkspaceID: inc.WorkspaceID, AccessToken: ic.AccessToken, AccessOrigins: ic.AccessOrigins}}
+	if cc.Credential != nil { // a minted connection's own client revokes what it minted
+		old.Credential.GrantSecret, old.Credential.GrantOrigins = cc.Credential.GrantSecret, cc.Credential.GrantOrigins
+	}
 	att := in.v.revokeAt(ctx, old, true)
 	switch att.outcome {
 	case store.Revoked:

@@ -34,21 +34,17 @@ func (r *Refresher) performMint(ctx context.Context, cl store.Claim, holder stri
 		res.err = ErrUnavailable
 		return res, false
 	}
-	var grant vault.Secret
-	grantOrigins := store.BoundOrigins(cred.GrantOrigins)
-	if len(cred.GrantSecret) > 0 {
-		g, err := r.creds.Open(ctx, vault.GrantSecretBinding(c.WorkspaceID, c.ID, grantOrigins), cred.GrantSecret)
-		if err != nil {
-			res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
-			if res.err != nil {
-				res.err = err
-			}
-			return res, retry
+	grant, err := openGrant(ctx, r.creds, cl.Row)
+	if err != nil {
+		res, retry = r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "kms_unavailable", cause: err})
+		if res.err != nil {
+			res.err = err
 		}
-		grant = g
-		defer grant.Wipe()
+		return res, retry
 	}
+	defer grant.Wipe()
 	prov, client, err := r.providers.Provider(ctx, c.WorkspaceID, c.Provider)
+	var bound []vault.Origins
 	if err == nil {
 		prov, err = oauthflow.ConnectionProvider(prov, c) // the connection's filled URLs
 	}
@@ -56,16 +52,8 @@ func (r *Refresher) performMint(ctx context.Context, cl store.Claim, holder stri
 		r.log.LogAttrs(ctx, slog.LevelWarn, "mint: provider not resolvable", slog.String("connection", c.ID), slog.Any("err", err))
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
 	}
-	// What the call carries: the grant secret (bound to the token endpoint when it was
-	// stored), and the provider's client when it authenticates with it.
-	var bound []vault.Origins
-	if !grant.IsZero() {
-		bound = append(bound, grantOrigins)
-	}
-	if prov.MintUsesProviderClient(!grant.IsZero()) {
-		bound = append(bound, client.SecretBindings()...)
-	} else {
-		client = oauthflow.ClientCredentials{ClientID: client.ClientID}
+	if client, bound, err = presented(prov, client, grant, cl.Row); err != nil {
+		return r.failed(ctx, cl, holder, ClassifyMint(err, r.now()))
 	}
 	use := vault.Use{WorkspaceID: c.WorkspaceID, ConnectionID: c.ID, Actor: actor, Purpose: vault.UseMint}
 	if err := vault.CheckOrigin(ctx, r.audit, use, prov.TokenURL, bound...); err != nil {
@@ -99,6 +87,31 @@ func (r *Refresher) performMint(ctx context.Context, cl store.Claim, holder stri
 		return r.failed(ctx, cl, holder, ClassifyMint(perr, r.now()))
 	}
 	return r.commit(ctx, cl, holder, prov, tok)
+}
+
+// openGrant opens a minted connection's grant secret (its own client or service-account
+// key) with its binding; zero when it has none. The caller wipes it.
+func openGrant(ctx context.Context, o Opener, cc store.ConnectionCredential) (vault.Secret, error) {
+	if cc.Credential == nil || len(cc.Credential.GrantSecret) == 0 {
+		return vault.Secret{}, nil
+	}
+	return o.Open(ctx, vault.GrantSecretBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.GrantOrigins)), cc.Credential.GrantSecret)
+}
+
+// presented is the client a minted connection's calls (mint, revocation) present
+// (oauthflow.Provider.ConnectionClient: its own client, or the provider's) and the origins
+// of what they carry, for vault.CheckOrigin: the grant secret's (bound to the token
+// endpoint when it was stored) and the provider client's when it is presented.
+func presented(p oauthflow.Provider, client oauthflow.ClientCredentials, grant vault.Secret, cc store.ConnectionCredential) (oauthflow.ClientCredentials, []vault.Origins, error) {
+	var bound []vault.Origins
+	if !grant.IsZero() {
+		bound = append(bound, store.BoundOrigins(cc.Credential.GrantOrigins))
+	}
+	if p.MintUsesProviderClient(!grant.IsZero()) {
+		bound = append(bound, client.SecretBindings()...)
+	}
+	client, err := p.ConnectionClient(client, grant)
+	return client, bound, err
 }
 
 // ClassifyMint is Classify for a mint: a refusal of the credential itself —

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
@@ -120,6 +121,18 @@ func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredentia
 	case p.RevocationURL == "":
 		return revokeAttempt{outcome: store.NotRevocable, code: codeRevocationUnsupported}
 	}
+	bound := client.SecretBindings()
+	if p.AuthMode.Minted() { // the connection's own client, when it has one (mint.go)
+		grant, err := openGrant(ctx, v.creds, cc)
+		if err != nil {
+			return v.retryable(ctx, cc, err)
+		}
+		client, bound, err = presented(p, client, grant, cc)
+		grant.Wipe()
+		if err != nil {
+			return revokeAttempt{outcome: store.NotRevocable, code: "invalid_credential"}
+		}
+	}
 	hc, err := v.clientFor(p)
 	if err != nil {
 		return v.retryable(ctx, cc, err)
@@ -140,7 +153,7 @@ func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredentia
 		if len(t.env) == 0 || accessOnly && t.hint == oauthflow.HintRefreshToken {
 			continue
 		}
-		if err := vault.CheckOrigin(ctx, v.audit, use, p.RevocationURL, append(client.SecretBindings(), t.bind.Origins)...); err != nil {
+		if err := vault.CheckOrigin(ctx, v.audit, use, p.RevocationURL, append(slices.Clone(bound), t.bind.Origins)...); err != nil {
 			var oe *vault.OriginError
 			if errors.As(err, &oe) && oe.Unbound {
 				return v.retryable(ctx, cc, err) // bound by the binding migration, then tried again

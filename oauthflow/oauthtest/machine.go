@@ -121,14 +121,21 @@ func NewMachine(t testing.TB, opts MachineOptions) *MachineServer {
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.RFC7523AssertionGrantFactory,
 		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
 	)
 	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
+		s.provider.WriteRevocationResponse(r.Context(), w, s.provider.NewRevocationRequest(r.Context(), r))
+	})
 	mux.HandleFunc("/api/me", s.me)
 	return s
 }
 
 // TokenURL is the token endpoint (the aud every assertion must carry).
 func (s *MachineServer) TokenURL() string { return s.URL + "/token" }
+
+// RevocationURL is the RFC 7009 endpoint (client authenticated as at the token endpoint).
+func (s *MachineServer) RevocationURL() string { return s.URL + "/revoke" }
 
 // APIURL is a protected resource: 200 {"sub","scope"} for a valid access token, else 401.
 func (s *MachineServer) APIURL() string { return s.URL + "/api/me" }
