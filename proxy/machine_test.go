@@ -103,6 +103,8 @@ func TestMachineConnections(t *testing.T) {
 				require.Equal(t, []any{"read"}, tok.Body["scopes"])
 				require.True(t, srv.Active(ctx, tok.Body["access_token"].(string)), name)
 				require.Equal(t, before+1, srv.Mints(), "served from the row: %s", name)
+				fwd := f.h.expect(f.h.do("GET", "/v1/proxy/"+id+"/me", f.key, nil), 200, "") // forwarded with the minted token
+				require.Equal(t, "read", fwd.Body["scope"], name)
 			}
 			require.Equal(t, 5, f.connections())
 

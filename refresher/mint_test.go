@@ -215,3 +215,30 @@ func TestMintGrantSecretBoundToTokenEndpoint(t *testing.T) {
 		require.Equal(t, 1, countAudit(t, e.store, audit.BindingRefused, audit.Failure))
 	})
 }
+
+// A minted-mode connection that holds no access token yet (none committed) is minted on the
+// first read, not answered needs_reauth as an OAuth connection without a token would be.
+func TestMintedConnectionWithoutTokenMints(t *testing.T) {
+	storetest.ForEachDialect(t, func(t *testing.T, dialect *store.Store) {
+		e := newEnv(t, dialect.Dialect())
+		srv := oauthtest.NewMachine(t, oauthtest.MachineOptions{Clients: []oauthtest.MachineClient{{ID: "own", Secret: "own-secret"}}})
+		p := machineProvider(srv, oauthflow.AuthModeClientCredentials, oauthflow.ClientSecretBasic)
+		e.setProvider(p, oauthflow.ClientCredentials{})
+		ctx := context.Background()
+		now := time.Now().UTC()
+		c := store.Connection{ID: "conn_notokenyet", WorkspaceID: store.DefaultWorkspaceID, Provider: "test", EndUserID: "u",
+			AuthMode: string(oauthflow.AuthModeClientCredentials), Status: store.StatusActive, Scopes: store.Strings{},
+			Version: 1, CreatedAt: now, UpdatedAt: now}
+		grant := oauthflow.GrantClient{ClientID: "own", ClientSecret: secretOf("own-secret")}
+		sealed, err := e.creds.Seal(ctx, vault.GrantSecretBinding(c.WorkspaceID, c.ID, p.GrantSecretOrigins()), grant.Sealed())
+		require.NoError(t, err)
+		require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID,
+			GrantSecret: sealed, GrantOrigins: store.StoredOrigins(p.GrantSecretOrigins()),
+			AccessOrigins: store.StoredOrigins(p.AccessTokenOrigins()), UpdatedAt: now}))
+		cred, err := e.tokens(e.refresher(refresher.Config{})).Credential(ctx, c.WorkspaceID, c.ID, 0)
+		require.NoError(t, err)
+		require.True(t, srv.Active(ctx, cred.Secret.Reveal()))
+		require.Equal(t, int64(1), srv.Mints())
+		require.NotEmpty(t, e.row(c.ID).CredentialPrefix)
+	})
+}
