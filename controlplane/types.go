@@ -222,7 +222,8 @@ type ProviderConfigDoc struct {
 	Key string `json:"key"`
 	// Template names a catalog entry (same pattern as Key).
 	Template string `json:"template,omitempty"`
-	// AuthMode is oauth2 or api_key ("" = the template's, else oauth2).
+	// AuthMode is one of the proxy's auth modes (API.md "Auth modes"; "" = the template's,
+	// else oauth2). The providers service checks what each mode requires.
 	AuthMode string `json:"auth_mode,omitempty"`
 	// ClientID is the OAuth client id: public by RFC 6749 §2.2, printable, ≤ 256 bytes.
 	ClientID     string   `json:"client_id,omitempty"`
@@ -399,9 +400,9 @@ func (p ProviderConfigDoc) Validate() error {
 		return errors.New("malformed template")
 	}
 	switch p.AuthMode {
-	case "", "oauth2", "api_key":
+	case "", "oauth2", "api_key", "basic", "oauth2_client_credentials", "jwt_bearer", "github_app":
 	default:
-		return errors.New("auth_mode must be oauth2 or api_key")
+		return errors.New("auth_mode must be oauth2, api_key, basic, oauth2_client_credentials, jwt_bearer or github_app")
 	}
 	if len(p.ClientID) > 256 || !printable(p.ClientID) {
 		return errors.New("client_id must be at most 256 printable characters")

@@ -194,6 +194,11 @@ func TestProviderConfigDocRefusesURLsWithQueries(t *testing.T) {
 		Scopes: []string{"repo", "read:user"}, CallbackURLs: []string{"https://app.example.com/cb"},
 		TokenURL: "https://github.com/login/oauth/access_token"}
 	require.NoError(t, ok.Validate())
+	for _, mode := range []string{"api_key", "basic", "oauth2_client_credentials", "jwt_bearer", "github_app"} {
+		p := ok
+		p.AuthMode = mode
+		require.NoError(t, p.Validate(), "every auth mode of the API may be configured (the providers service checks its rules)")
+	}
 	for name, mut := range map[string]func(*controlplane.ProviderConfigDoc){
 		"token url query":    func(p *controlplane.ProviderConfigDoc) { p.TokenURL = "https://x.example/t?client_secret=s" },
 		"empty query":        func(p *controlplane.ProviderConfigDoc) { p.TokenURL = "https://x.example/t?" },
