@@ -105,10 +105,10 @@ func New(info BuildInfo) *Metrics {
 	}
 	m.ops = newOps(f)
 	reads := f.counterVec("token_reads_total",
-		"Token reads by credential type (oauth2, api_key, basic, unknown) and outcome (success or a problem code).",
+		"Token reads by credential type (the auth mode: oauth2, api_key, basic, oauth2_client_credentials, jwt_bearer, github_app; or unknown) and outcome (success or a problem code).",
 		"credential_type", "outcome")
 	m.tokenReads = map[[2]string]prometheus.Counter{}
-	for _, ct := range []string{"oauth2", "api_key", "basic", Unknown} {
+	for _, ct := range []string{"oauth2", "api_key", "basic", "oauth2_client_credentials", "jwt_bearer", "github_app", Unknown} {
 		for _, o := range tokenOutcomes() {
 			m.tokenReads[[2]string{ct, o}] = reads.WithLabelValues(ct, o)
 		}
@@ -188,10 +188,13 @@ func tokenOutcomes() []string {
 		"rate_limited", "invalid_dpop_proof", "use_dpop_nonce", "token_in_url", "internal", Other}
 }
 
-// TokenRead counts one token read. credentialType is oauth2, api_key, basic or "" (unknown);
+// TokenRead counts one token read. credentialType is the connection's auth mode (oauth2,
+// api_key, basic, oauth2_client_credentials, jwt_bearer, github_app) or "" (unknown);
 // outcome is "success" or a problem code. Anything else is folded into unknown/other.
 func (m *Metrics) TokenRead(credentialType, outcome string) {
-	if credentialType != "oauth2" && credentialType != "api_key" && credentialType != "basic" {
+	switch credentialType {
+	case "oauth2", "api_key", "basic", "oauth2_client_credentials", "jwt_bearer", "github_app":
+	default:
 		credentialType = Unknown
 	}
 	c, ok := m.tokenReads[[2]string{credentialType, outcome}]
