@@ -356,3 +356,32 @@ func FuzzParseNarrowing(f *testing.F) {
 		}
 	})
 }
+
+// TestGitHubAppCatalogEntries pins github-app and github-app-ghe: an installation id fills
+// one path segment of the token URL (digits only), a GHE.com subdomain one label under
+// ghe.com; the revocation goes to the API base.
+func TestGitHubAppCatalogEntries(t *testing.T) {
+	cat, err := LoadCatalog()
+	require.NoError(t, err)
+	gh, ok := cat.Get("github-app")
+	require.True(t, ok)
+	p, err := gh.ForConnection(map[string]string{"installation_id": "42"}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "https://api.github.com/app/installations/42/access_tokens", p.TokenURL)
+	require.Equal(t, "https://api.github.com/installation/token", p.GitHubAppRevocationURL())
+	require.Equal(t, "2022-11-28", p.StaticHeaders["X-GitHub-Api-Version"])
+	for _, bad := range []string{"", "abc", "4/2", "../1", "123456789012345678901"} {
+		_, err := gh.ForConnection(map[string]string{"installation_id": bad}, nil)
+		require.Error(t, err, bad)
+	}
+	ghe, ok := cat.Get("github-app-ghe")
+	require.True(t, ok)
+	p, err = ghe.ForConnection(map[string]string{"subdomain": "octo", "installation_id": "7"}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "https://api.octo.ghe.com/app/installations/7/access_tokens", p.TokenURL)
+	require.Equal(t, "https://api.octo.ghe.com/installation/token", p.GitHubAppRevocationURL())
+	for _, bad := range []string{"evil.com", "Octo", "-x", ""} {
+		_, err := ghe.ForConnection(map[string]string{"subdomain": bad, "installation_id": "7"}, nil)
+		require.Error(t, err, bad)
+	}
+}

@@ -155,22 +155,31 @@ func TestNarrowedOriginChecked(t *testing.T) {
 	require.Zero(t, gh.Mints()-1, "only the setup's mint")
 }
 
-// TestDisconnectRevokesGitHubAppToken: disconnecting an installation connection revokes
-// its cached token at GitHub (DELETE /installation/token with the token itself).
+// TestDisconnectRevokesGitHubAppToken: disconnecting an installation connection, or
+// erasing its end user, revokes its cached token at GitHub (DELETE /installation/token with
+// the token itself).
 func TestDisconnectRevokesGitHubAppToken(t *testing.T) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			e, gh, c, cached := gitHubAppEnv(t, dialect)
-			v, err := refresher.NewRevocations(e.refresher(refresher.Config{}), e.store, time.Hour)
-			require.NoError(t, err)
-			conn, changed, err := v.Disconnect(context.Background(), c.WorkspaceID, c.ID, "apk_test")
-			require.NoError(t, err)
-			require.True(t, changed)
-			require.Equal(t, store.StatusDisconnected, conn.Status)
-			rec, ok := gh.Token(cached)
-			require.True(t, ok)
-			require.True(t, rec.Revoked)
-			require.EqualValues(t, 1, gh.Revocations())
+			for _, how := range []string{"disconnect", "erase"} {
+				e, gh, c, cached := gitHubAppEnv(t, dialect)
+				v, err := refresher.NewRevocations(e.refresher(refresher.Config{}), e.store, time.Hour)
+				require.NoError(t, err)
+				if how == "disconnect" {
+					conn, changed, err := v.Disconnect(context.Background(), c.WorkspaceID, c.ID, "apk_test")
+					require.NoError(t, err)
+					require.True(t, changed)
+					require.Equal(t, store.StatusDisconnected, conn.Status)
+				} else {
+					n, _, err := v.EraseEndUser(context.Background(), c.WorkspaceID, c.EndUserID, "apk_test")
+					require.NoError(t, err)
+					require.EqualValues(t, 1, n)
+				}
+				rec, ok := gh.Token(cached)
+				require.True(t, ok)
+				require.True(t, rec.Revoked, how)
+				require.EqualValues(t, 1, gh.Revocations(), how)
+			}
 		})
 	}
 }
