@@ -117,6 +117,18 @@ func TestTLSClientAuthProviderSecret(t *testing.T) {
 			require.NoError(t, err)
 			_, err = svc.Put(ctx, ws, writer, mtlsProvider(), nil)
 			require.NoError(t, err, "an update that keeps a fitting certificate")
+
+			// The control plane's import cannot switch the method under a kept certificate.
+			doc := []providers.WorkspaceImport{{WorkspaceID: ws, Providers: []providers.Request{post}}}
+			err = svc.Import(ctx, "controlplane", 2, doc)
+			var ie *providers.ImportError
+			require.ErrorAs(t, err, &ie)
+			require.ErrorIs(t, err, providers.ErrClientSecretChange)
+			got, err := svc.Get(ctx, ws, "acme-mtls")
+			require.NoError(t, err)
+			require.Equal(t, "tls_client_auth", string(got.TokenAuthMethod), "nothing changed")
+			require.NoError(t, svc.Import(ctx, "controlplane", 3, []providers.WorkspaceImport{{WorkspaceID: ws,
+				Providers: []providers.Request{mtlsProvider()}}}), "an import that keeps the method")
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/authpipe/authpipe-proxy/internal/audit"
@@ -64,6 +65,15 @@ func (s *Service) Import(ctx context.Context, actor string, version int64, works
 			cfg, err := s.Build(r)
 			if err != nil {
 				return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: err}
+			}
+			// A kept client secret must fit the imported token_auth_method (clientcert.go):
+			// a certificate bundle is never sent as a plain secret, nor a secret as a bundle.
+			if existing, err := s.store.Provider(ctx, ws.WorkspaceID, r.Key); err == nil {
+				if err := s.checkKeptSecret(ctx, existing.ID, cfg, false, false); err != nil {
+					return &ImportError{WorkspaceID: ws.WorkspaceID, Key: r.Key, Err: fmt.Errorf("%w: %w", ErrClientSecretChange, err)}
+				}
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
 			}
 			doc, err := json.Marshal(cfg)
 			if err != nil {
