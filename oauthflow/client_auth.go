@@ -1,6 +1,7 @@
 package oauthflow
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"time"
@@ -55,6 +56,11 @@ func (p Provider) authenticate(client ClientCredentials, endpoint string, now ti
 	case TLSClientAuth:
 		return clientAuth{fields: map[string]string{"client_id": client.ClientID}}, nil
 	case ClientSecretBasic, ClientSecretPost:
+		if isPEMPrivateKey(client.ClientSecret.Bytes()) {
+			// A private key (a private_key_jwt key, a tls_client_auth bundle kept across a
+			// change of token_auth_method) is never sent as a secret.
+			return clientAuth{}, fmt.Errorf("%w: %q: the client secret is a PEM private key, which %s would send", ErrInvalidKey, p.Name, method)
+		}
 		if method == ClientSecretBasic && !client.ClientSecret.IsZero() {
 			return clientAuth{basic: true, id: client.ClientID, secret: client.ClientSecret}, nil
 		}
@@ -71,4 +77,19 @@ func (p Provider) authenticate(client ClientCredentials, endpoint string, now ti
 // section 2.3.1 form-encodes id and secret before the Basic encoding.
 func (a clientAuth) basicAuth() (user, password string) {
 	return url.QueryEscape(a.id), url.QueryEscape(a.secret.Reveal())
+}
+
+// isPEMPrivateKey reports whether b holds a PEM private key block (anywhere in it).
+func isPEMPrivateKey(b []byte) bool {
+	for {
+		_, rest, ok := bytes.Cut(b, []byte("-----BEGIN "))
+		if !ok {
+			return false
+		}
+		line, _, _ := bytes.Cut(rest, []byte("-----"))
+		if bytes.HasSuffix(line, []byte("PRIVATE KEY")) {
+			return true
+		}
+		b = rest
+	}
 }

@@ -1,6 +1,7 @@
 package oauthflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -170,4 +171,26 @@ func TestMintTLSClientAuth(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.Equal(t, "invalid_client", pe.Code)
 	require.Equal(t, http.StatusUnauthorized, pe.Status)
+}
+
+// TestPEMKeyNeverSentAsSecret: a client secret that holds a PEM private key (a
+// tls_client_auth bundle, a private_key_jwt key) is never sent by client_secret_basic or
+// client_secret_post: ErrInvalidKey, no request.
+func TestPEMKeyNeverSentAsSecret(t *testing.T) {
+	as := oauthtest.NewMTLS(t, oauthtest.MTLSOptions{})
+	hc, p := mtlsClient(t, as), mtlsProvider(as)
+	bundle := as.RegisteredCertificate(t)
+	for _, method := range []TokenAuthMethod{ClientSecretBasic, ClientSecretPost} {
+		p.TokenAuthMethod = method
+		for _, secret := range [][]byte{bundle, bundle[bytes.Index(bundle, []byte("-----BEGIN PRIVATE KEY")):],
+			[]byte("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")} {
+			before := as.TokenCalls()
+			_, err := clientCredentialsCall(hc, p, ClientCredentials{ClientID: as.ClientID(), ClientSecret: vault.SecretFromBytes(bytes.Clone(secret))}, time.Now())
+			require.ErrorIs(t, err, ErrInvalidKey, method)
+			require.NotContains(t, err.Error(), "BEGIN")
+			require.Equal(t, before, as.TokenCalls())
+		}
+	}
+	require.False(t, isPEMPrivateKey([]byte("s3cr3t-----BEGIN CERTIFICATE-----")))
+	require.False(t, isPEMPrivateKey([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")))
 }
