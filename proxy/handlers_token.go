@@ -148,7 +148,10 @@ func (s *Server) handleToken(c *gin.Context) {
 
 // narrowedToken is the token endpoint asked for a narrowed GitHub App token: minted for
 // this read alone by the token service, which audits it (token.narrowed, with what it was
-// limited to) before it is returned; not counted as a token.read.
+// limited to) before it is returned. It is also counted as a read, exactly like a plain
+// one (same key, connection and client), so that the anomaly detection sees it
+// (key_connections_burst, new_client_address): a narrowed read asking for everything is
+// still a read of the installation. Counted before it leaves: fail closed.
 func (s *Server) narrowedToken(c *gin.Context, n *oauthflow.Narrowing) {
 	p := principal(c)
 	cred, err := s.tokens.Narrowed(c.Request.Context(), p.WorkspaceID, c.Param("id"), p.KeyID, n)
@@ -156,6 +159,14 @@ func (s *Server) narrowedToken(c *gin.Context, n *oauthflow.Narrowing) {
 		markCredentialType(c, string(cred.Kind))
 	}
 	if err != nil {
+		fail(c, err)
+		return
+	}
+	rk := audit.ReadKey{WorkspaceID: p.WorkspaceID, Actor: p.KeyID, ConnectionID: cred.Conn.ID, Type: audit.TokenRead,
+		Outcome: audit.Success}
+	readClient(c, &rk)
+	if err := s.audit.Count(c.Request.Context(), rk, s.now()); err != nil {
+		cred.Secret.Wipe() // audited as token.narrowed, never handed out; it expires within the hour
 		fail(c, err)
 		return
 	}
