@@ -11,7 +11,8 @@ import (
 
 // The client baseline (issue 23): each API key's client addresses (and mTLS client
 // certificates), so that a key read from one it has never used is a finding —
-// new_client_address, new_client_certificate — once per new client per key, not per read.
+// new_client_address, new_client_certificate — once per new client per key, not per read,
+// and at most maxNewClientFindings per key and kind per window, then one with the count.
 //
 // The hot path pays nothing for it: a served read's ReadKey carries the resolved client
 // address and the verified certificate's SHA-256 (a copy, no allocation), so reads from
@@ -70,15 +71,78 @@ func (b *Batcher) learnClients(obs []clientObs) {
 	select {
 	case b.clientQ <- append([]clientObs(nil), obs...):
 	default:
+		// Not silent: a learner that keeps falling behind is blind to new clients.
+		b.clientsLost.Add(1)
+		b.opts.Logger.Warn("audit: client baseline behind, a window's clients not learnt", "clients", len(obs),
+			"lost_total", b.clientsLost.Load())
 	}
+}
+
+// ClientBaselineLost is how many windows (the learner behind) and per-key batches (the
+// store failed or timed out) of clients the client baseline could not learn.
+func (b *Batcher) ClientBaselineLost() int64 { return b.clientsLost.Load() }
+
+// maxNewClientFindings caps the new-client findings per key and kind per detector window:
+// a key read from many new clients (a flood, or a botnet) is that many findings and then
+// one more, at the window's end, with the count of the rest.
+const maxNewClientFindings = 5
+
+// clientFindings is the learner's count of new-client findings in the current window.
+type clientFindings struct {
+	start time.Time
+	fired map[clientFindingKey]int64 // findings reported
+	over  map[clientFindingKey]int64 // new clients beyond the cap, not yet reported
+}
+
+type clientFindingKey struct {
+	key  anomalyKey
+	kind string
+}
+
+// newClient reports a new client of k, within the cap.
+func (b *Batcher) newClient(k anomalyKey, kind string, now time.Time) {
+	f := &b.newClients
+	if f.fired == nil {
+		f.fired, f.over = map[clientFindingKey]int64{}, map[clientFindingKey]int64{}
+	}
+	fk := clientFindingKey{k, kind}
+	if f.fired[fk] >= maxNewClientFindings {
+		f.over[fk]++
+		return
+	}
+	f.fired[fk]++
+	b.report(Anomaly{WorkspaceID: k.workspace, Kind: kind, APIKeyID: k.actor, Count: 1}, now)
+}
+
+// rollClientWindow ends the learner's window once the detector's is over: one finding per
+// key and kind with the count of the new clients beyond the cap.
+func (b *Batcher) rollClientWindow(now time.Time) {
+	f := &b.newClients
+	w := b.detector.opts.Window
+	if f.start.IsZero() {
+		f.start = now
+	}
+	if now.Sub(f.start) < w {
+		return
+	}
+	for fk, n := range f.over {
+		b.report(Anomaly{WorkspaceID: fk.key.workspace, Kind: fk.kind, APIKeyID: fk.key.actor, Count: n, Window: w}, now)
+	}
+	clear(f.fired)
+	clear(f.over)
+	f.start = now
 }
 
 // watchClients is the learner: it runs beside the sealer until Stop.
 func (b *Batcher) watchClients(ctx context.Context) {
 	known := map[anomalyKey]map[ClientSeen]time.Time{} // recorded, by key: when
 	n := 0
+	tick := time.NewTicker(b.detector.opts.Window)
+	defer tick.Stop()
 	for {
 		select {
+		case <-tick.C:
+			b.rollClientWindow(b.opts.Now())
 		case obs := <-b.clientQ:
 			if n > maxDetectorKeys {
 				clear(known)
@@ -103,6 +167,7 @@ func (b *Batcher) learn(ctx context.Context, known map[anomalyKey]map[ClientSeen
 		return 0
 	}
 	now := b.opts.Now()
+	b.rollClientWindow(now)
 	todo := map[anomalyKey][]ClientSeen{}
 	want := func(k anomalyKey, c ClientSeen) {
 		if at, ok := known[k][c]; ok && now.Sub(at) < clientTouch {
@@ -130,7 +195,9 @@ func (b *Batcher) learn(ctx context.Context, known map[anomalyKey]map[ClientSeen
 		fresh, err := o.Clients.LearnAPIKeyClients(wctx, k.workspace, k.actor, seen, o.ClientWarmup, o.ClientsPerKey, now)
 		cancel()
 		if err != nil {
-			b.opts.Logger.Warn("audit: client baseline not recorded", "api_key_id", k.actor, "err", err)
+			b.clientsLost.Add(1)
+			b.opts.Logger.Warn("audit: client baseline not recorded", "api_key_id", k.actor, "err", err,
+				"lost_total", b.clientsLost.Load())
 			continue
 		}
 		m := known[k]
@@ -149,21 +216,32 @@ func (b *Batcher) learn(ctx context.Context, known map[anomalyKey]map[ClientSeen
 			if c.Kind == ClientCertificate {
 				kind = AnomalyNewClientCert
 			}
-			b.report(Anomaly{WorkspaceID: k.workspace, Kind: kind, APIKeyID: k.actor, Count: 1}, now)
+			b.newClient(k, kind, now)
 		}
 	}
 	return added
 }
 
+// ClientAddr is a client address as the baseline counts it: an IPv4 address (unmapped),
+// or the first address of an IPv6 address's /64 (privacy addresses rotate inside it), no
+// zone. It does not allocate.
+func ClientAddr(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is4() {
+		return a
+	}
+	p, _ := a.Prefix(64)
+	return p.Addr()
+}
+
 // clientAddrBytes is what identifies an address: an IPv4 address, or an IPv6 address's /64.
 func clientAddrBytes(a netip.Addr) []byte {
-	a = a.Unmap()
+	a = ClientAddr(a)
 	if a.Is4() {
 		b := a.As4()
 		return b[:]
 	}
-	p, _ := a.Prefix(64)
-	b := p.Addr().As16()
+	b := a.As16()
 	return b[:8]
 }
 

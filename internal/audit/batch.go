@@ -58,6 +58,10 @@ type Batcher struct {
 	waits     atomic.Int64
 	detector  *detector        // anomaly.go; nil: off
 	clientQ   chan []clientObs // anomaly_clients.go; nil: off
+	// anomaly_clients.go: the learner's findings this window (its goroutine only) and the
+	// windows and batches of clients it could not learn.
+	newClients  clientFindings
+	clientsLost atomic.Int64
 }
 
 // NewBatcher returns a Batcher; call Run to start it.

@@ -38,7 +38,9 @@ type ReadKey struct {
 	// Client and Cert are set on served reads only: the client address the edge resolved
 	// and the SHA-256 of the verified client certificate (mTLS), for the client baseline
 	// (anomaly_clients.go). Neither is written to the chain: reads from another client
-	// count in a group of their own.
+	// count in a group of their own. Count keeps an address as the baseline counts it
+	// (ClientAddr: an IPv6 address by its /64), so that rotating addresses inside one /64
+	// neither splits the aggregation nor grows the groups.
 	Client netip.Addr
 	Cert   [32]byte
 }
@@ -106,6 +108,9 @@ func (t *readTable) shard(k *ReadKey) *readShard {
 func (b *Batcher) Count(ctx context.Context, k ReadKey, at time.Time) error {
 	if !b.Healthy() {
 		return ErrUnavailable
+	}
+	if k.Client.IsValid() {
+		k.Client = ClientAddr(k.Client) // one group per client as the baseline counts it (an IPv6 /64)
 	}
 	sh := b.reads.shard(&k)
 	us, window := at.UnixMicro(), b.opts.Window.Microseconds()
