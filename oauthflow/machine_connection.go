@@ -100,6 +100,7 @@ func (m *Machines) Create(ctx context.Context, in MachineConnect) (store.Connect
 	if err != nil {
 		return store.Connection{}, err
 	}
+	provClient := client // the provider's, for revokeOrphan
 	usesClient := filled.MintUsesProviderClient(!grant.IsZero())
 	if usesClient {
 		use := vault.Use{WorkspaceID: in.WorkspaceID, Actor: in.Actor, Purpose: vault.UseMint}
@@ -119,7 +120,12 @@ func (m *Machines) Create(ctx context.Context, in MachineConnect) (store.Connect
 		return store.Connection{}, mintProblem(err)
 	}
 	defer tok.AccessToken.Wipe()
-	return m.store(ctx, in, p, tok, grant, now)
+	conn, err := m.store(ctx, in, p, tok, grant, now)
+	if err != nil {
+		m.revokeOrphan(ctx, in, filled, provClient, grant, tok) // minted, not stored (machine_orphan.go)
+		return store.Connection{}, err
+	}
+	return conn, nil
 }
 
 // machineGrant checks the request's credential against p's mode and returns the grant
