@@ -177,8 +177,11 @@ func ParseServiceAccountKey(raw []byte) (ServiceAccountKey, error) {
 
 // parseClientKey parses a private_key_jwt client's key: a PEM private key, or a JSON key
 // ({"private_key","private_key_id"}, as ParseServiceAccountKey but the issuer is the
-// client id) whose private_key_id becomes the kid.
+// client id) whose private_key_id becomes the kid; at most MaxKeyLen bytes either way.
 func parseClientKey(raw []byte) (SigningKey, error) {
+	if len(raw) == 0 || len(raw) > MaxKeyLen {
+		return SigningKey{}, fmt.Errorf("%w: a client key must be 1 byte to %d KiB", ErrInvalidKey, MaxKeyLen>>10)
+	}
 	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '{' {
 		var f serviceAccountFile
 		if json.Unmarshal(t, &f) != nil || len(f.PrivateKeyID) > 256 || strings.ContainsFunc(f.PrivateKeyID, isControl) {

@@ -65,8 +65,11 @@ func ValidateGitHubAppKey(secret vault.Secret) error {
 }
 
 // gitHubAppKey parses the app's private key: PKCS#1 ("RSA PRIVATE KEY", what GitHub
-// issues) or PKCS#8 holding an RSA key.
+// issues) or PKCS#8 holding an RSA key, at most MaxKeyLen bytes.
 func gitHubAppKey(secret vault.Secret) (*rsa.PrivateKey, error) {
+	if n := len(secret.Bytes()); n == 0 || n > MaxKeyLen {
+		return nil, ErrInvalidAppKey
+	}
 	block, _ := pem.Decode(secret.Bytes())
 	if block == nil {
 		return nil, ErrInvalidAppKey
