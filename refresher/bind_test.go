@@ -78,7 +78,7 @@ func TestBindLegacyCredentials(t *testing.T) {
 		}
 		sort.Slice(conns, func(i, j int) bool { return conns[i].ID < conns[j].ID })
 		// Each forced refresh below must reach the origin check: no throttle (forced_test.go).
-		r := e.refresher(refresher.Config{ForcedInterval: time.Millisecond})
+		r := e.refresher(refresher.Config{ForcedInterval: time.Nanosecond})
 
 		// Before: the access token opens (the token endpoint checks no origin), a refresh
 		// is refused without a provider call.

@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,6 +123,52 @@ func (r *Refresher) perform(ctx context.Context, cl store.Claim, holder string) 
 	return res, retry
 }
 
+// accessBindingAuthentic authenticates the origins the new access token will be sealed to
+// (commit: "the new tokens keep the connection's binding"). They are read from
+// credentials.access_origins, a column nothing else authenticates: a database writer who
+// edits it (and the provider's api_base_url) would have the next refreshed or minted token
+// bound to — and forwarded to — a host of theirs. They are the stored access token's
+// associated data, so that token is opened with them first; if it does not open
+// (ErrDecrypt: the origins, or the token, were edited), or there is none, nothing is sent to
+// the provider: a credential.binding_refused event, and the refresh fails (backing off) as
+// for a moved endpoint. Opening it costs no KMS call (the DEK is cached) and no query.
+func (r *Refresher) accessBindingAuthentic(ctx context.Context, cl store.Claim, holder string) (result, bool, bool) {
+	c, cred := cl.Row.Connection, cl.Row.Credential
+	if cred == nil {
+		return result{}, false, true // performLeased and performMint decide
+	}
+	var err error
+	if len(cred.AccessToken) == 0 {
+		err = vault.ErrDecrypt // every stored OAuth, imported or minted connection has one
+	} else {
+		var t vault.Secret
+		t, err = r.creds.Open(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, store.BoundOrigins(cred.AccessOrigins)), cred.AccessToken)
+		t.Wipe()
+	}
+	if err == nil {
+		return result{}, false, true
+	}
+	code := "kms_unavailable"
+	if errors.Is(err, vault.ErrDecrypt) {
+		code = "origin_changed"
+		if r.audit != nil {
+			_ = r.audit.AppendEvents(context.WithoutCancel(ctx), audit.Event{WorkspaceID: c.WorkspaceID, Type: audit.BindingRefused,
+				Actor: actor, ConnectionID: c.ID, Outcome: audit.Failure, ErrorCode: "origin_changed",
+				Data: eventData("purpose", vault.UseRefresh, "reason", "access_binding_unauthentic",
+					"origin", strings.Join(store.BoundOrigins(cred.AccessOrigins), " "))}) // the origins it claims
+		}
+		r.log.LogAttrs(ctx, slog.LevelWarn, "refresh refused: the stored access binding does not authenticate", slog.String("connection", c.ID))
+	}
+	res, retry := r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: code, cause: err})
+	if res.err != nil {
+		res.err = err
+		if code == "origin_changed" { // 409 origin_changed to the caller, as for a moved endpoint
+			res.err = fmt.Errorf("%w: the stored access binding does not authenticate", vault.ErrOriginNotBound)
+		}
+	}
+	return res, retry, false
+}
+
 func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder string) (res result, retry bool) {
 	c := cl.Row.Connection
 	cred := cl.Row.Credential
@@ -129,6 +177,9 @@ func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder st
 		if err := r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, next, clearNext, r.now()); err != nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "release lease", slog.String("connection", c.ID), slog.Any("err", err))
 		}
+	}
+	if res, retry, ok := r.accessBindingAuthentic(ctx, cl, holder); !ok {
+		return res, retry
 	}
 	if oauthflow.AuthMode(c.AuthMode).Minted() {
 		return r.performMint(ctx, cl, holder) // mint.go: the same lease, commit and failures

@@ -216,9 +216,12 @@ func TestMintGrantSecretBoundToTokenEndpoint(t *testing.T) {
 	})
 }
 
-// A minted-mode connection that holds no access token yet (none committed) is minted on the
-// first read, not answered needs_reauth as an OAuth connection without a token would be.
-func TestMintedConnectionWithoutTokenMints(t *testing.T) {
+// A minted-mode connection that holds no access token (creation always stores the first,
+// so only a database writer makes one) is not minted: the origins its next token would be
+// bound to are unauthenticated without the token they are the associated data of
+// (lease.go accessBindingAuthentic). Nothing is sent to the provider; the read fails with
+// origin_changed and a credential.binding_refused event.
+func TestMintedConnectionWithoutTokenRefused(t *testing.T) {
 	storetest.ForEachDialect(t, func(t *testing.T, dialect *store.Store) {
 		e := newEnv(t, dialect.Dialect())
 		srv := oauthtest.NewMachine(t, oauthtest.MachineOptions{Clients: []oauthtest.MachineClient{{ID: "own", Secret: "own-secret"}}})
@@ -235,10 +238,9 @@ func TestMintedConnectionWithoutTokenMints(t *testing.T) {
 		require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID,
 			GrantSecret: sealed, GrantOrigins: store.StoredOrigins(p.GrantSecretOrigins()),
 			AccessOrigins: store.StoredOrigins(p.AccessTokenOrigins()), UpdatedAt: now}))
-		cred, err := e.tokens(e.refresher(refresher.Config{})).Credential(ctx, c.WorkspaceID, c.ID, 0)
-		require.NoError(t, err)
-		require.True(t, srv.Active(ctx, cred.Secret.Reveal()))
-		require.Equal(t, int64(1), srv.Mints())
-		require.NotEmpty(t, e.row(c.ID).CredentialPrefix)
+		_, err = e.tokens(e.refresher(refresher.Config{})).Credential(ctx, c.WorkspaceID, c.ID, 0)
+		require.ErrorIs(t, err, vault.ErrOriginNotBound)
+		require.Zero(t, srv.TokenCalls(), "nothing sent to the provider")
+		require.Equal(t, 1, countAudit(t, e.store, audit.BindingRefused, audit.Failure))
 	})
 }
