@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -218,18 +219,33 @@ func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder st
 		}
 		return res, retry
 	}
-	hc, err := r.clientFor(prov) // the provider's TLS floor and pins (provider_tls.go)
+	return r.callProvider(ctx, cl, holder, prov, prov.RefreshTokenURL(), Classify,
+		func(hc *http.Client, start time.Time) (oauthflow.Token, error) {
+			return oauthflow.Refresh(ctx, hc, prov, client, rt, start)
+		})
+}
+
+// callProvider makes a leased connection's one provider call (a refresh grant, a mint) to
+// endpoint and ends the lease with its result: over the provider's client (its TLS floor
+// and pins, provider_tls.go), inside the per-host limit, timed, then committed (commit) or
+// failed as classify says (failure.go). A response without an access token is a transient
+// failure.
+func (r *Refresher) callProvider(ctx context.Context, cl store.Claim, holder string, prov oauthflow.Provider, endpoint string,
+	classify func(error, time.Time) *Failure, call func(hc *http.Client, start time.Time) (oauthflow.Token, error)) (result, bool) {
+	c := cl.Row.Connection
+	hc, err := r.clientFor(prov)
 	if err != nil {
 		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
 	}
-	slot, err := r.limits.acquire(ctx, hostOf(prov.RefreshTokenURL()))
+	slot, err := r.limits.acquire(ctx, hostOf(endpoint))
 	if err != nil {
-		release(nil, false)
-		res.err = err
-		return res, false
+		if rerr := r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, false, r.now()); rerr != nil {
+			r.log.LogAttrs(ctx, slog.LevelWarn, "release lease", slog.String("connection", c.ID), slog.Any("err", rerr))
+		}
+		return result{row: cl.Row, err: err}, false
 	}
 	start := r.now()
-	tok, perr := oauthflow.Refresh(ctx, hc, prov, client, rt, start)
+	tok, perr := call(hc, start)
 	slot()
 	if r.latency != nil {
 		r.latency(c.Provider, r.now().Sub(start))
@@ -239,7 +255,7 @@ func (r *Refresher) performLeased(ctx context.Context, cl store.Claim, holder st
 		perr = &Failure{Class: ClassTransient, Code: "invalid_token_response"}
 	}
 	if perr != nil {
-		return r.failed(ctx, cl, holder, Classify(perr, r.now()))
+		return r.failed(ctx, cl, holder, classify(perr, r.now()))
 	}
 	return r.commit(ctx, cl, holder, prov, tok)
 }

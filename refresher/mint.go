@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/oauthflow"
@@ -63,30 +64,10 @@ func (r *Refresher) performMint(ctx context.Context, cl store.Claim, holder stri
 		}
 		return res, retry
 	}
-	hc, err := r.clientFor(prov) // the provider's TLS floor and pins (provider_tls.go)
-	if err != nil {
-		return r.failed(ctx, cl, holder, &Failure{Class: ClassTransient, Code: "provider_not_configured", cause: err})
-	}
-	slot, err := r.limits.acquire(ctx, hostOf(prov.TokenURL))
-	if err != nil {
-		_ = r.store.ReleaseRefresh(context.WithoutCancel(ctx), c.ID, holder, nil, false, r.now())
-		res.err = err
-		return res, false
-	}
-	start := r.now()
-	tok, perr := oauthflow.Mint(ctx, hc, prov, client, grant, start)
-	slot()
-	if r.latency != nil {
-		r.latency(c.Provider, r.now().Sub(start))
-	}
-	r.fail.hit("after_provider")
-	if perr == nil && tok.AccessToken.IsZero() {
-		perr = &Failure{Class: ClassTransient, Code: "invalid_token_response"}
-	}
-	if perr != nil {
-		return r.failed(ctx, cl, holder, ClassifyMint(perr, r.now()))
-	}
-	return r.commit(ctx, cl, holder, prov, tok)
+	return r.callProvider(ctx, cl, holder, prov, prov.TokenURL, ClassifyMint,
+		func(hc *http.Client, start time.Time) (oauthflow.Token, error) {
+			return oauthflow.Mint(ctx, hc, prov, client, grant, start)
+		})
 }
 
 // openGrant opens a minted connection's grant secret (its own client or service-account
