@@ -205,11 +205,11 @@ func (m *Machines) store(ctx context.Context, in MachineConnect, p Provider, tok
 	access, grantOrigins := filled.AccessTokenOrigins(), filled.GrantSecretOrigins()
 	cred := store.Credential{ConnectionID: conn.ID, WorkspaceID: in.WorkspaceID, TokenType: tok.TokenType, UpdatedAt: now,
 		AccessOrigins: store.StoredOrigins(access)}
-	if cred.AccessToken, err = m.deps.Creds.Seal(ctx, vault.AccessTokenBinding(in.WorkspaceID, conn.ID, access), tok.AccessToken); err != nil {
+	if cred.AccessToken, err = m.deps.Creds.Seal(ctx, store.AccessTokenBinding(conn, access), tok.AccessToken); err != nil {
 		return store.Connection{}, err
 	}
 	if !grant.IsZero() {
-		if cred.GrantSecret, err = m.deps.Creds.Seal(ctx, vault.GrantSecretBinding(in.WorkspaceID, conn.ID, grantOrigins), grant); err != nil {
+		if cred.GrantSecret, err = m.deps.Creds.Seal(ctx, store.GrantSecretBinding(conn, grantOrigins), grant); err != nil {
 			return store.Connection{}, err
 		}
 		cred.GrantOrigins = store.StoredOrigins(grantOrigins)

@@ -46,7 +46,7 @@ func gitHubAppEnv(t *testing.T, dialect string) (*env, *githubapptest.Server, st
 	ao := filled.AccessTokenOrigins()
 	cred := store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID, TokenType: "Bearer", UpdatedAt: now,
 		AccessOrigins: store.StoredOrigins(ao)}
-	cred.AccessToken, err = e.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, ao), tok.AccessToken)
+	cred.AccessToken, err = e.creds.Seal(ctx, store.AccessTokenBinding(c, ao), tok.AccessToken)
 	require.NoError(t, err)
 	require.NoError(t, e.store.CreateConnection(ctx, c, cred))
 	return e, gh, c, tok.AccessToken.Reveal()

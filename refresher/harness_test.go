@@ -159,6 +159,7 @@ func (e *env) open(cc store.ConnectionCredential, bind func(workspaceID, connect
 	if b.Field == vault.RefreshTokenBinding("", "", nil).Field {
 		b, blob = bind(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.RefreshOrigins)), cc.Credential.RefreshToken
 	}
+	b.Context = cc.BindingContext() // a minted connection's configuration digest (store.AccessTokenBinding)
 	sec, err := e.creds.Open(context.Background(), b, blob)
 	require.NoError(e.t, err)
 	return sec.Reveal()

@@ -143,7 +143,7 @@ func (r *Refresher) accessBindingAuthentic(ctx context.Context, cl store.Claim, 
 		err = vault.ErrDecrypt // every stored OAuth, imported or minted connection has one
 	} else {
 		var t vault.Secret
-		t, err = r.creds.Open(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, store.BoundOrigins(cred.AccessOrigins)), cred.AccessToken)
+		t, err = r.creds.Open(ctx, store.AccessTokenBinding(c, store.BoundOrigins(cred.AccessOrigins)), cred.AccessToken)
 		t.Wipe()
 	}
 	if err == nil {
@@ -286,7 +286,7 @@ func (r *Refresher) commit(ctx context.Context, cl store.Claim, holder string, p
 		access, refresh = store.BoundOrigins(cred.AccessOrigins), store.BoundOrigins(cred.RefreshOrigins)
 	}
 	var err error
-	if rc.AccessToken, err = r.creds.Seal(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, access), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
+	if rc.AccessToken, err = r.creds.Seal(ctx, store.AccessTokenBinding(c, access), tok.AccessToken); err == nil && !tok.RefreshToken.IsZero() {
 		rc.RefreshToken, err = r.creds.Seal(ctx, vault.RefreshTokenBinding(c.WorkspaceID, c.ID, refresh), tok.RefreshToken)
 	}
 	if err != nil {

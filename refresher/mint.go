@@ -76,7 +76,7 @@ func openGrant(ctx context.Context, o Opener, cc store.ConnectionCredential) (va
 	if cc.Credential == nil || len(cc.Credential.GrantSecret) == 0 {
 		return vault.Secret{}, nil
 	}
-	return o.Open(ctx, vault.GrantSecretBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.GrantOrigins)), cc.Credential.GrantSecret)
+	return o.Open(ctx, store.GrantSecretBinding(cc.Connection, store.BoundOrigins(cc.Credential.GrantOrigins)), cc.Credential.GrantSecret)
 }
 
 // presented is the client a minted connection's calls (mint, revocation) present

@@ -233,7 +233,7 @@ func TestMintedConnectionWithoutTokenRefused(t *testing.T) {
 			AuthMode: string(oauthflow.AuthModeClientCredentials), Status: store.StatusActive, Scopes: store.Strings{},
 			Version: 1, CreatedAt: now, UpdatedAt: now}
 		grant := oauthflow.GrantClient{ClientID: "own", ClientSecret: secretOf("own-secret")}
-		sealed, err := e.creds.Seal(ctx, vault.GrantSecretBinding(c.WorkspaceID, c.ID, p.GrantSecretOrigins()), grant.Sealed())
+		sealed, err := e.creds.Seal(ctx, store.GrantSecretBinding(c, p.GrantSecretOrigins()), grant.Sealed())
 		require.NoError(t, err)
 		require.NoError(t, e.store.CreateConnection(ctx, c, store.Credential{ConnectionID: c.ID, WorkspaceID: c.WorkspaceID,
 			GrantSecret: sealed, GrantOrigins: store.StoredOrigins(p.GrantSecretOrigins()),

@@ -29,7 +29,7 @@ type failingCreate struct {
 var errStoreDown = errors.New("store: connection refused")
 
 func (f failingCreate) CreateConnection(ctx context.Context, c store.Connection, cred store.Credential, _ ...audit.Event) error {
-	tok, err := f.creds.Open(ctx, vault.AccessTokenBinding(c.WorkspaceID, c.ID, store.BoundOrigins(cred.AccessOrigins)), cred.AccessToken)
+	tok, err := f.creds.Open(ctx, store.AccessTokenBinding(c, store.BoundOrigins(cred.AccessOrigins)), cred.AccessToken)
 	if err == nil {
 		*f.token = tok.Reveal()
 	}

@@ -147,7 +147,7 @@ func (v *Revocations) revokeAt(ctx context.Context, cc store.ConnectionCredentia
 	}{
 		{vault.RefreshTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.RefreshOrigins)),
 			oauthflow.HintRefreshToken, cc.Credential.RefreshToken},
-		{vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.AccessOrigins)),
+		{store.AccessTokenBinding(cc.Connection, store.BoundOrigins(cc.Credential.AccessOrigins)),
 			oauthflow.HintAccessToken, cc.Credential.AccessToken},
 	} {
 		if len(t.env) == 0 || accessOnly && t.hint == oauthflow.HintRefreshToken {

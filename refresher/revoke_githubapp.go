@@ -24,7 +24,7 @@ func (v *Revocations) revokeGitHubApp(ctx context.Context, cc store.ConnectionCr
 	}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
-	bind := vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, store.BoundOrigins(cc.Credential.AccessOrigins))
+	bind := store.AccessTokenBinding(cc.Connection, store.BoundOrigins(cc.Credential.AccessOrigins))
 	use := vault.Use{WorkspaceID: cc.WorkspaceID, ConnectionID: cc.ID, Actor: actor, Purpose: vault.UseRevoke}
 	if err := vault.CheckOrigin(ctx, v.audit, use, p.GitHubAppRevocationURL(), bind.Origins); err != nil {
 		var oe *vault.OriginError

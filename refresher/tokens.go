@@ -176,7 +176,7 @@ func openCredential(ctx context.Context, creds Opener, cc store.ConnectionCreden
 		bind, sealed = vault.APIKeyBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.APIKey
 	case oauthflow.AuthModeOAuth2, oauthflow.AuthModeClientCredentials, oauthflow.AuthModeJWTBearer, oauthflow.AuthModeGitHubApp:
 		// An OAuth access token, or a minted one: sealed and bound alike.
-		bind, sealed = vault.AccessTokenBinding(cc.WorkspaceID, cc.ID, out.Origins), cc.Credential.AccessToken
+		bind, sealed = store.AccessTokenBinding(cc.Connection, out.Origins), cc.Credential.AccessToken
 		out.TokenType, out.ExpiresAt = tokenType(cc.Credential.TokenType), cc.ExpiresAt
 	default:
 		return out, fmt.Errorf("refresher: connection %s: unknown auth mode %q", cc.ID, cc.AuthMode)

@@ -149,6 +149,8 @@ def parse_envelope(b):
 def envelope_aad(header, purpose, binding):
     aad = lp32(header, binding["workspace_id"].encode(), binding["owner_id"].encode(),
                binding["field"].encode(), purpose.encode())
+    if binding.get("context"):
+        aad += lp32(b"context", binding["context"].encode())
     if binding["origins"] is not None:
         aad += lp32(b"origins") + lp32(*[o.encode() for o in binding["origins"]])
     return aad

@@ -39,8 +39,12 @@ const (
 	fieldGrantSecret = "grant_secret"
 )
 
-// originsPart introduces the origins in the associated data of a bound value.
-const originsPart = "origins"
+// originsPart introduces the origins in the associated data of a bound value, contextPart
+// its context (Binding.Context).
+const (
+	originsPart = "origins"
+	contextPart = "context"
+)
 
 // SystemWorkspaceID is the workspace that owns the proxy's own keys (state, API-key hash,
 // webhook and checkpoint key sets), sealed under the client-secret keyring.

@@ -53,6 +53,11 @@ type Binding struct {
 	// for a value that is not bound to origins, which encodes as the three parts above
 	// alone.
 	Origins Origins
+	// Context is what else the value was sealed for, when more than its owner decides where
+	// it may act: a minted connection's configuration digest (store.Connection.
+	// BindingContext: a GitHub App installation, a jwt_bearer subject). "" encodes nothing,
+	// so the associated data of every value sealed without one is unchanged.
+	Context string
 }
 
 func (b Binding) validate() error {
@@ -146,6 +151,9 @@ func appendLP[T string | []byte](dst []byte, parts ...T) []byte {
 func appendAAD(dst, header []byte, purpose Purpose, b Binding) []byte {
 	dst = appendLP(dst, header)
 	dst = appendLP(dst, b.WorkspaceID, b.OwnerID, b.Field, string(purpose))
+	if b.Context != "" { // before the origins: its marker, unlike an origin, is never a URL
+		dst = appendLP(dst, contextPart, b.Context)
+	}
 	if b.Origins != nil {
 		dst = appendLP(dst, originsPart)
 		dst = appendLP(dst, b.Origins...)

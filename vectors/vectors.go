@@ -52,6 +52,8 @@ func material(label string) []byte {
 
 func hx(b []byte) string { return hex.EncodeToString(b) }
 
+func sha256Of(s string) []byte { sum := sha256.Sum256([]byte(s)); return sum[:] }
+
 func lp(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {
@@ -80,7 +82,8 @@ type Binding struct {
 	WorkspaceID string   `json:"workspace_id"`
 	OwnerID     string   `json:"owner_id"`
 	Field       string   `json:"field"`
-	Origins     []string `json:"origins"` // null: not bound to origins
+	Origins     []string `json:"origins"`           // null: not bound to origins
+	Context     string   `json:"context,omitempty"` // "": none (docs/formats.md)
 }
 
 // Vault returns the vault.Binding.
@@ -89,13 +92,16 @@ func (b Binding) Vault() vault.Binding {
 	if b.Origins != nil {
 		o = vault.Origins(b.Origins)
 	}
-	return vault.Binding{WorkspaceID: b.WorkspaceID, OwnerID: b.OwnerID, Field: b.Field, Origins: o}
+	return vault.Binding{WorkspaceID: b.WorkspaceID, OwnerID: b.OwnerID, Field: b.Field, Origins: o, Context: b.Context}
 }
 
 // EnvelopeAAD is the associated data of docs/formats.md, written from the specification
 // (not with the vault's own encoder, which the test checks against it).
 func EnvelopeAAD(header []byte, purpose string, b Binding) []byte {
 	aad := lp(header, []byte(b.WorkspaceID), []byte(b.OwnerID), []byte(b.Field), []byte(purpose))
+	if b.Context != "" {
+		aad = append(aad, lp([]byte("context"), []byte(b.Context))...)
+	}
 	if b.Origins != nil {
 		aad = append(aad, lp([]byte("origins"))...)
 		for _, o := range b.Origins {
@@ -151,6 +157,10 @@ func Envelope() EnvelopeFile {
 	secret := Binding{WorkspaceID: "ws_vectors", OwnerID: "prov_vectors", Field: "client_secret",
 		Origins: []string{"https://github.com:443"}}
 	webhook := Binding{WorkspaceID: "ws_vectors", OwnerID: "ws_vectors", Field: "webhook_secret"}
+	minted := Binding{WorkspaceID: "ws_vectors", OwnerID: "conn_vectors", Field: "access_token",
+		Origins: []string{"https://api.github.com:443"},
+		// "connection_config:" + hex(SHA-256(`{"installation_id":"42"}`))
+		Context: "connection_config:" + hx(sha256Of(`{"installation_id":"42"}`))}
 	for i, c := range []struct {
 		name, purpose string
 		b             Binding
@@ -160,6 +170,7 @@ func Envelope() EnvelopeFile {
 		{"client secret bound to the token origin", "client_secrets", secret, "s3cr3t-client-secret"},
 		{"webhook secret, not bound to origins", "credentials", webhook, "whsec_vectors"},
 		{"empty plaintext", "credentials", Binding{WorkspaceID: "ws_vectors", OwnerID: "conn_vectors", Field: "api_key", Origins: []string{}}, ""},
+		{"minted access token with its connection's context", "credentials", minted, "ghs_16C7e42F292c6912E7710c838347Ae178B4a"},
 	} {
 		nonce := material(fmt.Sprintf("nonce %d", i))[:vault.NonceSize]
 		env, aad := seal(dek, dekID, c.purpose, c.b, nonce, []byte(c.pt))
@@ -183,6 +194,8 @@ func Envelope() EnvelopeFile {
 	moreOrigins.Origins = []string{"https://api.github.com:443", "https://evil.example:443", "https://github.com:443"}
 	emptyOrigins := access
 	emptyOrigins.Origins = []string{}
+	withContext := access
+	withContext.Context = minted.Context
 	id := func(e []byte) []byte { return e }
 	f.Invalid = []BadEnvelope{
 		mut("ciphertext byte flipped", flip(hdr), access, "credentials", "decrypt"),
@@ -195,6 +208,7 @@ func Envelope() EnvelopeFile {
 		mut("origins left out", id, noOrigins, "credentials", "decrypt"),
 		mut("an origin added", id, moreOrigins, "credentials", "decrypt"),
 		mut("empty origins instead of two", id, emptyOrigins, "credentials", "decrypt"),
+		mut("a context added", id, withContext, "credentials", "decrypt"),
 		mut("unknown version", func(e []byte) []byte { e[0] = 0x02; return e }, access, "credentials", "malformed"),
 		mut("DEK id length 0", func(e []byte) []byte { e[1] = 0; return e }, access, "credentials", "malformed"),
 		mut("DEK id length 65", func(e []byte) []byte { e[1] = 65; return e }, access, "credentials", "malformed"),

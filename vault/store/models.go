@@ -1,9 +1,12 @@
 package store
 
 import (
+	"crypto/sha256"
 	"database/sql/driver"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/authpipe/authpipe-proxy/vault"
@@ -306,3 +309,37 @@ type auditRow struct {
 }
 
 func (auditRow) TableName() string { return "audit_events" }
+
+// mintedModes are the auth modes whose access tokens the proxy mints from a grant
+// (oauthflow.AuthMode.Minted; store cannot import oauthflow).
+var mintedModes = []string{"oauth2_client_credentials", "jwt_bearer", "github_app"}
+
+// BindingContext is what a minted connection's credentials (its access token and grant
+// secret) are sealed for besides their origins: the digest of its connection_config,
+// which says whom a mint acts for (a GitHub App installation, a jwt_bearer subject, a
+// tenant path segment) without moving any origin. A database writer who edits the
+// configuration makes them unopenable, so the next mint is refused before anything is sent
+// (refresher accessBindingAuthentic). "" for every other connection: their associated data
+// is unchanged (their configuration only fills host labels and paths under origins they
+// are bound to).
+func (c Connection) BindingContext() string {
+	if !slices.Contains(mintedModes, c.AuthMode) {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(JSONObject(ParseJSONObject(c.ConnectionConfig))))
+	return "connection_config:" + hex.EncodeToString(sum[:])
+}
+
+// AccessTokenBinding is vault.AccessTokenBinding of c's access token, with its BindingContext.
+func AccessTokenBinding(c Connection, origins vault.Origins) vault.Binding {
+	b := vault.AccessTokenBinding(c.WorkspaceID, c.ID, origins)
+	b.Context = c.BindingContext()
+	return b
+}
+
+// GrantSecretBinding is vault.GrantSecretBinding of c's grant secret, with its BindingContext.
+func GrantSecretBinding(c Connection, origins vault.Origins) vault.Binding {
+	b := vault.GrantSecretBinding(c.WorkspaceID, c.ID, origins)
+	b.Context = c.BindingContext()
+	return b
+}
