@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/authpipe/authpipe-proxy/vault/store"
 )
 
 func TestMachineModesValidate(t *testing.T) {
@@ -76,4 +78,21 @@ func TestParseCatalogNameOnceAcrossFiles(t *testing.T) {
 	c, err := LoadCatalog()
 	require.NoError(t, err)
 	require.Greater(t, c.Len(), 100)
+}
+
+// TestBindingContextCoversMintedModes: the store's list of minted modes (it cannot import
+// this package) is AuthMode.Minted — a minted connection's token and grant secret carry
+// its configuration's digest, every other connection's associated data is unchanged.
+func TestBindingContextCoversMintedModes(t *testing.T) {
+	for _, m := range []AuthMode{AuthModeOAuth2, AuthModeAPIKey, AuthModeBasic, AuthModeClientCredentials, AuthModeJWTBearer, AuthModeGitHubApp} {
+		c := store.Connection{AuthMode: string(m), ConnectionConfig: `{"installation_id":"42"}`}
+		require.Equal(t, m.Minted(), c.BindingContext() != "", m)
+	}
+	a := store.Connection{AuthMode: string(AuthModeGitHubApp), ConnectionConfig: `{"installation_id":"42"}`}
+	b := a
+	b.ConnectionConfig = `{"installation_id":"43"}`
+	require.NotEqual(t, a.BindingContext(), b.BindingContext())
+	b.ConnectionConfig = `{ "installation_id" : "42" }`
+	require.Equal(t, a.BindingContext(), b.BindingContext(), "the digest is of the parsed configuration")
+	require.Equal(t, store.Connection{AuthMode: "jwt_bearer"}.BindingContext(), store.Connection{AuthMode: "jwt_bearer", ConnectionConfig: "{}"}.BindingContext())
 }
