@@ -232,12 +232,7 @@ func (a *App) startLifecycle(ctx context.Context) (stop func()) {
 		_, err := a.Store.DeleteExpiredInboundWebhookSeen(ctx, a.clock(), 5000)
 		return err
 	})
-	job("connections", time.Minute, a.CountConnections)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if err := a.CountConnections(cctx); err != nil && ctx.Err() == nil {
-		a.Log.WarnContext(cctx, "lifecycle job failed", "job", "connections", "err", err)
-	}
-	cancel()
+	job("connections", time.Minute, a.CountConnections) // and once at start-up, when ready (serve.go)
 	c.Start()
 	return func() { <-c.Stop().Done() }
 }

@@ -177,6 +177,13 @@ func (a *App) bootstrapLoop(ctx context.Context) {
 				a.Server.SetReady(false)
 			}
 			a.Log.Info("ready")
+			// The connections gauge at once, not a minute later; only now, when the
+			// schema exists (a fresh database is migrated by Bootstrap).
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := a.CountConnections(cctx); err != nil && ctx.Err() == nil {
+				a.Log.WarnContext(cctx, "lifecycle job failed", "job", "connections", "err", err)
+			}
+			cancel()
 			return
 		}
 		a.Log.Warn("start-up work failed; retrying", "err", err, "retry_in", delay.String())
