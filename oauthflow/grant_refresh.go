@@ -41,7 +41,7 @@ func refreshGrant(ctx context.Context, hc *http.Client, p Provider, client Clien
 		if err != nil {
 			return Token{}, err
 		}
-		if out.RefreshToken.Reveal() == old {
+		if out.RefreshToken.Equal(refreshToken) { // constant time (secret.Equal)
 			out.RefreshToken.Wipe() // the same one back: keep the old
 			out.RefreshToken = vault.Secret{}
 		}
