@@ -36,7 +36,7 @@ func sealGrant(ctx context.Context, creds Sealer, p Provider, conn *store.Connec
 	cred := store.Credential{ConnectionID: id, WorkspaceID: ws, TokenType: tok.TokenType, UpdatedAt: now,
 		AccessOrigins: store.StoredOrigins(access), RefreshOrigins: store.StoredOrigins(refresh)}
 	var err error
-	if cred.AccessToken, err = creds.Seal(ctx, vault.AccessTokenBinding(ws, id, access), tok.AccessToken); err != nil {
+	if cred.AccessToken, err = creds.Seal(ctx, store.AccessTokenBinding(*conn, access), tok.AccessToken); err != nil { // the one binding of a connection's access token
 		return store.Credential{}, err
 	}
 	if !tok.RefreshToken.IsZero() {
